@@ -1,0 +1,383 @@
+"""Clocks that measure SLA time: wall-clock time or business (open) hours.
+
+Every instant is an ``int`` of microseconds since the Unix epoch (UTC) and every duration is an
+``int`` of microseconds, so replay arithmetic is exact and cheap. Nothing here reads the wall
+clock or does I/O (apart from the ``holidays`` package's built-in data).
+
+Business time model
+-------------------
+A :class:`BusinessCalendar` is open on a local date when the date's weekday is listed and the
+date is neither a public holiday nor a closure. Each open date contributes ONE half-open
+interval ``[open_at, close_at)`` of UTC microseconds, where ``open_at`` / ``close_at`` are the
+*first instant at which the local wall clock shows that date and time or later*:
+
+* ordinary wall times map to their only instant;
+* a wall time repeated by a DST fall-back (a fold) maps to its FIRST occurrence (zoneinfo
+  ``fold=0``), so a day open 01:00-04:00 on a fall-back night is one hour longer in real time;
+* a wall time skipped by a DST spring-forward (a gap) maps to the transition instant, i.e. it is
+  shifted forward to the first wall time that exists; a day open 00:00-06:00 on a spring-forward
+  night is one hour shorter, and a day whose hours lie entirely inside the gap is closed.
+
+This mapping is non-decreasing in wall time, so the intervals of successive dates are ordered
+and disjoint, which is what makes every law below hold. With ``P(t)`` = business microseconds
+before ``t`` (counted from any fixed origin):
+
+* ``between(a, b) = P(b) - P(a)`` = business microseconds inside ``[a, b)``; 0 when ``b <= a``.
+* ``add(s, 0) == s``; for ``d > 0``, ``add(s, d)`` is the EARLIEST ``u`` with
+  ``between(s, u) == d``. Because intervals are half-open, the result may be a closing instant
+  (a 1h30 target from Friday 17:00 with 18:30 closing is due Friday 18:30, not Monday 08:00),
+  but never lies further inside a closed period: the microsecond before it is always open.
+* Hence ``between(s, add(s, d)) == d``, ``add`` is monotonic in ``s`` and ``d``, ``between`` is
+  additive and ``<= b - a``, and ``add(add(s, d1), d2) == add(s, d1 + d2)``: adding from a
+  closing instant continues at the next opening.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from typing import Protocol, runtime_checkable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays as holidays_lib
+
+__all__ = [
+    "BusinessCalendar",
+    "Clock",
+    "ElapsedClock",
+    "Micros",
+    "NoBusinessTimeError",
+]
+
+Micros = int
+"""An instant (microseconds since 1970-01-01T00:00:00Z) or a duration in microseconds."""
+
+_SECOND: Micros = 1_000_000
+_DAY: Micros = 86_400 * _SECOND
+_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH_NAIVE = dt.datetime(1970, 1, 1)
+_AVG_YEAR: Micros = 31_556_952 * _SECOND  # Gregorian mean year: a first guess of the local year
+_MIN_YEAR = 2  # keep Jan 1 of year-1 and year+1 representable as datetimes
+_MAX_YEAR = 9997
+_MAX_EMPTY_YEARS = 2  # add() gives up after this many whole local years without business time
+
+
+class NoBusinessTimeError(ValueError):
+    """The calendar has no open time for so long that a target can never be reached."""
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """What the SLA core needs from a clock: move forward by a duration, measure a span."""
+
+    def add(self, start: Micros, duration: Micros) -> Micros:
+        """The earliest instant ``duration`` of this clock's time after ``start``."""
+        ...
+
+    def between(self, start: Micros, end: Micros) -> Micros:
+        """This clock's time inside ``[start, end)``; 0 if ``end <= start``."""
+        ...
+
+
+class ElapsedClock:
+    """Wall time: every microsecond counts (24x7 SLAs)."""
+
+    __slots__ = ()
+
+    day_length: Micros = _DAY
+    """A "day" on a 24x7 clock is 24 hours, so ``1bd`` durations still mean something."""
+
+    def add(self, start: Micros, duration: Micros) -> Micros:
+        """``start + duration``."""
+        return start + duration
+
+    def between(self, start: Micros, end: Micros) -> Micros:
+        """``end - start``, never negative."""
+        return end - start if end > start else 0
+
+    def is_open(self, instant: Micros) -> bool:
+        """Always open."""
+        return True
+
+    def __repr__(self) -> str:
+        return "ElapsedClock()"
+
+
+class _Year:
+    """The open intervals of one LOCAL calendar year, with prefix sums for O(log n) lookups.
+
+    Covers the instants ``[lo, hi)`` = [local Jan 1 00:00 of ``year``, same of ``year + 1``).
+    ``cum[i]`` is the business time in the intervals before interval ``i``; ``cum[-1]`` == total.
+    """
+
+    __slots__ = ("cum", "ends", "hi", "lo", "starts", "total", "year")
+
+    def __init__(
+        self, year: int, lo: Micros, hi: Micros, starts: list[Micros], ends: list[Micros]
+    ) -> None:
+        self.year = year
+        self.lo = lo
+        self.hi = hi
+        self.starts = starts
+        self.ends = ends
+        cum = [0]
+        running = 0
+        for start, end in zip(starts, ends, strict=True):
+            running += end - start
+            cum.append(running)
+        self.cum = cum
+        self.total: Micros = running
+
+    def before(self, t: Micros) -> Micros:
+        """Business time in ``[lo, t)`` for ``lo <= t <= hi``."""
+        i = bisect.bisect_right(self.ends, t)
+        if i < len(self.starts) and self.starts[i] < t:
+            return self.cum[i] + t - self.starts[i]
+        return self.cum[i]
+
+
+def _time_micros(value: dt.time) -> Micros:
+    return ((value.hour * 60 + value.minute) * 60 + value.second) * _SECOND + value.microsecond
+
+
+def _parse_holiday_spec(spec: str) -> tuple[str, str | None]:
+    """``"CA-ON"`` -> Canada, Ontario; ``"US"`` -> whole country. ValueError names a bad spec."""
+    country, _, subdiv = spec.strip().partition("-")
+    parsed = (country.upper(), subdiv.upper() or None)
+    if not country:
+        raise ValueError(f"bad holiday spec {spec!r}: expected COUNTRY or COUNTRY-SUBDIVISION")
+    try:
+        _holiday_dates(parsed, 2000)
+    except (NotImplementedError, KeyError, ValueError) as exc:
+        raise ValueError(f"bad holiday spec {spec!r}: {exc}") from exc
+    return parsed
+
+
+def _holiday_dates(spec: tuple[str, str | None], year: int) -> set[dt.date]:
+    """Public holidays (with "observed" substitute days) of one year, per the package."""
+    table = holidays_lib.country_holidays(spec[0], subdiv=spec[1], years=year)
+    return {day for day in table if day.year == year}
+
+
+class BusinessCalendar:
+    """Business hours in a time zone: open ``opens``-``closes`` local time on ``weekdays``.
+
+    Weekdays not listed, dates of ``holidays`` (a ``holidays`` package spec such as ``"CA-ON"``
+    or ``"US"``) and ``closures`` are closed all day. See the module docstring for the laws and
+    for how DST gaps and folds are resolved. Open intervals are computed lazily one local year
+    at a time and cached with prefix sums, so ``add``/``between``/``is_open`` cost a couple of
+    binary searches regardless of the span.
+    """
+
+    day_length: Micros
+    """Nominal open-to-close length of a business day (10h30 for 08:00-18:30); ``1bd``."""
+
+    def __init__(
+        self,
+        timezone: str,
+        opens: dt.time,
+        closes: dt.time,
+        weekdays: Iterable[int],
+        holidays: str | None = None,
+        closures: Iterable[dt.date] = (),
+    ) -> None:
+        try:
+            self._tz = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {timezone!r}") from exc
+        if opens.tzinfo is not None or closes.tzinfo is not None:
+            raise ValueError("opens/closes are local wall times and must be naive")
+        if not opens < closes:
+            raise ValueError(f"opens ({opens}) must be before closes ({closes})")
+        days = frozenset(weekdays)
+        if not days:
+            raise ValueError("a business calendar needs at least one weekday")
+        if not days <= frozenset(range(7)):
+            raise ValueError(f"weekdays must be 0 (Monday) .. 6 (Sunday), got {sorted(days)}")
+        self.timezone = timezone
+        self.opens = opens.replace(fold=0)
+        self.closes = closes.replace(fold=0)
+        self.weekdays = days
+        self.holidays = holidays
+        self.closures = frozenset(closures)
+        self.day_length = _time_micros(closes) - _time_micros(opens)
+        self._holiday_spec = _parse_holiday_spec(holidays) if holidays is not None else None
+        self._holiday_cache: dict[int, frozenset[dt.date]] = {}
+        self._years: dict[int, _Year] = {}
+        self._last: _Year | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"BusinessCalendar({self.timezone!r}, {self.opens!r}, {self.closes!r}, "
+            f"{sorted(self.weekdays)!r}, holidays={self.holidays!r}, "
+            f"closures=<{len(self.closures)} dates>)"
+        )
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def is_open(self, instant: Micros) -> bool:
+        """Whether ``instant`` lies inside an open interval (closing instants are closed)."""
+        y = self._year_at(instant)
+        i = bisect.bisect_right(y.ends, instant)
+        return i < len(y.starts) and y.starts[i] <= instant
+
+    def between(self, start: Micros, end: Micros) -> Micros:
+        """Business microseconds inside ``[start, end)``; 0 if ``end <= start``."""
+        if end <= start:
+            return 0
+        a = self._year_at(start)
+        if end < a.hi:
+            return a.before(end) - a.before(start)
+        total = a.total - a.before(start)
+        year = a.year + 1
+        y = self._year(year)
+        while end >= y.hi:
+            total += y.total
+            year += 1
+            y = self._year(year)
+        self._last = y
+        return total + y.before(end)
+
+    def add(self, start: Micros, duration: Micros) -> Micros:
+        """The earliest instant ``u`` with ``between(start, u) == duration``; ``start`` if 0.
+
+        Raises ValueError for a negative duration and :class:`NoBusinessTimeError` when the
+        target lies beyond two whole local years without any business time.
+        """
+        if duration <= 0:
+            if duration == 0:
+                return start
+            raise ValueError(f"negative business duration {duration}")
+        y = self._year_at(start)
+        target = y.before(start) + duration
+        empty = 0
+        while target > y.total:
+            target -= y.total
+            y = self._year(y.year + 1)
+            if y.total:
+                empty = 0
+            else:
+                empty += 1
+                if empty >= _MAX_EMPTY_YEARS:
+                    raise NoBusinessTimeError(
+                        f"{self!r} has no business time in local years "
+                        f"{y.year - empty + 1}..{y.year}"
+                    )
+        self._last = y
+        j = bisect.bisect_left(y.cum, target) - 1
+        return y.starts[j] + target - y.cum[j]
+
+    def open_intervals(self, start: Micros, end: Micros) -> Iterator[tuple[Micros, Micros]]:
+        """The open intervals clipped to ``[start, end)``, in order (for tests and debugging)."""
+        if end <= start:
+            return
+        y = self._year_at(start)
+        while y.lo < end:
+            i = bisect.bisect_right(y.ends, start)
+            for s, e in zip(y.starts[i:], y.ends[i:], strict=True):
+                if s >= end:
+                    return
+                yield max(s, start), min(e, end)
+            y = self._year(y.year + 1)
+
+    def is_business_day(self, day: dt.date) -> bool:
+        """Whether ``day`` (a local date) is an open weekday, not a holiday, not a closure."""
+        return (
+            day.weekday() in self.weekdays
+            and day not in self.closures
+            and day not in self._holidays_in(day.year)
+        )
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _holidays_in(self, year: int) -> frozenset[dt.date]:
+        if self._holiday_spec is None:
+            return frozenset()
+        found = self._holiday_cache.get(year)
+        if found is None:
+            found = self._holiday_cache[year] = frozenset(_holiday_dates(self._holiday_spec, year))
+        return found
+
+    def _year_at(self, t: Micros) -> _Year:
+        """The cached local year containing instant ``t``."""
+        y = self._last
+        if y is not None and y.lo <= t < y.hi:
+            return y
+        year = 1970 + t // _AVG_YEAR
+        y = self._year(year)
+        while t < y.lo:
+            year -= 1
+            y = self._year(year)
+        while t >= y.hi:
+            year += 1
+            y = self._year(year)
+        self._last = y
+        return y
+
+    def _year(self, year: int) -> _Year:
+        y = self._years.get(year)
+        if y is None:
+            y = self._years[year] = self._build_year(year)
+        return y
+
+    def _build_year(self, year: int) -> _Year:
+        if not _MIN_YEAR <= year <= _MAX_YEAR:
+            raise ValueError(f"instant outside the supported local years {_MIN_YEAR}..{_MAX_YEAR}")
+        midnight = dt.time(0)
+        lo = self._first_reaching(dt.date(year, 1, 1), midnight)
+        hi = self._first_reaching(dt.date(year + 1, 1, 1), midnight)
+        closed = self.closures | self._holidays_in(year)
+        starts: list[Micros] = []
+        ends: list[Micros] = []
+        day = dt.date(year, 1, 1)
+        one = dt.timedelta(days=1)
+        while day.year == year:
+            if day.weekday() in self.weekdays and day not in closed:
+                o = self._first_reaching(day, self.opens)
+                c = self._first_reaching(day, self.closes)
+                if c > o:  # empty only when both ends fall into the same DST gap
+                    starts.append(o)
+                    ends.append(c)
+            day += one
+        return _Year(year, lo, hi, starts, ends)
+
+    def _first_reaching(self, day: dt.date, wall: dt.time) -> Micros:
+        """First instant whose local wall clock reads ``day wall`` or later.
+
+        That is the fold=0 (first) occurrence of a repeated wall time and, for a wall time
+        skipped by a DST gap, the transition instant (shift forward to the first existing time).
+        """
+        naive = dt.datetime.combine(day, wall)
+        wall_us = _naive_micros(naive)
+        offset = _offset_micros(naive.replace(tzinfo=self._tz))  # fold=0
+        guess = wall_us - offset
+        if self._wall_micros(guess) == wall_us:
+            return guess
+        # In a gap: fold=0 used the pre-transition offset, so ``guess`` is past the transition
+        # and the fold=1 reading (post-transition offset) lies before it. Bisect for it.
+        before = wall_us - _offset_micros(naive.replace(tzinfo=self._tz, fold=1))
+        lo, hi = min(before, guess), max(before, guess)
+        while hi - lo > 1:  # invariant: wall(lo) < wall_us <= wall(hi)
+            mid = (lo + hi) // 2
+            if self._wall_micros(mid) >= wall_us:
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+    def _wall_micros(self, t: Micros) -> Micros:
+        """Local wall time of instant ``t`` as naive microseconds since 1970-01-01 00:00."""
+        moment = _EPOCH_UTC + dt.timedelta(microseconds=t)
+        return t + _offset_micros(moment.astimezone(self._tz))
+
+
+def _naive_micros(naive: dt.datetime) -> Micros:
+    delta = naive - _EPOCH_NAIVE
+    return (delta.days * 86_400 + delta.seconds) * _SECOND + delta.microseconds
+
+
+def _offset_micros(aware: dt.datetime) -> Micros:
+    offset = aware.utcoffset()
+    assert offset is not None
+    return (offset.days * 86_400 + offset.seconds) * _SECOND + offset.microseconds
