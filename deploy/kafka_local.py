@@ -1,0 +1,915 @@
+"""A real single-node Apache Kafka broker (KRaft mode) without Docker.
+
+The broker is the genuine Apache Kafka server: its jars are resolved from Maven
+Central with Maven (``deploy/kafka/pom.xml``) into a cache folder, and it runs as
+``java -cp 'libs/*' kafka.Kafka server.properties`` on loopback ports chosen at
+start.  Requires Java 17+ and, for the first resolve only, Maven.
+
+Kafka version: 4.1.1 (override with ``ESCALATOR_KAFKA_VERSION``).  Checked with
+aiokafka 0.14.0 and faust-streaming 0.15.3: admin client, plain and transactional
+producers (commit and abort), read_committed consumers in a group, and a faust
+``exactly_once`` agent with a table all work against it, so no fall-back to 3.9 is
+needed.
+
+Python API::
+
+    with LocalKafka() as kafka:
+        print(kafka.bootstrap_servers)  # "127.0.0.1:PORT"
+
+CLI::
+
+    python -m deploy.kafka_local fetch               # resolve the jars (idempotent)
+    python -m deploy.kafka_local start [--port N] [--data-dir D] [--foreground]
+    python -m deploy.kafka_local status [--data-dir D]
+    python -m deploy.kafka_local stop [--data-dir D] [--purge]
+
+Environment: ``ESCALATOR_KAFKA_HOME`` (cache folder, default
+``~/.cache/escalator/kafka-<version>``), ``ESCALATOR_KAFKA_VERSION``,
+``ESCALATOR_KAFKA_HEAP`` (default ``512m``), ``JAVA_HOME``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import concurrent.futures
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Coroutine, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+DEFAULT_KAFKA_VERSION = "4.1.1"
+DEFAULT_HEAP = "512m"
+READINESS_TOPIC = "escalator-readiness"
+POM_PATH = Path(__file__).resolve().parent / "kafka" / "pom.xml"
+STATE_FILE = "state.json"
+PORTS_FILE = "ports.json"  # kept after stop, so a restart reuses the same ports
+_COMPLETE_MARKER = ".resolved"
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+class KafkaLocalError(RuntimeError):
+    """The local broker could not be resolved, started or reached."""
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def kafka_version() -> str:
+    return os.environ.get("ESCALATOR_KAFKA_VERSION", DEFAULT_KAFKA_VERSION)
+
+
+def kafka_home(version: str | None = None) -> Path:
+    env = os.environ.get("ESCALATOR_KAFKA_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "escalator" / f"kafka-{version or kafka_version()}"
+
+
+def default_run_dir(version: str | None = None) -> Path:
+    """Where the CLI keeps a long-running broker's data, config, log and state."""
+    return kafka_home(version) / "run"
+
+
+# ------------------------------------------------------------------------ resolve
+
+
+@dataclass(frozen=True)
+class Resolved:
+    libs: Path
+    version: str
+    seconds: float
+    cached: bool
+    jar_count: int
+
+
+def _is_resolved(libs: Path, version: str) -> bool:
+    marker = libs / _COMPLETE_MARKER
+    return (
+        marker.is_file()
+        and marker.read_text().strip() == version
+        and (libs / f"kafka_2.13-{version}.jar").is_file()
+    )
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def resolve_jars(version: str | None = None, home: Path | None = None) -> Resolved:
+    """Resolve kafka_2.13 and its runtime dependencies into ``<home>/libs``.
+
+    Idempotent: returns at once when the folder already holds a complete resolve.
+    Safe against concurrent callers (file lock) and interrupted runs (the jars are
+    copied into a temporary folder which is renamed when complete).
+    """
+    version = version or kafka_version()
+    home = home or kafka_home(version)
+    libs = home / "libs"
+    started = time.monotonic()
+    if _is_resolved(libs, version):
+        return Resolved(libs, version, time.monotonic() - started, True, _jar_count(libs))
+    with _file_lock(home / ".resolve.lock"):
+        if _is_resolved(libs, version):
+            return Resolved(libs, version, time.monotonic() - started, True, _jar_count(libs))
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise KafkaLocalError(
+                "Maven (mvn) is needed once to resolve the Kafka jars and was not found on "
+                "PATH; run `bash deploy/setup.sh` or install Maven (apt-get install maven)."
+            )
+        if not POM_PATH.is_file():
+            raise KafkaLocalError(f"missing {POM_PATH}")
+        tmp = Path(tempfile.mkdtemp(prefix="libs.tmp-", dir=home))
+        cmd = [
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(POM_PATH),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={tmp}",
+            f"-Dkafka.version={version}",
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0 or not (tmp / f"kafka_2.13-{version}.jar").is_file():
+            shutil.rmtree(tmp, ignore_errors=True)
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+            raise KafkaLocalError(
+                f"resolving org.apache.kafka:kafka_2.13:{version} with Maven failed "
+                f"(exit {proc.returncode}):\n{tail}"
+            )
+        (tmp / _COMPLETE_MARKER).write_text(version + "\n")
+        if libs.exists():
+            shutil.rmtree(libs)
+        tmp.rename(libs)
+    return Resolved(libs, version, time.monotonic() - started, False, _jar_count(libs))
+
+
+def _jar_count(libs: Path) -> int:
+    return sum(1 for _ in libs.glob("*.jar"))
+
+
+# --------------------------------------------------------------------------- java
+
+
+def find_java() -> str:
+    """Path of a Java 17+ ``java``: ``$JAVA_HOME/bin/java``, else ``java`` on PATH."""
+    candidates: list[str] = []
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        candidates.append(str(Path(java_home) / "bin" / "java"))
+    on_path = shutil.which("java")
+    if on_path:
+        candidates.append(on_path)
+    for cand in candidates:
+        if not os.access(cand, os.X_OK):
+            continue
+        major = _java_major(cand)
+        if major is not None and major >= 17:
+            return cand
+    raise KafkaLocalError(
+        "Kafka 4 needs Java 17 or newer and none was found (JAVA_HOME or java on PATH); "
+        "install it, e.g. `apt-get install --no-install-recommends openjdk-17-jre-headless`."
+    )
+
+
+def _java_major(java: str) -> int | None:
+    try:
+        out = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    if major == 1 and match.group(2):  # "1.8.0_x"
+        major = int(match.group(2))
+    return major
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _run_coro(coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
+    """Run a coroutine to completion in a private event loop on a helper thread.
+
+    Works whether or not the caller is itself inside a running event loop.
+    """
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kafka-local") as pool:
+        return pool.submit(asyncio.run, coro).result(timeout=timeout)
+
+
+def _new_cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding.
+
+    Never starting with "-", which the storage tool's argument parser would take for
+    an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child
+    """Child-side: get SIGTERM when the parent (thread) that started us dies."""
+    os.setsid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except Exception:
+        pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is dead for our purposes
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _pid_cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _terminate_pid(pid: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL."""
+    if proc is not None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        return
+    if not _pid_alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _pid_alive(pid):
+        time.sleep(0.1)
+
+
+# ------------------------------------------------------------------ broker checks
+
+
+async def _describe_cluster(bootstrap: str, timeout_ms: int = 5000) -> dict[str, Any]:
+    from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=timeout_ms,
+        client_id="escalator-kafka-local",
+    )
+    await admin.start()
+    try:
+        cluster: dict[str, Any] = await admin.describe_cluster()
+    finally:
+        await admin.close()
+    return cluster
+
+
+async def _warm_up(bootstrap: str) -> None:
+    """Exercise what the engine relies on so that the first real client is fast.
+
+    Creates the readiness topic, commits one record through a transactional
+    producer (creates ``__transaction_state``) and commits an offset for a consumer
+    group reading with read_committed (creates ``__consumer_offsets``).
+    """
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError  # type: ignore[import-untyped]
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics([NewTopic(READINESS_TOPIC, 1, 1)])
+    finally:
+        await admin.close()
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        transactional_id=f"escalator-readiness-{uuid.uuid4().hex[:12]}",
+        request_timeout_ms=15000,
+    )
+    await producer.start()
+    try:
+        async with producer.transaction():
+            await producer.send_and_wait(READINESS_TOPIC, b"ready")
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(
+        READINESS_TOPIC,
+        bootstrap_servers=bootstrap,
+        group_id="escalator-readiness",
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            if any(batches.values()):
+                await consumer.commit()
+                return
+        raise KafkaLocalError("warm-up consumer read nothing from the readiness topic in 30 s")
+    finally:
+        await consumer.stop()
+
+
+def check_broker(bootstrap: str, timeout: float = 10.0) -> dict[str, Any]:
+    """Ask the broker for its cluster description (a real Kafka request)."""
+    return _run_coro(_describe_cluster(bootstrap, int(timeout * 1000)), timeout + 5)
+
+
+# ------------------------------------------------------------------------- config
+
+
+LOG4J2_PROPERTIES = """\
+status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.config.name = org.apache.kafka.common.config.AbstractConfig
+logger.config.level = WARN
+logger.storage.name = org.apache.kafka.storage
+logger.storage.level = WARN
+logger.log.name = kafka.log
+logger.log.level = WARN
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+def server_properties(
+    *, port: int, controller_port: int, log_dir: Path, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(log_dir),
+        "num.partitions": "1",
+        "default.replication.factor": "1",
+        "min.insync.replicas": "1",
+        "auto.create.topics.enable": "true",
+        "delete.topic.enable": "true",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "10",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "10",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "log.retention.hours": "24",
+        "log.segment.bytes": str(64 * 1024 * 1024),
+        "num.recovery.threads.per.data.dir": "1",
+        "num.network.threads": "2",
+        "num.io.threads": "4",
+    }
+    props.update(extra or {})
+    return props
+
+
+def _write_properties(path: Path, props: Mapping[str, str]) -> None:
+    lines = ["# written by deploy/kafka_local.py"]
+    lines += [f"{key}={value}" for key, value in props.items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+# ------------------------------------------------------------------------- broker
+
+
+class LocalKafka:
+    """A single-node KRaft Kafka broker running as a child ``java`` process.
+
+    ``data_dir`` None means a temporary folder, deleted by :meth:`stop`.  With a
+    ``data_dir``, the data survives and a later start reuses it (and its ports when
+    they are still free).  ``detached`` leaves the broker running after this Python
+    process exits (the CLI's ``start``); otherwise the broker gets SIGTERM when the
+    thread that started it dies, so a crashed test run leaves no broker behind.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        controller_port: int | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        version: str | None = None,
+        home: str | os.PathLike[str] | None = None,
+        heap: str | None = None,
+        startup_timeout: float = 120.0,
+        stop_timeout: float = 30.0,
+        detached: bool = False,
+        warm_up: bool = True,
+        extra_config: Mapping[str, str] | None = None,
+    ) -> None:
+        self.version = version or kafka_version()
+        self.home = Path(home) if home else kafka_home(self.version)
+        self.heap = heap or os.environ.get("ESCALATOR_KAFKA_HEAP", DEFAULT_HEAP)
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.detached = detached
+        self.warm_up = warm_up
+        self.extra_config = dict(extra_config or {})
+        self._requested_port = port
+        self._requested_controller_port = controller_port
+        self._owns_dir = data_dir is None
+        self._data_dir = Path(data_dir).expanduser().resolve() if data_dir else None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.port: int | None = None
+        self.controller_port: int | None = None
+        self.pid: int | None = None
+        self.start_seconds: float | None = None
+        self.resolved: Resolved | None = None
+
+    # -- properties
+    @property
+    def run_dir(self) -> Path:
+        if self._data_dir is None:
+            raise KafkaLocalError("broker not started")
+        return self._data_dir
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "broker.log"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        if self.port is None:
+            raise KafkaLocalError("broker not started")
+        return f"127.0.0.1:{self.port}"
+
+    # -- lifecycle
+    def start(self) -> LocalKafka:
+        if self._proc is not None:
+            return self
+        started = time.monotonic()
+        self.resolved = resolve_jars(self.version, self.home)
+        java = find_java()
+        if self._data_dir is None:
+            self._data_dir = Path(tempfile.mkdtemp(prefix="escalator-kafka-"))
+        run_dir = self._data_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        kafka_data = run_dir / "kafka-data"
+        running = _read_state(run_dir)
+        if running and _pid_alive(int(running["pid"])):
+            raise KafkaLocalError(
+                f"a broker (pid {running['pid']}) already runs from {run_dir} "
+                f"on {running['bootstrap_servers']}"
+            )
+        previous = _read_json(run_dir / PORTS_FILE)
+        self.port = self._pick_port(self._requested_port, previous, "port")
+        self.controller_port = self._pick_port(
+            self._requested_controller_port, previous, "controller_port", avoid=self.port
+        )
+        props = server_properties(
+            port=self.port,
+            controller_port=self.controller_port,
+            log_dir=kafka_data,
+            extra=self.extra_config,
+        )
+        _write_properties(run_dir / "server.properties", props)
+        _write_json(
+            run_dir / PORTS_FILE, {"port": self.port, "controller_port": self.controller_port}
+        )
+        (run_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+        classpath = str(self.resolved.libs / "*")
+        jvm = [
+            java,
+            f"-Xmx{self.heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile=file:{run_dir / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={run_dir / 'logs'}",
+            "-cp",
+            classpath,
+        ]
+        if not (kafka_data / "meta.properties").is_file():
+            fmt = subprocess.run(
+                [
+                    *jvm,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--ignore-formatted",
+                    "-t",
+                    _new_cluster_id(),
+                    "-c",
+                    str(run_dir / "server.properties"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            if fmt.returncode != 0:
+                raise KafkaLocalError(
+                    f"kafka storage format failed (exit {fmt.returncode}):\n"
+                    + "\n".join((fmt.stdout + fmt.stderr).strip().splitlines()[-20:])
+                )
+        with self.log_path.open("ab") as logf:
+            self._proc = subprocess.Popen(
+                [*jvm, "kafka.Kafka", str(run_dir / "server.properties")],
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                cwd=run_dir,
+                start_new_session=self.detached,
+                preexec_fn=None if self.detached else _set_pdeathsig,
+            )
+        self.pid = self._proc.pid
+        try:
+            self._wait_ready(started)
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - started
+        _write_state(
+            run_dir,
+            {
+                "pid": self.pid,
+                "bootstrap_servers": self.bootstrap_servers,
+                "port": self.port,
+                "controller_port": self.controller_port,
+                "version": self.version,
+                "run_dir": str(run_dir),
+                "log": str(self.log_path),
+                "started_at": time.time(),
+            },
+        )
+        return self
+
+    def _pick_port(
+        self,
+        requested: int | None,
+        previous: Mapping[str, Any] | None,
+        key: str,
+        avoid: int | None = None,
+    ) -> int:
+        if requested:
+            if not _port_is_free(requested):
+                raise KafkaLocalError(f"port {requested} on 127.0.0.1 is in use")
+            return requested
+        if previous and isinstance(previous.get(key), int):
+            old = int(previous[key])
+            if old != avoid and _port_is_free(old):
+                return old
+        while True:
+            port = free_port()
+            if port != avoid:
+                return port
+
+    def _wait_ready(self, started: float) -> None:
+        assert self._proc is not None and self.port is not None
+        deadline = started + self.startup_timeout
+        last_error: BaseException | None = None
+        while True:
+            if self._proc.poll() is not None:
+                raise KafkaLocalError(
+                    f"the Kafka broker exited with code {self._proc.returncode} during "
+                    f"start-up; last lines of {self.log_path}:\n{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise KafkaLocalError(
+                    f"the Kafka broker did not answer within {self.startup_timeout:.0f} s "
+                    f"(last error: {last_error!r}); last lines of {self.log_path}:\n"
+                    f"{self.log_tail()}"
+                )
+            if _tcp_open("127.0.0.1", self.port):
+                try:
+                    cluster = check_broker(self.bootstrap_servers, timeout=5.0)
+                    if cluster.get("brokers") and cluster.get("controller_id", -1) >= 0:
+                        break
+                    last_error = KafkaLocalError(f"cluster not ready: {cluster!r}")
+                except Exception as exc:  # aiokafka raises many kinds while booting
+                    last_error = exc
+            time.sleep(0.25)
+        if self.warm_up:
+            remaining = max(10.0, deadline - time.monotonic())
+            # The first group-coordinator look-up fails while __consumer_offsets is
+            # being created; aiokafka logs that at ERROR level and retries. Quiet.
+            aiokafka_log = logging.getLogger("aiokafka")
+            level = aiokafka_log.level
+            aiokafka_log.setLevel(logging.CRITICAL)
+            try:
+                _run_coro(_warm_up(self.bootstrap_servers), remaining)
+            finally:
+                aiokafka_log.setLevel(level)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM the broker, SIGKILL it after ``stop_timeout``; remove a temp dir."""
+        if self._proc is not None:
+            _terminate_pid(self._proc.pid, self.stop_timeout, self._proc)
+            self._proc = None
+        if self._data_dir is not None:
+            with contextlib.suppress(OSError):
+                (self._data_dir / STATE_FILE).unlink()
+            if self._owns_dir:
+                shutil.rmtree(self._data_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalKafka:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+# -------------------------------------------------------------------------- state
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _read_state(run_dir: Path) -> dict[str, Any] | None:
+    return _read_json(run_dir / STATE_FILE)
+
+
+def _write_state(run_dir: Path, state: Mapping[str, Any]) -> None:
+    _write_json(run_dir / STATE_FILE, state)
+
+
+def _is_our_broker(pid: int, run_dir: Path) -> bool:
+    cmdline = _pid_cmdline(pid)
+    return "kafka.Kafka" in cmdline and str(run_dir) in cmdline
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    res = resolve_jars(args.version)
+    if res.cached:
+        print(f"Kafka {res.version}: {res.jar_count} jars already resolved in {res.libs}")
+    else:
+        print(
+            f"Kafka {res.version}: resolved {res.jar_count} jars into {res.libs} "
+            f"in {res.seconds:.1f} s"
+        )
+    return 0
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    run_dir = (
+        Path(args.data_dir).expanduser().resolve()
+        if args.data_dir
+        else default_run_dir(args.version)
+    )
+    state = _read_state(run_dir)
+    if state and _pid_alive(int(state["pid"])) and _is_our_broker(int(state["pid"]), run_dir):
+        if args.port and int(state["port"]) != args.port:
+            print(
+                f"a broker already runs from {run_dir} on port {state['port']}; "
+                "stop it first to change the port",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"already running (pid {state['pid']}, data {run_dir})", file=sys.stderr)
+        print(f"KAFKA_BOOTSTRAP_SERVERS={state['bootstrap_servers']}")
+        return 0
+    if state:  # stale state from a broker that is gone
+        with contextlib.suppress(OSError):
+            (run_dir / STATE_FILE).unlink()
+    resolve_started = time.monotonic()
+    res = resolve_jars(args.version)
+    if not res.cached:
+        print(
+            f"resolved {res.jar_count} Kafka {res.version} jars in "
+            f"{time.monotonic() - resolve_started:.1f} s",
+            file=sys.stderr,
+        )
+    kafka = LocalKafka(
+        port=args.port,
+        data_dir=run_dir,
+        version=args.version,
+        detached=not args.foreground,
+        startup_timeout=args.timeout,
+    )
+    kafka.start()
+    print(
+        f"Kafka {kafka.version} ready in {kafka.start_seconds or 0.0:.1f} s "
+        f"(pid {kafka.pid}, data {run_dir}, log {kafka.log_path})",
+        file=sys.stderr,
+    )
+    print(f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap_servers}", flush=True)
+    if not args.foreground:
+        return 0
+    stop_requested = False
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    proc = kafka._proc
+    try:
+        while not stop_requested and proc is not None and proc.poll() is None:
+            time.sleep(0.5)
+    finally:
+        kafka.stop()
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    run_dir = (
+        Path(args.data_dir).expanduser().resolve()
+        if args.data_dir
+        else default_run_dir(args.version)
+    )
+    state = _read_state(run_dir)
+    if not state or not _pid_alive(int(state["pid"])):
+        print(f"not running (data {run_dir})")
+        return 1
+    try:
+        cluster = check_broker(str(state["bootstrap_servers"]), timeout=5.0)
+    except Exception as exc:
+        print(f"pid {state['pid']} alive but the broker does not answer: {exc!r}")
+        return 1
+    print(
+        f"running: pid {state['pid']}, Kafka {state.get('version')}, "
+        f"cluster {cluster.get('cluster_id')}, data {run_dir}"
+    )
+    print(f"KAFKA_BOOTSTRAP_SERVERS={state['bootstrap_servers']}")
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    run_dir = (
+        Path(args.data_dir).expanduser().resolve()
+        if args.data_dir
+        else default_run_dir(args.version)
+    )
+    state = _read_state(run_dir)
+    if state and _pid_alive(int(state["pid"])):
+        pid = int(state["pid"])
+        if not _is_our_broker(pid, run_dir):
+            print(f"pid {pid} is not the broker of {run_dir}; not touching it", file=sys.stderr)
+            return 1
+        began = time.monotonic()
+        _terminate_pid(pid, args.timeout)
+        print(f"stopped broker pid {pid} in {time.monotonic() - began:.1f} s")
+    else:
+        print("not running")
+    with contextlib.suppress(OSError):
+        (run_dir / STATE_FILE).unlink()
+    if args.purge and run_dir.exists():
+        shutil.rmtree(run_dir)
+        print(f"removed {run_dir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.kafka_local",
+        description="Run a real single-node Apache Kafka (KRaft) broker without Docker.",
+    )
+    parser.add_argument(
+        "--version", default=None, help=f"Kafka version (default {kafka_version()})"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("fetch", help="resolve the Kafka jars with Maven (idempotent)")
+    p_start = sub.add_parser("start", help="start the broker (detached unless --foreground)")
+    p_start.add_argument("--port", type=int, default=None, help="broker port (default: free)")
+    p_start.add_argument("--data-dir", default=None, help="data/config/log folder")
+    p_start.add_argument("--foreground", action="store_true", help="run until Ctrl-C")
+    p_start.add_argument("--timeout", type=float, default=120.0, help="start-up timeout (s)")
+    p_status = sub.add_parser("status", help="is the broker running and answering?")
+    p_status.add_argument("--data-dir", default=None)
+    p_stop = sub.add_parser("stop", help="stop the broker (SIGTERM, SIGKILL after timeout)")
+    p_stop.add_argument("--data-dir", default=None)
+    p_stop.add_argument("--timeout", type=float, default=30.0)
+    p_stop.add_argument("--purge", action="store_true", help="also delete the data folder")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    commands = {
+        "fetch": _cmd_fetch,
+        "start": _cmd_start,
+        "status": _cmd_status,
+        "stop": _cmd_stop,
+    }
+    try:
+        return commands[args.command](args)
+    except KafkaLocalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
