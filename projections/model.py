@@ -1,0 +1,235 @@
+"""Pure projection logic: ticket events and SLA events in, read-model rows out. No I/O.
+
+A ticket row is a function of (the core TicketState folded from the ticket's events, the
+ticket's own extras such as the assignee, the set of SLA events seen for it). It does not
+depend on how the two topics interleave, so a rebuild (which reads them in another
+interleaving) yields the same rows as the live projector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from events.inbound import TicketAssigned, TicketClosed, TicketEvent
+from events.instants import Micros, parse_instant
+from streams.sla.machine import handle, metric_segments
+from streams.sla.policy import MetricName, Policy
+from streams.sla.state import TicketState
+from streams.sla.status import sla_status
+
+METRICS: tuple[MetricName, ...] = ("first_response", "resolution")
+_PREFIX = {"first_response": "fr", "resolution": "res"}
+STATE_RANK = {"breached": 5, "warning": 4, "on_track": 3, "paused": 2, "met": 1, "stopped": 0}
+"""How bad a metric state is: a ticket's `sla_state` is its worst metric's."""
+
+TICKET_COLUMNS: tuple[str, ...] = (
+    "ticket_id", "status", "severity", "customer_id", "assignee", "group_name",
+    "reported_at", "first_response_at", "resolved_at", "closed_at", "cycle", "last_event_at",
+    "fr_state", "fr_due_at", "fr_paused_remaining", "fr_clock",
+    "res_state", "res_due_at", "res_paused_remaining", "res_clock",
+    "sla_state", "next_due_at", "escalation_level",
+    "fr_elapsed", "fr_business", "res_elapsed", "res_business",
+    "policy_version", "state_json",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class SlaFact:
+    """What a ticket row needs to know of one SLA event."""
+
+    type: str
+    metric: str
+    cycle: int
+    level: int | None = None
+
+
+@dataclass(slots=True)
+class Extras:
+    """Ticket facts the SLA core does not keep: who has it, when it was closed."""
+
+    assignee: str | None = None
+    group_name: str | None = None
+    closed_at: Micros | None = None
+
+
+@dataclass(slots=True)
+class FoldResult:
+    """The result of applying one ticket event to a stored ticket."""
+
+    state: TicketState | None
+    extras: Extras
+    kind: str
+    """`applied`, `duplicate` or `rejected`."""
+    reason: str | None = None
+    changed: bool = field(default=True)
+
+
+def fold_ticket(
+    state: TicketState | None, extras: Extras | None, event: TicketEvent, policy: Policy
+) -> FoldResult:
+    """Apply one ticket event with the core's `handle`; its emitted SLA events are ignored.
+
+    The sla-events topic is the source of truth for warnings, breaches and met; the fold here
+    only tracks the clocks (deadlines, pauses, cycles) and the ticket's own facts.
+    """
+    outcome = handle(state, event, policy)
+    if outcome.duplicate:
+        return FoldResult(state, extras or Extras(), "duplicate", changed=False)
+    if outcome.state is None:
+        return FoldResult(state, extras or Extras(), "rejected", outcome.rejected, changed=False)
+    if outcome.state is not state:  # a new ticket (first open, or an id reused after purge)
+        extras = Extras()
+    extras = extras or Extras()
+    if outcome.rejected is not None:
+        # Timers may have fired inside handle before the rejection: the state still moved.
+        return FoldResult(outcome.state, extras, "rejected", outcome.rejected)
+    if isinstance(event, TicketAssigned):
+        extras = Extras(event.assignee, event.group, extras.closed_at)
+    elif isinstance(event, TicketClosed) and extras.closed_at is None:
+        extras = Extras(extras.assignee, extras.group_name, outcome.state.last_event_at)
+    return FoldResult(outcome.state, extras, "applied")
+
+
+def sla_fact(record: dict[str, Any]) -> SlaFact:
+    level = record.get("level")
+    return SlaFact(record["type"], record["metric"], int(record["cycle"]), level)
+
+
+def _consumed(state: TicketState, metric: MetricName, policy: Policy) -> Micros:
+    rule = policy.severities[state.severity].metric(metric)
+    assert rule is not None
+    clock = policy.clock(rule.clock)
+    total = 0
+    for start, end in metric_segments(state, metric, rule):
+        stop = state.last_event_at if end is None else min(end, state.last_event_at)
+        if stop > start:
+            total += clock.between(start, stop)
+    return total
+
+
+def _combine(core_state: str, flags: set[str]) -> str:
+    """The metric's state from the core's view (clocks) and the SLA events (outcomes)."""
+    if core_state == "breached" or "sla.breached" in flags:
+        return "breached"
+    if core_state in ("met", "stopped"):
+        return "met" if core_state == "met" or "sla.met" in flags else "stopped"
+    if core_state == "paused":
+        return "paused"
+    if core_state == "warning" or "sla.warning" in flags:
+        return "warning"
+    return "on_track"
+
+
+def ticket_row(
+    state: TicketState, extras: Extras, facts: list[SlaFact], policy: Policy
+) -> dict[str, Any]:
+    """The `tickets` row of a ticket: a pure function of its state, extras and SLA events."""
+    import orjson
+
+    statuses = {s.metric: s for s in sla_status(state, policy, state.last_event_at)}
+    row: dict[str, Any] = {
+        "ticket_id": state.ticket_id,
+        "status": state.status,
+        "severity": state.severity,
+        "customer_id": state.customer_id,
+        "assignee": extras.assignee,
+        "group_name": extras.group_name,
+        "reported_at": state.reported_at,
+        "first_response_at": state.responded_at,
+        "resolved_at": None,
+        "closed_at": extras.closed_at if state.status == "closed" else None,
+        "cycle": state.cycle,
+        "last_event_at": state.last_event_at,
+        "policy_version": state.policy_version,
+        "state_json": orjson.dumps(state.to_json_obj()).decode(),
+    }
+    if state.status in ("resolved", "closed") and state.resolution_spans:
+        row["resolved_at"] = state.resolution_spans[-1][1]
+    worst: str | None = None
+    next_due: Micros | None = None
+    for metric in METRICS:
+        p = _PREFIX[metric]
+        status = statuses.get(metric)
+        row[f"{p}_state"] = row[f"{p}_due_at"] = row[f"{p}_paused_remaining"] = None
+        row[f"{p}_clock"] = None
+        if status is None:
+            continue
+        flags = {
+            f.type
+            for f in facts
+            if f.metric == metric and (metric == "first_response" or f.cycle == state.cycle)
+        }
+        current = _combine(status.state, flags)
+        row[f"{p}_state"] = current
+        row[f"{p}_due_at"] = status.due_at
+        row[f"{p}_clock"] = status.clock
+        if status.state == "paused":
+            rule = policy.severities[state.severity].metric(metric)
+            assert rule is not None
+            row[f"{p}_paused_remaining"] = rule.target - _consumed(state, metric, policy)
+        if worst is None or STATE_RANK[current] > STATE_RANK[worst]:
+            worst = current
+        if current in ("on_track", "warning") and status.due_at is not None:
+            next_due = status.due_at if next_due is None else min(next_due, status.due_at)
+    row["sla_state"] = worst
+    row["next_due_at"] = next_due
+    levels = [f.level for f in facts if f.type == "ticket.escalated" and f.level is not None]
+    row["escalation_level"] = max(levels, default=0)
+    calendar = policy.calendar
+    responded, resolved = row["first_response_at"], row["resolved_at"]
+    row["fr_elapsed"] = None if responded is None else responded - state.reported_at
+    row["fr_business"] = (
+        None if responded is None else calendar.between(state.reported_at, responded)
+    )
+    row["res_elapsed"] = None if resolved is None else resolved - state.reported_at
+    row["res_business"] = (
+        None if resolved is None else calendar.between(state.reported_at, resolved)
+    )
+    return row
+
+
+SLA_EVENT_COLUMNS: tuple[str, ...] = (
+    "event_id", "ticket_id", "type", "metric", "severity", "cycle", "due_at", "at", "level",
+    "target", "threshold", "took_seconds", "clock", "eta", "policy_name", "policy_version",
+)  # fmt: skip
+
+
+def sla_event_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The `sla_events` row of a validated SLA event (a dict in the outbound contract's shape)."""
+    eta = record.get("eta")
+    return {
+        "event_id": record["event_id"],
+        "ticket_id": record["ticket_id"],
+        "type": record["type"],
+        "metric": record["metric"],
+        "severity": record["severity"],
+        "cycle": record["cycle"],
+        "due_at": parse_instant(record["due_at"]),
+        "at": parse_instant(record["at"]),
+        "level": record.get("level"),
+        "target": record.get("to"),
+        "threshold": record.get("threshold"),
+        "took_seconds": record.get("took_seconds"),
+        "clock": record.get("clock"),
+        "eta": None if eta is None else parse_instant(eta),
+        "policy_name": record["policy"]["name"],
+        "policy_version": record["policy"]["version"],
+    }
+
+
+def remaining(
+    state: str | None,
+    due_at: Micros | None,
+    paused_remaining: Micros | None,
+    clock: str | None,
+    policy: Policy,
+    now: Micros,
+) -> Micros | None:
+    """Time left at `now` on the metric's own clock (negative once overdue); query-time only."""
+    if state == "paused":
+        return paused_remaining
+    if state in ("met", "stopped") or due_at is None or clock not in ("business", "elapsed"):
+        return None
+    c = policy.clock(clock)  # type: ignore[arg-type]
+    return c.between(now, due_at) if due_at >= now else -c.between(due_at, now)

@@ -1,0 +1,123 @@
+"""The read-model schema as numbered migrations, in SQL that SQLite and PostgreSQL both accept.
+
+Instants are BIGINT microseconds since the epoch (as in the SLA core), so comparisons and
+indexes behave the same on both databases and no timezone conversion happens in SQL.
+"""
+
+from __future__ import annotations
+
+from projections.db import Database
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "read models, SLA events, escalations, consumer offsets",
+        [
+            """CREATE TABLE tickets (
+                ticket_id TEXT PRIMARY KEY,
+                status TEXT NOT NULL,
+                severity INTEGER NOT NULL,
+                customer_id TEXT,
+                assignee TEXT,
+                group_name TEXT,
+                reported_at BIGINT NOT NULL,
+                first_response_at BIGINT,
+                resolved_at BIGINT,
+                closed_at BIGINT,
+                cycle INTEGER NOT NULL,
+                last_event_at BIGINT NOT NULL,
+                fr_state TEXT,
+                fr_due_at BIGINT,
+                fr_paused_remaining BIGINT,
+                fr_clock TEXT,
+                res_state TEXT,
+                res_due_at BIGINT,
+                res_paused_remaining BIGINT,
+                res_clock TEXT,
+                sla_state TEXT,
+                next_due_at BIGINT,
+                escalation_level INTEGER NOT NULL,
+                fr_elapsed BIGINT,
+                fr_business BIGINT,
+                res_elapsed BIGINT,
+                res_business BIGINT,
+                policy_version TEXT NOT NULL,
+                state_json TEXT NOT NULL
+            )""",
+            "CREATE INDEX tickets_next_due ON tickets (next_due_at)",
+            "CREATE INDEX tickets_sla_state_due ON tickets (sla_state, next_due_at)",
+            "CREATE INDEX tickets_status_due ON tickets (status, next_due_at)",
+            "CREATE INDEX tickets_customer ON tickets (customer_id, reported_at)",
+            "CREATE INDEX tickets_group ON tickets (group_name, next_due_at)",
+            "CREATE INDEX tickets_reported ON tickets (reported_at)",
+            """CREATE TABLE sla_events (
+                event_id TEXT PRIMARY KEY,
+                ticket_id TEXT NOT NULL,
+                type TEXT NOT NULL,
+                metric TEXT NOT NULL,
+                severity INTEGER NOT NULL,
+                cycle INTEGER NOT NULL,
+                due_at BIGINT NOT NULL,
+                at BIGINT NOT NULL,
+                level INTEGER,
+                target TEXT,
+                threshold DOUBLE PRECISION,
+                took_seconds DOUBLE PRECISION,
+                clock TEXT,
+                eta BIGINT,
+                policy_name TEXT NOT NULL,
+                policy_version TEXT NOT NULL
+            )""",
+            "CREATE INDEX sla_events_ticket ON sla_events (ticket_id, at)",
+            "CREATE INDEX sla_events_type ON sla_events (type, at)",
+            "CREATE INDEX sla_events_at ON sla_events (at)",
+            """CREATE TABLE escalations (
+                event_id TEXT PRIMARY KEY,
+                ticket_id TEXT NOT NULL,
+                level INTEGER NOT NULL,
+                target TEXT NOT NULL,
+                severity INTEGER NOT NULL,
+                cycle INTEGER NOT NULL,
+                escalated_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX escalations_at ON escalations (escalated_at)",
+            "CREATE INDEX escalations_ticket ON escalations (ticket_id)",
+            """CREATE TABLE projector_offsets (
+                topic TEXT NOT NULL,
+                partition_id INTEGER NOT NULL,
+                next_offset BIGINT NOT NULL,
+                PRIMARY KEY (topic, partition_id)
+            )""",
+        ],
+    ),
+]
+
+PROJECTION_TABLES = ("tickets", "sla_events", "escalations", "projector_offsets")
+"""Every table a rebuild empties, in an order that respects no foreign keys (there are none)."""
+
+
+def migrate(db: Database) -> int:
+    """Apply the migrations not yet applied, each in its own transaction; returns the version."""
+    with db.tx():
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, name TEXT NOT NULL)"
+        )
+    applied = {row[0] for row in db.query("SELECT version FROM schema_migrations")}
+    for version, name, statements in MIGRATIONS:
+        if version in applied:
+            continue
+        with db.tx():
+            for statement in statements:
+                db.execute(statement)
+            db.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (version, name)
+            )
+    return max((v for v, _, _ in MIGRATIONS), default=0)
+
+
+def truncate(db: Database) -> None:
+    """Empty every projection table (offsets too): the start of a rebuild."""
+    with db.tx():
+        for table in PROJECTION_TABLES:
+            db.execute(f"DELETE FROM {table}")

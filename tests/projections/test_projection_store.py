@@ -1,0 +1,185 @@
+"""The read models on both databases: rows match the SLA core, order and repeats don't matter."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+import pytest
+
+from events.instants import HOUR, format_instant, parse_instant
+from projections.db import Database
+from projections.schema import MIGRATIONS, migrate, truncate
+from projections.store import Record, Store, dump_tables
+from streams.sla.policy import Policy
+from streams.sla.replay import Replayer
+from tests.projections.helpers import (
+    SLA,
+    TICKETS,
+    apply_interleaved,
+    as_records,
+    lines,
+    sla_records,
+)
+
+
+def _records(history: list[dict[str, Any]], policy: Policy) -> tuple[list[Record], list[Record]]:
+    return as_records(TICKETS, lines(history)), as_records(SLA, sla_records(history, policy))
+
+
+def test_migrations_are_idempotent(db: Database) -> None:
+    assert migrate(db) == MIGRATIONS[-1][0]
+    assert migrate(db) == MIGRATIONS[-1][0]
+    assert db.query("SELECT version FROM schema_migrations") == [(1,)]
+
+
+def test_rows_agree_with_the_sla_core(
+    db: Database, policy: Policy, history: list[dict[str, Any]]
+) -> None:
+    store = Store(db, policy)
+    tickets, slas = _records(history, policy)
+    apply_interleaved(store, tickets, slas, seed=None)
+    replayer = Replayer(policy)
+    list(replayer.run(lines(history)))
+    rows = {
+        r[0]: r
+        for r in db.query("SELECT ticket_id, status, severity, cycle, customer_id FROM tickets")
+    }
+    assert len(rows) == len({e["ticket_id"] for e in history})
+    for ticket_id, state in replayer.tickets.items():
+        assert rows[ticket_id][1:] == (state.status, state.severity, state.cycle, state.customer_id)
+    # every SLA event stored once; escalations are the ticket.escalated ones
+    emitted = [orjson.loads(r.value or b"") for r in slas]
+    assert db.query_one("SELECT COUNT(*) FROM sla_events") == (len(emitted),)
+    escalated = [e for e in emitted if e["type"] == "ticket.escalated"]
+    assert db.query_one("SELECT COUNT(*) FROM escalations") == (len(escalated),)
+    # a breached metric shows as breached on its ticket
+    for e in emitted:
+        if e["type"] == "sla.breached" and e["metric"] == "first_response":
+            assert db.query_one(
+                "SELECT fr_state FROM tickets WHERE ticket_id = ?", (e["ticket_id"],)
+            ) == ("breached",)
+    assert store.counters.invalid == 0
+    assert db.query(
+        "SELECT topic, partition_id, next_offset FROM projector_offsets ORDER BY topic"
+    ) == [
+        (SLA, 0, len(slas)),
+        (TICKETS, 0, len(tickets)),
+    ]
+
+
+def test_interleaving_and_reprocessing_leave_tables_identical(
+    make_db_target: Any, policy: Policy, history: list[dict[str, Any]]
+) -> None:
+    tickets, slas = _records(history, policy)
+    dumps = []
+    for seed in (None, 1, 2):
+        target = make_db_target()
+        db = Database(target)
+        store = Store(db, policy)
+        apply_interleaved(store, tickets, slas, seed=seed)
+        dumps.append(dump_tables(db))
+        if seed == 2:  # everything again: duplicates are no-ops
+            apply_interleaved(store, tickets, slas, seed=3)
+            assert dump_tables(db) == dumps[0]
+            assert store.counters.duplicates == len(tickets) + len(slas)
+        db.close()
+    assert dumps[0] == dumps[1] == dumps[2]
+    assert dumps[0]["tickets"]
+
+
+def test_a_live_ticket_shows_due_times_and_states(db: Database, policy: Policy) -> None:
+    opened = "2026-11-24T14:00:00Z"  # Tuesday 09:00 Toronto
+    events: list[dict[str, Any]] = [
+        {"event_id": "a1", "ticket_id": "T1", "type": "ticket.opened", "occurred_at": opened,
+         "severity": 1, "customer_id": "C-1", "title": "secret text"},
+        {"event_id": "a2", "ticket_id": "T1", "type": "ticket.assigned",
+         "occurred_at": "2026-11-24T14:05:00Z", "assignee": "dana", "group": "l2"},
+    ]  # fmt: skip
+    store = Store(db, policy)
+    store.apply_batch("ticket", as_records(TICKETS, lines(events)))
+    row = db.query_one(
+        "SELECT status, assignee, group_name, fr_state, fr_due_at, res_state, res_due_at, "
+        "sla_state, next_due_at, state_json FROM tickets WHERE ticket_id = 'T1'"
+    )
+    assert row is not None
+    status, assignee, group, fr_state, fr_due, res_state, res_due, worst, next_due, state = row
+    assert (status, assignee, group, fr_state, res_state, worst) == (
+        "open",
+        "dana",
+        "l2",
+        "on_track",
+        "on_track",
+        "on_track",
+    )
+    assert fr_due == parse_instant(opened) + HOUR
+    assert res_due == parse_instant("2026-11-25T14:00:00Z")  # +10h30 business: Wed 09:00
+    assert next_due == fr_due
+    assert "secret" not in state
+    # the stream processor says the first response breached: the ticket row follows
+    breach = sla_records(events, policy, until=parse_instant(opened) + 2 * HOUR)
+    store.apply_batch("sla", as_records(SLA, breach))
+    row = db.query_one("SELECT fr_state, sla_state, next_due_at, escalation_level FROM tickets")
+    assert row == ("breached", "breached", res_due, 1)
+
+
+def test_malformed_records_are_counted_and_never_fatal(
+    db: Database, policy: Policy, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(db, policy)
+    bad_tickets = [
+        b"{not json",
+        b"[]",
+        None,
+        b'{"type": "ticket.exploded", "event_id": "x", "ticket_id": "t"}',
+        orjson.dumps({"event_id": "e9", "ticket_id": "T9", "type": "ticket.responded",
+                      "occurred_at": "2026-11-24T14:00:00Z", "comment": "free text secret"}),
+        orjson.dumps({"event_id": "e1", "ticket_id": "T1", "type": "ticket.opened",
+                      "occurred_at": "2026-11-24T14:00:00Z", "severity": 9, "title": "secret"}),
+    ]  # fmt: skip
+    bad_slas = [b"", b'{"type": "sla.warning"}', orjson.dumps({"event_id": "s", "note": "secret"})]
+    with caplog.at_level(logging.INFO, logger="escalator.projections"):
+        store.apply_batch("ticket", as_records(TICKETS, bad_tickets))  # type: ignore[arg-type]
+        store.apply_batch("sla", as_records(SLA, bad_slas))
+    assert store.counters.invalid == 8
+    assert store.counters.rejected == 1  # a response for a ticket never opened
+    assert "secret" not in caplog.text
+    assert db.query_one("SELECT COUNT(*) FROM tickets") == (0,)
+    assert store.offsets() == {(TICKETS, 0): 6, (SLA, 0): 3}
+
+
+def test_a_failed_batch_stores_neither_rows_nor_offset(
+    db: Database, policy: Policy, history: list[dict[str, Any]]
+) -> None:
+    store = Store(db, policy)
+    good = as_records(TICKETS, lines(history[:5]))
+    store.apply_batch("ticket", good)
+    before = dump_tables(db, ("tickets", "projector_offsets"))
+
+    class Boom(Exception):
+        pass
+
+    def explode() -> Any:
+        yield Record(TICKETS, 0, 5, orjson.dumps(history[5]))
+        raise Boom
+
+    with pytest.raises(Boom):
+        store.apply_batch("ticket", explode())
+    assert dump_tables(db, ("tickets", "projector_offsets")) == before
+    truncate(db)
+    assert store.offsets() == {}
+
+
+def test_remaining_is_computed_on_the_metric_clock(policy: Policy) -> None:
+    from projections.model import remaining
+
+    due = parse_instant("2026-11-27T23:30:00Z")  # Friday 18:30 Toronto
+    monday = parse_instant("2026-11-30T14:00:00Z")  # Monday 09:00 Toronto
+    friday = parse_instant("2026-11-27T22:30:00Z")  # Friday 17:30
+    assert remaining("on_track", due, None, "business", policy, friday) == HOUR
+    assert remaining("breached", due, None, "business", policy, monday) == -HOUR
+    assert remaining("on_track", due, None, "elapsed", policy, friday) == HOUR
+    assert remaining("paused", None, 5 * HOUR, "business", policy, monday) == 5 * HOUR
+    assert remaining("met", None, None, "business", policy, monday) is None
+    assert format_instant(due) == "2026-11-27T23:30:00Z"
