@@ -1,0 +1,48 @@
+"""`escalator`: one command line for every part; each part registers its own sub-commands.
+
+The parts stay thin shells: parse flags, call the pure core or the service, print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+Register = Callable[[argparse._SubParsersAction], None]  # type: ignore[type-arg]
+
+
+def _registrars() -> list[Register]:
+    """The sub-command groups; a part that is not installed yet is simply absent."""
+    from importlib import import_module
+
+    found: list[Register] = []
+    for module in ("events.cli", "streams.sla.cli", "streams.engine.cli", "projections.cli"):
+        try:
+            found.append(import_module(module).register)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="escalator",
+        description="Event-sourced escalation engine for help-desk SLAs.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in _registrars():
+        register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a sub-command; each sets `func` returning the exit status."""
+    args = build_parser().parse_args(argv)
+    status: int = args.func(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

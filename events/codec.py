@@ -1,0 +1,74 @@
+"""Bytes <-> events, with errors that name the offending field.
+
+Every shell (replay, Kafka agent, projector) decodes through here, so an invalid record gets
+the same reason everywhere: on stderr with its line number in a replay, in the dead-letter
+topic's headers in the stream processor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from events.inbound import TICKET_EVENT_TYPES, ClockTick, TicketEvent, ticket_event_adapter
+
+
+class InvalidEvent(ValueError):
+    """A record that is not a valid inbound event; the message says which field and why."""
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False, include_input=False):
+        location = [str(p) for p in item["loc"]]
+        # Drop the union tag pydantic puts first for discriminated unions.
+        if location and location[0] in TICKET_EVENT_TYPES:
+            location = location[1:]
+        field = ".".join(location) or "(record)"
+        parts.append(f"field '{field}': {item['msg']}")
+    return "; ".join(parts)
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """Parse JSON, raising InvalidEvent with the parser's reason."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"malformed JSON: {exc}") from None
+
+
+def decode_ticket_event(raw: bytes | str) -> TicketEvent:
+    """Decode one inbound ticket event from JSON."""
+    return ticket_event_from_obj(decode_json(raw))
+
+
+def ticket_event_from_obj(obj: Any) -> TicketEvent:
+    if not isinstance(obj, dict):
+        raise InvalidEvent(f"expected a JSON object, got {type(obj).__name__}")
+    kind = obj.get("type")
+    if kind is None:
+        raise InvalidEvent("field 'type': missing")
+    if kind not in TICKET_EVENT_TYPES:
+        raise InvalidEvent(f"field 'type': unknown event type {str(kind)[:64]!r}")
+    try:
+        return ticket_event_adapter.validate_python(obj)
+    except ValidationError as exc:
+        raise InvalidEvent(_describe(exc)) from None
+
+
+def decode_input_record(raw: bytes | str) -> TicketEvent | ClockTick:
+    """Decode a record of the input topic: a ticket event or a `clock.tick`."""
+    obj = decode_json(raw)
+    if isinstance(obj, dict) and obj.get("type") == "clock.tick":
+        try:
+            return ClockTick.model_validate(obj)
+        except ValidationError as exc:
+            raise InvalidEvent(_describe(exc)) from None
+    return ticket_event_from_obj(obj)
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    """One outbound record as compact JSON bytes."""
+    return orjson.dumps(record)

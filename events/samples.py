@@ -1,0 +1,99 @@
+"""Realistic, reproducible ticket histories: for the shipped sample, demos, tests and benchmarks.
+
+Each ticket gets a plausible lifecycle (assignment, replies, waits on the customer, severity
+changes, resolution, reopening, closing) with delays drawn so that some SLAs are met, some
+warned, some breached. Opened events carry a free-text `title` on purpose: the engine must
+drop it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from events.instants import HOUR, MINUTE, SECOND, Micros, from_datetime, to_datetime
+
+_SEVERITY_WEIGHTS = (1, 3, 4, 2)
+_GROUPS = ("l1-support", "l2-platform", "billing")
+
+
+def _stamp(instant: Micros) -> str:
+    return to_datetime(instant).isoformat().replace("+00:00", "Z")
+
+
+def generate_history(
+    tickets: int,
+    seed: int = 7,
+    start: datetime = datetime(2026, 11, 23, 13, 0, tzinfo=UTC),
+    mean_gap: Micros = 2 * MINUTE,
+) -> list[dict[str, Any]]:
+    """`tickets` ticket lifecycles, as inbound event objects sorted by `occurred_at`."""
+    rng = random.Random(seed)
+    events: list[tuple[Micros, int, dict[str, Any]]] = []
+    clock = from_datetime(start)
+    sequence = 0
+    for number in range(tickets):
+        clock += int(rng.expovariate(1 / mean_gap))
+        ticket = f"T-{seed}-{number:07d}"
+        for at, body in _lifecycle(rng, ticket, clock):
+            sequence += 1
+            events.append((at, sequence, body))
+    events.sort(key=lambda item: (item[0], item[1]))
+    return [body for _, _, body in events]
+
+
+def _lifecycle(
+    rng: random.Random, ticket: str, opened: Micros
+) -> Iterator[tuple[Micros, dict[str, Any]]]:
+    count = 0
+
+    def event(kind: str, at: Micros, **fields: Any) -> tuple[Micros, dict[str, Any]]:
+        nonlocal count
+        count += 1
+        body = {
+            "event_id": f"{ticket}-e{count}",
+            "ticket_id": ticket,
+            "type": kind,
+            "occurred_at": _stamp(at),
+            "source": "sample",
+            **fields,
+        }
+        return at, body
+
+    severity = rng.choices((1, 2, 3, 4), weights=_SEVERITY_WEIGHTS)[0]
+    yield event(
+        "ticket.opened",
+        opened,
+        severity=severity,
+        customer_id=f"C-{rng.randrange(40):03d}",
+        title="Printer on fire; call Dana at 555-0100",
+    )
+    at = opened + int(rng.expovariate(1 / (5 * MINUTE)))
+    yield event(
+        "ticket.assigned", at, assignee=f"agent-{rng.randrange(12)}", group=rng.choice(_GROUPS)
+    )
+    at += int(rng.expovariate(1 / (severity * 90 * MINUTE)))
+    yield event("ticket.responded", at)
+    if rng.random() < 0.15:
+        at += int(rng.uniform(1, 30) * MINUTE)
+        new = min(4, max(1, severity + rng.choice((-1, 1))))
+        if new != severity:
+            severity = new
+            yield event("ticket.severity_changed", at, severity=severity)
+    if rng.random() < 0.3:
+        at += int(rng.uniform(10, 120) * MINUTE)
+        yield event("ticket.paused", at)
+        at += int(rng.expovariate(1 / (6 * HOUR)))
+        yield event("ticket.resumed", at)
+    at += int(rng.expovariate(1 / (severity * 6 * HOUR)))
+    yield event("ticket.resolved", at)
+    if rng.random() < 0.1:
+        at += int(rng.uniform(1, 48) * HOUR)
+        yield event("ticket.reopened", at)
+        at += int(rng.expovariate(1 / (4 * HOUR)))
+        yield event("ticket.resolved", at)
+    if rng.random() < 0.9:
+        at += int(rng.uniform(1, 72) * HOUR) + SECOND
+        yield event("ticket.closed", at)

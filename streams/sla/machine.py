@@ -1,0 +1,408 @@
+"""The SLA state machine: a pure fold over one ticket's events, with per-ticket timers.
+
+    handle(state, event, policy)  -> Outcome(state, emitted SLA events)
+    advance(state, now, policy)   -> Outcome(state, SLA events due up to `now`)
+
+Nothing here reads a clock or does I/O: time comes in with the events and with `now`, so the
+replay command and the Kafka stream processor run this same code and emit the same events.
+The timer model follows Flink's per-key timers: a state carries its pending timers sorted by
+due time; `handle` first fires the ticket's own timers due strictly before the event, so a
+ticket's output order does not depend on how often the shell calls `advance`.
+
+Rules (see README, "SLA rules"):
+- every timer (warning threshold, breach, escalation level) fires at most once per ticket,
+  at its due time, in due-time order; deadlines are inclusive (a reply at the due instant is
+  in time);
+- a timer made overdue by a change (severity change, reopen, policy change) fires at the time
+  of the change, with `due_at` showing the recomputed deadline;
+- out-of-order events: an event older than the ticket's latest event is applied at the time
+  of that latest event (time never runs backwards for a ticket); fired timers are never
+  retracted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from events.inbound import (
+    TicketAssigned,
+    TicketClosed,
+    TicketCustomerNotified,
+    TicketEvent,
+    TicketOpened,
+    TicketPaused,
+    TicketReopened,
+    TicketResolved,
+    TicketResponded,
+    TicketResumed,
+    TicketSeverityChanged,
+)
+from events.instants import DAY, Micros, format_instant
+from events.outbound import sla_event_id
+from streams.sla.clocks import Clock
+from streams.sla.policy import MetricName, MetricRule, Policy
+from streams.sla.state import Span, TicketState, Timer
+
+CLOSED_RETENTION: Micros = 7 * DAY
+"""How long a closed ticket's ids are remembered, so redelivered events are still recognised."""
+
+_METRIC_RANK = {"first_response": 0, "resolution": 1, "escalation": 2, "ticket": 3}
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of one step: the new state (None: no ticket) and what it emitted."""
+
+    state: TicketState | None
+    emitted: list[dict[str, Any]] = field(default_factory=list)
+    rejected: str | None = None
+    duplicate: bool = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Clock arithmetic over spans
+
+
+def _subtract(spans: list[Span], cuts: list[Span]) -> list[Span]:
+    """`spans` minus the intervals in `cuts` (both sorted, each without overlaps)."""
+    if not cuts:
+        return spans
+    result: list[Span] = []
+    for start, end in spans:
+        cursor: Micros | None = start
+        for cut_start, cut_end in cuts:
+            if cursor is None:
+                break
+            if end is not None and cut_start >= end:
+                break
+            if cut_end is not None and cut_end <= cursor:
+                continue
+            if cut_start > cursor:
+                result.append((cursor, cut_start))
+            cursor = None if cut_end is None else max(cursor, cut_end)
+        if cursor is not None and (end is None or cursor < end):
+            result.append((cursor, end))
+    return result
+
+
+def deadlines(segments: list[Span], clock: Clock, amounts: list[Micros]) -> list[Micros | None]:
+    """For each amount (ascending), the instant the segments have consumed it; None if never."""
+    results: list[Micros | None] = []
+    consumed = 0
+    index = 0
+    for start, end in segments:
+        if end is None:
+            results.extend(clock.add(start, amount - consumed) for amount in amounts[index:])
+            return results
+        length = clock.between(start, end)
+        while index < len(amounts) and amounts[index] <= consumed + length:
+            results.append(clock.add(start, amounts[index] - consumed))
+            index += 1
+        consumed += length
+    results.extend([None] * (len(amounts) - index))
+    return results
+
+
+def _consumed(segments: list[Span], clock: Clock, upto: Micros) -> Micros:
+    total = 0
+    for start, end in segments:
+        stop = upto if end is None else min(end, upto)
+        if stop > start:
+            total += clock.between(start, stop)
+    return total
+
+
+def metric_segments(state: TicketState, metric: MetricName, rule: MetricRule) -> list[Span]:
+    """The spans during which a metric's clock ran."""
+    if metric == "first_response":
+        spans: list[Span] = [(state.reported_at, _first_response_end(state))]
+    else:
+        spans = state.resolution_spans
+    return _subtract(spans, state.pauses) if rule.pausable else spans
+
+
+def _first_response_end(state: TicketState) -> Micros | None:
+    return state.responded_at if state.responded_at is not None else state.first_response_stopped_at
+
+
+# ---------------------------------------------------------------------------------------------
+# Scheduling
+
+
+_ALL = ("first_response", "resolution", "escalation")
+_CLOCKED = ("first_response", "resolution")
+
+
+def _schedule(
+    state: TicketState,
+    policy: Policy,
+    now: Micros,
+    emitted: list[dict[str, Any]],
+    metrics: tuple[str, ...] = _ALL,
+) -> None:
+    """Recompute the unfired timers of `metrics` from the state; fire at `now` those overdue.
+
+    Timers of other metrics are kept as they are: an event only recomputes what it changed.
+    """
+    rules = policy.severities[state.severity]
+    fired = set(state.fired)
+    timers = [t for t in state.timers if t.metric not in metrics]
+    for metric in _CLOCKED:
+        rule = rules.metric(metric)  # type: ignore[arg-type]
+        if metric not in metrics or rule is None or not metric_running(state, metric):
+            continue
+        rank = _METRIC_RANK[metric]
+        wanted = [(f"warning:{f:g}", round(rule.target * f), (rank, f)) for f in rule.warn_at]
+        wanted.append(("breached", rule.target, (rank, 1.0)))
+        wanted = [w for w in wanted if f"{metric}:{w[0]}" not in fired]
+        if not wanted:
+            continue
+        segments = metric_segments(state, metric, rule)  # type: ignore[arg-type]
+        dues = deadlines(segments, policy.clock(rule.clock), [amount for _, amount, _ in wanted])
+        for (name, _, order), due in zip(wanted, dues, strict=True):
+            if due is not None:
+                timers.append(Timer(due, metric, name, order))
+    if "escalation" in metrics and state.escalation_active:
+        for esc in rules.escalations:
+            name = f"level:{esc.level}"
+            if f"escalation:{name}" not in fired:
+                due = policy.clock(esc.clock).add(state.reported_at, esc.after)
+                timers.append(Timer(due, "escalation", name, (2, float(esc.level))))
+    timers.sort(key=lambda t: (t.due_at, t.rank))
+    if timers and timers[0].due_at < now:
+        overdue = [t for t in timers if t.due_at < now]
+        timers = timers[len(overdue) :]
+        state.timers = timers
+        for timer in overdue:
+            _fire(state, policy, timer, now, emitted)
+    else:
+        state.timers = timers
+
+
+def metric_running(state: TicketState, metric: str) -> bool:
+    if metric == "first_response":
+        return _first_response_end(state) is None
+    return state.status in ("open", "paused")
+
+
+def _event(
+    state: TicketState, policy: Policy, kind: str, metric: str, rule: str, due: Micros, at: Micros
+) -> dict[str, Any]:
+    return {
+        "event_id": sla_event_id(state.ticket_id, state.reported_at, metric, rule, state.cycle),
+        "type": kind,
+        "ticket_id": state.ticket_id,
+        "severity": state.severity,
+        "metric": metric,
+        "due_at": format_instant(due),
+        "at": format_instant(at),
+        "cycle": state.cycle,
+        "policy": policy.ref(),
+    }
+
+
+def _fire(
+    state: TicketState, policy: Policy, timer: Timer, at: Micros, out: list[dict[str, Any]]
+) -> None:
+    state.fired.append(timer.key())
+    rules = policy.severities[state.severity]
+    if timer.metric == "escalation":
+        esc = rules.escalations[int(timer.rule.split(":")[1]) - 1]
+        record = _event(
+            state, policy, "ticket.escalated", "escalation", timer.rule, timer.due_at, at
+        )
+        record["level"] = esc.level
+        record["to"] = esc.to
+        out.append(record)
+        return
+    if timer.rule == "breached":
+        out.append(
+            _event(state, policy, "sla.breached", timer.metric, "breached", timer.due_at, at)
+        )
+        if timer.metric == "resolution" and rules.resolution is not None:
+            notice = _event(
+                state,
+                policy,
+                "customer.notification_required",
+                "resolution",
+                "notification",
+                timer.due_at,
+                at,
+            )
+            clock = policy.clock(rules.resolution.clock)
+            notice["eta"] = format_instant(clock.add(timer.due_at, rules.resolution.target))
+            out.append(notice)
+        return
+    record = _event(state, policy, "sla.warning", timer.metric, timer.rule, timer.due_at, at)
+    record["threshold"] = float(timer.rule.split(":")[1])
+    out.append(record)
+
+
+def _met(
+    state: TicketState, policy: Policy, metric: MetricName, at: Micros, out: list[dict[str, Any]]
+) -> None:
+    """Emit `sla.met` if the metric is fulfilled at `at` without having breached."""
+    rule = policy.severities[state.severity].metric(metric)
+    if rule is None or f"{metric}:breached" in state.fired:
+        return
+    segments = metric_segments(state, metric, rule)
+    clock = policy.clock(rule.clock)
+    due = deadlines(segments, clock, [rule.target])[0]
+    record = _event(
+        state, policy, "sla.met", metric, f"met:{state.cycle}", due if due is not None else at, at
+    )
+    record["took_seconds"] = _consumed(segments, clock, at) / 1_000_000
+    record["clock"] = rule.clock
+    state.fired.append(f"{metric}:met:{state.cycle}")
+    out.append(record)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fold
+
+
+def _fire_due(
+    state: TicketState, policy: Policy, now: Micros, inclusive: bool, out: list[dict[str, Any]]
+) -> bool:
+    """Fire pending timers due before (or at, if inclusive) `now`; False if the ticket is purged."""
+    while state.timers:
+        timer = state.timers[0]
+        if timer.due_at > now or (timer.due_at == now and not inclusive):
+            break
+        state.timers.pop(0)
+        if timer.metric == "ticket":
+            return False
+        _fire(state, policy, timer, timer.due_at, out)
+    return True
+
+
+def _adopt_policy(
+    state: TicketState, policy: Policy, now: Micros, out: list[dict[str, Any]]
+) -> None:
+    """A worker restarted with another policy version: recompute the ticket's timers under it."""
+    if state.policy_version != policy.version:
+        state.policy_version = policy.version
+        if state.status != "closed" and state.severity in policy.severities:
+            _schedule(state, policy, now, out)
+
+
+def advance(state: TicketState, now: Micros, policy: Policy) -> Outcome:
+    """Fire every timer of the ticket due at or before `now`, in due-time order."""
+    out: list[dict[str, Any]] = []
+    _adopt_policy(state, policy, state.last_event_at, out)
+    alive = _fire_due(state, policy, now, True, out)
+    return Outcome(state if alive else None, out)
+
+
+def handle(state: TicketState | None, event: TicketEvent, policy: Policy) -> Outcome:
+    """Apply one ticket event; the ticket's timers due strictly before it fire first."""
+    if state is None:
+        if isinstance(event, TicketOpened):
+            return _open(event, policy)
+        return Outcome(None, rejected=f"unknown ticket {event.ticket_id!r}: no ticket.opened seen")
+    if event.event_id in state.seen:
+        return Outcome(state, duplicate=True)
+    now = max(event.at, state.last_event_at)
+    out: list[dict[str, Any]] = []
+    _adopt_policy(state, policy, state.last_event_at, out)
+    if not _fire_due(state, policy, now, False, out):
+        if isinstance(event, TicketOpened):
+            opened = _open(event, policy)
+            opened.emitted[:0] = out
+            return opened
+        return Outcome(
+            None, out, rejected=f"unknown ticket {event.ticket_id!r}: closed and forgotten"
+        )
+    reason = _apply(state, event, policy, now, out)
+    if reason is not None:
+        return Outcome(state, out, rejected=reason)
+    state.seen.append(event.event_id)
+    state.last_event_at = now
+    return Outcome(state, out)
+
+
+def _open(event: TicketOpened, policy: Policy) -> Outcome:
+    if event.severity not in policy.severities:
+        return Outcome(
+            None,
+            rejected=f"field 'severity': {event.severity} is not defined in policy {policy.name!r}",
+        )
+    at = event.at
+    state = TicketState(
+        ticket_id=event.ticket_id,
+        severity=event.severity,
+        reported_at=at,
+        last_event_at=at,
+        policy_version=policy.version,
+        customer_id=event.customer_id,
+        resolution_spans=[(at, None)],
+        seen=[event.event_id],
+    )
+    out: list[dict[str, Any]] = []
+    _schedule(state, policy, at, out)
+    return Outcome(state, out)
+
+
+def _close_last(spans: list[Span], at: Micros) -> None:
+    if spans and spans[-1][1] is None:
+        spans[-1] = (spans[-1][0], at)
+
+
+def _apply(
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+) -> str | None:
+    """Change the state for one event; a string is the reason it cannot apply."""
+    if state.status == "closed":
+        return f"ticket {state.ticket_id!r} is closed"
+    match event:
+        case TicketOpened():
+            return f"ticket {state.ticket_id!r} is already open (opened by another event)"
+        case TicketSeverityChanged(severity=severity):
+            if severity not in policy.severities:
+                return f"field 'severity': {severity} is not defined in policy {policy.name!r}"
+            if severity != state.severity:
+                state.severity = severity
+                if state.status != "resolved":
+                    _schedule(state, policy, now, out)
+        case TicketResponded():
+            if _first_response_end(state) is None:
+                _met(state, policy, "first_response", now, out)
+                state.responded_at = now
+                _schedule(state, policy, now, out, ("first_response",))
+        case TicketPaused():
+            if state.status != "open":
+                return f"cannot pause a {state.status} ticket"
+            state.status = "paused"
+            state.pauses.append((now, None))
+            _schedule(state, policy, now, out, _CLOCKED)
+        case TicketResumed():
+            if state.status != "paused":
+                return f"cannot resume a {state.status} ticket"
+            state.status = "open"
+            _close_last(state.pauses, now)
+            _schedule(state, policy, now, out, _CLOCKED)
+        case TicketResolved() | TicketClosed():
+            if state.status != "resolved":
+                _close_last(state.pauses, now)
+                _met(state, policy, "resolution", now, out)
+                _close_last(state.resolution_spans, now)
+                if _first_response_end(state) is None:
+                    state.first_response_stopped_at = now
+                state.status = "resolved"
+                state.escalation_active = False
+                state.timers = []
+            if isinstance(event, TicketClosed):
+                state.status = "closed"
+                state.timers = [Timer(now + CLOSED_RETENTION, "ticket", "purge", (3, 0.0))]
+        case TicketReopened():
+            if state.status != "resolved":
+                return f"cannot reopen a {state.status} ticket"
+            state.status = "open"
+            state.cycle += 1
+            state.resolution_spans.append((now, None))
+            state.escalation_active = True
+            _schedule(state, policy, now, out, ("resolution", "escalation"))
+        case TicketAssigned() | TicketCustomerNotified():
+            pass
+    return None

@@ -1,0 +1,249 @@
+"""SLA policy: a TOML file, validated by pydantic, compiled into targets in microseconds.
+
+The file format is the integrator-facing contract (see README); `Policy` is what the pure
+state machine runs on. Errors name the file and the key, e.g.
+`policy.toml: severity.1.resolution.target: invalid duration '1x' ...`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from datetime import date, time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from events.instants import DAY, Micros, format_duration
+from streams.sla.clocks import BusinessCalendar, Clock, ElapsedClock
+from streams.sla.durations import parse_duration
+
+ClockName = Literal["business", "elapsed"]
+MetricName = Literal["first_response", "resolution"]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DEFAULT_POLICY_RESOURCE = "default_policy.toml"
+
+
+class PolicyError(ValueError):
+    """An invalid policy file; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CalendarSpec(_Strict):
+    timezone: str
+    open: time
+    close: time
+    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(min_length=1)
+    holidays: str | None = None
+    closures: list[date] = []
+
+    @field_validator("open", "close", mode="before")
+    @classmethod
+    def _clock_time(cls, value: Any) -> Any:
+        if isinstance(value, str) and len(value) == 5:
+            return value + ":00"
+        return value
+
+
+class MetricSpec(_Strict):
+    target: str
+    clock: ClockName = "business"
+    pausable: bool = False
+    warn_at: list[Annotated[float, Field(gt=0, lt=1)]] = []
+
+
+class EscalationSpec(_Strict):
+    after: str
+    clock: ClockName = "elapsed"
+    to: str = Field(min_length=1)
+
+
+class SeveritySpec(_Strict):
+    first_response: MetricSpec | None = None
+    resolution: MetricSpec | None = None
+    escalations: list[EscalationSpec] = []
+
+
+class PolicySpec(_Strict):
+    name: str = Field(min_length=1)
+    version: str | None = None
+    calendar: CalendarSpec
+    severity: dict[Literal["1", "2", "3", "4"], SeveritySpec]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRule:
+    """A response or resolution target on one clock, with warning thresholds."""
+
+    target: Micros
+    clock: ClockName
+    pausable: bool
+    warn_at: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationRule:
+    """Escalate to `to` once `after` has passed since the report, on `clock` (never paused)."""
+
+    level: int
+    after: Micros
+    clock: ClockName
+    to: str
+
+
+@dataclass(frozen=True, slots=True)
+class SeverityRules:
+    first_response: MetricRule | None
+    resolution: MetricRule | None
+    escalations: tuple[EscalationRule, ...]
+
+    def metric(self, name: MetricName) -> MetricRule | None:
+        return self.first_response if name == "first_response" else self.resolution
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A compiled policy: what the state machine needs, nothing it has to parse."""
+
+    name: str
+    version: str
+    calendar: BusinessCalendar
+    severities: dict[int, SeverityRules]
+    spec: PolicySpec
+
+    def clock(self, name: ClockName) -> Clock:
+        return self.calendar if name == "business" else _ELAPSED
+
+    def ref(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version}
+
+
+_ELAPSED = ElapsedClock()
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def compile_policy(spec: PolicySpec, source: str) -> Policy:
+    """Turn a validated spec into targets in microseconds; `source` names the file in errors."""
+    cal = spec.calendar
+    try:
+        calendar = BusinessCalendar(
+            timezone=cal.timezone,
+            opens=cal.open,
+            closes=cal.close,
+            weekdays=[WEEKDAYS.index(day) for day in cal.weekdays],
+            holidays=cal.holidays,
+            closures=cal.closures,
+        )
+    except (ValueError, KeyError) as exc:
+        raise PolicyError(f"{source}: calendar: {exc}") from None
+
+    def duration(text: str, key: str) -> Micros:
+        try:
+            return parse_duration(text, calendar.day_length)
+        except ValueError as exc:
+            raise PolicyError(f"{source}: {key}: {exc}") from None
+
+    def metric(m: MetricSpec | None, key: str) -> MetricRule | None:
+        if m is None:
+            return None
+        return MetricRule(
+            target=duration(m.target, f"{key}.target"),
+            clock=m.clock,
+            pausable=m.pausable,
+            warn_at=tuple(sorted(set(m.warn_at))),
+        )
+
+    severities: dict[int, SeverityRules] = {}
+    for level, sev in spec.severity.items():
+        key = f"severity.{level}"
+        escalations = tuple(
+            EscalationRule(
+                level=index + 1,
+                after=duration(esc.after, f"{key}.escalations.{index}.after"),
+                clock=esc.clock,
+                to=esc.to,
+            )
+            for index, esc in enumerate(sev.escalations)
+        )
+        severities[int(level)] = SeverityRules(
+            first_response=metric(sev.first_response, f"{key}.first_response"),
+            resolution=metric(sev.resolution, f"{key}.resolution"),
+            escalations=escalations,
+        )
+    version = (
+        spec.version
+        or "sha256:"
+        + hashlib.sha256(
+            orjson.dumps(spec.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        ).hexdigest()[:12]
+    )
+    return Policy(spec.name, version, calendar, severities, spec)
+
+
+def parse_policy(text: str, source: str) -> Policy:
+    """Parse and compile policy TOML text; `source` names it in errors."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{source}: invalid TOML: {exc}") from None
+    try:
+        spec = PolicySpec.model_validate(raw)
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"{_location(err['loc'])}: {err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False)
+        )
+        raise PolicyError(f"{source}: {reasons}") from None
+    return compile_policy(spec, source)
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Load a policy file, or the shipped default (the Clevr Help Desk SLA) when `path` is None."""
+    if path is None:
+        text = resources.files("streams.sla").joinpath(DEFAULT_POLICY_RESOURCE).read_text()
+        return parse_policy(text, DEFAULT_POLICY_RESOURCE)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_policy(text, str(path))
+
+
+def check_policy(policy: Policy) -> list[str]:
+    """Warnings about a valid policy that is probably not what its author meant."""
+    warnings: list[str] = []
+    day = policy.calendar.day_length
+    for level in range(1, 5):
+        rules = policy.severities.get(level)
+        if rules is None:
+            warnings.append(
+                f"severity.{level}: not defined; tickets of severity {level} are rejected"
+            )
+            continue
+        fr, res = rules.first_response, rules.resolution
+        if fr and res and fr.target > res.target:
+            warnings.append(
+                f"severity.{level}: first_response target is later than the resolution target"
+            )
+        for name, rule in (("first_response", fr), ("resolution", res)):
+            if rule and rule.clock == "business" and rule.target % DAY == 0 and rule.target % day:
+                warnings.append(
+                    f"severity.{level}.{name}: {format_duration(rule.target)} of business time is "
+                    f"{rule.target / day:.2f} business days; did you mean business days ('bd')?"
+                )
+        afters = [esc.after for esc in rules.escalations]
+        if afters != sorted(afters):
+            warnings.append(f"severity.{level}.escalations: levels are not in increasing order")
+        if rules.escalations and res is None:
+            warnings.append(f"severity.{level}: escalations without a resolution target")
+    return warnings

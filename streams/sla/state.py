@@ -1,0 +1,97 @@
+"""Per-ticket SLA state: everything the fold needs, in plain values that serialise to JSON.
+
+Clocks are not stored as counters but as the spans of time they ran: the time a metric has
+consumed on any clock can then be measured again after a severity or policy change, and a
+pause simply cuts a span. A ticket has a handful of spans, so this stays small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from events.instants import Micros
+
+Span = tuple[Micros, Micros | None]
+"""[start, end) of an interval; `end` None while it is still running."""
+
+
+@dataclass(slots=True)
+class Timer:
+    """A pending timer: fires at `due_at` unless cancelled or recomputed first."""
+
+    due_at: Micros
+    metric: str
+    rule: str
+    rank: tuple[int, float]
+
+    def key(self) -> str:
+        return f"{self.metric}:{self.rule}"
+
+
+@dataclass(slots=True)
+class TicketState:
+    ticket_id: str
+    severity: int
+    reported_at: Micros
+    last_event_at: Micros
+    policy_version: str
+    status: str = "open"
+    """`open`, `paused` or `resolved`; a closed ticket has no state."""
+    customer_id: str | None = None
+    cycle: int = 0
+    """Resolution cycle: 0 until the first reopen, +1 per reopen."""
+    responded_at: Micros | None = None
+    first_response_stopped_at: Micros | None = None
+    resolution_spans: list[Span] = field(default_factory=list)
+    pauses: list[Span] = field(default_factory=list)
+    escalation_active: bool = True
+    fired: list[str] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
+
+    def to_json_obj(self) -> dict[str, Any]:
+        return {
+            "ticket_id": self.ticket_id,
+            "severity": self.severity,
+            "reported_at": self.reported_at,
+            "last_event_at": self.last_event_at,
+            "policy_version": self.policy_version,
+            "status": self.status,
+            "customer_id": self.customer_id,
+            "cycle": self.cycle,
+            "responded_at": self.responded_at,
+            "first_response_stopped_at": self.first_response_stopped_at,
+            "resolution_spans": self.resolution_spans,
+            "pauses": self.pauses,
+            "escalation_active": self.escalation_active,
+            "fired": self.fired,
+            "seen": self.seen,
+            "timers": [[t.due_at, t.metric, t.rule, list(t.rank)] for t in self.timers],
+        }
+
+    @classmethod
+    def from_json_obj(cls, obj: dict[str, Any]) -> TicketState:
+        return cls(
+            ticket_id=obj["ticket_id"],
+            severity=obj["severity"],
+            reported_at=obj["reported_at"],
+            last_event_at=obj["last_event_at"],
+            policy_version=obj["policy_version"],
+            status=obj["status"],
+            customer_id=obj["customer_id"],
+            cycle=obj["cycle"],
+            responded_at=obj["responded_at"],
+            first_response_stopped_at=obj["first_response_stopped_at"],
+            resolution_spans=[(s, e) for s, e in obj["resolution_spans"]],
+            pauses=[(s, e) for s, e in obj["pauses"]],
+            escalation_active=obj["escalation_active"],
+            fired=list(obj["fired"]),
+            seen=list(obj["seen"]),
+            timers=[Timer(d, m, r, (rk[0], rk[1])) for d, m, r, rk in obj["timers"]],
+        )
+
+    @property
+    def next_due(self) -> Micros | None:
+        """When this ticket's earliest pending timer fires, for the timer index."""
+        return self.timers[0].due_at if self.timers else None

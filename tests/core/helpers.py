@@ -1,0 +1,47 @@
+"""Small builders for SLA core tests: Toronto wall times and inbound events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from itertools import count
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from events.codec import ticket_event_from_obj
+from events.inbound import TicketEvent
+from events.instants import Micros, format_instant, from_datetime
+
+TORONTO = ZoneInfo("America/Toronto")
+_ids = count(1)
+
+
+def toronto(text: str) -> Micros:
+    """An instant from a Toronto wall time, e.g. '2026-11-27 17:00'."""
+    return from_datetime(datetime.fromisoformat(text).replace(tzinfo=TORONTO))
+
+
+def utc(text: str) -> str:
+    """The UTC RFC 3339 text of a Toronto wall time, as outbound events carry it."""
+    return format_instant(toronto(text))
+
+
+def event(kind: str, when: str, ticket: str = "T1", **fields: Any) -> TicketEvent:
+    body = {
+        "event_id": fields.pop("event_id", f"ev-{next(_ids)}"),
+        "ticket_id": ticket,
+        "type": f"ticket.{kind}",
+        "occurred_at": datetime.fromisoformat(when).replace(tzinfo=TORONTO).isoformat(),
+        **fields,
+    }
+    return ticket_event_from_obj(body)
+
+
+def line(kind: str, when: str, ticket: str = "T1", **fields: Any) -> bytes:
+    return orjson.dumps(event(kind, when, ticket, **fields).model_dump(mode="json"))
+
+
+def brief(records: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """(type, metric, due_at, at) of each SLA event, the part most tests assert on."""
+    return [(r["type"], r["metric"], r["due_at"], r["at"]) for r in records]
