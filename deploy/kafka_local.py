@@ -244,7 +244,7 @@ def _tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _run_coro(coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
+def run_coroutine_sync(coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
     """Run a coroutine to completion in a private event loop on a helper thread.
 
     Works whether or not the caller is itself inside a running event loop.
@@ -400,7 +400,91 @@ async def _warm_up(bootstrap: str) -> None:
 
 def check_broker(bootstrap: str, timeout: float = 10.0) -> dict[str, Any]:
     """Ask the broker for its cluster description (a real Kafka request)."""
-    return _run_coro(_describe_cluster(bootstrap, int(timeout * 1000)), timeout + 5)
+    return run_coroutine_sync(_describe_cluster(bootstrap, int(timeout * 1000)), timeout + 5)
+
+
+# ------------------------------------------------------------------- test helpers
+
+
+def unique_name(prefix: str) -> str:
+    """``<prefix>-<12 hex>``, unique per call, in the characters topic names allow."""
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", prefix).strip("-") or "t"
+    return f"{clean[:180]}-{uuid.uuid4().hex[:12]}"
+
+
+class TopicFactory:
+    """Creates uniquely named topics on the test broker; deletes them afterwards."""
+
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self.created: list[str] = []
+
+    def __call__(
+        self,
+        name_prefix: str = "",
+        partitions: int = 1,
+        config: Mapping[str, str] | None = None,
+    ) -> str:
+        """Create a topic (blocking; usable from sync and async tests); return its name."""
+        return run_coroutine_sync(self.create(name_prefix, partitions, config), 90)
+
+    async def create(
+        self,
+        name_prefix: str = "",
+        partitions: int = 1,
+        config: Mapping[str, str] | None = None,
+    ) -> str:
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        name = unique_name(f"{self.prefix}-{name_prefix}" if name_prefix else self.prefix)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=30000)
+        await admin.start()
+        try:
+            response = await admin.create_topics(
+                [NewTopic(name, partitions, 1, topic_configs=dict(config or {}))]
+            )
+            for _topic, code, message in _topic_errors(response):
+                if code:
+                    raise RuntimeError(f"creating topic {name} failed: {code} {message}")
+            self.created.append(name)
+            deadline = time.monotonic() + 30
+            while True:  # until every partition has a leader
+                (meta,) = await admin.describe_topics([name])
+                parts = meta.get("partitions") or []
+                if (
+                    meta.get("error_code") == 0
+                    and len(parts) == partitions
+                    and all(p.get("leader", -1) >= 0 for p in parts)
+                ):
+                    return name
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"topic {name} has no leaders after 30 s: {meta!r}")
+                await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
+
+    async def delete_all(self) -> None:
+        if not self.created:
+            return
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=30000)
+        await admin.start()
+        try:
+            await admin.delete_topics(self.created)
+        finally:
+            await admin.close()
+        self.created.clear()
+
+
+def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
+    out: list[tuple[str, int, str | None]] = []
+    for item in getattr(response, "topic_errors", []):
+        topic, code = item[0], item[1]
+        message = item[2] if len(item) > 2 else None
+        out.append((str(topic), int(code), message))
+    return out
 
 
 # ------------------------------------------------------------------------- config
@@ -686,7 +770,7 @@ class LocalKafka:
             level = aiokafka_log.level
             aiokafka_log.setLevel(logging.CRITICAL)
             try:
-                _run_coro(_warm_up(self.bootstrap_servers), remaining)
+                run_coroutine_sync(_warm_up(self.bootstrap_servers), remaining)
             finally:
                 aiokafka_log.setLevel(level)
 
