@@ -45,6 +45,8 @@ class Counters:
     duplicates: int = 0
     rejected: int = 0
     invalid: int = 0
+    skipped: int = 0
+    """Records at offsets the database already holds (redelivered after a seek): not applied."""
     by_topic: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -53,6 +55,7 @@ class Counters:
             "duplicates": self.duplicates,
             "rejected": self.rejected,
             "invalid": self.invalid,
+            "skipped": self.skipped,
             "by_topic": dict(self.by_topic),
         }
 
@@ -187,7 +190,18 @@ class Store:
         last: Record | None = None
         count = 0
         with self.db.tx():
+            stored: int | None = None
             for record in records:
+                if stored is None:
+                    row = self.db.query_one(
+                        "SELECT next_offset FROM projector_offsets "
+                        "WHERE topic = ? AND partition_id = ?",
+                        (record.topic, record.partition),
+                    )
+                    stored = -1 if row is None else int(row[0])
+                if record.offset < stored:
+                    self.counters.skipped += 1
+                    continue
                 where = f"{record.topic}/{record.partition}@{record.offset}"
                 if kind == "ticket":
                     self.apply_ticket(record.value, where)
