@@ -197,7 +197,7 @@ async def publish_lines(
     broker: str, topic: str, lines: Iterable[bytes], tick: int | None = None
 ) -> tuple[int, int]:
     """Produce lines keyed by ticket id (in order per key), then ticks; returns counts."""
-    from aiokafka import AIOKafkaProducer
+    from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
     producer = AIOKafkaProducer(
         bootstrap_servers=broker, acks="all", enable_idempotence=True, linger_ms=5,
@@ -308,13 +308,11 @@ async def tail_records(
             if wait <= 0:
                 break
             batches = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=1000)
-            for records in batches.values():
-                for record in records:
-                    line = _dlq_line(record) if dlq else record.value
-                    out.write(line + b"\n")
-                    count += 1
-                    if max_records is not None and count >= max_records:
-                        break
+            for record in (r for records in batches.values() for r in records):
+                if max_records is not None and count >= max_records:
+                    break
+                out.write((_dlq_line(record) if dlq else record.value) + b"\n")
+                count += 1
             out.flush()
     finally:
         await consumer.stop()
