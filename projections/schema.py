@@ -44,7 +44,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 policy_version TEXT NOT NULL,
                 state_json TEXT NOT NULL
             )""",
-            "CREATE INDEX tickets_next_due ON tickets (next_due_at)",
+            "CREATE INDEX tickets_next_due ON tickets (next_due_at, ticket_id)",
             "CREATE INDEX tickets_sla_state_due ON tickets (sla_state, next_due_at)",
             "CREATE INDEX tickets_status_due ON tickets (status, next_due_at)",
             "CREATE INDEX tickets_customer ON tickets (customer_id, reported_at)",

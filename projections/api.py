@@ -1,0 +1,190 @@
+"""HTTP JSON API and the dashboard page, over the read models (aiohttp).
+
+Handlers only parse parameters and call `projections.queries` in a worker thread with the
+API's own database connection, so a slow query never blocks the projector's event loop work
+and a projector batch never blocks a read (SQLite in WAL mode, PostgreSQL MVCC).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from events.instants import DAY, Micros, format_instant
+from projections.db import Database
+from projections.openapi import openapi_document
+from projections.queries import (
+    BadParameter,
+    TicketQuery,
+    compliance,
+    get_ticket,
+    list_escalations,
+    list_tickets,
+    parse_bool,
+    parse_int,
+    parse_when,
+)
+from projections.store import Counters
+from streams.sla.policy import Policy
+
+Clock = Callable[[], Micros]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+DB_KEY: web.AppKey[Database] = web.AppKey("db", Database)
+POLICY_KEY: web.AppKey[Policy] = web.AppKey("policy", Policy)
+CLOCK_KEY: web.AppKey[Clock] = web.AppKey("clock", Callable[[], int])  # type: ignore[arg-type]
+COUNTERS_KEY: web.AppKey[Counters] = web.AppKey("counters", Counters)
+
+
+def wall_clock() -> Micros:
+    return time.time_ns() // 1000
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str, parameter: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if parameter is not None:
+        body["parameter"] = parameter
+    return _json(body, status)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bad parameters become 400 JSON naming the parameter; no HTML error pages."""
+    try:
+        return await handler(request)
+    except BadParameter as exc:
+        return _error(400, exc.message, exc.parameter)
+    except web.HTTPNotFound:
+        return _error(404, "not found")
+
+
+def _now(request: web.Request) -> Micros:
+    clock = request.app[CLOCK_KEY]
+    text = request.query.get("now")
+    return clock() if text is None else parse_when("now", text, clock())
+
+
+async def _run(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.to_thread(fn, request.app[DB_KEY], *args)
+
+
+async def tickets(request: web.Request) -> web.Response:
+    q = TicketQuery.from_params(request.query)
+    return _json(await _run(request, list_tickets, request.app[POLICY_KEY], q, _now(request)))
+
+
+async def ticket(request: web.Request) -> web.Response:
+    ticket_id = request.match_info["ticket_id"]
+    found = await _run(request, get_ticket, request.app[POLICY_KEY], ticket_id, _now(request))
+    if found is None:
+        return _error(404, f"no ticket {ticket_id[:64]!r}", "ticket_id")
+    return _json(found)
+
+
+def _check_known(request: web.Request, known: set[str]) -> None:
+    for key in request.query:
+        if key not in known:
+            raise BadParameter(key, "unknown parameter")
+
+
+async def escalations(request: web.Request) -> web.Response:
+    _check_known(request, {"since", "open", "limit", "offset", "now"})
+    now = _now(request)
+    since = parse_when("since", request.query.get("since", "24h"), now)
+    open_only = parse_bool("open", request.query.get("open", "false"))
+    limit = parse_int("limit", request.query.get("limit", "100"), 1, 1000)
+    offset = parse_int("offset", request.query.get("offset", "0"), 0, 10**9)
+    return _json(await _run(request, list_escalations, since, now, open_only, limit, offset))
+
+
+async def compliance_report(request: web.Request) -> web.Response:
+    _check_known(request, {"from", "to", "group_by", "now"})
+    now = _now(request)
+    start = parse_when("from", request.query.get("from", "30d"), now)
+    end = parse_when("to", request.query["to"], now) if "to" in request.query else now
+    group_by = request.query.get("group_by", "severity")
+    return _json(await _run(request, compliance, request.app[POLICY_KEY], start, end, group_by))
+
+
+def dashboard_data(db: Database, policy: Policy, now: Micros) -> dict[str, Any]:
+    """Everything the wall screen shows, in one round trip."""
+    open_q = TicketQuery(status=["open", "paused"], sort="due", limit=40)
+    return {
+        "now": format_instant(now),
+        "open": list_tickets(db, policy, open_q, now)["items"],
+        "escalations": list_escalations(db, now - DAY, now, limit=50)["items"],
+        "compliance": compliance(db, policy, now - 30 * DAY, now, "severity")["groups"],
+    }
+
+
+async def dashboard_json(request: web.Request) -> web.Response:
+    _check_known(request, {"now"})
+    data = await _run(request, dashboard_data, request.app[POLICY_KEY], _now(request))
+    data["policy"] = request.app[POLICY_KEY].ref()
+    return _json(data)
+
+
+async def stats(request: web.Request) -> web.Response:
+    counters = request.app.get(COUNTERS_KEY)
+    db = request.app[DB_KEY]
+
+    def read() -> dict[str, Any]:
+        offsets = db.query("SELECT topic, partition_id, next_offset FROM projector_offsets")
+        count = db.query_one("SELECT COUNT(*) FROM tickets")
+        return {
+            "tickets": count[0] if count else 0,
+            "offsets": [{"topic": t, "partition": p, "next_offset": o} for t, p, o in offsets],
+        }
+
+    data = await asyncio.to_thread(read)
+    data["projector"] = counters.as_dict() if counters is not None else None
+    return _json(data)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document())
+
+
+async def page(request: web.Request) -> web.Response:
+    html = resources.files("projections").joinpath("dashboard.html").read_text("utf-8")
+    return web.Response(text=html, content_type="text/html")
+
+
+def make_app(
+    db_target: str,
+    policy: Policy,
+    clock: Clock = wall_clock,
+    counters: Counters | None = None,
+) -> web.Application:
+    """The API + dashboard app on its own connection to the read-model database."""
+    app = web.Application(middlewares=[_errors])
+    db = Database(db_target)
+    app[DB_KEY] = db
+    app[POLICY_KEY] = policy
+    app[CLOCK_KEY] = clock
+    if counters is not None:
+        app[COUNTERS_KEY] = counters
+
+    async def close(_: web.Application) -> None:
+        db.close()
+
+    app.on_cleanup.append(close)
+    app.router.add_get("/", page)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/api/tickets", tickets)
+    app.router.add_get("/api/tickets/{ticket_id}", ticket)
+    app.router.add_get("/api/escalations", escalations)
+    app.router.add_get("/api/compliance", compliance_report)
+    app.router.add_get("/api/dashboard", dashboard_json)
+    app.router.add_get("/api/stats", stats)
+    return app

@@ -1,0 +1,327 @@
+"""`escalator projections serve|rebuild` and `escalator query ...`: the read models from a shell.
+
+`query` reads the read-model database directly (same query functions as the API), so it works
+without a running server, e.g. against a copy of the SQLite file or a PostgreSQL replica.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from events.instants import format_duration
+from projections.db import Database
+from projections.queries import (
+    BadParameter,
+    TicketQuery,
+    compliance,
+    get_ticket,
+    list_escalations,
+    list_tickets,
+    parse_when,
+)
+from projections.schema import migrate
+from streams.sla.policy import Policy, PolicyError, load_policy
+
+DEFAULT_DB = "escalator-projections.sqlite3"
+log = logging.getLogger("escalator.projections")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("ESCALATOR_PROJECTIONS_DB", DEFAULT_DB),
+        help="SQLite file path or postgresql:// DSN (default: %(default)s, "
+        "or $ESCALATOR_PROJECTIONS_DB)",
+    )
+    parser.add_argument("--policy", default=None, help="SLA policy TOML (default: shipped)")
+
+
+def _kafka(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--broker",
+        default=os.environ.get("ESCALATOR_BROKER", "127.0.0.1:9092"),
+        help="Kafka bootstrap servers (default: %(default)s, or $ESCALATOR_BROKER)",
+    )
+    parser.add_argument("--ticket-topic", default="ticket-events")
+    parser.add_argument("--sla-topic", default="sla-events")
+    parser.add_argument("--group", default="escalator-projections", help="consumer group id")
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the `projections` and `query` command groups to `escalator`."""
+    proj = commands.add_parser("projections", help="read models of SLA state (serve, rebuild)")
+    proj_sub = proj.add_subparsers(dest="projections_command", required=True, metavar="ACTION")
+    serve = proj_sub.add_parser("serve", help="projector + HTTP API + dashboard in one process")
+    _common(serve)
+    _kafka(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--no-projector", action="store_true", help="serve the API only, over the DB as it is"
+    )
+    serve.set_defaults(func=cmd_serve)
+    rebuild = proj_sub.add_parser(
+        "rebuild", help="empty the tables and replay both topics from the start (stop serve first)"
+    )
+    _common(rebuild)
+    _kafka(rebuild)
+    rebuild.set_defaults(func=cmd_rebuild)
+
+    query = commands.add_parser("query", help="ask the read models (reads the DB directly)")
+    query_sub = query.add_subparsers(dest="query_command", required=True, metavar="WHAT")
+    tickets = query_sub.add_parser("tickets", help="tickets by filters, e.g. --breaching-within 1h")
+    for flag in ("status", "sla-state", "severity", "customer", "group", "assignee",
+                 "breaching-within", "sort", "limit", "offset"):  # fmt: skip
+        tickets.add_argument(f"--{flag}")
+    one = query_sub.add_parser("ticket", help="one ticket and its SLA timeline")
+    one.add_argument("ticket_id")
+    esc = query_sub.add_parser("escalations", help="escalations since a time (default 24h)")
+    esc.add_argument("--since", default="24h")
+    esc.add_argument("--open", action="store_true", help="only those not resolved since")
+    esc.add_argument("--limit", type=int, default=100)
+    comp = query_sub.add_parser("compliance", help="compliance over a period, grouped")
+    comp.add_argument("--from", dest="start", default="30d")
+    comp.add_argument("--to", dest="end", default=None)
+    comp.add_argument("--group-by", default="severity")
+    for sub in (tickets, one, esc, comp):
+        _common(sub)
+        sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        sub.add_argument("--now", default=None, help="evaluate as of this RFC 3339 instant")
+        sub.set_defaults(func=cmd_query)
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    return load_policy(args.policy)
+
+
+# ------------------------------------------------------------------------------------------
+# serve / rebuild
+
+
+async def _serve(args: argparse.Namespace, policy: Policy) -> None:
+    from aiohttp import web
+
+    from projections.api import make_app
+    from projections.projector import Projector, Topics
+
+    projector = None
+    if not args.no_projector:
+        topics = Topics(args.ticket_topic, args.sla_topic)
+        projector = Projector(args.db, policy, args.broker, topics, group_id=args.group)
+    else:
+        db = Database(args.db)
+        migrate(db)
+        db.close()
+    app = make_app(args.db, policy, counters=projector.store.counters if projector else None)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port)
+    await site.start()
+    print(f"serving http://{args.host}:{args.port}/ (db {_redact(args.db)})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if projector is not None:
+            await projector.run(stop)
+        else:
+            await stop.wait()
+    finally:
+        await runner.cleanup()
+        if projector is not None:
+            projector.close()
+
+
+def _redact(target: str) -> str:
+    """A DSN without its password, for logs."""
+    if "@" in target and "://" in target:
+        scheme, rest = target.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
+    return target
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        policy = _policy(args)
+    except PolicyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(_serve(args, policy))
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from projections.projector import Projector, Topics
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        policy = _policy(args)
+    except PolicyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        projector = Projector(
+            args.db, policy, args.broker, Topics(args.ticket_topic, args.sla_topic)
+        )
+        try:
+            count = await projector.rebuild()
+            print(
+                f"rebuilt {_redact(args.db)} from {count} records: "
+                + orjson.dumps(projector.store.counters.as_dict()).decode()
+            )
+        finally:
+            projector.close()
+        return 0
+
+    return asyncio.run(run())
+
+
+# ------------------------------------------------------------------------------------------
+# query
+
+
+def _table(headers: Sequence[str], rows: list[list[Any]]) -> str:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def _left(metric: dict[str, Any] | None) -> str:
+    if not metric:
+        return ""
+    seconds = metric.get("remaining_seconds")
+    left = "" if seconds is None else format_duration(round(seconds * 1_000_000))
+    return f"{metric['state']} {left}".strip()
+
+
+def _render(what: str, data: dict[str, Any]) -> str:
+    if what == "tickets":
+        rows = [
+            [t["ticket_id"], t["status"], t["severity"], t["customer_id"], t["group"],
+             t["assignee"], t["sla_state"], t["next_due_at"],
+             _left(t["metrics"].get("first_response")), _left(t["metrics"].get("resolution"))]
+            for t in data["items"]
+        ]  # fmt: skip
+        out = _table(["TICKET", "STATUS", "SEV", "CUSTOMER", "GROUP", "ASSIGNEE", "SLA",
+                      "NEXT DUE", "FIRST RESPONSE", "RESOLUTION"], rows)  # fmt: skip
+        if data["next_offset"] is not None:
+            out += f"\n(more: --offset {data['next_offset']})"
+        return out
+    if what == "ticket":
+        head = _table(
+            ["TICKET", "STATUS", "SEV", "CUSTOMER", "GROUP", "ASSIGNEE", "FIRST RESPONSE",
+             "RESOLUTION"],
+            [[data["ticket_id"], data["status"], data["severity"], data["customer_id"],
+              data["group"], data["assignee"], _left(data["metrics"].get("first_response")),
+              _left(data["metrics"].get("resolution"))]],
+        )  # fmt: skip
+        timeline = _table(
+            ["AT", "EVENT", "METRIC", "DUE", "DETAIL"],
+            [[e["at"], e["type"], e.get("metric", ""), e.get("due_at", ""),
+              " ".join(f"{k}={e[k]}" for k in ("level", "to", "threshold", "took_seconds", "eta")
+                       if k in e)] for e in data["timeline"]],
+        )  # fmt: skip
+        return head + "\n\n" + timeline
+    if what == "escalations":
+        rows = [
+            [e["escalated_at"], e["ticket_id"], e["severity"], e["level"], e["to"],
+             "yes" if e["resolved_since"] else "no"]
+            for e in data["items"]
+        ]  # fmt: skip
+        return _table(["ESCALATED AT", "TICKET", "SEV", "LEVEL", "TO", "RESOLVED SINCE"], rows)
+
+    def pct(m: dict[str, Any]) -> str:
+        return "" if m["compliance"] is None else f"{m['compliance'] * 100:.1f}%"
+
+    def secs(m: dict[str, Any], clock: str, stat: str) -> str:
+        value = m[clock][stat]
+        return "" if value is None else format_duration(round(value * 1_000_000))
+
+    rows = []
+    for g in data["groups"]:
+        fr, res = g["first_response"], g["resolution"]
+        rows.append([g["key"], g["tickets"], fr["met"], fr["breached"], pct(fr),
+                     secs(fr, "business", "median_seconds"), secs(fr, "elapsed", "median_seconds"),
+                     res["met"], res["breached"], pct(res),
+                     secs(res, "business", "median_seconds"),
+                     secs(res, "elapsed", "median_seconds")])  # fmt: skip
+    return _table(
+        [data["group_by"].upper(), "TICKETS", "FR MET", "FR BREACHED", "FR %", "FR MEDIAN BUS",
+         "FR MEDIAN ELAPSED", "RES MET", "RES BREACHED", "RES %", "RES MEDIAN BUS",
+         "RES MEDIAN ELAPSED"], rows,
+    )  # fmt: skip
+
+
+def run_query(args: argparse.Namespace, policy: Policy, db: Database) -> dict[str, Any] | None:
+    from projections.api import wall_clock
+
+    now = wall_clock() if args.now is None else parse_when("now", args.now, wall_clock())
+    what = args.query_command
+    if what == "tickets":
+        params = {
+            key: value
+            for key, value in (
+                ("status", args.status),
+                ("sla_state", args.sla_state),
+                ("severity", args.severity),
+                ("customer", args.customer),
+                ("group", args.group),
+                ("assignee", args.assignee),
+                ("breaching_within", args.breaching_within),
+                ("sort", args.sort),
+                ("limit", args.limit),
+                ("offset", args.offset),
+            )
+            if value is not None
+        }
+        return list_tickets(db, policy, TicketQuery.from_params(params), now)
+    if what == "ticket":
+        return get_ticket(db, policy, args.ticket_id, now)
+    if what == "escalations":
+        since = parse_when("since", args.since, now)
+        return list_escalations(db, since, now, args.open, args.limit)
+    start = parse_when("from", args.start, now)
+    end = now if args.end is None else parse_when("to", args.end, now)
+    return compliance(db, policy, start, end, args.group_by)
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    try:
+        policy = _policy(args)
+    except PolicyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    db = Database(args.db)
+    try:
+        migrate(db)
+        data = run_query(args, policy, db)
+    except BadParameter as exc:
+        flag = "--" + exc.parameter.replace("_", "-")
+        print(f"error: {flag}: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        db.close()
+    if data is None:
+        print(f"error: no ticket {args.ticket_id!r}", file=sys.stderr)
+        return 1
+    if args.json:
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(_render(args.query_command, data))
+    return 0

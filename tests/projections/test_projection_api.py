@@ -1,0 +1,185 @@
+"""The HTTP API and the `escalator query` CLI over a known scenario, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from deploy.cli import main as escalator
+from events.instants import format_instant
+from projections.api import make_app
+from projections.db import Database
+from streams.sla.policy import Policy
+from tests.projections.scenario import NOW, load_scenario
+
+NOW_TEXT = format_instant(NOW)
+
+
+@pytest.fixture
+async def client(db_target: str, policy: Policy) -> AsyncIterator[TestClient[Any, Any]]:
+    db = Database(db_target)
+    load_scenario(db, policy)
+    db.close()
+    app = make_app(db_target, policy, clock=lambda: NOW)
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+async def get(client: TestClient[Any, Any], path: str, status: int = 200) -> Any:
+    response = await client.get(path)
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/json"
+    return await response.json()
+
+
+def ids(page: dict[str, Any]) -> list[str]:
+    return [t["ticket_id"] for t in page["items"]]
+
+
+async def test_tickets_breaching_within_an_hour(client: TestClient[Any, Any]) -> None:
+    page = await get(client, "/api/tickets?breaching_within=1h")
+    assert ids(page) == ["A"]
+    a = page["items"][0]
+    assert a["metrics"]["first_response"] == {
+        "state": "on_track", "due_at": "2026-11-24T15:30:00Z", "remaining_seconds": 1800.0,
+        "clock": "business",
+    }  # fmt: skip
+    assert (a["customer_id"], a["group"], a["assignee"], a["severity"]) == ("C-1", "l2", "ann", 1)
+    assert ids(await get(client, "/api/tickets?breaching_within=4h")) == ["A", "B"]
+
+
+async def test_ticket_filters_sorting_and_pages(client: TestClient[Any, Any]) -> None:
+    assert ids(await get(client, "/api/tickets?sort=ticket_id")) == ["A", "B", "C", "D", "E"]
+    assert ids(await get(client, "/api/tickets?status=open,paused&sort=ticket_id")) == [
+        "A", "B", "C",
+    ]  # fmt: skip
+    assert ids(await get(client, "/api/tickets?sla_state=breached")) == ["C"]
+    assert ids(await get(client, "/api/tickets?severity=1&sort=-reported")) == ["A", "E", "C"]
+    assert ids(await get(client, "/api/tickets?customer=C-2&sort=ticket_id")) == ["B", "D"]
+    assert ids(await get(client, "/api/tickets?group=l2&sort=ticket_id")) == ["A", "C"]
+    assert ids(await get(client, "/api/tickets?assignee=bob&sort=ticket_id")) == ["B", "D"]
+    first = await get(client, "/api/tickets?sort=ticket_id&limit=2")
+    assert (ids(first), first["next_offset"]) == (["A", "B"], 2)
+    last = await get(client, "/api/tickets?sort=ticket_id&limit=2&offset=4")
+    assert (ids(last), last["next_offset"]) == (["E"], None)
+    # open tickets by time to breach: running deadlines first, the breached one last
+    assert ids(await get(client, "/api/tickets?status=open&sort=due"))[:2] == ["A", "B"]
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("limit=abc", "limit"),
+        ("limit=0", "limit"),
+        ("offset=-1", "offset"),
+        ("breaching_within=soon", "breaching_within"),
+        ("sort=sideways", "sort"),
+        ("status=lost", "status"),
+        ("sla_state=meh", "sla_state"),
+        ("severity=7", "severity"),
+        ("colour=red", "colour"),
+        ("now=yesterday", "now"),
+    ],
+)
+async def test_bad_parameters_are_400_naming_the_parameter(
+    client: TestClient[Any, Any], query: str, parameter: str
+) -> None:
+    body = await get(client, f"/api/tickets?{query}", status=400)
+    assert body["parameter"] == parameter
+    assert body["error"]
+
+
+async def test_one_ticket_timeline(client: TestClient[Any, Any]) -> None:
+    c = await get(client, "/api/tickets/C")
+    assert c["metrics"]["first_response"]["state"] == "breached"
+    assert c["metrics"]["first_response"]["remaining_seconds"] < 0
+    types = [e["type"] for e in c["timeline"]]
+    assert types[0] == "ticket.reported"
+    assert "sla.breached" in types and "ticket.escalated" in types
+    assert [e["at"] for e in c["timeline"]] == sorted(e["at"] for e in c["timeline"])
+    escalated = next(e for e in c["timeline"] if e["type"] == "ticket.escalated")
+    assert (escalated["level"], escalated["to"]) == (1, "senior-technical-staff")
+    d = await get(client, "/api/tickets/D")
+    assert d["metrics"]["first_response"]["state"] == "met"
+    assert d["metrics"]["resolution"]["state"] == "met"
+    assert d["resolved_at"] == "2026-11-24T13:00:00Z"
+    missing = await get(client, "/api/tickets/nope", status=404)
+    assert missing["parameter"] == "ticket_id"
+
+
+async def test_escalations_and_whether_resolved_since(client: TestClient[Any, Any]) -> None:
+    page = await get(client, "/api/escalations?since=24h")
+    by_ticket = {e["ticket_id"]: e for e in page["items"]}
+    assert set(by_ticket) == {"C", "E"}
+    assert by_ticket["C"]["resolved_since"] is False
+    assert by_ticket["E"]["resolved_since"] is True
+    assert by_ticket["E"]["to"] == "senior-technical-staff"
+    assert [e["ticket_id"] for e in (await get(client, "/api/escalations?open=true"))["items"]] == [
+        "C"
+    ]
+    assert (await get(client, "/api/escalations?since=10m"))["items"] == []
+    assert (await get(client, "/api/escalations?open=maybe", 400))["parameter"] == "open"
+
+
+async def test_compliance_grouped(client: TestClient[Any, Any]) -> None:
+    report = await get(client, "/api/compliance?from=1d&group_by=severity")
+    groups = {g["key"]: g for g in report["groups"]}
+    assert groups[1]["tickets"] == 3
+    assert groups[1]["first_response"]["met"] == 1  # E answered in time
+    assert groups[1]["first_response"]["breached"] == 1  # C
+    assert groups[1]["first_response"]["compliance"] == 0.5
+    assert groups[3]["resolution"]["met"] == 1
+    fr = groups[3]["first_response"]
+    # D was answered at 07:40 Toronto, before opening: 10 min elapsed, 0 on the business clock
+    assert fr["elapsed"]["median_seconds"] == 600.0 and fr["business"]["mean_seconds"] == 0.0
+    by_customer = await get(client, "/api/compliance?from=1d&group_by=customer")
+    assert [g["key"] for g in by_customer["groups"]] == ["C-1", "C-2", "C-3"]
+    by_day = await get(client, "/api/compliance?from=2026-11-20T00:00:00Z&group_by=day")
+    assert [(g["key"], g["tickets"]) for g in by_day["groups"]] == [("2026-11-24", 5)]
+    assert (await get(client, "/api/compliance?group_by=planet", 400))["parameter"] == "group_by"
+    assert (await get(client, "/api/compliance?from=later", 400))["parameter"] == "from"
+
+
+async def test_openapi_dashboard_and_stats(client: TestClient[Any, Any]) -> None:
+    doc = await get(client, "/openapi.json")
+    assert doc["openapi"].startswith("3.")
+    assert {
+        "/api/tickets",
+        "/api/tickets/{ticket_id}",
+        "/api/escalations",
+        "/api/compliance",
+    } <= set(doc["paths"])
+    board = await get(client, "/api/dashboard")
+    assert [t["ticket_id"] for t in board["open"]][:2] == ["A", "B"]
+    assert {e["ticket_id"] for e in board["escalations"]} == {"C", "E"}
+    assert {g["key"] for g in board["compliance"]} == {1, 2, 3}
+    html = await client.get("/")
+    assert html.status == 200 and "compliance" in (await html.text())
+    stats = await get(client, "/api/stats")
+    assert stats["tickets"] == 5
+
+
+def test_cli_query(db_target: str, policy: Policy, capsys: pytest.CaptureFixture[str]) -> None:
+    db = Database(db_target)
+    load_scenario(db, policy)
+    db.close()
+    base = ["--db", db_target, "--now", NOW_TEXT]
+    assert escalator(["query", "tickets", *base, "--breaching-within", "1h", "--json"]) == 0
+    assert [t["ticket_id"] for t in orjson.loads(capsys.readouterr().out)["items"]] == ["A"]
+    assert escalator(["query", "tickets", *base, "--status", "open"]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:3] == ["TICKET", "STATUS", "SEV"]
+    assert "breached" in table and "C-1" in table
+    assert escalator(["query", "ticket", "C", *base]) == 0
+    assert "ticket.escalated" in capsys.readouterr().out
+    assert escalator(["query", "escalations", *base, "--open", "--json"]) == 0
+    assert [e["ticket_id"] for e in orjson.loads(capsys.readouterr().out)["items"]] == ["C"]
+    assert escalator(["query", "compliance", *base, "--from", "1d"]) == 0
+    assert "SEVERITY" in capsys.readouterr().out
+    assert escalator(["query", "tickets", *base, "--breaching-within", "soon"]) == 2
+    assert "--breaching-within" in capsys.readouterr().err
+    assert escalator(["query", "ticket", "nope", *base]) == 1
