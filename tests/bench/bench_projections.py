@@ -21,28 +21,34 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import orjson  # noqa: E402
+import orjson
 
-from events.instants import HOUR, MINUTE, SECOND, format_instant  # noqa: E402
-from events.samples import generate_history  # noqa: E402
-from projections.db import Database  # noqa: E402
-from projections.model import SLA_EVENT_COLUMNS, TICKET_COLUMNS  # noqa: E402
-from projections.schema import migrate  # noqa: E402
-from projections.store import Record, Store  # noqa: E402
-from streams.sla.policy import Policy, load_policy  # noqa: E402
-from streams.sla.replay import replay_lines  # noqa: E402
+from events.instants import HOUR, MINUTE, SECOND, format_instant
+from events.samples import generate_history
+from projections.db import Database
+from projections.model import SLA_EVENT_COLUMNS, TICKET_COLUMNS
+from projections.schema import migrate
+from projections.store import Record, Store
+from streams.sla.policy import Policy, load_policy
+from streams.sla.replay import replay_lines
 
 
 def fresh_target(kind: str, pg: str | None, workdir: Path) -> tuple[str, Any]:
     """A new empty database; returns (target, cleanup)."""
     if kind == "sqlite":
         path = workdir / f"bench-{uuid.uuid4().hex[:6]}.sqlite3"
-        return str(path), lambda: [p.unlink(missing_ok=True) for p in workdir.glob(path.name + "*")]
+
+        def remove() -> None:
+            for p in workdir.glob(path.name + "*"):
+                p.unlink(missing_ok=True)
+
+        return str(path), remove
     import psycopg
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -126,6 +132,8 @@ def synthetic_rows(count: int, now: int, rng: random.Random) -> tuple[list[Any],
     tickets: list[Any] = []
     events: list[Any] = []
     state_json = '{"synthetic": true}'
+    fr: tuple[str, int | None, None, str]
+    res: tuple[str, int | None, None, str]
     for i in range(count):
         ticket_id = f"S-{i:07d}"
         reported = now - rng.randrange(60 * 24 * 60) * MINUTE
@@ -205,7 +213,7 @@ async def bench_api(target: str, policy: Policy, count: int, now: int, runs: int
     rng = random.Random(7)
     results: dict[str, Any] = {}
     async with ClientSession() as session:
-        queries = {
+        queries: dict[str, Callable[[], str]] = {
             "breaching next hour": lambda: "/api/tickets?breaching_within=1h&limit=50",
             "one ticket": lambda: f"/api/tickets/S-{rng.randrange(count):07d}",
             "open by due (dashboard list)": lambda: "/api/tickets?status=open,paused&limit=40",
@@ -227,8 +235,11 @@ async def bench_api(target: str, policy: Policy, count: int, now: int, runs: int
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pg", default=os.environ.get("ESCALATOR_BENCH_PG"),
-                        help="PostgreSQL DSN of a server to create scratch databases on")  # fmt: skip
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("ESCALATOR_BENCH_PG"),
+        help="PostgreSQL DSN of a server to create scratch databases on",
+    )
     parser.add_argument("--broker", default=os.environ.get("ESCALATOR_BENCH_BROKER"))
     parser.add_argument("--tickets", type=int, default=1_000_000)
     parser.add_argument("--history", type=int, default=3000, help="tickets for throughput")
