@@ -30,6 +30,7 @@ import json
 import os
 import pwd
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -37,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -175,15 +176,48 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child
-    os.setsid()
-    try:
-        import ctypes
+def _child_setup(user: pwd.struct_passwd | None) -> Callable[[], None]:
+    """Child-side set-up for the postmaster: own session, then drop to ``user``."""
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+    def setup() -> None:  # pragma: no cover - runs in the child
+        os.setsid()
+        if user is not None:
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+
+    return setup
+
+
+def _spawn_watchdog(postmaster: int, remove_dir: Path | None) -> subprocess.Popen[bytes]:
+    """Stop the postmaster (and remove its throwaway folder) once this process is gone.
+
+    A parent-death signal cannot be used here: the kernel drops it when a process
+    that changed its user executes a program.  So a small shell loop watches both
+    pids and, when this process dies first (e.g. a killed test run), sends the
+    postmaster SIGINT (fast shutdown), then SIGQUIT after 30 s.
+    """
+    parent = os.getpid()
+    cleanup = f"rm -rf -- {shlex.quote(str(remove_dir))}" if remove_dir else ":"
+    script = f"""
+while kill -0 {parent} 2>/dev/null && kill -0 {postmaster} 2>/dev/null; do sleep 1; done
+kill -0 {parent} 2>/dev/null && exit 0
+if kill -0 {postmaster} 2>/dev/null; then
+  kill -INT {postmaster} 2>/dev/null
+  i=0
+  while kill -0 {postmaster} 2>/dev/null && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done
+  kill -QUIT {postmaster} 2>/dev/null
+  sleep 1
+fi
+{cleanup}
+"""
+    return subprocess.Popen(
+        ["/bin/sh", "-c", script],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _stop_postmaster(pid: int, timeout: float, proc: subprocess.Popen[bytes] | None) -> None:
@@ -254,6 +288,7 @@ class LocalPostgres:
         self._owns_dir = data_dir is None
         self._dir = Path(data_dir).expanduser().resolve() if data_dir else None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
         self.pid: int | None = None
         self.start_seconds: float | None = None
@@ -376,13 +411,11 @@ class LocalPostgres:
                 stderr=subprocess.STDOUT,
                 cwd=run_dir,
                 env=self._env(),
-                user=user.pw_uid if user else None,
-                group=user.pw_gid if user else None,
-                extra_groups=[] if user else None,
-                start_new_session=self.detached,
-                preexec_fn=None if self.detached else _set_pdeathsig,
+                preexec_fn=_child_setup(user),
             )
         self.pid = self._proc.pid
+        if not self.detached:
+            self._watchdog = _spawn_watchdog(self.pid, run_dir if self._owns_dir else None)
         try:
             self._wait_ready(started)
             self._create_database()
@@ -452,6 +485,13 @@ class LocalPostgres:
         if self._proc is not None:
             _stop_postmaster(self._proc.pid, self.stop_timeout, self._proc)
             self._proc = None
+        if self._watchdog is not None:
+            try:  # it sees the postmaster gone within a second and exits
+                self._watchdog.wait(5)
+            except subprocess.TimeoutExpired:
+                self._watchdog.kill()
+                self._watchdog.wait(5)
+            self._watchdog = None
         if self._dir is not None:
             with contextlib.suppress(OSError):
                 (self._dir / STATE_FILE).unlink()
