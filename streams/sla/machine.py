@@ -93,7 +93,8 @@ def deadlines(segments: list[Span], clock: Clock, amounts: list[Micros]) -> list
     index = 0
     for start, end in segments:
         if end is None:
-            results.extend(clock.add(start, amount - consumed) for amount in amounts[index:])
+            for amount in amounts[index:]:
+                results.append(clock.add(start, amount - consumed))
             return results
         length = clock.between(start, end)
         while index < len(amounts) and amounts[index] <= consumed + length:
@@ -146,34 +147,29 @@ def _schedule(
     Timers of other metrics are kept as they are: an event only recomputes what it changed.
     """
     rules = policy.severities[state.severity]
-    fired = set(state.fired)
+    fired = state.fired
     timers = [t for t in state.timers if t.metric not in metrics]
-    for metric in _CLOCKED:
-        rule = rules.metric(metric)  # type: ignore[arg-type]
-        if metric not in metrics or rule is None or not metric_running(state, metric):
+    for rule in (rules.first_response, rules.resolution):
+        if rule is None or rule.metric not in metrics or not metric_running(state, rule.metric):
             continue
-        rank = _METRIC_RANK[metric]
-        wanted = [(f"warning:{f:g}", round(rule.target * f), (rank, f)) for f in rule.warn_at]
-        wanted.append(("breached", rule.target, (rank, 1.0)))
-        wanted = [w for w in wanted if f"{metric}:{w[0]}" not in fired]
-        if not wanted:
+        marks = [mark for mark in rule.marks if mark.key not in fired]
+        if not marks:
             continue
-        segments = metric_segments(state, metric, rule)  # type: ignore[arg-type]
-        dues = deadlines(segments, policy.clock(rule.clock), [amount for _, amount, _ in wanted])
-        for (name, _, order), due in zip(wanted, dues, strict=True):
+        segments = metric_segments(state, rule.metric, rule)
+        dues = deadlines(segments, policy.clock(rule.clock), [mark.amount for mark in marks])
+        rank = _METRIC_RANK[rule.metric]
+        for mark, due in zip(marks, dues, strict=True):
             if due is not None:
-                timers.append(Timer(due, metric, name, order))
+                timers.append(Timer(due, (rank, mark.fraction), rule.metric, mark.rule))
     if "escalation" in metrics and state.escalation_active:
         for esc in rules.escalations:
-            name = f"level:{esc.level}"
-            if f"escalation:{name}" not in fired:
+            if f"escalation:{esc.rule}" not in fired:
                 due = policy.clock(esc.clock).add(state.reported_at, esc.after)
-                timers.append(Timer(due, "escalation", name, (2, float(esc.level))))
-    timers.sort(key=lambda t: (t.due_at, t.rank))
+                timers.append(Timer(due, (2, float(esc.level)), "escalation", esc.rule))
+    timers.sort()
     if timers and timers[0].due_at < now:
         overdue = [t for t in timers if t.due_at < now]
-        timers = timers[len(overdue) :]
-        state.timers = timers
+        state.timers = timers[len(overdue) :]
         for timer in overdue:
             _fire(state, policy, timer, now, emitted)
     else:
@@ -239,6 +235,13 @@ def _fire(
     out.append(record)
 
 
+def _pending_breach(state: TicketState, metric: str) -> Micros | None:
+    for timer in state.timers:
+        if timer.rule == "breached" and timer.metric == metric:
+            return timer.due_at
+    return None
+
+
 def _met(
     state: TicketState, policy: Policy, metric: MetricName, at: Micros, out: list[dict[str, Any]]
 ) -> None:
@@ -248,7 +251,9 @@ def _met(
         return
     segments = metric_segments(state, metric, rule)
     clock = policy.clock(rule.clock)
-    due = deadlines(segments, clock, [rule.target])[0]
+    due = _pending_breach(state, metric)
+    if due is None:  # paused: no pending timer, measure it
+        due = deadlines(segments, clock, [rule.target])[0]
     record = _event(
         state, policy, "sla.met", metric, f"met:{state.cycle}", due if due is not None else at, at
     )
@@ -303,10 +308,13 @@ def handle(state: TicketState | None, event: TicketEvent, policy: Policy) -> Out
         return Outcome(None, rejected=f"unknown ticket {event.ticket_id!r}: no ticket.opened seen")
     if event.event_id in state.seen:
         return Outcome(state, duplicate=True)
-    now = max(event.at, state.last_event_at)
+    at = event.at
+    now = at if at > state.last_event_at else state.last_event_at
     out: list[dict[str, Any]] = []
-    _adopt_policy(state, policy, state.last_event_at, out)
-    if not _fire_due(state, policy, now, False, out):
+    if state.policy_version != policy.version:
+        _adopt_policy(state, policy, state.last_event_at, out)
+    overdue = bool(state.timers) and state.timers[0].due_at < now
+    if overdue and not _fire_due(state, policy, now, False, out):
         if isinstance(event, TicketOpened):
             opened = _open(event, policy)
             opened.emitted[:0] = out
@@ -369,7 +377,7 @@ def _apply(
             if _first_response_end(state) is None:
                 _met(state, policy, "first_response", now, out)
                 state.responded_at = now
-                _schedule(state, policy, now, out, ("first_response",))
+                state.timers = [t for t in state.timers if t.metric != "first_response"]
         case TicketPaused():
             if state.status != "open":
                 return f"cannot pause a {state.status} ticket"
@@ -394,7 +402,7 @@ def _apply(
                 state.timers = []
             if isinstance(event, TicketClosed):
                 state.status = "closed"
-                state.timers = [Timer(now + CLOSED_RETENTION, "ticket", "purge", (3, 0.0))]
+                state.timers = [Timer(now + CLOSED_RETENTION, (3, 0.0), "ticket", "purge")]
         case TicketReopened():
             if state.status != "resolved":
                 return f"cannot reopen a {state.status} ticket"

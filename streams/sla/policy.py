@@ -11,6 +11,7 @@ import hashlib
 import tomllib
 from dataclasses import dataclass
 from datetime import date, time
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -82,10 +83,35 @@ class PolicySpec(_Strict):
 class MetricRule:
     """A response or resolution target on one clock, with warning thresholds."""
 
+    metric: MetricName
     target: Micros
     clock: ClockName
     pausable: bool
     warn_at: tuple[float, ...]
+
+    @property
+    def marks(self) -> tuple[Mark, ...]:
+        """The metric's timers: each warning threshold, then the breach."""
+        return _marks(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """One timer of a metric: its rule name, how much clock time it needs, its fired-key."""
+
+    rule: str
+    amount: Micros
+    fraction: float
+    key: str
+
+
+@lru_cache(maxsize=256)
+def _marks(rule: MetricRule) -> tuple[Mark, ...]:
+    warnings = [
+        Mark(f"warning:{f:g}", round(rule.target * f), f, f"{rule.metric}:warning:{f:g}")
+        for f in rule.warn_at
+    ]
+    return (*warnings, Mark("breached", rule.target, 1.0, f"{rule.metric}:breached"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +122,10 @@ class EscalationRule:
     after: Micros
     clock: ClockName
     to: str
+
+    @property
+    def rule(self) -> str:
+        return f"level:{self.level}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +183,11 @@ def compile_policy(spec: PolicySpec, source: str) -> Policy:
         except ValueError as exc:
             raise PolicyError(f"{source}: {key}: {exc}") from None
 
-    def metric(m: MetricSpec | None, key: str) -> MetricRule | None:
+    def metric(m: MetricSpec | None, name: MetricName, key: str) -> MetricRule | None:
         if m is None:
             return None
         return MetricRule(
+            metric=name,
             target=duration(m.target, f"{key}.target"),
             clock=m.clock,
             pausable=m.pausable,
@@ -176,8 +207,8 @@ def compile_policy(spec: PolicySpec, source: str) -> Policy:
             for index, esc in enumerate(sev.escalations)
         )
         severities[int(level)] = SeverityRules(
-            first_response=metric(sev.first_response, f"{key}.first_response"),
-            resolution=metric(sev.resolution, f"{key}.resolution"),
+            first_response=metric(sev.first_response, "first_response", f"{key}.first_response"),
+            resolution=metric(sev.resolution, "resolution", f"{key}.resolution"),
             escalations=escalations,
         )
     version = (

@@ -42,7 +42,13 @@ class Replayer:
     def feed(self, event: TicketEvent) -> tuple[list[dict[str, Any]], str | None]:
         """Fire what is due before the event, then apply it; returns (emitted, rejection)."""
         at = event.at
-        out = self.advance(at, inclusive=False)
+        head = self.index.peek()
+        if head is not None and head[0] < at:
+            out = self.advance(at, inclusive=False)
+        else:
+            out = []
+            if self.clock is None or at > self.clock:
+                self.clock = at
         outcome = handle(self.tickets.get(event.ticket_id), event, self.policy)
         self.counts.events += 1
         self._store(event.ticket_id, outcome.state)

@@ -8,7 +8,7 @@ pause simply cuts a span. A ticket has a handful of spans, so this stays small.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from events.instants import Micros
 
@@ -16,14 +16,16 @@ Span = tuple[Micros, Micros | None]
 """[start, end) of an interval; `end` None while it is still running."""
 
 
-@dataclass(slots=True)
-class Timer:
-    """A pending timer: fires at `due_at` unless cancelled or recomputed first."""
+class Timer(NamedTuple):
+    """A pending timer: fires at `due_at` unless cancelled or recomputed first.
+
+    A tuple so that timers sort by due time, then rank (metric, then threshold or level).
+    """
 
     due_at: Micros
+    rank: tuple[int, float]
     metric: str
     rule: str
-    rank: tuple[int, float]
 
     def key(self) -> str:
         return f"{self.metric}:{self.rule}"
@@ -88,7 +90,7 @@ class TicketState:
             escalation_active=obj["escalation_active"],
             fired=list(obj["fired"]),
             seen=list(obj["seen"]),
-            timers=[Timer(d, m, r, (rk[0], rk[1])) for d, m, r, rk in obj["timers"]],
+            timers=[Timer(d, (rk[0], rk[1]), m, r) for d, m, r, rk in obj["timers"]],
         )
 
     @property
