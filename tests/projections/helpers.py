@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from typing import Any
 
 import orjson
+from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
 from events.instants import Micros
+from projections.projector import Projector, Topics
 from projections.store import Record, Store
 from streams.sla.policy import Policy
 from streams.sla.replay import replay_lines
@@ -47,3 +51,37 @@ def apply_interleaved(
             size = batch if seed is None else rng.randint(1, batch)
             store.apply_batch("sla", slas[j : j + size])
             j += size
+
+
+async def make_topics(kafka_topics: Any, partitions: int = 3) -> Topics:
+    """Fresh ticket and SLA topics from the shared `kafka_topics` factory (deleted after)."""
+    return Topics(
+        tickets=await kafka_topics.create("ticket-events", partitions=partitions),
+        sla=await kafka_topics.create("sla-events", partitions=partitions),
+    )
+
+
+async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for value in values:
+            try:
+                key = orjson.loads(value).get("ticket_id", "").encode()
+            except orjson.JSONDecodeError:
+                key = b"junk"
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def wait_for(projector: Projector, expected: int, timeout: float = 60.0) -> None:
+    """Until the stored offsets account for `expected` records (summed over partitions)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        offsets = await asyncio.to_thread(projector.store.offsets)
+        if sum(offsets.values()) >= expected:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"projector stuck at {offsets} (wanted {expected} records)")

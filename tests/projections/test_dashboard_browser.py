@@ -13,6 +13,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -22,9 +23,8 @@ from events.instants import MINUTE, format_instant
 from projections.api import make_app
 from projections.projector import Projector
 from streams.sla.policy import Policy
-from tests.projections.helpers import lines, sla_records
+from tests.projections.helpers import lines, make_topics, produce, sla_records, wait_for
 from tests.projections.scenario import NOW, scenario_events
-from tests.projections.test_projector_kafka import make_topics, produce, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.kafka]
 
@@ -44,7 +44,7 @@ def _need_chromium() -> None:
 
 
 async def test_dashboard_shows_live_sla_state(
-    tmp_path: Path, kafka_bootstrap: str, policy: Policy
+    tmp_path: Path, kafka_bootstrap: str, kafka_topics: Any, policy: Policy
 ) -> None:
     _need_chromium()
     from playwright.async_api import async_playwright
@@ -56,7 +56,7 @@ async def test_dashboard_shows_live_sla_state(
         return NOW + (time.time_ns() // 1000 - started)
 
     events = scenario_events()
-    topics = await make_topics(kafka_bootstrap, partitions=1)
+    topics = await make_topics(kafka_topics, partitions=1)
     tickets, slas = lines(events), sla_records(events, policy, until=NOW)
     await produce(kafka_bootstrap, topics.tickets, tickets)
     await produce(kafka_bootstrap, topics.sla, slas)

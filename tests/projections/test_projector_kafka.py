@@ -3,69 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from typing import Any
 
-import orjson
 import pytest
-from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 
 from projections.db import Database
-from projections.projector import Projector, Topics
+from projections.projector import Projector
 from projections.store import dump_tables
 from streams.sla.policy import Policy
-from tests.projections.helpers import lines, sla_records
+from tests.projections.helpers import lines, make_topics, produce, sla_records, wait_for
 
 pytestmark = pytest.mark.kafka
 
 
-async def make_topics(bootstrap: str, partitions: int = 3) -> Topics:
-    suffix = uuid.uuid4().hex[:8]
-    topics = Topics(tickets=f"ticket-events-{suffix}", sla=f"sla-events-{suffix}")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1)
-             for name in (topics.tickets, topics.sla)]
-        )  # fmt: skip
-    finally:
-        await admin.close()
-    return topics
-
-
-async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        for value in values:
-            try:
-                key = orjson.loads(value).get("ticket_id", "").encode()
-            except orjson.JSONDecodeError:
-                key = b"junk"
-            await producer.send(topic, value, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-async def wait_for(projector: Projector, expected: int, timeout: float = 60.0) -> None:
-    """Until the stored offsets account for `expected` records (summed over partitions)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        offsets = await asyncio.to_thread(projector.store.offsets)
-        if sum(offsets.values()) >= expected:
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"projector stuck at {offsets} (wanted {expected} records)")
-
-
 async def test_live_restart_and_rebuild(
-    kafka_bootstrap: str, make_db_target: Any, policy: Policy, history: list[dict[str, Any]]
+    kafka_bootstrap: str,
+    kafka_topics: Any,
+    make_db_target: Any,
+    policy: Policy,
+    history: list[dict[str, Any]],
 ) -> None:
-    topics = await make_topics(kafka_bootstrap)
+    topics = await make_topics(kafka_topics, partitions=3)
     tickets = lines(history)
     slas = sla_records(history, policy)
     half_t, half_s = len(tickets) // 2, len(slas) // 2
