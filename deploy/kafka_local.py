@@ -40,6 +40,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -276,6 +277,35 @@ def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
     except Exception:
         pass
+
+
+def _spawn_watchdog(broker: int, remove_dir: Path | None) -> subprocess.Popen[bytes]:
+    """Once this process is gone, make sure the broker stops and its temp folder goes.
+
+    The broker also gets SIGTERM from its parent-death signal; this shell loop is
+    the fallback (and the only way to remove the folder after e.g. a SIGKILL).
+    """
+    parent = os.getpid()
+    cleanup = f"rm -rf -- {shlex.quote(str(remove_dir))}" if remove_dir else ":"
+    script = f"""
+while kill -0 {parent} 2>/dev/null && kill -0 {broker} 2>/dev/null; do sleep 1; done
+kill -0 {parent} 2>/dev/null && exit 0
+if kill -0 {broker} 2>/dev/null; then
+  kill -TERM {broker} 2>/dev/null
+  i=0
+  while kill -0 {broker} 2>/dev/null && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done
+  kill -KILL {broker} 2>/dev/null
+  sleep 1
+fi
+{cleanup}
+"""
+    return subprocess.Popen(
+        ["/bin/sh", "-c", script],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -592,6 +622,7 @@ class LocalKafka:
         self._owns_dir = data_dir is None
         self._data_dir = Path(data_dir).expanduser().resolve() if data_dir else None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
         self.controller_port: int | None = None
         self.pid: int | None = None
@@ -696,6 +727,8 @@ class LocalKafka:
                 preexec_fn=None if self.detached else _set_pdeathsig,
             )
         self.pid = self._proc.pid
+        if not self.detached:
+            self._watchdog = _spawn_watchdog(self.pid, run_dir if self._owns_dir else None)
         try:
             self._wait_ready(started)
         except BaseException:
@@ -786,6 +819,13 @@ class LocalKafka:
         if self._proc is not None:
             _terminate_pid(self._proc.pid, self.stop_timeout, self._proc)
             self._proc = None
+        if self._watchdog is not None:
+            try:  # it sees the broker gone within a second and exits
+                self._watchdog.wait(5)
+            except subprocess.TimeoutExpired:
+                self._watchdog.kill()
+                self._watchdog.wait(5)
+            self._watchdog = None
         if self._data_dir is not None:
             with contextlib.suppress(OSError):
                 (self._data_dir / STATE_FILE).unlink()
