@@ -17,6 +17,7 @@ import orjson
 from pydantic import ValidationError
 
 from events.codec import InvalidEvent, decode_json, ticket_event_from_obj
+from events.inbound import TicketEvent
 from events.outbound import sla_event_adapter
 from projections.db import Database
 from projections.model import (
@@ -78,6 +79,16 @@ def _ids(obj: Any) -> str:
     return "(not an object)"
 
 
+@dataclass(slots=True)
+class _Cached:
+    """A ticket as a batch sees it: folded in memory, written once when the batch ends."""
+
+    state: TicketState | None
+    extras: Extras
+    facts: list[SlaFact]
+    dirty: bool = False
+
+
 class Store:
     """The read models in one database, with the policy used to fold ticket events."""
 
@@ -91,54 +102,98 @@ class Store:
         self._sla_insert = (
             f"INSERT INTO sla_events ({cols}) VALUES ({marks}) ON CONFLICT (event_id) DO NOTHING"
         )
+        self._batch: dict[str, _Cached] = {}
         self._offset_upsert = db.upsert_sql(
             "projector_offsets", ("topic", "partition_id", "next_offset"), ("topic", "partition_id")
         )
 
     # -- reading stored tickets ------------------------------------------------------------
+    # A batch first loads every ticket it touches (2 queries), folds in memory, then writes
+    # each changed ticket row once (one executemany): few round trips per batch, which is
+    # what makes PostgreSQL keep up. Rows locked FOR UPDATE on PostgreSQL, so two projector
+    # instances touching one ticket (one per topic) serialise instead of losing an update.
 
-    def _load(self, ticket_id: str) -> tuple[TicketState, Extras] | None:
+    def _prefetch(self, ticket_ids: Iterable[str]) -> None:
+        wanted = [t for t in dict.fromkeys(ticket_ids) if t not in self._batch]
         lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
-        row = self.db.query_one(
-            "SELECT state_json, assignee, group_name, closed_at FROM tickets WHERE ticket_id = ?"
-            + lock,
-            (ticket_id,),
-        )
-        if row is None:
-            return None
-        state = TicketState.from_json_obj(orjson.loads(row[0]))
-        return state, Extras(row[1], row[2], row[3])
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for ticket_id in chunk:
+                self._batch[ticket_id] = _Cached(None, Extras(), [])
+            rows = self.db.query(
+                "SELECT ticket_id, state_json, assignee, group_name, closed_at FROM tickets "
+                f"WHERE ticket_id IN ({marks}) ORDER BY ticket_id{lock}",
+                chunk,
+            )
+            for r in rows:
+                entry = self._batch[r[0]]
+                entry.state = TicketState.from_json_obj(orjson.loads(r[1]))
+                entry.extras = Extras(r[2], r[3], r[4])
+            facts = self.db.query(
+                f"SELECT ticket_id, type, metric, cycle, level FROM sla_events "
+                f"WHERE ticket_id IN ({marks})",
+                chunk,
+            )
+            for f in facts:
+                level = None if f[4] is None else int(f[4])
+                self._batch[f[0]].facts.append(SlaFact(f[1], f[2], int(f[3]), level))
 
-    def _facts(self, ticket_id: str) -> list[SlaFact]:
-        rows = self.db.query(
-            "SELECT type, metric, cycle, level FROM sla_events WHERE ticket_id = ?", (ticket_id,)
-        )
-        return [SlaFact(r[0], r[1], int(r[2]), None if r[3] is None else int(r[3])) for r in rows]
+    def _entry(self, ticket_id: str) -> _Cached:
+        if ticket_id not in self._batch:
+            self._prefetch([ticket_id])
+        return self._batch[ticket_id]
 
-    def _save(self, state: TicketState, extras: Extras) -> None:
-        row = ticket_row(state, extras, self._facts(state.ticket_id), self.policy)
-        self.db.execute(self._ticket_upsert, [row[c] for c in TICKET_COLUMNS])
+    def _flush(self) -> None:
+        rows = []
+        for entry in self._batch.values():
+            if entry.dirty and entry.state is not None:
+                row = ticket_row(entry.state, entry.extras, entry.facts, self.policy)
+                rows.append([row[c] for c in TICKET_COLUMNS])
+                entry.dirty = False
+        if rows:
+            self.db.executemany(self._ticket_upsert, rows)
 
     # -- applying ---------------------------------------------------------------------------
 
-    def apply_ticket(self, raw: bytes | None, where: str = "") -> str:
-        """Apply one ticket-events record; returns what happened (for counters and tests)."""
+    def _decode_ticket(self, raw: bytes | None, where: str) -> TicketEvent | None:
         try:
             if raw is None:
                 raise InvalidEvent("empty record")
             obj = decode_json(raw)
             if isinstance(obj, dict) and obj.get("type") == "clock.tick":
-                return "ignored"
-            event = ticket_event_from_obj(obj)
+                return None
+            return ticket_event_from_obj(obj)
         except InvalidEvent as exc:
             log.warning("invalid ticket record %s: %s", where, _reason(exc))
             self.counters.invalid += 1
-            return "invalid"
-        stored = self._load(event.ticket_id)
-        state, extras = stored if stored is not None else (None, None)
-        result = fold_ticket(state, extras, event, self.policy)
+            return None
+
+    def _decode_sla(self, raw: bytes | None, where: str) -> dict[str, Any] | None:
+        obj: Any = None
+        try:
+            if raw is None:
+                raise InvalidEvent("empty record")
+            obj = decode_json(raw)
+            record = sla_event_adapter.validate_python(obj).model_dump(mode="json")
+            sla_event_row(record)  # every field converts
+            return record
+        except (InvalidEvent, ValidationError, ValueError, KeyError, TypeError) as exc:
+            log.warning("invalid sla record %s %s: %s", where, _ids(obj), type(exc).__name__)
+            self.counters.invalid += 1
+            return None
+
+    def _apply_ticket(self, event: TicketEvent, where: str) -> str:
+        """Fold one ticket event into the batch's copy of its ticket."""
+        entry = self._entry(event.ticket_id)
+        snapshot = None
+        if entry.state is not None and entry.state.status == "closed":
+            snapshot = entry.state.to_json_obj()  # handle may purge it and mutate it on the way
+        result = fold_ticket(entry.state, entry.extras, event, self.policy)
         if result.changed and result.state is not None:
-            self._save(result.state, result.extras)
+            entry.state, entry.extras, entry.dirty = result.state, result.extras, True
+        elif snapshot is not None:
+            entry.state = TicketState.from_json_obj(snapshot)
         if result.kind == "duplicate":
             self.counters.duplicates += 1
         elif result.kind == "rejected":
@@ -153,20 +208,9 @@ class Store:
             self.counters.applied += 1
         return result.kind
 
-    def apply_sla(self, raw: bytes | None, where: str = "") -> str:
-        """Apply one sla-events record: store it (idempotent by event_id), refresh the ticket."""
-        obj: Any = None
-        try:
-            if raw is None:
-                raise InvalidEvent("empty record")
-            obj = decode_json(raw)
-            event = sla_event_adapter.validate_python(obj)
-            record = event.model_dump(mode="json")
-            row = sla_event_row(record)
-        except (InvalidEvent, ValidationError, ValueError, KeyError, TypeError) as exc:
-            log.warning("invalid sla record %s %s: %s", where, _ids(obj), type(exc).__name__)
-            self.counters.invalid += 1
-            return "invalid"
+    def _apply_sla(self, record: dict[str, Any]) -> str:
+        """Store one SLA event (idempotent by event_id) and note it on its ticket."""
+        row = sla_event_row(record)
         cursor = self.db.execute(self._sla_insert, [row[c] for c in SLA_EVENT_COLUMNS])
         if cursor.rowcount == 0:
             self.counters.duplicates += 1
@@ -179,42 +223,64 @@ class Store:
                 (row["event_id"], row["ticket_id"], row["level"], row["target"],
                  row["severity"], row["cycle"], row["at"]),
             )  # fmt: skip
-        stored = self._load(row["ticket_id"])
-        if stored is not None:
-            self._save(*stored)
+        entry = self._entry(row["ticket_id"])
+        entry.facts.append(fact)
+        entry.dirty = entry.state is not None
         self.counters.applied += 1
         return "applied"
 
     def apply_batch(self, kind: Kind, records: Iterable[Record]) -> int:
-        """Apply records of ONE (topic, partition) and store its next offset, in one transaction."""
-        last: Record | None = None
-        count = 0
+        """Apply records of ONE (topic, partition) and store its next offset, in one transaction.
+
+        Records at offsets below the stored one were applied before (a redelivery after a
+        seek or a rebalance) and are skipped.
+        """
+        batch = list(records)
+        if not batch:
+            return 0
+        first = batch[0]
         with self.db.tx():
-            stored: int | None = None
-            for record in records:
-                if stored is None:
-                    row = self.db.query_one(
-                        "SELECT next_offset FROM projector_offsets "
-                        "WHERE topic = ? AND partition_id = ?",
-                        (record.topic, record.partition),
-                    )
-                    stored = -1 if row is None else int(row[0])
-                if record.offset < stored:
-                    self.counters.skipped += 1
-                    continue
-                where = f"{record.topic}/{record.partition}@{record.offset}"
-                if kind == "ticket":
-                    self.apply_ticket(record.value, where)
-                else:
-                    self.apply_sla(record.value, where)
-                self.counters.by_topic[record.topic] = (
-                    self.counters.by_topic.get(record.topic, 0) + 1
+            self._batch = {}
+            try:
+                row = self.db.query_one(
+                    "SELECT next_offset FROM projector_offsets "
+                    "WHERE topic = ? AND partition_id = ?",
+                    (first.topic, first.partition),
                 )
-                last = record
-                count += 1
-            if last is not None:
-                self.db.execute(self._offset_upsert, (last.topic, last.partition, last.offset + 1))
-        return count
+                stored = -1 if row is None else int(row[0])
+                fresh = [r for r in batch if r.offset >= stored]
+                self.counters.skipped += len(batch) - len(fresh)
+                decoded: list[tuple[Record, Any]] = []
+                for record in fresh:
+                    where = f"{record.topic}/{record.partition}@{record.offset}"
+                    if kind == "ticket":
+                        decoded.append((record, self._decode_ticket(record.value, where)))
+                    else:
+                        decoded.append((record, self._decode_sla(record.value, where)))
+                self._prefetch(
+                    item.ticket_id if kind == "ticket" else item["ticket_id"]
+                    for _, item in decoded
+                    if item is not None
+                )
+                for record, item in decoded:
+                    if item is not None:
+                        where = f"{record.topic}/{record.partition}@{record.offset}"
+                        if kind == "ticket":
+                            self._apply_ticket(item, where)
+                        else:
+                            self._apply_sla(item)
+                    self.counters.by_topic[record.topic] = (
+                        self.counters.by_topic.get(record.topic, 0) + 1
+                    )
+                self._flush()
+                if fresh:
+                    last = fresh[-1]
+                    self.db.execute(
+                        self._offset_upsert, (last.topic, last.partition, last.offset + 1)
+                    )
+            finally:
+                self._batch = {}
+        return len(fresh)
 
     def offsets(self) -> dict[tuple[str, int], int]:
         """Stored next offsets per (topic, partition): where a restarted projector resumes."""
