@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from projections.db import Database
-from projections.projector import Projector
+from projections.projector import Projector, Topics
 from projections.store import dump_tables
 from streams.sla.policy import Policy
 from tests.projections.helpers import lines, make_topics, produce, sla_records, wait_for
@@ -71,4 +71,70 @@ async def test_live_restart_and_rebuild(
     again.close()
     db = Database(live)
     assert db.query_one("SELECT COUNT(*) FROM projector_offsets") == (6,)
+    db.close()
+
+
+def test_cli_rebuild_equals_live_and_serve_answers(
+    kafka_bootstrap: str,
+    kafka_topics: Any,
+    make_db_target: Any,
+    policy: Policy,
+    history: list[dict[str, Any]],
+    tmp_path: Any,
+) -> None:
+    """`escalator projections rebuild` reproduces the live tables; `serve` answers HTTP."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import orjson
+
+    from deploy.cli import main as escalator
+
+    topics = Topics(kafka_topics("ticket-events", partitions=2), kafka_topics("sla-events"))
+    tickets, slas = lines(history), sla_records(history, policy)
+    asyncio.run(produce(kafka_bootstrap, topics.tickets, tickets))
+    asyncio.run(produce(kafka_bootstrap, topics.sla, slas))
+    live = make_db_target()
+    topic_flags = ["--ticket-topic", topics.tickets, "--sla-topic", topics.sla]
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "deploy.cli", "projections", "serve", "--db", live,
+         "--broker", kafka_bootstrap, "--port", str(port), "--group", uuid.uuid4().hex,
+         *topic_flags],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        stats: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/stats") as response:
+                    stats = orjson.loads(response.read())
+                if sum(o["next_offset"] for o in stats["offsets"]) == len(tickets) + len(slas):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        assert stats.get("tickets") == len({e["ticket_id"] for e in history}), stats
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json") as response:
+            assert "/api/tickets" in orjson.loads(response.read())["paths"]
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0].decode()
+    assert server.returncode == 0, output
+    db = Database(live)
+    live_tables = dump_tables(db)
+    db.close()
+
+    rebuilt = make_db_target(migrated=False)
+    assert escalator(["projections", "rebuild", "--db", rebuilt, "--broker", kafka_bootstrap,
+                      *topic_flags]) == 0  # fmt: skip
+    db = Database(rebuilt)
+    assert dump_tables(db) == live_tables
     db.close()
