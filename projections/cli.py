@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -109,6 +110,7 @@ def _policy(args: argparse.Namespace) -> Policy:
 
 async def _serve(args: argparse.Namespace, policy: Policy) -> None:
     from aiohttp import web
+    from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
     from projections.api import make_app
     from projections.projector import Projector, Topics
@@ -132,10 +134,14 @@ async def _serve(args: argparse.Namespace, policy: Policy) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        if projector is not None:
-            await projector.run(stop)
-        else:
-            await stop.wait()
+        while projector is not None and not stop.is_set():
+            try:
+                await projector.run(stop)
+            except (OSError, KafkaError) as exc:  # keep serving reads; retry the broker
+                log.warning("projector stopped (%s); retrying in 5 s", type(exc).__name__)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 5)
+        await stop.wait()
     finally:
         await runner.cleanup()
         if projector is not None:
