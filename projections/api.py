@@ -20,13 +20,16 @@ from events.instants import DAY, Micros, format_instant
 from projections.db import Database
 from projections.openapi import openapi_document
 from projections.queries import (
+    SLA_EVENT_TYPES,
     BadParameter,
     TicketQuery,
     compliance,
     get_ticket,
     list_escalations,
+    list_sla_events,
     list_tickets,
     parse_bool,
+    parse_choices,
     parse_int,
     parse_when,
 )
@@ -95,6 +98,28 @@ def _check_known(request: web.Request, known: set[str]) -> None:
     for key in request.query:
         if key not in known:
             raise BadParameter(key, "unknown parameter")
+
+
+async def sla_events(request: web.Request) -> web.Response:
+    _check_known(
+        request, {"since", "until", "type", "ticket_id", "metric", "limit", "offset", "now"}
+    )
+    now = _now(request)
+    q = request.query
+    since = parse_when("since", q.get("since", "24h"), now)
+    until = parse_when("until", q["until"], now) if "until" in q else now + 1
+    types = parse_choices("type", q["type"], SLA_EVENT_TYPES) if "type" in q else None
+    metric = q.get("metric")
+    if metric is not None and metric not in ("first_response", "resolution", "escalation"):
+        raise BadParameter("metric", "must be first_response, resolution or escalation")
+    limit = parse_int("limit", q.get("limit", "100"), 1, 1000)
+    offset = parse_int("offset", q.get("offset", "0"), 0, 10**9)
+    return _json(
+        await _run(
+            request, list_sla_events, since, until, types, q.get("ticket_id"), metric, limit,
+            offset,
+        )
+    )  # fmt: skip
 
 
 async def escalations(request: web.Request) -> web.Response:
@@ -184,6 +209,7 @@ def make_app(
     app.router.add_get("/api/tickets", tickets)
     app.router.add_get("/api/tickets/{ticket_id}", ticket)
     app.router.add_get("/api/escalations", escalations)
+    app.router.add_get("/api/sla-events", sla_events)
     app.router.add_get("/api/compliance", compliance_report)
     app.router.add_get("/api/dashboard", dashboard_json)
     app.router.add_get("/api/stats", stats)

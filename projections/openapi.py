@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from projections.queries import GROUPINGS, MAX_LIMIT, SLA_STATES, SORTS, TICKET_STATUSES
+from projections.queries import (
+    GROUPINGS,
+    MAX_LIMIT,
+    SLA_EVENT_TYPES,
+    SLA_STATES,
+    SORTS,
+    TICKET_STATUSES,
+)
 
 
 def _param(
@@ -138,6 +145,20 @@ def openapi_document() -> dict[str, Any]:
                     _param("since", "Start (default 24h).", when),
                     _param("open", "Only those whose ticket is not resolved since.",
                            {"type": "boolean"}),
+                    _LIMIT, _OFFSET, _NOW,
+                ],
+                "responses": {"200": _ok(_page({"type": "object"})), "400": _ERROR},
+            }},
+            "/api/sla-events": {"get": {
+                "summary": "SLA events fired in a period, newest first",
+                "parameters": [
+                    _param("since", "Start (default 24h).", when),
+                    _param("until", "End, exclusive (default now).", when),
+                    _param("type", "Comma-separated types: " + ", ".join(SLA_EVENT_TYPES),
+                           {"type": "string"}),
+                    _param("ticket_id", "Only this ticket.", {"type": "string"}),
+                    _param("metric", "Only this metric.", {"type": "string", "enum": [
+                        "first_response", "resolution", "escalation"]}),
                     _LIMIT, _OFFSET, _NOW,
                 ],
                 "responses": {"200": _ok(_page({"type": "object"})), "400": _ERROR},

@@ -276,6 +276,61 @@ def get_ticket(db: Database, policy: Policy, ticket_id: str, now: Micros) -> dic
 
 
 # ------------------------------------------------------------------------------------------
+# SLA events
+
+SLA_EVENT_TYPES = (
+    "sla.warning", "sla.breached", "sla.met", "ticket.escalated",
+    "customer.notification_required",
+)  # fmt: skip
+
+
+def list_sla_events(
+    db: Database,
+    since: Micros,
+    until: Micros,
+    types: list[str] | None = None,
+    ticket_id: str | None = None,
+    metric: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """SLA events fired in [since, until), newest first, by type, ticket and metric."""
+    where = ["at >= ?", "at < ?"]
+    args: list[Any] = [since, until]
+    if types:
+        _in("type", types, where, args)
+    if ticket_id is not None:
+        where.append("ticket_id = ?")
+        args.append(ticket_id)
+    if metric is not None:
+        where.append("metric = ?")
+        args.append(metric)
+    rows = db.query(
+        "SELECT event_id, ticket_id, type, metric, severity, cycle, due_at, at, level, target, "
+        "threshold, took_seconds, clock, eta, policy_name, policy_version FROM sla_events "
+        f"WHERE {' AND '.join(where)} ORDER BY at DESC, event_id LIMIT ? OFFSET ?",
+        [*args, limit + 1, offset],
+    )
+    items = []
+    for r in rows[:limit]:
+        item = {
+            "event_id": r[0], "ticket_id": r[1], "type": r[2], "metric": r[3],
+            "severity": r[4], "cycle": r[5], "due_at": format_instant(r[6]),
+            "at": format_instant(r[7]), "policy": {"name": r[14], "version": r[15]},
+        }  # fmt: skip
+        extra = {"level": r[8], "to": r[9], "threshold": r[10], "took_seconds": r[11],
+                 "clock": r[12], "eta": _ts(r[13])}  # fmt: skip
+        item.update({k: v for k, v in extra.items() if v is not None})
+        items.append(item)
+    return {
+        "items": items,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if len(rows) > limit else None,
+    }
+
+
+# ------------------------------------------------------------------------------------------
 # Escalations
 
 

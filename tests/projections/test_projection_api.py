@@ -125,6 +125,19 @@ async def test_escalations_and_whether_resolved_since(client: TestClient[Any, An
     assert (await get(client, "/api/escalations?open=maybe", 400))["parameter"] == "open"
 
 
+async def test_sla_events_by_type_ticket_and_time(client: TestClient[Any, Any]) -> None:
+    breaches = await get(client, "/api/sla-events?type=sla.breached&since=1d")
+    assert [(e["ticket_id"], e["metric"]) for e in breaches["items"]] == [("C", "first_response")]
+    c_events = await get(client, "/api/sla-events?ticket_id=C&since=1d")
+    ats = [e["at"] for e in c_events["items"]]
+    assert ats == sorted(ats, reverse=True) and len(ats) >= 2
+    assert (await get(client, "/api/sla-events?since=1m"))["items"] == []
+    page = await get(client, "/api/sla-events?since=1d&limit=1")
+    assert len(page["items"]) == 1 and page["next_offset"] == 1
+    assert (await get(client, "/api/sla-events?type=sla.oops", 400))["parameter"] == "type"
+    assert (await get(client, "/api/sla-events?metric=x", 400))["parameter"] == "metric"
+
+
 async def test_compliance_grouped(client: TestClient[Any, Any]) -> None:
     report = await get(client, "/api/compliance?from=1d&group_by=severity")
     groups = {g["key"]: g for g in report["groups"]}
