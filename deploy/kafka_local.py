@@ -152,6 +152,7 @@ def resolve_jars(version: str | None = None, home: Path | None = None) -> Resolv
             mvn,
             "-B",
             "-q",
+            "-Dstyle.color=never",
             "-f",
             str(POM_PATH),
             "dependency:copy-dependencies",
@@ -162,7 +163,9 @@ def resolve_jars(version: str | None = None, home: Path | None = None) -> Resolv
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0 or not (tmp / f"kafka_2.13-{version}.jar").is_file():
             shutil.rmtree(tmp, ignore_errors=True)
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+            lines = (proc.stdout + proc.stderr).strip().splitlines()
+            errors = [line for line in lines if line.startswith("[ERROR]") and line[7:].strip()]
+            tail = "\n".join((errors or lines)[:8])
             raise KafkaLocalError(
                 f"resolving org.apache.kafka:kafka_2.13:{version} with Maven failed "
                 f"(exit {proc.returncode}):\n{tail}"

@@ -180,7 +180,13 @@ async def test_transactional_consume_transform_produce(
             await producer.send_offsets_to_transaction(
                 {TopicPartition(source, 0): records[-1].offset + 1}, group
             )
-        committed = await consumer.committed(TopicPartition(source, 0))
+        # The commit markers land asynchronously after EndTxn returns: poll.
+        committed = None
+        deadline = time.monotonic() + 15
+        while committed != 5 and time.monotonic() < deadline:
+            committed = await consumer.committed(TopicPartition(source, 0))
+            if committed != 5:
+                await asyncio.sleep(0.2)
     finally:
         await producer.stop()
         await consumer.stop()
