@@ -244,6 +244,7 @@ def main() -> int:
     parser.add_argument("--tickets", type=int, default=1_000_000)
     parser.add_argument("--history", type=int, default=3000, help="tickets for throughput")
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3, help="throughput runs per backend")
     args = parser.parse_args()
     policy = load_policy(None)
     backends = ["sqlite"] + (["postgres"] if args.pg else [])
@@ -253,10 +254,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-proj-") as tmp:
         workdir = Path(tmp)
         for kind in backends:
-            target, cleanup = fresh_target(kind, args.pg, workdir)
-            rate = bench_store(target, policy, tickets, slas)
-            print(f"[{kind}] projector (store, batches of 500): {rate:,.0f} events/s")
-            cleanup()
+            rates = []
+            for _ in range(args.repeat):  # fresh database each time; the machine is shared
+                target, cleanup = fresh_target(kind, args.pg, workdir)
+                rates.append(bench_store(target, policy, tickets, slas))
+                cleanup()
+            print(
+                f"[{kind}] projector (store, batches of 500): "
+                f"median {statistics.median(rates):,.0f} events/s "
+                f"(min {min(rates):,.0f}, max {max(rates):,.0f}, {args.repeat} runs)"
+            )
             if args.broker:
                 target, cleanup = fresh_target(kind, args.pg, workdir)
                 rate = asyncio.run(bench_kafka(target, policy, args.broker, tickets, slas))
