@@ -651,8 +651,29 @@ class LocalKafka:
 
     # -- lifecycle
     def start(self) -> LocalKafka:
+        """Resolve (if needed), format (if new), launch, wait until it serves."""
         if self._proc is not None:
             return self
+        attempts = 1 if self._requested_port else 3
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once()
+            except KafkaLocalError as exc:
+                # A free port chosen here can be taken by someone else before the
+                # broker binds it: pick new ports and try again.
+                self._stop_process()
+                if attempt == attempts or "Address already in use" not in str(exc):
+                    self.stop()
+                    raise
+                self._requested_controller_port = None
+                with contextlib.suppress(OSError):
+                    (self.run_dir / PORTS_FILE).unlink()
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> LocalKafka:
         started = time.monotonic()
         self.resolved = resolve_jars(self.version, self.home)
         java = find_java()
@@ -732,11 +753,7 @@ class LocalKafka:
         self.pid = self._proc.pid
         if not self.detached:
             self._watchdog = _spawn_watchdog(self.pid, run_dir if self._owns_dir else None)
-        try:
-            self._wait_ready(started)
-        except BaseException:
-            self.stop()
-            raise
+        self._wait_ready(started)
         self.start_seconds = time.monotonic() - started
         _write_state(
             run_dir,
@@ -819,6 +836,14 @@ class LocalKafka:
 
     def stop(self) -> None:
         """SIGTERM the broker, SIGKILL it after ``stop_timeout``; remove a temp dir."""
+        self._stop_process()
+        if self._data_dir is not None:
+            with contextlib.suppress(OSError):
+                (self._data_dir / STATE_FILE).unlink()
+            if self._owns_dir:
+                shutil.rmtree(self._data_dir, ignore_errors=True)
+
+    def _stop_process(self) -> None:
         if self._proc is not None:
             _terminate_pid(self._proc.pid, self.stop_timeout, self._proc)
             self._proc = None
@@ -829,11 +854,6 @@ class LocalKafka:
                 self._watchdog.kill()
                 self._watchdog.wait(5)
             self._watchdog = None
-        if self._data_dir is not None:
-            with contextlib.suppress(OSError):
-                (self._data_dir / STATE_FILE).unlink()
-            if self._owns_dir:
-                shutil.rmtree(self._data_dir, ignore_errors=True)
 
     def __enter__(self) -> LocalKafka:
         return self.start()
