@@ -340,8 +340,25 @@ class LocalPostgres:
         return env
 
     def start(self) -> LocalPostgres:
+        """initdb (if new), launch, wait for connections, create the database."""
         if self._proc is not None:
             return self
+        attempts = 1 if self.requested_port else 3
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once(fresh_port=attempt > 1)
+            except PostgresLocalError as exc:
+                # The free port picked here may be taken before postgres binds it.
+                self._stop_process()
+                if attempt == attempts or "already in use" not in str(exc):
+                    self.stop()
+                    raise
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self, fresh_port: bool) -> LocalPostgres:
         started = time.monotonic()
         bindir = find_bindir()
         self.user = _service_user()
@@ -382,7 +399,7 @@ class LocalPostgres:
                 )
         previous_port = state.get("port") if state else None
         self.port = self.requested_port or (
-            int(previous_port) if isinstance(previous_port, int) else free_port()
+            int(previous_port) if isinstance(previous_port, int) and not fresh_port else free_port()
         )
         settings = {
             "listen_addresses": "127.0.0.1",
@@ -416,12 +433,8 @@ class LocalPostgres:
         self.pid = self._proc.pid
         if not self.detached:
             self._watchdog = _spawn_watchdog(self.pid, run_dir if self._owns_dir else None)
-        try:
-            self._wait_ready(started)
-            self._create_database()
-        except BaseException:
-            self.stop()
-            raise
+        self._wait_ready(started)
+        self._create_database()
         self.start_seconds = time.monotonic() - started
         _write_state(
             run_dir,
@@ -482,6 +495,15 @@ class LocalPostgres:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
+        """Fast shutdown; remove the folder when it is a throwaway one."""
+        self._stop_process()
+        if self._dir is not None:
+            with contextlib.suppress(OSError):
+                (self._dir / STATE_FILE).unlink()
+            if self._owns_dir:
+                shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _stop_process(self) -> None:
         if self._proc is not None:
             _stop_postmaster(self._proc.pid, self.stop_timeout, self._proc)
             self._proc = None
@@ -492,11 +514,6 @@ class LocalPostgres:
                 self._watchdog.kill()
                 self._watchdog.wait(5)
             self._watchdog = None
-        if self._dir is not None:
-            with contextlib.suppress(OSError):
-                (self._dir / STATE_FILE).unlink()
-            if self._owns_dir:
-                shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> LocalPostgres:
         return self.start()
