@@ -312,6 +312,7 @@ def test_both_clocks_satisfy_protocol() -> None:
         ({"holidays": "CA-ZZ"}, "'CA-ZZ'"),
         ({"holidays": ""}, "''"),
         ({"opens": time(8, tzinfo=UTC)}, "naive"),
+        ({"closures": [datetime(2026, 11, 30)]}, "datetime.date"),
     ],
 )
 def test_invalid_calendars_raise_value_error(kwargs: dict[str, object], message: str) -> None:

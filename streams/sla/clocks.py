@@ -201,6 +201,9 @@ class BusinessCalendar:
         self.weekdays = days
         self.holidays = holidays
         self.closures = frozenset(closures)
+        if any(isinstance(day, dt.datetime) for day in self.closures):
+            # A datetime never equals a date, so it would silently close nothing.
+            raise ValueError("closures must be datetime.date values, not datetimes")
         self.day_length = _time_micros(closes) - _time_micros(opens)
         self._holiday_spec = _parse_holiday_spec(holidays) if holidays is not None else None
         self._holiday_cache: dict[int, frozenset[dt.date]] = {}
@@ -350,13 +353,14 @@ class BusinessCalendar:
         """
         naive = dt.datetime.combine(day, wall)
         wall_us = _naive_micros(naive)
-        offset = _offset_micros(naive.replace(tzinfo=self._tz))  # fold=0
-        guess = wall_us - offset
-        if self._wall_micros(guess) == wall_us:
-            return guess
+        first = naive.replace(tzinfo=self._tz)  # fold=0
+        second = first.replace(fold=1)
+        guess = wall_us - _offset_micros(first)
+        if first.utcoffset() == second.utcoffset() or self._wall_micros(guess) == wall_us:
+            return guess  # unambiguous, or the first occurrence of a repeated wall time
         # In a gap: fold=0 used the pre-transition offset, so ``guess`` is past the transition
         # and the fold=1 reading (post-transition offset) lies before it. Bisect for it.
-        before = wall_us - _offset_micros(naive.replace(tzinfo=self._tz, fold=1))
+        before = wall_us - _offset_micros(second)
         lo, hi = min(before, guess), max(before, guess)
         while hi - lo > 1:  # invariant: wall(lo) < wall_us <= wall(hi)
             mid = (lo + hi) // 2
