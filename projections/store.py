@@ -110,12 +110,21 @@ class Store:
     # -- reading stored tickets ------------------------------------------------------------
     # A batch first loads every ticket it touches (2 queries), folds in memory, then writes
     # each changed ticket row once (one executemany): few round trips per batch, which is
-    # what makes PostgreSQL keep up. Rows locked FOR UPDATE on PostgreSQL, so two projector
-    # instances touching one ticket (one per topic) serialise instead of losing an update.
+    # what makes PostgreSQL keep up.
 
     def _prefetch(self, ticket_ids: Iterable[str]) -> None:
         wanted = [t for t in dict.fromkeys(ticket_ids) if t not in self._batch]
-        lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
+        if not wanted:
+            return
+        if self.db.dialect == "postgres":
+            # Per-ticket advisory locks (in key order: no deadlocks), held to commit: a ticket
+            # event and an SLA event of one ticket applied by two group members serialise,
+            # even when the ticket row does not exist yet. SQLite has a single writer anyway.
+            self.db.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtext(t) AS k "
+                "FROM unnest(?::text[]) AS t) AS keys ORDER BY k",
+                (wanted,),
+            ).fetchall()
         for i in range(0, len(wanted), 500):
             chunk = wanted[i : i + 500]
             marks = ", ".join("?" for _ in chunk)
@@ -123,7 +132,7 @@ class Store:
                 self._batch[ticket_id] = _Cached(None, Extras(), [])
             rows = self.db.query(
                 "SELECT ticket_id, state_json, assignee, group_name, closed_at FROM tickets "
-                f"WHERE ticket_id IN ({marks}) ORDER BY ticket_id{lock}",
+                f"WHERE ticket_id IN ({marks})",
                 chunk,
             )
             for r in rows:

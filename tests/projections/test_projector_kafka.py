@@ -138,3 +138,40 @@ def test_cli_rebuild_equals_live_and_serve_answers(
     db = Database(rebuilt)
     assert dump_tables(db) == live_tables
     db.close()
+
+
+async def test_two_group_members_share_the_work(
+    kafka_bootstrap: str,
+    kafka_topics: Any,
+    make_db_target: Any,
+    policy: Policy,
+    history: list[dict[str, Any]],
+) -> None:
+    """Two projectors in one group split the partitions; the tables equal a rebuild."""
+    topics = await make_topics(kafka_topics, partitions=4)
+    tickets, slas = lines(history), sla_records(history, policy)
+    live = make_db_target()
+    group = f"proj-{uuid.uuid4().hex[:6]}"
+    members = [Projector(live, policy, kafka_bootstrap, topics, group_id=group) for _ in range(2)]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(m.run(stop)) for m in members]
+    for _ in range(300):  # until the group has settled with both members assigned
+        if all(m.consumer is not None and m.consumer.assignment() for m in members):
+            break
+        await asyncio.sleep(0.1)
+    # produce while both run, so ticket and SLA events of a ticket race between members
+    await asyncio.gather(
+        produce(kafka_bootstrap, topics.tickets, tickets),
+        produce(kafka_bootstrap, topics.sla, slas),
+    )
+    await wait_for(members[0], len(tickets) + len(slas))
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert all(m.store.counters.applied > 0 for m in members)  # both did some of the work
+    live_tables = dump_tables(members[0].db)
+    for m in members:
+        m.close()
+    rebuilder = Projector(make_db_target(migrated=False), policy, kafka_bootstrap, topics)
+    await rebuilder.rebuild()
+    assert dump_tables(rebuilder.db) == live_tables
+    rebuilder.close()
