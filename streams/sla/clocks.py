@@ -34,8 +34,9 @@ before ``t`` (counted from any fixed origin):
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
+from bisect import bisect_left as _bisect_left
+from bisect import bisect_right as _bisect_right
 from collections.abc import Iterable, Iterator
 from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -131,7 +132,7 @@ class _Year:
 
     def before(self, t: Micros) -> Micros:
         """Business time in ``[lo, t)`` for ``lo <= t <= hi``."""
-        i = bisect.bisect_right(self.ends, t)
+        i = _bisect_right(self.ends, t)
         if i < len(self.starts) and self.starts[i] < t:
             return self.cum[i] + t - self.starts[i]
         return self.cum[i]
@@ -221,17 +222,30 @@ class BusinessCalendar:
 
     def is_open(self, instant: Micros) -> bool:
         """Whether ``instant`` lies inside an open interval (closing instants are closed)."""
-        y = self._year_at(instant)
-        i = bisect.bisect_right(y.ends, instant)
+        y = self._last
+        if y is None or not y.lo <= instant < y.hi:
+            y = self._year_at(instant)
+        i = _bisect_right(y.ends, instant)
         return i < len(y.starts) and y.starts[i] <= instant
 
     def between(self, start: Micros, end: Micros) -> Micros:
         """Business microseconds inside ``[start, end)``; 0 if ``end <= start``."""
         if end <= start:
             return 0
-        a = self._year_at(start)
-        if end < a.hi:
-            return a.before(end) - a.before(start)
+        a = self._last
+        if a is None or not a.lo <= start < a.hi:
+            a = self._year_at(start)
+        if end < a.hi:  # hot path: same local year, inlined ``before(end) - before(start)``
+            starts, ends, cum = a.starts, a.ends, a.cum
+            n = len(starts)
+            i = _bisect_right(ends, end)
+            j = _bisect_right(ends, start, 0, i)
+            total = cum[i] - cum[j]
+            if i < n and starts[i] < end:
+                total += end - starts[i]
+            if j < n and starts[j] < start:
+                total -= start - starts[j]
+            return total
         total = a.total - a.before(start)
         year = a.year + 1
         y = self._year(year)
@@ -252,7 +266,9 @@ class BusinessCalendar:
             if duration == 0:
                 return start
             raise ValueError(f"negative business duration {duration}")
-        y = self._year_at(start)
+        y = self._last
+        if y is None or not y.lo <= start < y.hi:
+            y = self._year_at(start)
         target = y.before(start) + duration
         empty = 0
         while target > y.total:
@@ -268,8 +284,9 @@ class BusinessCalendar:
                         f"{y.year - empty + 1}..{y.year}"
                     )
         self._last = y
-        j = bisect.bisect_left(y.cum, target) - 1
-        return y.starts[j] + target - y.cum[j]
+        cum = y.cum
+        j = _bisect_left(cum, target) - 1
+        return y.starts[j] + target - cum[j]
 
     def open_intervals(self, start: Micros, end: Micros) -> Iterator[tuple[Micros, Micros]]:
         """The open intervals clipped to ``[start, end)``, in order (for tests and debugging)."""
@@ -277,7 +294,7 @@ class BusinessCalendar:
             return
         y = self._year_at(start)
         while y.lo < end:
-            i = bisect.bisect_right(y.ends, start)
+            i = _bisect_right(y.ends, start)
             for s, e in zip(y.starts[i:], y.ends[i:], strict=True):
                 if s >= end:
                     return
