@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from events.inbound import TicketAssigned, TicketClosed, TicketEvent
 from events.instants import Micros, parse_instant
 from streams.sla.machine import handle, metric_segments
@@ -125,8 +127,6 @@ def ticket_row(
     state: TicketState, extras: Extras, facts: list[SlaFact], policy: Policy
 ) -> dict[str, Any]:
     """The `tickets` row of a ticket: a pure function of its state, extras and SLA events."""
-    import orjson
-
     statuses = {s.metric: s for s in sla_status(state, policy, state.last_event_at)}
     row: dict[str, Any] = {
         "ticket_id": state.ticket_id,

@@ -191,3 +191,42 @@ def test_remaining_is_computed_on_the_metric_clock(policy: Policy) -> None:
     assert remaining("paused", None, 5 * HOUR, "business", policy, monday) == 5 * HOUR
     assert remaining("met", None, None, "business", policy, monday) is None
     assert format_instant(due) == "2026-11-27T23:30:00Z"
+
+
+def test_deadlines_of_a_history_cut_midway_match_the_core(
+    db: Database, policy: Policy, history: list[dict[str, Any]]
+) -> None:
+    """Cut the history in the middle (many tickets open, some paused): every stored deadline
+    is the core's `sla_status` deadline, and metric states follow the SLA events."""
+    from streams.sla.status import sla_status
+
+    cut = history[: len(history) // 2]
+    end = parse_instant(cut[-1]["occurred_at"].replace("Z", "+00:00"))
+    store = Store(db, policy)
+    tickets, slas = as_records(TICKETS, lines(cut)), as_records(SLA, sla_records(cut, policy, end))
+    apply_interleaved(store, tickets, slas, seed=5)
+    replayer = Replayer(policy)
+    list(replayer.run(lines(cut), until=end))
+    rows = {
+        r[0]: r[1:]
+        for r in db.query(
+            "SELECT ticket_id, fr_state, fr_due_at, res_state, res_due_at FROM tickets"
+        )
+    }
+    states = set()
+    for ticket_id, state in replayer.tickets.items():
+        # the replayer fired every timer up to `end`, like the stream processor would have
+        expected = {s.metric: s for s in sla_status(state, policy, end)}
+        fr_state, fr_due, res_state, res_due = rows[ticket_id]
+        if "first_response" in expected:
+            assert (fr_state, fr_due) == (
+                expected["first_response"].state,
+                expected["first_response"].due_at,
+            ), ticket_id
+        if "resolution" in expected:
+            assert (res_state, res_due) == (
+                expected["resolution"].state,
+                expected["resolution"].due_at,
+            ), ticket_id
+        states.update({fr_state, res_state})
+    assert {"on_track", "breached", "met"} <= states
