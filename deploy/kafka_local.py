@@ -25,7 +25,8 @@ CLI::
 
 Environment: ``ESCALATOR_KAFKA_HOME`` (cache folder, default
 ``~/.cache/escalator/kafka-<version>``), ``ESCALATOR_KAFKA_VERSION``,
-``ESCALATOR_KAFKA_HEAP`` (default ``512m``), ``JAVA_HOME``.
+``ESCALATOR_KAFKA_HEAP`` (default ``512m``), ``ESCALATOR_KAFKA_CDS=0`` (no class-data
+sharing archive), ``JAVA_HOME``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import base64
 import concurrent.futures
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -221,6 +223,78 @@ def _java_major(java: str) -> int | None:
     return major
 
 
+# ----------------------------------------------------------- class-data sharing
+
+# A dynamic AppCDS archive of the broker's classes halves the JVM's start-up (4.4 s
+# to 2.3 s measured on a loaded 2-core machine).  The first broker of a given java
+# and jar set writes the archive when it exits; later ones map it.  A mismatched or
+# broken archive only makes the JVM print a warning and start without it.
+
+
+def _classpath(libs: Path) -> str:
+    """Explicit, sorted jar list: a CDS archive needs the same class path each time."""
+    return os.pathsep.join(str(jar) for jar in sorted(libs.glob("*.jar")))
+
+
+def _cds_archive(home: Path, java: str, classpath: str) -> Path:
+    real = Path(java).resolve()
+    try:
+        stamp = str(real.stat().st_mtime_ns)
+    except OSError:
+        stamp = ""
+    key = hashlib.sha256(f"{real}|{stamp}|{classpath}".encode()).hexdigest()[:16]
+    return home / "cds" / f"kafka-{key}.jsa"
+
+
+def _adopt_cds_dumps(final: Path) -> None:
+    """Turn a finished dump (its JVM gone) into the archive; drop spare dumps."""
+    cds_dir = final.parent
+    if not cds_dir.is_dir():
+        return
+    for dump in cds_dir.glob(f"{final.name}.tmp-*"):
+        if _file_in_use_by_a_process(dump):
+            continue
+        try:
+            if not final.exists() and dump.stat().st_size > 0:
+                dump.replace(final)
+            else:
+                dump.unlink()
+        except OSError:
+            pass
+
+
+def _file_in_use_by_a_process(path: Path) -> bool:
+    needle = str(path).encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if needle in (proc / "cmdline").read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _adopt_cds_dumps_from(options: list[str]) -> None:
+    for opt in options:
+        if opt.startswith("-XX:ArchiveClassesAtExit="):
+            dump = Path(opt.split("=", 1)[1])
+            _adopt_cds_dumps(dump.with_name(dump.name.split(".tmp-")[0]))
+
+
+def _cds_options(home: Path, java: str, classpath: str) -> list[str]:
+    if os.environ.get("ESCALATOR_KAFKA_CDS", "1") == "0":
+        return []
+    final = _cds_archive(home, java, classpath)
+    _adopt_cds_dumps(final)
+    if final.is_file():
+        return [f"-XX:SharedArchiveFile={final}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
+    final.parent.mkdir(parents=True, exist_ok=True)
+    dump = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:12]}")
+    return [f"-XX:ArchiveClassesAtExit={dump}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
+
+
 # ------------------------------------------------------------------------ helpers
 
 
@@ -233,6 +307,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as the JVM does: connections in TIME_WAIT do not keep a listener off
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -626,6 +702,7 @@ class LocalKafka:
         self._data_dir = Path(data_dir).expanduser().resolve() if data_dir else None
         self._proc: subprocess.Popen[bytes] | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
+        self._cds: list[str] = []
         self.port: int | None = None
         self.controller_port: int | None = None
         self.pid: int | None = None
@@ -704,7 +781,8 @@ class LocalKafka:
             run_dir / PORTS_FILE, {"port": self.port, "controller_port": self.controller_port}
         )
         (run_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
-        classpath = str(self.resolved.libs / "*")
+        classpath = _classpath(self.resolved.libs)
+        self._cds = _cds_options(self.home, java, classpath)
         jvm = [
             java,
             f"-Xmx{self.heap}",
@@ -722,6 +800,7 @@ class LocalKafka:
             fmt = subprocess.run(
                 [
                     *jvm,
+                    *(o for o in self._cds if o.startswith("-XX:SharedArchiveFile")),
                     "kafka.tools.StorageTool",
                     "format",
                     "--ignore-formatted",
@@ -742,7 +821,7 @@ class LocalKafka:
                 )
         with self.log_path.open("ab") as logf:
             self._proc = subprocess.Popen(
-                [*jvm, "kafka.Kafka", str(run_dir / "server.properties")],
+                [*jvm, *self._cds, "kafka.Kafka", str(run_dir / "server.properties")],
                 stdin=subprocess.DEVNULL,
                 stdout=logf,
                 stderr=subprocess.STDOUT,
@@ -847,6 +926,7 @@ class LocalKafka:
         if self._proc is not None:
             _terminate_pid(self._proc.pid, self.stop_timeout, self._proc)
             self._proc = None
+            _adopt_cds_dumps_from(self._cds)
         if self._watchdog is not None:
             try:  # it sees the broker gone within a second and exits
                 self._watchdog.wait(5)
@@ -1010,7 +1090,9 @@ def _cmd_stop(args: argparse.Namespace) -> int:
             print(f"pid {pid} is not the broker of {run_dir}; not touching it", file=sys.stderr)
             return 1
         began = time.monotonic()
+        cds = [a for a in _pid_cmdline(pid).split() if a.startswith("-XX:ArchiveClassesAtExit=")]
         _terminate_pid(pid, args.timeout)
+        _adopt_cds_dumps_from(cds)
         print(f"stopped broker pid {pid} in {time.monotonic() - began:.1f} s")
     else:
         print("not running")
