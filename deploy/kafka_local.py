@@ -65,8 +65,6 @@ STATE_FILE = "state.json"
 PORTS_FILE = "ports.json"  # kept after stop, so a restart reuses the same ports
 _COMPLETE_MARKER = ".resolved"
 
-log = logging.getLogger(__name__)
-
 _T = TypeVar("_T")
 
 

@@ -23,7 +23,8 @@ Fixtures (session-scoped unless said otherwise):
         async def test_y(kafka_topics):
             name = await kafka_topics.create("tickets", partitions=3)
 
-``unique_name(prefix)``  a name no other test of the session uses.
+Helpers to import in tests: ``from deploy.kafka_local import TopicFactory, unique_name``
+(``unique_name(prefix)``: a name no other test of the session uses).
 """
 
 from __future__ import annotations
