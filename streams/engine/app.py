@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,7 +34,11 @@ from typing import Any
 
 import faust
 import orjson
-from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka import (  # type: ignore[import-untyped]
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    TopicPartition,
+)
 from faust.types import TP
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -131,8 +136,25 @@ class SlaTable(faust.Table[bytes, bytes]):
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         if self.engine is not None:
             self.engine.on_rebalance(assigned, revoked, newly_assigned)
+            await self.engine.prepare_recovery(assigned)
+
+    def persisted_offset(self, tp: Any) -> int | None:
+        """Tell Faust its recovery has nothing to read: the engine reads the changelog itself.
+
+        Faust's own recovery cannot tell, under transactions, whether the records it has
+        fetched have all been applied, and may declare recovery complete with part of a
+        partition unread; `Engine.recover` reads each partition to its end offset instead.
+        """
+        if self.engine is not None:
+            end = self.engine.changelog_ends.get(tp)
+            if end is not None:
+                return end - 1
+        offset: int | None = super().persisted_offset(tp)
+        return offset
 
     async def on_recovery_completed(self, active_tps: Any, standby_tps: Any) -> None:
+        if self.engine is not None:
+            await self.engine.recover(active_tps)
         await super().on_recovery_completed(active_tps, standby_tps)
         if self.engine is not None:
             self.engine.on_recovered(active_tps)
@@ -150,6 +172,8 @@ class Engine:
         self._recovery_started: float | None = None
         self._processing = asyncio.Lock()
         self._tick_producer: AIOKafkaProducer | None = None
+        self._changelog_reader: AIOKafkaConsumer | None = None
+        self.changelog_ends: dict[Any, int] = {}
         self.ready = False
         cfg = config
         self.app: Any = faust.App(
@@ -165,6 +189,7 @@ class Engine:
             broker_heartbeat_interval=cfg.heartbeat_interval,
             broker_rebalance_timeout=cfg.rebalance_timeout,
             consumer_auto_offset_reset="earliest",
+            recovery_consistency_check=False,
             web_enabled=True,
             web_port=cfg.web_port,
             web_bind=cfg.web_host,
@@ -191,6 +216,7 @@ class Engine:
         if cfg.clock == "wall":
             app.timer(interval=cfg.tick_interval, name="ticker")(self._tick)
         app.timer(interval=1.0, name="gauges")(self._update_gauges)
+        app.timer(interval=10.0, name="progress")(self._progress)
         engine = self
 
         async def metrics(view: Any, request: Any) -> Any:
@@ -251,12 +277,37 @@ class Engine:
     # -- the agent
 
     async def _fold(self, stream: Any) -> None:
-        async for event in stream.events():
+        """Process records one at a time; each record's output and its ack stay together.
+
+        Acks are manual (`noack`): Faust's stream acks the current event when the agent is
+        cancelled, even half-processed, and the shutdown commit would then skip it. Here a
+        record whose processing has started is finished (shielded) before the agent stops.
+        """
+        async for event in stream.noack().events():
             async with self._processing:
-                # A failed send (fenced producer, broker gone) propagates and stops the worker:
-                # the record is then reprocessed from the last committed transaction.
-                await self._process(event.message)
+                work = asyncio.ensure_future(self._process_or_exit(event.message))
+                try:
+                    await asyncio.shield(work)
+                except asyncio.CancelledError:
+                    await work
+                    event.ack()
+                    raise
                 event.ack()
+
+    async def _process_or_exit(self, message: Any) -> None:
+        """A failed send (fenced producer, broker gone) ends the process at once.
+
+        Like a SIGKILL: the open transaction is aborted when the partition's next owner starts,
+        and the record is processed again from the last committed offset. A graceful stop
+        would commit the transaction with part of this record's output in it.
+        """
+        try:
+            await self._process(message)
+        except Exception:
+            log.critical("cannot produce the output of %s[%d]@%d; exiting", message.topic,
+                         message.partition, message.offset, exc_info=True)
+            logging.shutdown()
+            os._exit(70)
 
     async def _process(self, message: Any) -> None:
         p: int = message.partition
@@ -339,6 +390,77 @@ class Engine:
         for ticket_id in engine.keys:
             data.pop(ticket_id.encode(), None)
 
+    async def _recovery_consumer(self) -> AIOKafkaConsumer:
+        if self._changelog_reader is None:
+            reader = AIOKafkaConsumer(
+                bootstrap_servers=self.config.bootstrap_list(), isolation_level="read_committed",
+                enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024,
+                fetch_max_bytes=64 * 1024 * 1024,
+            )
+            await reader.start()
+            self._changelog_reader = reader
+        return self._changelog_reader
+
+    async def prepare_recovery(self, assigned: Any) -> None:
+        """Note the end offset of every assigned changelog partition (see `recover`)."""
+        changelog = self.table.changelog_topic_name
+        tps = [TopicPartition(tp.topic, tp.partition) for tp in assigned if tp.topic == changelog]
+        self.changelog_ends = {}
+        if not tps:
+            return
+        reader = await self._recovery_consumer()
+        ends = await reader.end_offsets(tps)
+        self.changelog_ends = {TP(tp.topic, tp.partition): end for tp, end in ends.items()}
+
+    async def recover(self, active_tps: Any) -> None:
+        """Read newly owned changelog partitions to their end (read_committed): states + timers.
+
+        Runs before Faust resumes the input partitions. Exact by construction: the reader's
+        position passes commit and abort markers, so reaching the end offset means every
+        committed record has been applied.
+        """
+        changelog = self.table.changelog_topic_name
+        wanted = sorted(
+            tp.partition for tp in active_tps
+            if tp.topic == changelog and tp.partition not in self.partitions
+        )
+        if not wanted:
+            return
+        started = time.monotonic()
+        reader = await self._recovery_consumer()
+        tps = [TopicPartition(changelog, p) for p in wanted]
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        ends = await reader.end_offsets(tps)
+        engines = {p: PartitionEngine(p, self.policy, self.config.clock) for p in wanted}
+        data = self._store()
+        records = 0
+        pending = {tp for tp in tps if ends[tp] > 0}
+        last_log = started
+        while pending:
+            batches = await reader.getmany(timeout_ms=500, max_records=20_000)
+            for tp, batch in batches.items():
+                engine = engines[tp.partition]
+                for record in batch:
+                    key, value = record.key, record.value
+                    if value is None:
+                        data.pop(key, None)
+                    else:
+                        data[key] = value
+                    engine.load(key.decode(), value)
+                records += len(batch)
+            for tp in list(pending):
+                if await reader.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+            if time.monotonic() - last_log > 5:
+                last_log = time.monotonic()
+                log.info("recovering partitions %s: %d changelog records read", wanted, records)
+        reader.assign([])
+        self.partitions.update(engines)
+        took = time.monotonic() - started
+        log.info("read %d changelog records of partitions %s in %.2f s (%.0f records/s)",
+                 records, wanted, took, records / took if took > 0 else 0.0)
+
     def on_changelog(self, events: list[Any]) -> None:
         """Recovery replays changelog records: re-arm each ticket's next timer."""
         for event in events:
@@ -396,6 +518,14 @@ class Engine:
 
     # -- observability
 
+    async def _progress(self) -> None:
+        """Every 10 s, log the offset processed per owned partition (ids and counts only)."""
+        if self.offsets:
+            log.info("progress: last offsets %s, %d open tickets, %d armed timers",
+                     dict(sorted(self.offsets.items())),
+                     sum(len(e.keys) for e in self.partitions.values()),
+                     sum(len(e.index) for e in self.partitions.values()))
+
     async def _update_gauges(self) -> None:
         m = self.metrics
         m.open_tickets.set(sum(len(e.keys) for e in self.partitions.values()))
@@ -431,6 +561,9 @@ class Engine:
         if self._tick_producer is not None:
             await self._tick_producer.stop()
             self._tick_producer = None
+        if self._changelog_reader is not None:
+            await self._changelog_reader.stop()
+            self._changelog_reader = None
 
 
 def build_engine(config: EngineConfig, policy: Policy) -> Engine:
