@@ -8,6 +8,7 @@ and a projector batch never blocks a read (SQLite in WAL mode, PostgreSQL MVCC).
 from __future__ import annotations
 
 import asyncio
+import queue
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -39,7 +40,31 @@ from streams.sla.policy import Policy
 Clock = Callable[[], Micros]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-DB_KEY: web.AppKey[Database] = web.AppKey("db", Database)
+
+class Pool:
+    """A few connections, so one slow query (an ad-hoc compliance report over a month of a
+    million tickets takes seconds) never holds up the wall screen's quick ones."""
+
+    def __init__(self, target: str, size: int = 4) -> None:
+        self._free: queue.SimpleQueue[Database] = queue.SimpleQueue()
+        self._all = [Database(target) for _ in range(size)]
+        for db in self._all:
+            self._free.put(db)
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call `fn(db, *args)` with a free connection (blocking: call from a worker thread)."""
+        db = self._free.get()
+        try:
+            return fn(db, *args)
+        finally:
+            self._free.put(db)
+
+    def close(self) -> None:
+        for db in self._all:
+            db.close()
+
+
+DB_KEY: web.AppKey[Pool] = web.AppKey("db", Pool)
 POLICY_KEY: web.AppKey[Policy] = web.AppKey("policy", Policy)
 CLOCK_KEY: web.AppKey[Clock] = web.AppKey("clock", Callable[[], int])  # type: ignore[arg-type]
 COUNTERS_KEY: web.AppKey[Counters] = web.AppKey("counters", Counters)
@@ -79,7 +104,7 @@ def _now(request: web.Request) -> Micros:
 
 
 async def _run(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
-    return await asyncio.to_thread(fn, request.app[DB_KEY], *args)
+    return await asyncio.to_thread(request.app[DB_KEY].run, fn, *args)
 
 
 async def tickets(request: web.Request) -> web.Response:
@@ -151,42 +176,55 @@ class _ComplianceCache:
     def __init__(self) -> None:
         self.key: int | None = None
         self.groups: list[dict[str, Any]] = []
+        self.refresh: asyncio.Task[None] | None = None
 
 
-def dashboard_data(
-    db: Database, policy: Policy, now: Micros, cache: _ComplianceCache | None = None
-) -> dict[str, Any]:
-    """Everything the wall screen shows, in one round trip."""
+def dashboard_data(db: Database, policy: Policy, now: Micros) -> dict[str, Any]:
+    """Everything the wall screen shows but the compliance chart, in one round trip."""
     open_q = TicketQuery(status=["open", "paused"], sort="due", limit=40)
-    bucket = now // COMPLIANCE_TTL
-    if cache is None or cache.key != bucket:
-        groups = compliance(db, policy, now - 30 * DAY, now, "severity")["groups"]
-        if cache is not None:
-            cache.key, cache.groups = bucket, groups
-    else:
-        groups = cache.groups
     return {
         "now": format_instant(now),
         "open": list_tickets(db, policy, open_q, now)["items"],
         "escalations": list_escalations(db, now - DAY, now, limit=50)["items"],
-        "compliance": groups,
     }
+
+
+def _month_by_severity(db: Database, policy: Policy, now: Micros) -> list[dict[str, Any]]:
+    groups: list[dict[str, Any]] = compliance(db, policy, now - 30 * DAY, now, "severity")["groups"]
+    return groups
+
+
+async def _dashboard_compliance(request: web.Request, now: Micros) -> list[dict[str, Any]]:
+    """The cached chart data; a stale cache is refreshed in the background, not in the poll."""
+    cache = request.app[CACHE_KEY]
+    bucket = now // COMPLIANCE_TTL
+    policy = request.app[POLICY_KEY]
+    if cache.key is None:
+        cache.groups = await _run(request, _month_by_severity, policy, now)
+        cache.key = bucket
+    elif cache.key != bucket and (cache.refresh is None or cache.refresh.done()):
+
+        async def refresh() -> None:
+            groups = await _run(request, _month_by_severity, policy, now)
+            cache.key, cache.groups = bucket, groups
+
+        cache.refresh = asyncio.create_task(refresh())
+    return cache.groups
 
 
 async def dashboard_json(request: web.Request) -> web.Response:
     _check_known(request, {"now"})
-    data = await _run(
-        request, dashboard_data, request.app[POLICY_KEY], _now(request), request.app[CACHE_KEY]
-    )
+    now = _now(request)
+    data = await _run(request, dashboard_data, request.app[POLICY_KEY], now)
+    data["compliance"] = await _dashboard_compliance(request, now)
     data["policy"] = request.app[POLICY_KEY].ref()
     return _json(data)
 
 
 async def stats(request: web.Request) -> web.Response:
     counters = request.app.get(COUNTERS_KEY)
-    db = request.app[DB_KEY]
 
-    def read() -> dict[str, Any]:
+    def read(db: Database) -> dict[str, Any]:
         offsets = db.query("SELECT topic, partition_id, next_offset FROM projector_offsets")
         count = db.query_one("SELECT COUNT(*) FROM tickets")
         return {
@@ -194,7 +232,7 @@ async def stats(request: web.Request) -> web.Response:
             "offsets": [{"topic": t, "partition": p, "next_offset": o} for t, p, o in offsets],
         }
 
-    data = await asyncio.to_thread(read)
+    data = await _run(request, read)
     data["projector"] = counters.as_dict() if counters is not None else None
     return _json(data)
 
@@ -216,8 +254,8 @@ def make_app(
 ) -> web.Application:
     """The API + dashboard app on its own connection to the read-model database."""
     app = web.Application(middlewares=[_errors])
-    db = Database(db_target)
-    app[DB_KEY] = db
+    pool = Pool(db_target)
+    app[DB_KEY] = pool
     app[POLICY_KEY] = policy
     app[CLOCK_KEY] = clock
     app[CACHE_KEY] = _ComplianceCache()
@@ -225,7 +263,10 @@ def make_app(
         app[COUNTERS_KEY] = counters
 
     async def close(_: web.Application) -> None:
-        db.close()
+        cache = app[CACHE_KEY]
+        if cache.refresh is not None:
+            await asyncio.gather(cache.refresh, return_exceptions=True)
+        pool.close()
 
     app.on_cleanup.append(close)
     app.router.add_get("/", page)

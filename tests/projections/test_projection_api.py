@@ -13,6 +13,7 @@ from deploy.cli import main as escalator
 from events.instants import format_instant
 from projections.api import make_app
 from projections.db import Database
+from projections.store import Store
 from streams.sla.policy import Policy
 from tests.projections.scenario import NOW, load_scenario
 
@@ -196,3 +197,33 @@ def test_cli_query(db_target: str, policy: Policy, capsys: pytest.CaptureFixture
     assert escalator(["query", "tickets", *base, "--breaching-within", "soon"]) == 2
     assert "--breaching-within" in capsys.readouterr().err
     assert escalator(["query", "ticket", "nope", *base]) == 1
+
+
+async def test_dashboard_compliance_refreshes_in_the_background(
+    db_target: str, policy: Policy
+) -> None:
+    """The chart data is computed once a minute at most, off the poll's critical path."""
+    import asyncio
+
+    from events.instants import MINUTE
+    from tests.projections.helpers import SLA, TICKETS, as_records, lines, sla_records
+    from tests.projections.scenario import scenario_events
+
+    now = [NOW]
+    app = make_app(db_target, policy, clock=lambda: now[0])
+    async with TestClient(TestServer(app)) as c:
+        assert (await get(c, "/api/dashboard"))["compliance"] == []  # nothing projected yet
+        db = Database(db_target)
+        events = scenario_events()
+        store = Store(db, policy)
+        store.apply_batch("ticket", as_records(TICKETS, lines(events)))
+        store.apply_batch("sla", as_records(SLA, sla_records(events, policy, until=NOW)))
+        db.close()
+        assert (await get(c, "/api/dashboard"))["compliance"] == []  # cached for the minute
+        now[0] += 2 * MINUTE
+        for _ in range(50):  # a stale poll starts a refresh; a later poll sees its result
+            board = await get(c, "/api/dashboard")
+            if board["compliance"]:
+                break
+            await asyncio.sleep(0.05)
+        assert {g["key"] for g in board["compliance"]} == {1, 2, 3}
