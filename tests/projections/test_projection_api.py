@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from deploy.cli import main as escalator
 from events.instants import format_instant
-from projections.api import make_app
+from projections.api import DB_KEY, make_app
 from projections.db import Database
 from projections.store import Store
 from streams.sla.policy import Policy
@@ -227,3 +227,22 @@ async def test_dashboard_compliance_refreshes_in_the_background(
                 break
             await asyncio.sleep(0.05)
         assert {g["key"] for g in board["compliance"]} == {1, 2, 3}
+
+
+def test_openapi_documents_every_route(db_target: str, policy: Policy) -> None:
+    """Every /api route is in the OpenAPI document, each parameter with a name and schema."""
+    from projections.openapi import openapi_document
+
+    app = make_app(db_target, policy)
+    routes = {r.resource.canonical for r in app.router.routes() if r.resource is not None} - {
+        "/",
+        "/openapi.json",
+    }
+    app[DB_KEY].close()
+    doc = openapi_document()
+    assert routes == set(doc["paths"])
+    for path, item in doc["paths"].items():
+        for operation in item.values():
+            assert operation["responses"]["200"], path
+            for parameter in operation.get("parameters", []):
+                assert {"name", "in", "schema"} <= set(parameter), (path, parameter)
