@@ -30,7 +30,7 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -227,6 +227,11 @@ class Engine:
 
         app.page("/metrics")(metrics)
         app.page("/health")(health)
+
+        async def close(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+            await engine.stop_extras()
+
+        app.on_before_shutdown.connect(cast(Any, close))
 
     # -- exactness plumbing
 

@@ -1,0 +1,331 @@
+"""Benchmark of the streaming engine against a real broker; prints figures.
+
+    python tests/bench/bench_engine.py [--broker HOST:PORT] [--history 5000] [--open 100000]
+
+1. throughput: a generated history is published first, then one worker (event clock,
+   exactly-once) drains it; ticket events/s from "worker ready" to "offsets committed";
+2. ceiling: a bare aiokafka consume-then-produce loop over the same input (transactional,
+   read_committed, like the engine; and plain), one output record per input record;
+3. timer lateness p50/p99 (wall clock): `--open` tickets with far deadlines are loaded, then
+   a few thousand tickets fall due over ~30 s; lateness = receive time of the committed SLA
+   event minus its due_at;
+4. worker memory per open ticket (RSS delta / tickets);
+5. recovery: the worker is killed and a new one reads the changelog back (time to ready).
+Without --broker a local Kafka is started with `deploy.kafka_local`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from deploy.kafka_local import LocalKafka, unique_name  # noqa: E402
+from events.instants import SECOND, format_instant, parse_instant  # noqa: E402
+from events.samples import generate_history  # noqa: E402
+from streams.engine.cli import publish_lines  # noqa: E402
+from streams.engine.topics import ensure_topics  # noqa: E402
+
+BENCH_POLICY = """
+name = "bench"
+[calendar]
+timezone = "UTC"
+open = "00:00"
+close = "23:59"
+weekdays = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+[severity.1]
+first_response = { target = "3s", clock = "elapsed" }
+[severity.3]
+first_response = { target = "30d", clock = "elapsed" }
+"""
+
+PARTITIONS = 4
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Worker:
+    def __init__(self, broker: str, base: str, clock: str, policy: str | None, log: Path):
+        self.port = free_port()
+        args = [
+            sys.executable, "-m", "deploy.cli", "run", "--broker", broker,
+            "--input-topic", f"{base}-in", "--output-topic", f"{base}-out",
+            "--dlq-topic", f"{base}-dlq", "--partitions", str(PARTITIONS),
+            "--app-id", f"{base}-app", "--clock", clock, "--web-port", str(self.port),
+            "--data-dir", str(log.parent / "data"), "--loglevel", "info",
+        ]
+        if policy:
+            args += ["--policy", policy]
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=out,
+                                         env={**os.environ, "PYTHONPATH": str(REPO)})
+
+    def ready(self, timeout: float = 600) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"worker exited: see {self.log}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
+                    return time.monotonic()
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit(f"worker not ready: see {self.log}")
+
+    def rss_kib(self) -> int:
+        text = Path(f"/proc/{self.proc.pid}/status").read_text()
+        match = re.search(r"VmRSS:\s+(\d+) kB", text)
+        return int(match.group(1)) if match else 0
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+
+async def _lag(broker: str, group: str, topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+    from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        ends = await consumer.end_offsets(tps)
+        committed = await admin.list_consumer_group_offsets(group)
+        return sum(
+            max(ends[tp] - (committed[tp].offset if tp in committed else 0), 0) for tp in tps
+        )
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def wait_drained(broker: str, group: str, topic: str, timeout: float = 1800) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if asyncio.run(_lag(broker, group, topic)) == 0:
+            return time.monotonic()
+        time.sleep(0.25)
+    raise SystemExit("worker did not drain its input")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_engine(broker: str, tickets: int, tmp: Path) -> tuple[str, int, float]:
+    base = unique_name("bench-tp")
+    history = generate_history(tickets, seed=5)
+    lines = [orjson.dumps(e) for e in history]
+    asyncio.run(ensure_topics(broker, [f"{base}-in", f"{base}-out", f"{base}-dlq"], PARTITIONS))
+    asyncio.run(publish_lines(broker, f"{base}-in", lines))
+    worker = Worker(broker, base, "event", None, tmp / "throughput.log")
+    try:
+        ready = worker.ready()
+        done = wait_drained(broker, f"{base}-app", f"{base}-in")
+    finally:
+        worker.kill()
+    rate = len(lines) / (done - ready)
+    print(f"engine: {len(lines)} ticket events ({tickets} tickets) in {done - ready:.1f} s "
+          f"= {rate:,.0f} events/s (1 worker, exactly-once, 4 partitions)")
+    return base, len(lines), rate
+
+
+async def _bare(broker: str, source: str, sink: str, count: int, transactional: bool) -> float:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    group = unique_name("bare")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker, group_id=group, enable_auto_commit=False,
+        isolation_level="read_committed", auto_offset_reset="earliest",
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=broker, linger_ms=1,
+        transactional_id=unique_name("bare-tx") if transactional else None,
+        enable_idempotence=True,
+    )
+    await consumer.start()
+    await producer.start()
+    tps = [TopicPartition(source, p) for p in range(PARTITIONS)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    seen = 0
+    started = time.monotonic()
+    last_commit = started
+    try:
+        if transactional:
+            await producer.begin_transaction()
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=500, max_records=2000)
+            for tp, records in batches.items():
+                for record in records:
+                    await producer.send(sink, record.value, key=record.key,
+                                        partition=tp.partition)
+                seen += len(records)
+            if transactional and (time.monotonic() - last_commit > 0.2 or seen >= count):
+                offsets = {tp: await consumer.position(tp) for tp in tps}
+                await producer.send_offsets_to_transaction(offsets, group)
+                await producer.commit_transaction()
+                await producer.begin_transaction()
+                last_commit = time.monotonic()
+        if transactional:
+            await producer.commit_transaction()
+        else:
+            await producer.flush()
+        return seen / (time.monotonic() - started)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+def bench_bare(broker: str, base: str, count: int) -> float:
+    sink = f"{base}-bare"
+    asyncio.run(ensure_topics(broker, [sink], PARTITIONS))
+    tx = asyncio.run(_bare(broker, f"{base}-in", sink, count, True))
+    plain = asyncio.run(_bare(broker, f"{base}-in", sink, count, False))
+    print(f"bare aiokafka consume->produce: {tx:,.0f} events/s transactional, "
+          f"{plain:,.0f} events/s plain (1 process, same input)")
+    return tx
+
+
+async def _watch(broker: str, topic: str, expect: int, timeout: float) -> list[float]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, isolation_level="read_committed",
+                                enable_auto_commit=False)
+    await consumer.start()
+    lateness: list[float] = []
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout
+        while len(lateness) < expect and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=100, max_records=5000)
+            now = time.time()
+            for records in batches.values():
+                for record in records:
+                    event = orjson.loads(record.value)
+                    if event["type"] == "sla.breached":
+                        lateness.append(now - parse_instant(event["due_at"]) / SECOND)
+    finally:
+        await consumer.stop()
+    return lateness
+
+
+def bench_timers(broker: str, open_tickets: int, due_tickets: int, tmp: Path) -> None:
+    base = unique_name("bench-wall")
+    policy = tmp / "bench_policy.toml"
+    policy.write_text(BENCH_POLICY)
+    topics = [f"{base}-in", f"{base}-out", f"{base}-dlq"]
+    asyncio.run(ensure_topics(broker, topics, PARTITIONS))
+    worker = Worker(broker, base, "wall", str(policy), tmp / "wall.log")
+    try:
+        worker.ready()
+        time.sleep(1)
+        rss0 = worker.rss_kib()
+        now = time.time_ns() // 1000
+        opens = (
+            orjson.dumps({"type": "ticket.opened", "event_id": f"O-{n}-o", "ticket_id": f"O-{n}",
+                          "severity": 3, "occurred_at": format_instant(now)})
+            for n in range(open_tickets)
+        )
+        t0 = time.monotonic()
+        asyncio.run(publish_lines(broker, topics[0], opens))
+        loaded = wait_drained(broker, f"{base}-app", topics[0])
+        time.sleep(2)
+        rss1 = worker.rss_kib()
+        print(f"loaded {open_tickets:,} open tickets in {loaded - t0:.1f} s "
+              f"({open_tickets / (loaded - t0):,.0f} opens/s incl. publishing); worker RSS "
+              f"{rss0 / 1024:.0f} -> {rss1 / 1024:.0f} MiB = "
+              f"{(rss1 - rss0) * 1024 / max(open_tickets, 1):,.0f} bytes per open ticket")
+
+        window = 30 * SECOND
+        lead = 8 * SECOND
+        start = time.time_ns() // 1000 + lead
+        dues = [
+            orjson.dumps({"type": "ticket.opened", "event_id": f"D-{n}-o", "ticket_id": f"D-{n}",
+                          "severity": 1,
+                          "occurred_at": format_instant(start + n * window // due_tickets
+                                                        - 3 * SECOND)})
+            for n in range(due_tickets)
+        ]
+        asyncio.run(publish_lines(broker, topics[0], dues))
+        late = asyncio.run(_watch(broker, topics[1], due_tickets, timeout=120))
+        late.sort()
+        if late:
+            p50 = statistics.median(late)
+            p99 = late[min(len(late) - 1, int(len(late) * 0.99))]
+            print(f"timer lateness with {open_tickets:,} open tickets, {len(late):,} timers "
+                  f"due over {window // SECOND} s: p50 {p50 * 1000:.0f} ms, p99 "
+                  f"{p99 * 1000:.0f} ms, max {late[-1] * 1000:.0f} ms")
+        else:
+            print("timer lateness: no SLA event received")
+        worker.kill()
+        restarted = Worker(broker, base, "wall", str(policy), tmp / "recovery.log")
+        t1 = time.monotonic()
+        try:
+            ready = restarted.ready()
+        finally:
+            restarted.kill()
+        text = (tmp / "recovery.log").read_text(errors="replace")
+        read = re.findall(r"read (\d+) changelog records of partitions \S+ in ([\d.]+) s", text)
+        detail = f"; changelog read: {read[-1][0]} records in {read[-1][1]} s" if read else ""
+        print(f"recovery of {open_tickets + due_tickets:,} tickets: worker ready "
+              f"{ready - t1:.1f} s after start{detail}")
+    finally:
+        worker.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--broker", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    parser.add_argument("--history", type=int, default=5000, help="tickets for throughput")
+    parser.add_argument("--open", type=int, default=100_000, help="open tickets for timers")
+    parser.add_argument("--due", type=int, default=3000, help="tickets falling due")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["throughput", "timers"])
+    args = parser.parse_args()
+    broker_ctx = None
+    if not args.broker:
+        broker_ctx = LocalKafka().start()
+        args.broker = broker_ctx.bootstrap_servers
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
+            if "throughput" not in args.skip:
+                base, count, rate = bench_engine(args.broker, args.history, Path(tmp))
+                ceiling = bench_bare(args.broker, base, count)
+                print(f"engine / bare transactional loop = {rate / ceiling:.2f}")
+            if "timers" not in args.skip:
+                bench_timers(args.broker, args.open, args.due, Path(tmp))
+    finally:
+        if broker_ctx is not None:
+            broker_ctx.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
