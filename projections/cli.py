@@ -49,8 +49,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _kafka(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--broker",
-        default=os.environ.get("ESCALATOR_BROKER", "127.0.0.1:9092"),
-        help="Kafka bootstrap servers (default: %(default)s, or $ESCALATOR_BROKER)",
+        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
+        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or localhost:9092)",
     )
     parser.add_argument("--ticket-topic", default="ticket-events")
     parser.add_argument("--sla-topic", default="sla-events")
