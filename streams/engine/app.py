@@ -196,7 +196,7 @@ class Engine:
             web_host=cfg.web_host,
             datadir=cfg.data_dir,
             autodiscover=False,
-            producer_linger_ms=1,
+            producer_linger_ms=5,
         )
         app = self.app
         raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
@@ -253,6 +253,38 @@ class Engine:
                 return await original(*args, **kwargs)
 
         consumer.commit = commit
+        if self.config.exactly_once:
+            self._commit_transactions_concurrently()
+
+    def _commit_transactions_concurrently(self) -> None:
+        """Commit the partitions' transactions in parallel rather than one after the other.
+
+        Same steps as faust-streaming's `Producer.commit_transactions` (offsets into the
+        transaction, commit, begin the next), but the per-partition round trips overlap, so
+        the agent waits for one commit's latency instead of one per owned partition.
+        """
+        producer = self.app.producer
+
+        async def one(tid: str, offsets: Any, group_id: str, start_new: bool) -> None:
+            async with producer._trn_locks[tid]:
+                txn = producer._transaction_producers.get(tid)
+                if txn is None:
+                    log.warning("commit for unknown transaction %s", tid)
+                    return
+                await txn.send_offsets_to_transaction(offsets, group_id)
+                await txn.commit_transaction()
+                if start_new:
+                    await txn.begin_transaction()
+
+        async def commit_transactions(
+            tid_to_offset_map: Any, group_id: str, start_new_transaction: bool = True
+        ) -> None:
+            await asyncio.gather(*(
+                one(tid, offsets, group_id, start_new_transaction)
+                for tid, offsets in tid_to_offset_map.items()
+            ))
+
+        producer.commit_transactions = commit_transactions
 
     def _store(self) -> Any:
         """The table's in-memory dict (memory store), written without Faust's buffered send."""

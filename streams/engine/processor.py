@@ -40,9 +40,11 @@ def encode_state(state: TicketState) -> bytes:
     """A state as JSON bytes for the table and its changelog.
 
     `next_due` is put first so recovery can re-arm the timer index from the changelog by
-    slicing a few bytes instead of parsing every state (`next_due_of`).
+    slicing a few bytes instead of parsing every state (`next_due_of`). The copy matters:
+    orjson 3.13 returns bytes objects with kilobytes of spare capacity, and the table keeps
+    one per open ticket (8.5 KB instead of 0.5 KB each).
     """
-    return orjson.dumps({"next_due": state.next_due, **state.to_json_obj()})
+    return memoryview(orjson.dumps({"next_due": state.next_due, **state.to_json_obj()})).tobytes()
 
 
 def decode_state(raw: bytes) -> TicketState:

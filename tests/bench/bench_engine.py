@@ -28,6 +28,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import ClassVar
 
 import orjson
 
@@ -66,6 +67,8 @@ def free_port() -> int:
 
 
 class Worker:
+    extra: ClassVar[list[str]] = []
+
     def __init__(self, broker: str, base: str, clock: str, policy: str | None, log: Path):
         self.port = free_port()
         args = [
@@ -77,6 +80,7 @@ class Worker:
         ]
         if policy:
             args += ["--policy", policy]
+        args += self.extra
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=out,
@@ -307,8 +311,10 @@ def main() -> int:
     parser.add_argument("--history", type=int, default=5000, help="tickets for throughput")
     parser.add_argument("--open", type=int, default=100_000, help="open tickets for timers")
     parser.add_argument("--due", type=int, default=3000, help="tickets falling due")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["throughput", "timers"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["throughput", "timers", "bare"])
+    parser.add_argument("--worker-args", default="", help="extra flags for `escalator run`")
     args = parser.parse_args()
+    Worker.extra = args.worker_args.split()
     broker_ctx = None
     if not args.broker:
         broker_ctx = LocalKafka().start()
@@ -317,8 +323,9 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
             if "throughput" not in args.skip:
                 base, count, rate = bench_engine(args.broker, args.history, Path(tmp))
-                ceiling = bench_bare(args.broker, base, count)
-                print(f"engine / bare transactional loop = {rate / ceiling:.2f}")
+                if "bare" not in args.skip:
+                    ceiling = bench_bare(args.broker, base, count)
+                    print(f"engine / bare transactional loop = {rate / ceiling:.2f}")
             if "timers" not in args.skip:
                 bench_timers(args.broker, args.open, args.due, Path(tmp))
     finally:
