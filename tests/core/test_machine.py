@@ -364,3 +364,14 @@ def test_event_ids_are_deterministic_and_free_text_never_leaves() -> None:
     )
     assert [r["event_id"] for r in first] == [r["event_id"] for r in second]
     assert "title" not in str(first) and "secret" not in str(first)
+
+
+def test_event_ids_are_the_documented_uuid5() -> None:
+    """README: event_id = UUIDv5 of (ticket id, report time, metric, rule, cycle)."""
+    import uuid
+
+    from events.outbound import ID_NAMESPACE, sla_event_id
+
+    for args in [("T-1", 0, "resolution", "breached", 0), ("é/✓", 17, "escalation", "level:2", 3)]:
+        name = "\x1f".join(str(part) for part in args)
+        assert sla_event_id(*args) == str(uuid.uuid5(ID_NAMESPACE, name))  # type: ignore[arg-type]
