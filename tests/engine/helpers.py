@@ -62,7 +62,7 @@ def cli(*args: str, timeout: float = 120.0, broker: str) -> subprocess.Completed
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "deploy.cli", *args], cwd=REPO, env=env, capture_output=True,
-        timeout=timeout, check=False,
+        timeout=timeout, check=False, stdin=subprocess.DEVNULL,
     )
 
 
