@@ -297,7 +297,8 @@ def bench_timers(broker: str, open_tickets: int, due_tickets: int, tmp: Path) ->
         finally:
             restarted.kill()
         text = (tmp / "recovery.log").read_text(errors="replace")
-        read = re.findall(r"read (\d+) changelog records of partitions \S+ in ([\d.]+) s", text)
+        pattern = r"read (\d+) changelog records of partitions \[[^\]]*\] in ([\d.]+) s"
+        read = re.findall(pattern, text)
         detail = f"; changelog read: {read[-1][0]} records in {read[-1][1]} s" if read else ""
         print(f"recovery of {open_tickets + due_tickets:,} tickets: worker ready "
               f"{ready - t1:.1f} s after start{detail}")
