@@ -13,17 +13,14 @@ Register = Callable[[argparse._SubParsersAction], None]  # type: ignore[type-arg
 
 
 def _registrars() -> list[Register]:
-    """The sub-command groups; a part that is not installed yet is simply absent."""
-    from importlib import import_module
+    """The sub-command groups, each registered by its own part."""
+    from deploy import demo
+    from events import cli as contract
+    from projections import cli as projections
+    from streams.engine import cli as engine
+    from streams.sla import cli as sla
 
-    found: list[Register] = []
-    for module in ("events.cli", "streams.sla.cli", "streams.engine.cli", "projections.cli"):
-        try:
-            found.append(import_module(module).register)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-    return found
+    return [contract.register, sla.register, engine.register, projections.register, demo.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
