@@ -199,15 +199,24 @@ class Engine:
             producer_linger_ms=5,
         )
         app = self.app
-        raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
-               "value_serializer": "raw"}
+        raw: dict[str, Any] = {
+            "key_type": bytes,
+            "value_type": bytes,
+            "key_serializer": "raw",
+            "value_serializer": "raw",
+        }
         self.input = app.topic(cfg.input_topic, partitions=cfg.partitions, **raw)
         self.output = app.topic(cfg.output_topic, partitions=cfg.partitions, **raw)
         self.dlq = app.topic(cfg.dlq_topic, partitions=cfg.partitions, **raw)
         self.table = SlaTable(
-            app, name=TABLE_NAME, default=None, beacon=app.tables.beacon,
-            partitions=cfg.partitions, schema=faust.Schema(**raw),
-            key_type=bytes, value_type=bytes,
+            app,
+            name=TABLE_NAME,
+            default=None,
+            beacon=app.tables.beacon,
+            partitions=cfg.partitions,
+            schema=faust.Schema(**raw),
+            key_type=bytes,
+            value_type=bytes,
         )
         self.table.engine = self
         app.tables.add(self.table)
@@ -279,10 +288,12 @@ class Engine:
         async def commit_transactions(
             tid_to_offset_map: Any, group_id: str, start_new_transaction: bool = True
         ) -> None:
-            await asyncio.gather(*(
-                one(tid, offsets, group_id, start_new_transaction)
-                for tid, offsets in tid_to_offset_map.items()
-            ))
+            await asyncio.gather(
+                *(
+                    one(tid, offsets, group_id, start_new_transaction)
+                    for tid, offsets in tid_to_offset_map.items()
+                )
+            )
 
         producer.commit_transactions = commit_transactions
 
@@ -307,7 +318,12 @@ class Engine:
     ) -> Any:
         """Produce into partition p's transaction (or plainly, at-least-once)."""
         return await self.app.producer.send(
-            topic, key, value, partition, None, headers,
+            topic,
+            key,
+            value,
+            partition,
+            None,
+            headers,
             transactional_id=self._transactional_id(partition),
         )
 
@@ -341,8 +357,13 @@ class Engine:
         try:
             await self._process(message)
         except Exception:
-            log.critical("cannot produce the output of %s[%d]@%d; exiting", message.topic,
-                         message.partition, message.offset, exc_info=True)
+            log.critical(
+                "cannot produce the output of %s[%d]@%d; exiting",
+                message.topic,
+                message.partition,
+                message.offset,
+                exc_info=True,
+            )
             logging.shutdown()
             os._exit(70)
 
@@ -356,8 +377,9 @@ class Engine:
         try:
             result = engine.process(message.value, lambda t: data.get(t.encode()), now)
         except Exception as exc:  # a bug in the core must not stop the partition
-            log.exception("internal error on %s[%d]@%d; dead-lettered", message.topic, p,
-                          message.offset)
+            log.exception(
+                "internal error on %s[%d]@%d; dead-lettered", message.topic, p, message.offset
+            )
             result = RecordResult("invalid", rejected=f"internal error: {type(exc).__name__}")
         self.offsets[p] = message.offset
         self.metrics.events_in.labels(result.kind).inc()
@@ -394,12 +416,16 @@ class Engine:
             ("escalator.source.partition", str(message.partition).encode()),
             ("escalator.source.offset", str(message.offset).encode()),
         ]
-        await self._send(self.config.dlq_topic, message.key, message.value, message.partition,
-                         headers)
+        await self._send(
+            self.config.dlq_topic, message.key, message.value, message.partition, headers
+        )
         self.metrics.dead_letters.inc()
         # Ids only: reasons name fields and ticket ids, never free text.
         log.warning(
-            "dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset,
+            "dead-lettered %s[%d]@%d: %s",
+            message.topic,
+            message.partition,
+            message.offset,
             reason[:300],
         )
 
@@ -415,8 +441,9 @@ class Engine:
             self._forget(p)
         self.ready = False
         self._recovery_started = time.monotonic()
-        log.info("rebalance: owning input partitions %s (new: %s, revoked: %s)",
-                 owned, new, sorted(gone))
+        log.info(
+            "rebalance: owning input partitions %s (new: %s, revoked: %s)", owned, new, sorted(gone)
+        )
 
     def _forget(self, partition: int) -> None:
         """Drop a revoked partition's index and states; its new owner recovers them."""
@@ -430,8 +457,10 @@ class Engine:
     async def _recovery_consumer(self) -> AIOKafkaConsumer:
         if self._changelog_reader is None:
             reader = AIOKafkaConsumer(
-                bootstrap_servers=self.config.bootstrap_list(), isolation_level="read_committed",
-                enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024,
+                bootstrap_servers=self.config.bootstrap_list(),
+                isolation_level="read_committed",
+                enable_auto_commit=False,
+                max_partition_fetch_bytes=8 * 1024 * 1024,
                 fetch_max_bytes=64 * 1024 * 1024,
             )
             await reader.start()
@@ -458,7 +487,8 @@ class Engine:
         """
         changelog = self.table.changelog_topic_name
         wanted = sorted(
-            tp.partition for tp in active_tps
+            tp.partition
+            for tp in active_tps
             if tp.topic == changelog and tp.partition not in self.partitions
         )
         if not wanted:
@@ -495,8 +525,13 @@ class Engine:
         reader.assign([])
         self.partitions.update(engines)
         took = time.monotonic() - started
-        log.info("read %d changelog records of partitions %s in %.2f s (%.0f records/s)",
-                 records, wanted, took, records / took if took > 0 else 0.0)
+        log.info(
+            "read %d changelog records of partitions %s in %.2f s (%.0f records/s)",
+            records,
+            wanted,
+            took,
+            records / took if took > 0 else 0.0,
+        )
 
     def on_changelog(self, events: list[Any]) -> None:
         """Recovery replays changelog records: re-arm each ticket's next timer."""
@@ -524,11 +559,17 @@ class Engine:
             head = engine.index.peek()
             log.info(
                 "partition %d recovered: %d tickets, %d armed timers, next due %s",
-                p, len(engine.keys), len(engine.index),
+                p,
+                len(engine.keys),
+                len(engine.index),
                 format_instant(head[0]) if head else "-",
             )
-        log.info("recovery complete in %.2f s: %d partitions, %d tickets", took, len(active),
-                 sum(len(e.keys) for e in self.partitions.values()))
+        log.info(
+            "recovery complete in %.2f s: %d partitions, %d tickets",
+            took,
+            len(active),
+            sum(len(e.keys) for e in self.partitions.values()),
+        )
         self.ready = True
 
     # -- wall clock
@@ -558,10 +599,12 @@ class Engine:
     async def _progress(self) -> None:
         """Every 10 s, log the offset processed per owned partition (ids and counts only)."""
         if self.offsets:
-            log.info("progress: last offsets %s, %d open tickets, %d armed timers",
-                     dict(sorted(self.offsets.items())),
-                     sum(len(e.keys) for e in self.partitions.values()),
-                     sum(len(e.index) for e in self.partitions.values()))
+            log.info(
+                "progress: last offsets %s, %d open tickets, %d armed timers",
+                dict(sorted(self.offsets.items())),
+                sum(len(e.keys) for e in self.partitions.values()),
+                sum(len(e.index) for e in self.partitions.values()),
+            )
 
     async def _update_gauges(self) -> None:
         m = self.metrics

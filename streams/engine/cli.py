@@ -31,18 +31,23 @@ def _env(name: str, default: str) -> str:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--broker", default=_env("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BROKER),
+        "--broker",
+        default=_env("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BROKER),
         help="bootstrap servers host:port[,host:port] (env KAFKA_BOOTSTRAP_SERVERS)",
     )
     parser.add_argument("--input-topic", default=_env("ESCALATOR_INPUT_TOPIC", "ticket-events"))
     parser.add_argument("--output-topic", default=_env("ESCALATOR_OUTPUT_TOPIC", "sla-events"))
     parser.add_argument("--dlq-topic", default=_env("ESCALATOR_DLQ_TOPIC", "ticket-events-dlq"))
     parser.add_argument(
-        "--partitions", type=int, default=int(_env("ESCALATOR_PARTITIONS", "8")),
+        "--partitions",
+        type=int,
+        default=int(_env("ESCALATOR_PARTITIONS", "8")),
         help="partitions of each topic when it is created (env ESCALATOR_PARTITIONS)",
     )
     parser.add_argument(
-        "--connect-timeout", type=float, default=30.0,
+        "--connect-timeout",
+        type=float,
+        default=30.0,
         help="seconds to keep retrying an unreachable broker before giving up",
     )
 
@@ -51,21 +56,39 @@ def register(subparsers: Any) -> None:
     """Add `run`, `publish` and `tail` to the `escalator` command."""
     run = subparsers.add_parser("run", help="run a stream-processing worker")
     _add_common(run)
-    run.add_argument("--clock", choices=("wall", "event"), default=_env("ESCALATOR_CLOCK", "wall"),
-                     help="wall: timers fire by the wall clock; event: by event/tick time")
-    run.add_argument("--policy", default=os.environ.get("ESCALATOR_POLICY"),
-                     help="SLA policy TOML file (default: the shipped policy)")
+    run.add_argument(
+        "--clock",
+        choices=("wall", "event"),
+        default=_env("ESCALATOR_CLOCK", "wall"),
+        help="wall: timers fire by the wall clock; event: by event/tick time",
+    )
+    run.add_argument(
+        "--policy",
+        default=os.environ.get("ESCALATOR_POLICY"),
+        help="SLA policy TOML file (default: the shipped policy)",
+    )
     run.add_argument("--web-port", type=int, default=int(_env("ESCALATOR_WEB_PORT", "6066")))
     run.add_argument("--web-host", default=_env("ESCALATOR_WEB_HOST", "127.0.0.1"))
     run.add_argument("--data-dir", default=_env("ESCALATOR_DATA_DIR", "escalator-data"))
-    run.add_argument("--app-id", default=_env("ESCALATOR_APP_ID", "escalator"),
-                     help="consumer group, transactional id and changelog prefix")
-    run.add_argument("--at-least-once", action="store_true",
-                     help="no Kafka transactions (duplicates possible after a crash)")
-    run.add_argument("--commit-interval", type=float, default=0.2,
-                     help="seconds between transaction commits (output latency)")
-    run.add_argument("--tick-interval", type=float, default=0.2,
-                     help="seconds between wall-clock timer checks")
+    run.add_argument(
+        "--app-id",
+        default=_env("ESCALATOR_APP_ID", "escalator"),
+        help="consumer group, transactional id and changelog prefix",
+    )
+    run.add_argument(
+        "--at-least-once",
+        action="store_true",
+        help="no Kafka transactions (duplicates possible after a crash)",
+    )
+    run.add_argument(
+        "--commit-interval",
+        type=float,
+        default=0.2,
+        help="seconds between transaction commits (output latency)",
+    )
+    run.add_argument(
+        "--tick-interval", type=float, default=0.2, help="seconds between wall-clock timer checks"
+    )
     run.add_argument("--session-timeout", type=float, default=10.0)
     run.add_argument("--heartbeat-interval", type=float, default=1.0)
     run.add_argument("--rebalance-timeout", type=float, default=20.0)
@@ -78,7 +101,8 @@ def register(subparsers: Any) -> None:
     _add_common(publish)
     publish.add_argument("file", help="JSONL file, or - for standard input")
     publish.add_argument(
-        "--tick", metavar="TIME",
+        "--tick",
+        metavar="TIME",
         help="then send clock.tick at TIME (RFC 3339 or 'now') to every partition",
     )
     publish.set_defaults(func=cmd_publish)
@@ -87,10 +111,14 @@ def register(subparsers: Any) -> None:
     _add_common(tail)
     tail.add_argument("--from-beginning", action="store_true")
     tail.add_argument("--max", type=int, default=None, help="stop after N records")
-    tail.add_argument("--timeout", type=float, default=None,
-                      help="stop after this many seconds (exit 0)")
-    tail.add_argument("--dlq", action="store_true",
-                      help="tail the dead-letter topic: records with reason and headers")
+    tail.add_argument(
+        "--timeout", type=float, default=None, help="stop after this many seconds (exit 0)"
+    )
+    tail.add_argument(
+        "--dlq",
+        action="store_true",
+        help="tail the dead-letter topic: records with reason and headers",
+    )
     tail.set_defaults(func=cmd_tail)
 
 
@@ -100,7 +128,8 @@ def register(subparsers: Any) -> None:
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
-        level=level.upper(), stream=sys.stderr,
+        level=level.upper(),
+        stream=sys.stderr,
         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
     )
 
@@ -127,8 +156,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     partitions = counts.get(args.input_topic, args.partitions)
     short = [t for t in topics[1:] if counts.get(t, 0) < partitions]
     if short:
-        print(f"escalator run: topics {short} have fewer partitions than {args.input_topic!r} "
-              f"({partitions}); output goes to the input record's partition", file=sys.stderr)
+        print(
+            f"escalator run: topics {short} have fewer partitions than {args.input_topic!r} "
+            f"({partitions}); output goes to the input record's partition",
+            file=sys.stderr,
+        )
         return 2
     config = EngineConfig(
         broker=args.broker,
@@ -158,7 +190,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{config.clock} clock, policy {policy.name} {policy.version}, "
         f"{'exactly-once' if config.exactly_once else 'at-least-once'}, "
         f"http://{config.web_host}:{config.web_port}/metrics",
-        file=sys.stderr, flush=True,
+        file=sys.stderr,
+        flush=True,
     )
     worker = faust.Worker(engine.app, loglevel=args.loglevel, redirect_stdouts=False, quiet=True)
     try:
@@ -200,7 +233,10 @@ async def publish_lines(
     from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
     producer = AIOKafkaProducer(
-        bootstrap_servers=broker, acks="all", enable_idempotence=True, linger_ms=5,
+        bootstrap_servers=broker,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
         max_batch_size=256 * 1024,
     )
     await producer.start()
@@ -237,8 +273,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
             print(f"escalator publish: --tick: {exc}", file=sys.stderr)
             return 2
     try:
-        asyncio.run(ensure_topics(args.broker, [args.input_topic], args.partitions,
-                                  args.connect_timeout))
+        asyncio.run(
+            ensure_topics(args.broker, [args.input_topic], args.partitions, args.connect_timeout)
+        )
     except BrokerUnavailable as exc:
         print(f"escalator publish: {exc}", file=sys.stderr)
         return 1
@@ -248,8 +285,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
         print(f"escalator publish: {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
     with stream:
-        sent, ticks = asyncio.run(publish_lines(args.broker, args.input_topic, _lines(stream),
-                                                tick))
+        sent, ticks = asyncio.run(
+            publish_lines(args.broker, args.input_topic, _lines(stream), tick)
+        )
     print(f"published {sent} records and {ticks} ticks to {args.input_topic}", file=sys.stderr)
     return 0
 
@@ -260,14 +298,16 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def _dlq_line(record: Any) -> bytes:
     headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
-    return orjson.dumps({
-        "partition": record.partition,
-        "offset": record.offset,
-        "reason": headers.get("escalator.reason"),
-        "headers": headers,
-        "key": record.key.decode(errors="replace") if record.key is not None else None,
-        "value": record.value.decode(errors="replace") if record.value is not None else None,
-    })
+    return orjson.dumps(
+        {
+            "partition": record.partition,
+            "offset": record.offset,
+            "reason": headers.get("escalator.reason"),
+            "headers": headers,
+            "key": record.key.decode(errors="replace") if record.key is not None else None,
+            "value": record.value.decode(errors="replace") if record.value is not None else None,
+        }
+    )
 
 
 async def tail_records(
@@ -283,7 +323,9 @@ async def tail_records(
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=broker, isolation_level="read_committed", enable_auto_commit=False,
+        bootstrap_servers=broker,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
     )
     await consumer.start()
@@ -329,6 +371,15 @@ def cmd_tail(args: argparse.Namespace) -> int:
         return 1
     topic = args.dlq_topic if args.dlq else args.output_topic
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(tail_records(args.broker, topic, args.from_beginning, args.max,
-                                 args.timeout, sys.stdout.buffer, args.dlq))
+        asyncio.run(
+            tail_records(
+                args.broker,
+                topic,
+                args.from_beginning,
+                args.max,
+                args.timeout,
+                sys.stdout.buffer,
+                args.dlq,
+            )
+        )
     return 0

@@ -174,9 +174,7 @@ class PartitionEngine:
         result.writes = self._writes(batch)
         return result
 
-    def _fire(
-        self, now: Micros, inclusive: bool, batch: _Batch, out: list[dict[str, Any]]
-    ) -> int:
+    def _fire(self, now: Micros, inclusive: bool, batch: _Batch, out: list[dict[str, Any]]) -> int:
         """Advance every ticket of this partition whose next timer is due; in due order."""
         if self.clock == "event" and (self.watermark is None or now > self.watermark):
             self.watermark = now

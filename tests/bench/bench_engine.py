@@ -72,19 +72,39 @@ class Worker:
     def __init__(self, broker: str, base: str, clock: str, policy: str | None, log: Path):
         self.port = free_port()
         args = [
-            sys.executable, "-m", "deploy.cli", "run", "--broker", broker,
-            "--input-topic", f"{base}-in", "--output-topic", f"{base}-out",
-            "--dlq-topic", f"{base}-dlq", "--partitions", str(PARTITIONS),
-            "--app-id", f"{base}-app", "--clock", clock, "--web-port", str(self.port),
-            "--data-dir", str(log.parent / "data"), "--loglevel", "info",
+            sys.executable,
+            "-m",
+            "deploy.cli",
+            "run",
+            "--broker",
+            broker,
+            "--input-topic",
+            f"{base}-in",
+            "--output-topic",
+            f"{base}-out",
+            "--dlq-topic",
+            f"{base}-dlq",
+            "--partitions",
+            str(PARTITIONS),
+            "--app-id",
+            f"{base}-app",
+            "--clock",
+            clock,
+            "--web-port",
+            str(self.port),
+            "--data-dir",
+            str(log.parent / "data"),
+            "--loglevel",
+            "info",
         ]
         if policy:
             args += ["--policy", policy]
         args += self.extra
         self.log = log
         with log.open("ab") as out:
-            self.proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=out,
-                                         env={**os.environ, "PYTHONPATH": str(REPO)})
+            self.proc = subprocess.Popen(
+                args, cwd=REPO, stdout=out, stderr=out, env={**os.environ, "PYTHONPATH": str(REPO)}
+            )
 
     def ready(self, timeout: float = 600) -> float:
         started = time.monotonic()
@@ -154,8 +174,10 @@ def bench_engine(broker: str, tickets: int, tmp: Path) -> tuple[str, int, float]
     finally:
         worker.kill()
     rate = len(lines) / (done - ready)
-    print(f"engine: {len(lines)} ticket events ({tickets} tickets) in {done - ready:.1f} s "
-          f"= {rate:,.0f} events/s (1 worker, exactly-once, 4 partitions)")
+    print(
+        f"engine: {len(lines)} ticket events ({tickets} tickets) in {done - ready:.1f} s "
+        f"= {rate:,.0f} events/s (1 worker, exactly-once, 4 partitions)"
+    )
     return base, len(lines), rate
 
 
@@ -164,11 +186,15 @@ async def _bare(broker: str, source: str, sink: str, count: int, transactional: 
 
     group = unique_name("bare")
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=broker, group_id=group, enable_auto_commit=False,
-        isolation_level="read_committed", auto_offset_reset="earliest",
+        bootstrap_servers=broker,
+        group_id=group,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=broker, linger_ms=1,
+        bootstrap_servers=broker,
+        linger_ms=1,
         transactional_id=unique_name("bare-tx") if transactional else None,
         enable_idempotence=True,
     )
@@ -187,8 +213,7 @@ async def _bare(broker: str, source: str, sink: str, count: int, transactional: 
             batches = await consumer.getmany(timeout_ms=500, max_records=2000)
             for tp, records in batches.items():
                 for record in records:
-                    await producer.send(sink, record.value, key=record.key,
-                                        partition=tp.partition)
+                    await producer.send(sink, record.value, key=record.key, partition=tp.partition)
                 seen += len(records)
             if transactional and (time.monotonic() - last_commit > 0.2 or seen >= count):
                 offsets = {tp: await consumer.position(tp) for tp in tps}
@@ -211,16 +236,19 @@ def bench_bare(broker: str, base: str, count: int) -> float:
     asyncio.run(ensure_topics(broker, [sink], PARTITIONS))
     tx = asyncio.run(_bare(broker, f"{base}-in", sink, count, True))
     plain = asyncio.run(_bare(broker, f"{base}-in", sink, count, False))
-    print(f"bare aiokafka consume->produce: {tx:,.0f} events/s transactional, "
-          f"{plain:,.0f} events/s plain (1 process, same input)")
+    print(
+        f"bare aiokafka consume->produce: {tx:,.0f} events/s transactional, "
+        f"{plain:,.0f} events/s plain (1 process, same input)"
+    )
     return tx
 
 
 async def _watch(broker: str, topic: str, expect: int, timeout: float) -> list[float]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker, isolation_level="read_committed",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker, isolation_level="read_committed", enable_auto_commit=False
+    )
     await consumer.start()
     lateness: list[float] = []
     try:
@@ -254,8 +282,15 @@ def bench_timers(broker: str, open_tickets: int, due_tickets: int, tmp: Path) ->
         rss0 = worker.rss_kib()
         now = time.time_ns() // 1000
         opens = (
-            orjson.dumps({"type": "ticket.opened", "event_id": f"O-{n}-o", "ticket_id": f"O-{n}",
-                          "severity": 3, "occurred_at": format_instant(now)})
+            orjson.dumps(
+                {
+                    "type": "ticket.opened",
+                    "event_id": f"O-{n}-o",
+                    "ticket_id": f"O-{n}",
+                    "severity": 3,
+                    "occurred_at": format_instant(now),
+                }
+            )
             for n in range(open_tickets)
         )
         t0 = time.monotonic()
@@ -263,19 +298,26 @@ def bench_timers(broker: str, open_tickets: int, due_tickets: int, tmp: Path) ->
         loaded = wait_drained(broker, f"{base}-app", topics[0])
         time.sleep(2)
         rss1 = worker.rss_kib()
-        print(f"loaded {open_tickets:,} open tickets in {loaded - t0:.1f} s "
-              f"({open_tickets / (loaded - t0):,.0f} opens/s incl. publishing); worker RSS "
-              f"{rss0 / 1024:.0f} -> {rss1 / 1024:.0f} MiB = "
-              f"{(rss1 - rss0) * 1024 / max(open_tickets, 1):,.0f} bytes per open ticket")
+        print(
+            f"loaded {open_tickets:,} open tickets in {loaded - t0:.1f} s "
+            f"({open_tickets / (loaded - t0):,.0f} opens/s incl. publishing); worker RSS "
+            f"{rss0 / 1024:.0f} -> {rss1 / 1024:.0f} MiB = "
+            f"{(rss1 - rss0) * 1024 / max(open_tickets, 1):,.0f} bytes per open ticket"
+        )
 
         window = 30 * SECOND
         lead = 8 * SECOND
         start = time.time_ns() // 1000 + lead
         dues = [
-            orjson.dumps({"type": "ticket.opened", "event_id": f"D-{n}-o", "ticket_id": f"D-{n}",
-                          "severity": 1,
-                          "occurred_at": format_instant(start + n * window // due_tickets
-                                                        - 3 * SECOND)})
+            orjson.dumps(
+                {
+                    "type": "ticket.opened",
+                    "event_id": f"D-{n}-o",
+                    "ticket_id": f"D-{n}",
+                    "severity": 1,
+                    "occurred_at": format_instant(start + n * window // due_tickets - 3 * SECOND),
+                }
+            )
             for n in range(due_tickets)
         ]
         asyncio.run(publish_lines(broker, topics[0], dues))
@@ -284,9 +326,11 @@ def bench_timers(broker: str, open_tickets: int, due_tickets: int, tmp: Path) ->
         if late:
             p50 = statistics.median(late)
             p99 = late[min(len(late) - 1, int(len(late) * 0.99))]
-            print(f"timer lateness with {open_tickets:,} open tickets, {len(late):,} timers "
-                  f"due over {window // SECOND} s: p50 {p50 * 1000:.0f} ms, p99 "
-                  f"{p99 * 1000:.0f} ms, max {late[-1] * 1000:.0f} ms")
+            print(
+                f"timer lateness with {open_tickets:,} open tickets, {len(late):,} timers "
+                f"due over {window // SECOND} s: p50 {p50 * 1000:.0f} ms, p99 "
+                f"{p99 * 1000:.0f} ms, max {late[-1] * 1000:.0f} ms"
+            )
         else:
             print("timer lateness: no SLA event received")
         worker.kill()
@@ -300,8 +344,10 @@ def bench_timers(broker: str, open_tickets: int, due_tickets: int, tmp: Path) ->
         pattern = r"read (\d+) changelog records of partitions \[[^\]]*\] in ([\d.]+) s"
         read = re.findall(pattern, text)
         detail = f"; changelog read: {read[-1][0]} records in {read[-1][1]} s" if read else ""
-        print(f"recovery of {open_tickets + due_tickets:,} tickets: worker ready "
-              f"{ready - t1:.1f} s after start{detail}")
+        print(
+            f"recovery of {open_tickets + due_tickets:,} tickets: worker ready "
+            f"{ready - t1:.1f} s after start{detail}"
+        )
     finally:
         worker.kill()
 

@@ -47,8 +47,14 @@ class Topics:
 
     def flags(self) -> list[str]:
         return [
-            "--input-topic", self.input, "--output-topic", self.output,
-            "--dlq-topic", self.dlq, "--partitions", str(self.partitions),
+            "--input-topic",
+            self.input,
+            "--output-topic",
+            self.output,
+            "--dlq-topic",
+            self.dlq,
+            "--partitions",
+            str(self.partitions),
         ]
 
 
@@ -61,8 +67,13 @@ def cli(*args: str, timeout: float = 120.0, broker: str) -> subprocess.Completed
     """Run an `escalator` sub-command to completion."""
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "deploy.cli", *args], cwd=REPO, env=env, capture_output=True,
-        timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "deploy.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -81,10 +92,27 @@ class Worker:
 
     def start(self) -> Worker:
         args = [
-            sys.executable, "-m", "deploy.cli", "run", "--broker", self.broker,
-            *self.topics.flags(), "--app-id", self.topics.app_id, "--clock", self.clock,
-            "--web-port", str(self.web_port), "--data-dir", str(self.log_path.parent / "data"),
-            "--session-timeout", "6", "--heartbeat-interval", "0.5", "--rebalance-timeout", "10",
+            sys.executable,
+            "-m",
+            "deploy.cli",
+            "run",
+            "--broker",
+            self.broker,
+            *self.topics.flags(),
+            "--app-id",
+            self.topics.app_id,
+            "--clock",
+            self.clock,
+            "--web-port",
+            str(self.web_port),
+            "--data-dir",
+            str(self.log_path.parent / "data"),
+            "--session-timeout",
+            "6",
+            "--heartbeat-interval",
+            "0.5",
+            "--rebalance-timeout",
+            "10",
             *self.extra,
         ]
         if self.policy is not None:
@@ -124,8 +152,10 @@ class Worker:
             if self.proc.poll() is not None:
                 pytest.fail(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
             last = self.health()
-            if last and last.get("status") == "ok" and (
-                partitions is None or len(last.get("partitions", ())) == partitions
+            if (
+                last
+                and last.get("status") == "ok"
+                and (partitions is None or len(last.get("partitions", ())) == partitions)
             ):
                 return last
             time.sleep(0.2)
@@ -157,12 +187,18 @@ class Worker:
 
 
 async def _read(
-    broker: str, topic: str, expect: int | None, timeout: float, settle: float,
+    broker: str,
+    topic: str,
+    expect: int | None,
+    timeout: float,
+    settle: float,
 ) -> list[Any]:
     from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
 
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=broker, isolation_level="read_committed", enable_auto_commit=False,
+        bootstrap_servers=broker,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
     await consumer.start()
@@ -195,7 +231,10 @@ async def _read(
 
 
 def read_topic(
-    broker: str, topic: str, expect: int | None = None, timeout: float = 60.0,
+    broker: str,
+    topic: str,
+    expect: int | None = None,
+    timeout: float = 60.0,
     settle: float = 2.0,
 ) -> list[Any]:
     """Committed records of a topic from the beginning: until `expect` of them (then `settle`

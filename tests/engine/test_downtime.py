@@ -24,8 +24,13 @@ async def _open(broker: str, topic: str, tickets: list[str], at: int) -> None:
     await producer.start()
     try:
         for ticket in tickets:
-            body = {"type": "ticket.opened", "event_id": f"{ticket}-o", "ticket_id": ticket,
-                    "severity": 1, "occurred_at": format_instant(at)}
+            body = {
+                "type": "ticket.opened",
+                "event_id": f"{ticket}-o",
+                "ticket_id": ticket,
+                "severity": 1,
+                "occurred_at": format_instant(at),
+            }
             await producer.send_and_wait(topic, orjson.dumps(body), key=ticket.encode())
     finally:
         await producer.stop()
@@ -35,8 +40,7 @@ def test_overdue_timers_fire_after_restart_with_original_due_times(
     kafka_bootstrap: str, tmp_path: Path, workers: list[Worker]
 ) -> None:
     topics = new_topics("downtime", partitions=2)
-    first = Worker(kafka_bootstrap, topics, tmp_path / "w1.log", clock="wall",
-                   policy=FAST_POLICY)
+    first = Worker(kafka_bootstrap, topics, tmp_path / "w1.log", clock="wall", policy=FAST_POLICY)
     workers.append(first.start())
     first.wait_ready(partitions=2)
     tickets = [f"D-{n}" for n in range(6)]
@@ -51,8 +55,7 @@ def test_overdue_timers_fire_after_restart_with_original_due_times(
     assert read_topic(kafka_bootstrap, topics.output, timeout=1) == []
 
     time.sleep(6)  # warning, first-response breach and escalation fall due meanwhile
-    second = Worker(kafka_bootstrap, topics, tmp_path / "w2.log", clock="wall",
-                    policy=FAST_POLICY)
+    second = Worker(kafka_bootstrap, topics, tmp_path / "w2.log", clock="wall", policy=FAST_POLICY)
     workers.append(second.start())
     second.wait_ready(partitions=2)
     records = read_topic(kafka_bootstrap, topics.output, expect=5 * len(tickets), timeout=40)

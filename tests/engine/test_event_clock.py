@@ -66,8 +66,14 @@ def event_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
     try:
         worker.wait_ready(partitions=4)
         path = write_jsonl(tmp / "history.jsonl", mixed)
-        done = cli("publish", str(path), "--tick", format_instant(until), *topics.flags(),
-                   broker=kafka_bootstrap)
+        done = cli(
+            "publish",
+            str(path),
+            "--tick",
+            format_instant(until),
+            *topics.flags(),
+            broker=kafka_bootstrap,
+        )
         assert done.returncode == 0, done.stderr.decode()
         records = read_topic(kafka_bootstrap, topics.output, expect=len(reference), timeout=120)
         yield Run(topics, worker, reference, sla_events(records), kafka_bootstrap)
@@ -86,8 +92,9 @@ def test_output_equals_the_replay(event_run: Run) -> None:
 
 
 def test_rejected_records_go_to_the_dead_letter_topic(event_run: Run) -> None:
-    records = read_topic(event_run.broker, event_run.topics.dlq, expect=len(BAD), timeout=30,
-                         settle=1.0)
+    records = read_topic(
+        event_run.broker, event_run.topics.dlq, expect=len(BAD), timeout=30, settle=1.0
+    )
     assert sorted(r.value for r in records) == sorted(BAD)  # the original bytes
     reasons = {}
     for record in records:
@@ -122,8 +129,16 @@ def test_worker_reports_metrics_and_health(event_run: Run) -> None:
 
 
 def test_tail_prints_sla_events(event_run: Run, tmp_path: Path) -> None:
-    done = cli("tail", "--from-beginning", "--max", "5", "--timeout", "30",
-               *event_run.topics.flags(), broker=event_run.broker)
+    done = cli(
+        "tail",
+        "--from-beginning",
+        "--max",
+        "5",
+        "--timeout",
+        "30",
+        *event_run.topics.flags(),
+        broker=event_run.broker,
+    )
     assert done.returncode == 0, done.stderr.decode()
     lines = done.stdout.splitlines()
     assert len(lines) == 5

@@ -20,7 +20,10 @@ def _partition(ticket_id: str, partitions: int) -> int:
 
 
 def _run_partitions(
-    history: list[dict[str, Any]], partitions: int, until: int, extra: list[bytes] = ()  # type: ignore[assignment]
+    history: list[dict[str, Any]],
+    partitions: int,
+    until: int,
+    extra: list[bytes] = (),  # type: ignore[assignment]
 ) -> tuple[list[dict[str, Any]], list[str], dict[int, dict[str, bytes]]]:
     policy = load_policy()
     engines = {p: PartitionEngine(p, policy, "event") for p in range(partitions)}
@@ -108,8 +111,13 @@ def test_ticks_fire_only_due_timers(mode: str) -> None:
     engine = PartitionEngine(0, policy, mode)  # type: ignore[arg-type]
     table: dict[str, bytes] = {}
     opened_at = parse_instant("2026-11-23T13:00:00Z")
-    opened = {"type": "ticket.opened", "event_id": "e1", "ticket_id": "T1", "severity": 1,
-              "occurred_at": format_instant(opened_at)}
+    opened = {
+        "type": "ticket.opened",
+        "event_id": "e1",
+        "ticket_id": "T1",
+        "severity": 1,
+        "occurred_at": format_instant(opened_at),
+    }
     result = engine.process(orjson.dumps(opened), table.get, opened_at)
     table.update({k: v for k, v in result.writes.items() if v is not None})
 

@@ -57,23 +57,30 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(
     first = Worker(kafka_bootstrap, topics, tmp_path / "worker-1.log")
     workers.append(first.start())
     first.wait_ready(partitions=4)
-    done = cli("publish", str(write_jsonl(tmp_path / "h.jsonl", lines)), *topics.flags(),
-               broker=kafka_bootstrap)
+    done = cli(
+        "publish",
+        str(write_jsonl(tmp_path / "h.jsonl", lines)),
+        *topics.flags(),
+        broker=kafka_bootstrap,
+    )
     assert done.returncode == 0, done.stderr.decode()
     # Kill once a fifth of the output is committed: the worker is then mid-stream.
-    partial = read_topic(kafka_bootstrap, topics.output, expect=len(reference) // 5,
-                         timeout=60, settle=0)
+    partial = read_topic(
+        kafka_bootstrap, topics.output, expect=len(reference) // 5, timeout=60, settle=0
+    )
     first.kill()
     assert len(reference) // 5 <= len(partial) < len(reference), "not killed mid-stream"
 
     second = Worker(kafka_bootstrap, topics, tmp_path / "worker-2.log")
     workers.append(second.start())
     second.wait_ready(partitions=4)
-    done = cli("publish", "-", "--tick", format_instant(until), *topics.flags(),
-               broker=kafka_bootstrap)
+    done = cli(
+        "publish", "-", "--tick", format_instant(until), *topics.flags(), broker=kafka_bootstrap
+    )
     assert done.returncode == 0, done.stderr.decode()
-    records = read_topic(kafka_bootstrap, topics.output, expect=len(reference), timeout=120,
-                         settle=3)
+    records = read_topic(
+        kafka_bootstrap, topics.output, expect=len(reference), timeout=120, settle=3
+    )
     _assert_exactly(sla_events(records), reference, second.log_tail())
     assert read_topic(kafka_bootstrap, topics.dlq, timeout=2) == []
 
@@ -93,21 +100,33 @@ def test_partitions_move_when_a_worker_leaves(
     owned_a = a.wait_ready(partitions=2)["partitions"]
     assert sorted(owned_a + owned_b) == [0, 1, 2, 3]
 
-    done = cli("publish", str(write_jsonl(tmp_path / "h1.jsonl", lines[:half])),
-               *topics.flags(), broker=kafka_bootstrap)
+    done = cli(
+        "publish",
+        str(write_jsonl(tmp_path / "h1.jsonl", lines[:half])),
+        *topics.flags(),
+        broker=kafka_bootstrap,
+    )
     assert done.returncode == 0, done.stderr.decode()
     # Both workers have processed the first half once their tickets show up in the output.
-    first_half = read_topic(kafka_bootstrap, topics.output, expect=len(reference) // 4,
-                            timeout=60, settle=1)
+    first_half = read_topic(
+        kafka_bootstrap, topics.output, expect=len(reference) // 4, timeout=60, settle=1
+    )
     assert {e["ticket_id"] for e in sla_events(first_half)}
     assert b.stop() == 0, b.log_tail()
     assert a.wait_ready(partitions=4)["open_tickets"] > 0
 
-    done = cli("publish", str(write_jsonl(tmp_path / "h2.jsonl", lines[half:])),
-               "--tick", format_instant(until), *topics.flags(), broker=kafka_bootstrap)
+    done = cli(
+        "publish",
+        str(write_jsonl(tmp_path / "h2.jsonl", lines[half:])),
+        "--tick",
+        format_instant(until),
+        *topics.flags(),
+        broker=kafka_bootstrap,
+    )
     assert done.returncode == 0, done.stderr.decode()
-    records = read_topic(kafka_bootstrap, topics.output, expect=len(reference), timeout=120,
-                         settle=3)
+    records = read_topic(
+        kafka_bootstrap, topics.output, expect=len(reference), timeout=120, settle=3
+    )
     _assert_exactly(sla_events(records), reference, a.log_tail())
     assert read_topic(kafka_bootstrap, topics.dlq, timeout=2) == []
     assert "recovered" in b.log_path.read_text()

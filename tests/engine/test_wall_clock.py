@@ -41,10 +41,20 @@ async def _open_and_watch(
             await consumer.position(tp)
         now = time.time_ns() // 1000
         for number, ticket in enumerate(tickets):
-            body = {"type": "ticket.opened", "event_id": f"{ticket}-open", "ticket_id": ticket,
-                    "severity": 1, "occurred_at": format_instant(now), "title": "secret text"}
-            await producer.send_and_wait(topics.input, orjson.dumps(body), key=ticket.encode(),
-                                         partition=number % topics.partitions)
+            body = {
+                "type": "ticket.opened",
+                "event_id": f"{ticket}-open",
+                "ticket_id": ticket,
+                "severity": 1,
+                "occurred_at": format_instant(now),
+                "title": "secret text",
+            }
+            await producer.send_and_wait(
+                topics.input,
+                orjson.dumps(body),
+                key=ticket.encode(),
+                partition=number % topics.partitions,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and len(seen) < EXPECTED_PER_TICKET * len(tickets):
             batches = await consumer.getmany(timeout_ms=50)
@@ -61,8 +71,9 @@ def test_timers_fire_within_a_second_of_due(
     kafka_bootstrap: str, tmp_path: Path, workers: list[Worker]
 ) -> None:
     topics = new_topics("wall", partitions=4)
-    worker = Worker(kafka_bootstrap, topics, tmp_path / "worker.log", clock="wall",
-                    policy=FAST_POLICY)
+    worker = Worker(
+        kafka_bootstrap, topics, tmp_path / "worker.log", clock="wall", policy=FAST_POLICY
+    )
     workers.append(worker.start())
     worker.wait_ready(partitions=4)
     tickets = [f"W-{n}" for n in range(4)]  # one per partition, nothing else arrives there
