@@ -8,8 +8,7 @@ our outbound events or our logs.
 from __future__ import annotations
 
 from datetime import datetime
-from functools import cached_property
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal, overload
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_serializer
 
@@ -17,6 +16,26 @@ from events.instants import Micros, from_datetime
 
 Severity = Annotated[int, Field(ge=1, le=4, description="1 (critical) to 4 (low)")]
 Identifier = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class _EventTime:
+    """`occurred_at` as microseconds since the epoch, computed on first access and kept.
+
+    functools.cached_property without its lock (Python 3.11 takes one on every first access,
+    which costs more than the conversion): the value lands in the instance `__dict__`, which
+    then shadows this non-data descriptor.
+    """
+
+    @overload
+    def __get__(self, instance: None, owner: Any = None) -> _EventTime: ...
+    @overload
+    def __get__(self, instance: _TicketEventBase, owner: Any = None) -> Micros: ...
+    def __get__(self, instance: _TicketEventBase | None, owner: Any = None) -> Micros | _EventTime:
+        if instance is None:
+            return self
+        value = from_datetime(instance.occurred_at)
+        instance.__dict__["at"] = value
+        return value
 
 
 class _TicketEventBase(BaseModel):
@@ -28,10 +47,8 @@ class _TicketEventBase(BaseModel):
     source: str | None = Field(default=None, max_length=256)
     schema_version: int | str | None = None
 
-    @cached_property
-    def at(self) -> Micros:
-        """`occurred_at` as microseconds since the epoch."""
-        return from_datetime(self.occurred_at)
+    at: ClassVar[_EventTime] = _EventTime()
+    """`occurred_at` as microseconds since the epoch."""
 
     @field_serializer("occurred_at")
     def _utc(self, value: datetime) -> str:
