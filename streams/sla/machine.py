@@ -47,8 +47,6 @@ from streams.sla.state import Span, TicketState, Timer
 CLOSED_RETENTION: Micros = 7 * DAY
 """How long a closed ticket's ids are remembered, so redelivered events are still recognised."""
 
-_METRIC_RANK = {"first_response": 0, "resolution": 1, "escalation": 2, "ticket": 3}
-
 
 @dataclass(slots=True)
 class Outcome:
@@ -148,24 +146,24 @@ def _schedule(
     """
     rules = policy.severities[state.severity]
     fired = state.fired
-    timers = [t for t in state.timers if t.metric not in metrics]
+    timers = [t for t in state.timers if t.metric not in metrics] if state.timers else []
     for rule in (rules.first_response, rules.resolution):
         if rule is None or rule.metric not in metrics or not metric_running(state, rule.metric):
             continue
         marks = [mark for mark in rule.marks if mark.key not in fired]
         if not marks:
             continue
-        segments = metric_segments(state, rule.metric, rule)
+        metric = rule.metric
+        segments = metric_segments(state, metric, rule)
         dues = deadlines(segments, policy.clock(rule.clock), [mark.amount for mark in marks])
-        rank = _METRIC_RANK[rule.metric]
         for mark, due in zip(marks, dues, strict=True):
             if due is not None:
-                timers.append(Timer(due, (rank, mark.fraction), rule.metric, mark.rule))
+                timers.append(Timer(due, mark.rank, metric, mark.rule))
     if "escalation" in metrics and state.escalation_active:
         for esc in rules.escalations:
-            if f"escalation:{esc.rule}" not in fired:
+            if esc.key not in fired:
                 due = policy.clock(esc.clock).add(state.reported_at, esc.after)
-                timers.append(Timer(due, (2, float(esc.level)), "escalation", esc.rule))
+                timers.append(Timer(due, esc.rank, "escalation", esc.rule))
     timers.sort()
     if timers and timers[0].due_at < now:
         overdue = [t for t in timers if t.due_at < now]
@@ -247,7 +245,7 @@ def _met(
 ) -> None:
     """Emit `sla.met` if the metric is fulfilled at `at` without having breached."""
     rule = policy.severities[state.severity].metric(metric)
-    if rule is None or f"{metric}:breached" in state.fired:
+    if rule is None or rule.marks[-1].key in state.fired:  # the breach's key
         return
     segments = metric_segments(state, metric, rule)
     clock = policy.clock(rule.clock)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, time
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -88,30 +87,44 @@ class MetricRule:
     clock: ClockName
     pausable: bool
     warn_at: tuple[float, ...]
+    marks: tuple[Mark, ...] = field(init=False, repr=False, compare=False)
+    """The metric's timers: each warning threshold, then the breach (derived, in order)."""
 
-    @property
-    def marks(self) -> tuple[Mark, ...]:
-        """The metric's timers: each warning threshold, then the breach."""
-        return _marks(self)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "marks", _marks(self))
 
 
 @dataclass(frozen=True, slots=True)
 class Mark:
-    """One timer of a metric: its rule name, how much clock time it needs, its fired-key."""
+    """One timer of a metric: its rule name, how much clock time it needs, its fired-key.
+
+    `rank` orders it among the ticket's timers due at the same instant (see state.Timer).
+    """
 
     rule: str
     amount: Micros
     fraction: float
     key: str
+    rank: tuple[int, float]
 
 
-@lru_cache(maxsize=256)
+_METRIC_RANK = {"first_response": 0, "resolution": 1}
+
+
 def _marks(rule: MetricRule) -> tuple[Mark, ...]:
+    rank = _METRIC_RANK[rule.metric]
     warnings = [
-        Mark(f"warning:{f:g}", round(rule.target * f), f, f"{rule.metric}:warning:{f:g}")
+        Mark(
+            f"warning:{f:g}",
+            round(rule.target * f),
+            f,
+            f"{rule.metric}:warning:{f:g}",
+            (rank, f),
+        )
         for f in rule.warn_at
     ]
-    return (*warnings, Mark("breached", rule.target, 1.0, f"{rule.metric}:breached"))
+    breach = Mark("breached", rule.target, 1.0, f"{rule.metric}:breached", (rank, 1.0))
+    return (*warnings, breach)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +135,17 @@ class EscalationRule:
     after: Micros
     clock: ClockName
     to: str
+    rule: str = field(init=False, repr=False, compare=False)
+    """The timer's rule name, `level:<level>` (derived)."""
+    key: str = field(init=False, repr=False, compare=False)
+    """Its fired-key, `escalation:level:<level>` (derived)."""
+    rank: tuple[int, float] = field(init=False, repr=False, compare=False)
+    """Its order among timers due at the same instant (derived)."""
 
-    @property
-    def rule(self) -> str:
-        return f"level:{self.level}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rule", f"level:{self.level}")
+        object.__setattr__(self, "key", f"escalation:level:{self.level}")
+        object.__setattr__(self, "rank", (2, float(self.level)))
 
 
 @dataclass(frozen=True, slots=True)
