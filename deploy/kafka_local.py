@@ -38,11 +38,9 @@ import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
-import json
 import logging
 import os
 import re
-import shlex
 import shutil
 import signal
 import socket
@@ -54,14 +52,28 @@ import uuid
 from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
+
+from deploy.local_service import (
+    LocalService,
+    clear_state,
+    cli_already_running,
+    cli_run,
+    cli_run_dir,
+    cli_serve,
+    cli_status,
+    cli_stop,
+    free_port,
+    is_ours,
+    live_state,
+    read_json,
+    write_json,
+)
 
 DEFAULT_KAFKA_VERSION = "4.1.1"
 DEFAULT_HEAP = "512m"
 READINESS_TOPIC = "escalator-readiness"
 POM_PATH = Path(__file__).resolve().parent / "kafka" / "pom.xml"
-STATE_FILE = "state.json"
 PORTS_FILE = "ports.json"  # kept after stop, so a restart reuses the same ports
 _COMPLETE_MARKER = ".resolved"
 
@@ -296,13 +308,6 @@ def _cds_options(home: Path, java: str, classpath: str) -> list[str]:
 # ------------------------------------------------------------------------ helpers
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # as the JVM does: connections in TIME_WAIT do not keep a listener off
@@ -354,84 +359,6 @@ def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
     except Exception:
         pass
-
-
-def _spawn_watchdog(broker: int, remove_dir: Path | None) -> subprocess.Popen[bytes]:
-    """Once this process is gone, make sure the broker stops and its temp folder goes.
-
-    The broker also gets SIGTERM from its parent-death signal; this shell loop is
-    the fallback (and the only way to remove the folder after e.g. a SIGKILL).
-    """
-    parent = os.getpid()
-    cleanup = f"rm -rf -- {shlex.quote(str(remove_dir))}" if remove_dir else ":"
-    script = f"""
-while kill -0 {parent} 2>/dev/null && kill -0 {broker} 2>/dev/null; do sleep 1; done
-kill -0 {parent} 2>/dev/null && exit 0
-if kill -0 {broker} 2>/dev/null; then
-  kill -TERM {broker} 2>/dev/null
-  i=0
-  while kill -0 {broker} 2>/dev/null && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done
-  kill -KILL {broker} 2>/dev/null
-  sleep 1
-fi
-{cleanup}
-"""
-    return subprocess.Popen(
-        ["/bin/sh", "-c", script],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie is dead for our purposes
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def _pid_cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _terminate_pid(pid: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
-    """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL."""
-    if proc is not None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        return
-    if not _pid_alive(pid):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _pid_alive(pid):
-        time.sleep(0.1)
 
 
 # ------------------------------------------------------------------ broker checks
@@ -661,15 +588,25 @@ def _write_properties(path: Path, props: Mapping[str, str]) -> None:
 # ------------------------------------------------------------------------- broker
 
 
-class LocalKafka:
+class LocalKafka(LocalService):
     """A single-node KRaft Kafka broker running as a child ``java`` process.
 
-    ``data_dir`` None means a temporary folder, deleted by :meth:`stop`.  With a
-    ``data_dir``, the data survives and a later start reuses it (and its ports when
-    they are still free).  ``detached`` leaves the broker running after this Python
-    process exits (the CLI's ``start``); otherwise the broker gets SIGTERM when the
-    thread that started it dies, so a crashed test run leaves no broker behind.
+    See :class:`LocalService`.  With a ``data_dir`` a later start also reuses the
+    ports when they are still free.  Not detached, the broker also gets SIGTERM
+    when the thread that started it dies, so a crashed test run leaves no broker
+    behind.
     """
+
+    NAME = "Kafka"
+    NOUN = "broker"
+    ERROR = KafkaLocalError
+    CMDLINE_MARK = "kafka.Kafka"
+    STOP_SIGNALS = (signal.SIGTERM, signal.SIGKILL)
+    ENV_VAR = "KAFKA_BOOTSTRAP_SERVERS"
+    ADDRESS_KEY = "bootstrap_servers"
+    LOG_NAME = "broker.log"
+    TEMP_PREFIX = "escalator-kafka-"
+    STOPPED = "stopped broker pid {pid} in {seconds:.1f} s"
 
     def __init__(
         self,
@@ -686,37 +623,21 @@ class LocalKafka:
         warm_up: bool = True,
         extra_config: Mapping[str, str] | None = None,
     ) -> None:
+        super().__init__(
+            port=port,
+            data_dir=data_dir,
+            detached=detached,
+            startup_timeout=startup_timeout,
+            stop_timeout=stop_timeout,
+        )
         self.version = version or kafka_version()
         self.home = Path(home) if home else kafka_home(self.version)
         self.heap = heap or os.environ.get("ESCALATOR_KAFKA_HEAP", DEFAULT_HEAP)
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
-        self.detached = detached
         self.warm_up = warm_up
         self.extra_config = dict(extra_config or {})
-        self._requested_port = port
         self._requested_controller_port = controller_port
-        self._owns_dir = data_dir is None
-        self._data_dir = Path(data_dir).expanduser().resolve() if data_dir else None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._watchdog: subprocess.Popen[bytes] | None = None
-        self._cds: list[str] = []
-        self.port: int | None = None
         self.controller_port: int | None = None
-        self.pid: int | None = None
-        self.start_seconds: float | None = None
         self.resolved: Resolved | None = None
-
-    # -- properties
-    @property
-    def run_dir(self) -> Path:
-        if self._data_dir is None:
-            raise KafkaLocalError("broker not started")
-        return self._data_dir
-
-    @property
-    def log_path(self) -> Path:
-        return self.run_dir / "broker.log"
 
     @property
     def bootstrap_servers(self) -> str:
@@ -724,47 +645,23 @@ class LocalKafka:
             raise KafkaLocalError("broker not started")
         return f"127.0.0.1:{self.port}"
 
-    # -- lifecycle
-    def start(self) -> LocalKafka:
-        """Resolve (if needed), format (if new), launch, wait until it serves."""
-        if self._proc is not None:
-            return self
-        attempts = 1 if self._requested_port else 3
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._start_once()
-            except KafkaLocalError as exc:
-                # A free port chosen here can be taken by someone else before the
-                # broker binds it: pick new ports and try again.
-                self._stop_process()
-                if attempt == attempts or "Address already in use" not in str(exc):
-                    self.stop()
-                    raise
-                self._requested_controller_port = None
-                with contextlib.suppress(OSError):
-                    (self.run_dir / PORTS_FILE).unlink()
-            except BaseException:
-                self.stop()
-                raise
-        raise AssertionError("unreachable")
+    @property
+    def address(self) -> str:
+        return self.bootstrap_servers
 
-    def _start_once(self) -> LocalKafka:
+    def _start_once(self, retry: bool) -> LocalKafka:
+        """Resolve (if needed), format (if new), launch, wait until it serves."""
         started = time.monotonic()
         self.resolved = resolve_jars(self.version, self.home)
         java = find_java()
-        if self._data_dir is None:
-            self._data_dir = Path(tempfile.mkdtemp(prefix="escalator-kafka-"))
-        run_dir = self._data_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if retry:  # the last ports clashed: pick new ones
+            self._requested_controller_port = None
+            with contextlib.suppress(OSError):
+                (self.run_dir / PORTS_FILE).unlink()
+        run_dir = self._prepare_dir()
         kafka_data = run_dir / "kafka-data"
-        running = _read_state(run_dir)
-        if running and _pid_alive(int(running["pid"])):
-            raise KafkaLocalError(
-                f"a broker (pid {running['pid']}) already runs from {run_dir} "
-                f"on {running['bootstrap_servers']}"
-            )
-        previous = _read_json(run_dir / PORTS_FILE)
-        self.port = self._pick_port(self._requested_port, previous, "port")
+        previous = read_json(run_dir / PORTS_FILE)
+        self.port = self._pick_port(self.requested_port, previous, "port")
         self.controller_port = self._pick_port(
             self._requested_controller_port, previous, "controller_port", avoid=self.port
         )
@@ -775,12 +672,12 @@ class LocalKafka:
             extra=self.extra_config,
         )
         _write_properties(run_dir / "server.properties", props)
-        _write_json(
+        write_json(
             run_dir / PORTS_FILE, {"port": self.port, "controller_port": self.controller_port}
         )
         (run_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
         classpath = _classpath(self.resolved.libs)
-        self._cds = _cds_options(self.home, java, classpath)
+        cds = _cds_options(self.home, java, classpath)
         jvm = [
             java,
             f"-Xmx{self.heap}",
@@ -798,7 +695,7 @@ class LocalKafka:
             fmt = subprocess.run(
                 [
                     *jvm,
-                    *(o for o in self._cds if o.startswith("-XX:SharedArchiveFile")),
+                    *(o for o in cds if o.startswith("-XX:SharedArchiveFile")),
                     "kafka.tools.StorageTool",
                     "format",
                     "--ignore-formatted",
@@ -817,35 +714,13 @@ class LocalKafka:
                     f"kafka storage format failed (exit {fmt.returncode}):\n"
                     + "\n".join((fmt.stdout + fmt.stderr).strip().splitlines()[-20:])
                 )
-        with self.log_path.open("ab") as logf:
-            self._proc = subprocess.Popen(
-                [*jvm, *self._cds, "kafka.Kafka", str(run_dir / "server.properties")],
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                cwd=run_dir,
-                start_new_session=self.detached,
-                preexec_fn=None if self.detached else _set_pdeathsig,
-            )
-        self.pid = self._proc.pid
-        if not self.detached:
-            self._watchdog = _spawn_watchdog(self.pid, run_dir if self._owns_dir else None)
-        self._wait_ready(started)
-        self.start_seconds = time.monotonic() - started
-        _write_state(
-            run_dir,
-            {
-                "pid": self.pid,
-                "bootstrap_servers": self.bootstrap_servers,
-                "port": self.port,
-                "controller_port": self.controller_port,
-                "version": self.version,
-                "run_dir": str(run_dir),
-                "log": str(self.log_path),
-                "started_at": time.time(),
-            },
+        self._launch(
+            [*jvm, *cds, "kafka.Kafka", str(run_dir / "server.properties")],
+            start_new_session=self.detached,
+            preexec_fn=None if self.detached else _set_pdeathsig,
         )
-        return self
+        self._wait_ready(started)
+        return self._ready(started, controller_port=self.controller_port, version=self.version)
 
     def _pick_port(
         self,
@@ -867,31 +742,19 @@ class LocalKafka:
             if port != avoid:
                 return port
 
+    def _serves(self) -> bool:
+        assert self.port is not None
+        if not _tcp_open("127.0.0.1", self.port):
+            return False
+        cluster = check_broker(self.bootstrap_servers, timeout=5.0)
+        if cluster.get("brokers") and cluster.get("controller_id", -1) >= 0:
+            return True
+        raise KafkaLocalError(f"cluster not ready: {cluster!r}")
+
     def _wait_ready(self, started: float) -> None:
-        assert self._proc is not None and self.port is not None
+        # aiokafka raises many kinds of errors while the broker boots
+        self._wait_until(started, self._serves, (Exception,), 0.25)
         deadline = started + self.startup_timeout
-        last_error: BaseException | None = None
-        while True:
-            if self._proc.poll() is not None:
-                raise KafkaLocalError(
-                    f"the Kafka broker exited with code {self._proc.returncode} during "
-                    f"start-up; last lines of {self.log_path}:\n{self.log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                raise KafkaLocalError(
-                    f"the Kafka broker did not answer within {self.startup_timeout:.0f} s "
-                    f"(last error: {last_error!r}); last lines of {self.log_path}:\n"
-                    f"{self.log_tail()}"
-                )
-            if _tcp_open("127.0.0.1", self.port):
-                try:
-                    cluster = check_broker(self.bootstrap_servers, timeout=5.0)
-                    if cluster.get("brokers") and cluster.get("controller_id", -1) >= 0:
-                        break
-                    last_error = KafkaLocalError(f"cluster not ready: {cluster!r}")
-                except Exception as exc:  # aiokafka raises many kinds while booting
-                    last_error = exc
-            time.sleep(0.25)
         if self.warm_up:
             remaining = max(10.0, deadline - time.monotonic())
             # The first group-coordinator look-up fails while __consumer_offsets is
@@ -904,75 +767,17 @@ class LocalKafka:
             finally:
                 aiokafka_log.setLevel(level)
 
-    def log_tail(self, lines: int = 30) -> str:
+    @classmethod
+    def _stopped(cls, args: list[str]) -> None:
+        _adopt_cds_dumps_from(args)
+
+    @classmethod
+    def probe(cls, state: Mapping[str, Any]) -> str:
         try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        """SIGTERM the broker, SIGKILL it after ``stop_timeout``; remove a temp dir."""
-        self._stop_process()
-        if self._data_dir is not None:
-            with contextlib.suppress(OSError):
-                (self._data_dir / STATE_FILE).unlink()
-            if self._owns_dir:
-                shutil.rmtree(self._data_dir, ignore_errors=True)
-
-    def _stop_process(self) -> None:
-        if self._proc is not None:
-            _terminate_pid(self._proc.pid, self.stop_timeout, self._proc)
-            self._proc = None
-            _adopt_cds_dumps_from(self._cds)
-        if self._watchdog is not None:
-            try:  # it sees the broker gone within a second and exits
-                self._watchdog.wait(5)
-            except subprocess.TimeoutExpired:
-                self._watchdog.kill()
-                self._watchdog.wait(5)
-            self._watchdog = None
-
-    def __enter__(self) -> LocalKafka:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-# -------------------------------------------------------------------------- state
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-
-
-def _read_state(run_dir: Path) -> dict[str, Any] | None:
-    return _read_json(run_dir / STATE_FILE)
-
-
-def _write_state(run_dir: Path, state: Mapping[str, Any]) -> None:
-    _write_json(run_dir / STATE_FILE, state)
-
-
-def _is_our_broker(pid: int, run_dir: Path) -> bool:
-    cmdline = _pid_cmdline(pid)
-    return "kafka.Kafka" in cmdline and str(run_dir) in cmdline
+            cluster = check_broker(str(state["bootstrap_servers"]), timeout=5.0)
+        except Exception as exc:
+            raise KafkaLocalError(repr(exc)) from exc
+        return f"Kafka {state.get('version')}, cluster {cluster.get('cluster_id')}"
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -991,13 +796,9 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
-    run_dir = (
-        Path(args.data_dir).expanduser().resolve()
-        if args.data_dir
-        else default_run_dir(args.version)
-    )
-    state = _read_state(run_dir)
-    if state and _pid_alive(int(state["pid"])) and _is_our_broker(int(state["pid"]), run_dir):
+    run_dir = cli_run_dir(args.data_dir, default_run_dir(args.version))
+    state = live_state(run_dir)
+    if state and is_ours(LocalKafka, int(state["pid"]), run_dir):
         if args.port and int(state["port"]) != args.port:
             print(
                 f"a broker already runs from {run_dir} on port {state['port']}; "
@@ -1005,12 +806,8 @@ def _cmd_start(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-        print(f"already running (pid {state['pid']}, data {run_dir})", file=sys.stderr)
-        print(f"KAFKA_BOOTSTRAP_SERVERS={state['bootstrap_servers']}")
-        return 0
-    if state:  # stale state from a broker that is gone
-        with contextlib.suppress(OSError):
-            (run_dir / STATE_FILE).unlink()
+        return cli_already_running(LocalKafka, state, run_dir)
+    clear_state(run_dir)  # stale: from a broker that is gone
     resolve_started = time.monotonic()
     res = resolve_jars(args.version)
     if not res.cached:
@@ -1027,79 +824,16 @@ def _cmd_start(args: argparse.Namespace) -> int:
         startup_timeout=args.timeout,
     )
     kafka.start()
-    print(
-        f"Kafka {kafka.version} ready in {kafka.start_seconds or 0.0:.1f} s "
-        f"(pid {kafka.pid}, data {run_dir}, log {kafka.log_path})",
-        file=sys.stderr,
-    )
-    print(f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap_servers}", flush=True)
-    if not args.foreground:
-        return 0
-    stop_requested = False
-
-    def _on_signal(signum: int, _frame: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    proc = kafka._proc
-    try:
-        while not stop_requested and proc is not None and proc.poll() is None:
-            time.sleep(0.5)
-    finally:
-        kafka.stop()
-    return 0
+    return cli_serve(kafka, f"Kafka {kafka.version}", args.foreground)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    run_dir = (
-        Path(args.data_dir).expanduser().resolve()
-        if args.data_dir
-        else default_run_dir(args.version)
-    )
-    state = _read_state(run_dir)
-    if not state or not _pid_alive(int(state["pid"])):
-        print(f"not running (data {run_dir})")
-        return 1
-    try:
-        cluster = check_broker(str(state["bootstrap_servers"]), timeout=5.0)
-    except Exception as exc:
-        print(f"pid {state['pid']} alive but the broker does not answer: {exc!r}")
-        return 1
-    print(
-        f"running: pid {state['pid']}, Kafka {state.get('version')}, "
-        f"cluster {cluster.get('cluster_id')}, data {run_dir}"
-    )
-    print(f"KAFKA_BOOTSTRAP_SERVERS={state['bootstrap_servers']}")
-    return 0
+    return cli_status(LocalKafka, cli_run_dir(args.data_dir, default_run_dir(args.version)))
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
-    run_dir = (
-        Path(args.data_dir).expanduser().resolve()
-        if args.data_dir
-        else default_run_dir(args.version)
-    )
-    state = _read_state(run_dir)
-    if state and _pid_alive(int(state["pid"])):
-        pid = int(state["pid"])
-        if not _is_our_broker(pid, run_dir):
-            print(f"pid {pid} is not the broker of {run_dir}; not touching it", file=sys.stderr)
-            return 1
-        began = time.monotonic()
-        cds = [a for a in _pid_cmdline(pid).split() if a.startswith("-XX:ArchiveClassesAtExit=")]
-        _terminate_pid(pid, args.timeout)
-        _adopt_cds_dumps_from(cds)
-        print(f"stopped broker pid {pid} in {time.monotonic() - began:.1f} s")
-    else:
-        print("not running")
-    with contextlib.suppress(OSError):
-        (run_dir / STATE_FILE).unlink()
-    if args.purge and run_dir.exists():
-        shutil.rmtree(run_dir)
-        print(f"removed {run_dir}")
-    return 0
+    run_dir = cli_run_dir(args.data_dir, default_run_dir(args.version))
+    return cli_stop(LocalKafka, run_dir, args.timeout, purge=args.purge)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1131,11 +865,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": _cmd_status,
         "stop": _cmd_stop,
     }
-    try:
-        return commands[args.command](args)
-    except KafkaLocalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return cli_run(commands, args, KafkaLocalError)
 
 
 if __name__ == "__main__":

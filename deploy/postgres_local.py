@@ -26,27 +26,36 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import pwd
 import re
-import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from deploy.local_service import (
+    STATE_FILE,
+    LocalService,
+    cli_already_running,
+    cli_run,
+    cli_run_dir,
+    cli_serve,
+    cli_status,
+    cli_stop,
+    free_port,
+    live_state,
+    read_json,
+)
 
 DEFAULT_DATABASE = "escalator"
 DEFAULT_SUPERUSER = "postgres"
 SERVICE_USER = "escalator"
-STATE_FILE = "state.json"
 SETUP_HINT = "run `bash deploy/setup.sh` (it installs Debian's `postgresql` package)"
 
 
@@ -153,29 +162,6 @@ def _check_reachable(path: Path, user: pwd.struct_passwd) -> None:
 # ------------------------------------------------------------------------ helpers
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def _child_setup(user: pwd.struct_passwd | None) -> Callable[[], None]:
     """Child-side set-up for the postmaster: own session, then drop to ``user``."""
 
@@ -189,84 +175,30 @@ def _child_setup(user: pwd.struct_passwd | None) -> Callable[[], None]:
     return setup
 
 
-def _spawn_watchdog(postmaster: int, remove_dir: Path | None) -> subprocess.Popen[bytes]:
-    """Stop the postmaster (and remove its throwaway folder) once this process is gone.
-
-    A parent-death signal cannot be used here: the kernel drops it when a process
-    that changed its user executes a program.  So a small shell loop watches both
-    pids and, when this process dies first (e.g. a killed test run), sends the
-    postmaster SIGINT (fast shutdown), then SIGQUIT after 30 s.
-    """
-    parent = os.getpid()
-    cleanup = f"rm -rf -- {shlex.quote(str(remove_dir))}" if remove_dir else ":"
-    script = f"""
-while kill -0 {parent} 2>/dev/null && kill -0 {postmaster} 2>/dev/null; do sleep 1; done
-kill -0 {parent} 2>/dev/null && exit 0
-if kill -0 {postmaster} 2>/dev/null; then
-  kill -INT {postmaster} 2>/dev/null
-  i=0
-  while kill -0 {postmaster} 2>/dev/null && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done
-  kill -QUIT {postmaster} 2>/dev/null
-  sleep 1
-fi
-{cleanup}
-"""
-    return subprocess.Popen(
-        ["/bin/sh", "-c", script],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def _stop_postmaster(pid: int, timeout: float, proc: subprocess.Popen[bytes] | None) -> None:
-    """Fast shutdown (SIGINT), then immediate (SIGQUIT), then SIGKILL."""
-
-    def alive() -> bool:
-        if proc is not None:
-            return proc.poll() is None
-        return _pid_alive(pid)
-
-    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGQUIT, 10.0), (signal.SIGKILL, 10.0)):
-        if not alive():
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and alive():
-            time.sleep(0.05)
-
-
 def _default_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"escalator-postgres-{os.getuid()}"
-
-
-def _read_state(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((run_dir / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _write_state(run_dir: Path, state: Mapping[str, Any]) -> None:
-    tmp = run_dir / f".{STATE_FILE}.tmp"
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    tmp.replace(run_dir / STATE_FILE)
 
 
 # ------------------------------------------------------------------------ server
 
 
-class LocalPostgres:
-    """A PostgreSQL server in its own folder, for tests and local runs.
+class LocalPostgres(LocalService):
+    """A PostgreSQL server in its own folder (see :class:`LocalService`).
 
-    ``data_dir`` None: a temporary folder, removed by :meth:`stop`.  A given
-    ``data_dir`` is kept (and reused by the next start).  ``detached`` leaves the
-    server running after this Python process exits (the CLI's ``start``);
-    otherwise it gets SIGTERM when the thread that started it dies.
+    Not detached, the watchdog gives it a fast shutdown once this process is gone.
     """
+
+    NAME = "PostgreSQL"
+    NOUN = "server"
+    ERROR = PostgresLocalError
+    CMDLINE_MARK = "postgres"
+    # fast shutdown, then immediate, then SIGKILL
+    STOP_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL)
+    ENV_VAR = "ESCALATOR_POSTGRES_DSN"
+    ADDRESS_KEY = "dsn"
+    LOG_NAME = "postgres.log"
+    TEMP_PREFIX = "escalator-pg-"
+    STOPPED = "stopped PostgreSQL pid {pid}"
 
     def __init__(
         self,
@@ -279,38 +211,28 @@ class LocalPostgres:
         stop_timeout: float = 30.0,
         settings: Mapping[str, str] | None = None,
     ) -> None:
-        self.requested_port = port
+        super().__init__(
+            port=port,
+            data_dir=data_dir,
+            detached=detached,
+            startup_timeout=startup_timeout,
+            stop_timeout=stop_timeout,
+        )
         self.database = database
-        self.detached = detached
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
         self.settings = dict(settings or {})
-        self._owns_dir = data_dir is None
-        self._dir = Path(data_dir).expanduser().resolve() if data_dir else None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._watchdog: subprocess.Popen[bytes] | None = None
-        self.port: int | None = None
-        self.pid: int | None = None
-        self.start_seconds: float | None = None
         self.user: pwd.struct_passwd | None = None
-
-    @property
-    def run_dir(self) -> Path:
-        if self._dir is None:
-            raise PostgresLocalError("server not started")
-        return self._dir
 
     @property
     def socket_dir(self) -> Path:
         return self.run_dir / "socket"
 
     @property
-    def log_path(self) -> Path:
-        return self.run_dir / "postgres.log"
-
-    @property
     def dsn(self) -> str:
         return self.dsn_for(self.database)
+
+    @property
+    def address(self) -> str:
+        return self.dsn
 
     def dsn_for(self, database: str) -> str:
         if self.port is None:
@@ -339,42 +261,18 @@ class LocalPostgres:
             env.update({"HOME": str(self.run_dir), "USER": self.user.pw_name})
         return env
 
-    def start(self) -> LocalPostgres:
+    def _start_once(self, retry: bool) -> LocalPostgres:
         """initdb (if new), launch, wait for connections, create the database."""
-        if self._proc is not None:
-            return self
-        attempts = 1 if self.requested_port else 3
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._start_once(fresh_port=attempt > 1)
-            except PostgresLocalError as exc:
-                # The free port picked here may be taken before postgres binds it.
-                self._stop_process()
-                if attempt == attempts or "already in use" not in str(exc):
-                    self.stop()
-                    raise
-            except BaseException:
-                self.stop()
-                raise
-        raise AssertionError("unreachable")
-
-    def _start_once(self, fresh_port: bool) -> LocalPostgres:
         started = time.monotonic()
         bindir = find_bindir()
         self.user = _service_user()
-        if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="escalator-pg-"))
-        run_dir = self._dir
-        if self.user:
-            _check_reachable(run_dir, self.user)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        state = _read_state(run_dir)
-        if state and _pid_alive(int(state.get("pid", 0))):
-            raise PostgresLocalError(
-                f"a PostgreSQL server (pid {state['pid']}) already runs from {run_dir}"
-            )
+        if self.user and self._dir is not None:
+            _check_reachable(self._dir, self.user)
+        run_dir = self._prepare_dir()
+        state = read_json(run_dir / STATE_FILE)
         data = run_dir / "data"
         self.socket_dir.mkdir(exist_ok=True)
+        self.log_path.touch()
         if self.user:
             _chown_tree(run_dir, self.user)
         os.chmod(run_dir, 0o700)
@@ -399,7 +297,7 @@ class LocalPostgres:
                 )
         previous_port = state.get("port") if state else None
         self.port = self.requested_port or (
-            int(previous_port) if isinstance(previous_port, int) and not fresh_port else free_port()
+            int(previous_port) if isinstance(previous_port, int) and not retry else free_port()
         )
         settings = {
             "listen_addresses": "127.0.0.1",
@@ -417,64 +315,19 @@ class LocalPostgres:
         args = [str(bindir / "postgres"), "-D", str(data)]
         for key, value in settings.items():
             args += ["-c", f"{key}={value}"]
-        user = self.user
-        with self.log_path.open("ab") as logf:
-            if user:
-                os.chown(self.log_path, user.pw_uid, user.pw_gid)
-            self._proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                cwd=run_dir,
-                env=self._env(),
-                preexec_fn=_child_setup(user),
-            )
-        self.pid = self._proc.pid
-        if not self.detached:
-            self._watchdog = _spawn_watchdog(self.pid, run_dir if self._owns_dir else None)
-        self._wait_ready(started)
-        self._create_database()
-        self.start_seconds = time.monotonic() - started
-        _write_state(
-            run_dir,
-            {
-                "pid": self.pid,
-                "port": self.port,
-                "dsn": self.dsn,
-                "database": self.database,
-                "run_dir": str(run_dir),
-                "log": str(self.log_path),
-                "throwaway": self._owns_dir,
-                "started_at": time.time(),
-            },
-        )
-        return self
-
-    def _wait_ready(self, started: float) -> None:
+        self._launch(args, env=self._env(), preexec_fn=_child_setup(self.user))
         import psycopg
 
-        assert self._proc is not None
-        deadline = started + self.startup_timeout
-        last: BaseException | None = None
-        while True:
-            if self._proc.poll() is not None:
-                raise PostgresLocalError(
-                    f"postgres exited with code {self._proc.returncode} during start-up:\n"
-                    f"{self.log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                raise PostgresLocalError(
-                    f"postgres did not accept connections within {self.startup_timeout:.0f} s "
-                    f"(last error: {last!r}):\n{self.log_tail()}"
-                )
-            try:
-                with psycopg.connect(self.dsn_for("postgres"), connect_timeout=2) as conn:
-                    conn.execute("SELECT 1")
-                return
-            except psycopg.OperationalError as exc:
-                last = exc
-            time.sleep(0.1)
+        self._wait_until(started, self._accepts_connections, (psycopg.OperationalError,), 0.1)
+        self._create_database()
+        return self._ready(started, database=self.database, throwaway=self._owns_dir)
+
+    def _accepts_connections(self) -> bool:
+        import psycopg
+
+        with psycopg.connect(self.dsn_for("postgres"), connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+        return True
 
     def _create_database(self) -> None:
         import psycopg
@@ -487,64 +340,26 @@ class LocalPostgres:
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
 
-    def log_tail(self, lines: int = 30) -> str:
+    @classmethod
+    def probe(cls, state: Mapping[str, Any]) -> str:
+        import psycopg
+
         try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        """Fast shutdown; remove the folder when it is a throwaway one."""
-        self._stop_process()
-        if self._dir is not None:
-            with contextlib.suppress(OSError):
-                (self._dir / STATE_FILE).unlink()
-            if self._owns_dir:
-                shutil.rmtree(self._dir, ignore_errors=True)
-
-    def _stop_process(self) -> None:
-        if self._proc is not None:
-            _stop_postmaster(self._proc.pid, self.stop_timeout, self._proc)
-            self._proc = None
-        if self._watchdog is not None:
-            try:  # it sees the postmaster gone within a second and exits
-                self._watchdog.wait(5)
-            except subprocess.TimeoutExpired:
-                self._watchdog.kill()
-                self._watchdog.wait(5)
-            self._watchdog = None
-
-    def __enter__(self) -> LocalPostgres:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+            with psycopg.connect(str(state["dsn"]), connect_timeout=3) as conn:
+                row = conn.execute("SHOW server_version").fetchone()
+        except psycopg.Error as exc:
+            raise PostgresLocalError(str(exc)) from exc
+        return f"PostgreSQL {row[0] if row else '?'}"
 
 
 # ---------------------------------------------------------------------------- CLI
 
 
-def _is_our_postmaster(pid: int, run_dir: Path) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return False
-    return "postgres" in cmdline and str(run_dir) in cmdline
-
-
 def _cmd_start(args: argparse.Namespace) -> int:
-    run_dir = Path(args.data_dir).expanduser().resolve() if args.data_dir else _default_dir()
-    state = _read_state(run_dir)
-    if state and _pid_alive(int(state.get("pid", 0))):
-        print(f"already running (pid {state['pid']}, data {run_dir})", file=sys.stderr)
-        print(f"ESCALATOR_POSTGRES_DSN={state['dsn']}")
-        return 0
+    run_dir = cli_run_dir(args.data_dir, _default_dir())
+    state = live_state(run_dir)
+    if state:
+        return cli_already_running(LocalPostgres, state, run_dir)
     pg = LocalPostgres(
         port=args.port,
         data_dir=run_dir,
@@ -552,68 +367,16 @@ def _cmd_start(args: argparse.Namespace) -> int:
         detached=not args.foreground,
     )
     pg.start()
-    print(
-        f"PostgreSQL ready in {pg.start_seconds or 0.0:.1f} s "
-        f"(pid {pg.pid}, data {run_dir}, log {pg.log_path})",
-        file=sys.stderr,
-    )
-    print(f"ESCALATOR_POSTGRES_DSN={pg.dsn}", flush=True)
-    if not args.foreground:
-        return 0
-    stop_requested = False
-
-    def _on_signal(signum: int, _frame: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    proc = pg._proc
-    try:
-        while not stop_requested and proc is not None and proc.poll() is None:
-            time.sleep(0.5)
-    finally:
-        pg.stop()
-    return 0
+    return cli_serve(pg, "PostgreSQL", args.foreground)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    run_dir = Path(args.data_dir).expanduser().resolve() if args.data_dir else _default_dir()
-    state = _read_state(run_dir)
-    if not state or not _pid_alive(int(state.get("pid", 0))):
-        print(f"not running (data {run_dir})")
-        return 1
-    import psycopg
-
-    try:
-        with psycopg.connect(str(state["dsn"]), connect_timeout=3) as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-    except psycopg.Error as exc:
-        print(f"pid {state['pid']} alive but the server does not answer: {exc}")
-        return 1
-    print(f"running: pid {state['pid']}, PostgreSQL {row[0] if row else '?'}, data {run_dir}")
-    print(f"ESCALATOR_POSTGRES_DSN={state['dsn']}")
-    return 0
+    return cli_status(LocalPostgres, cli_run_dir(args.data_dir, _default_dir()))
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
-    run_dir = Path(args.data_dir).expanduser().resolve() if args.data_dir else _default_dir()
-    state = _read_state(run_dir)
-    if state and _pid_alive(int(state.get("pid", 0))):
-        pid = int(state["pid"])
-        if not _is_our_postmaster(pid, run_dir):
-            print(f"pid {pid} is not the server of {run_dir}; not touching it", file=sys.stderr)
-            return 1
-        _stop_postmaster(pid, 30.0, None)
-        print(f"stopped PostgreSQL pid {pid}")
-    else:
-        print("not running")
-    with contextlib.suppress(OSError):
-        (run_dir / STATE_FILE).unlink()
-    if (not args.data_dir or args.purge) and run_dir.exists():
-        shutil.rmtree(run_dir)
-        print(f"removed {run_dir}")
-    return 0
+    run_dir = cli_run_dir(args.data_dir, _default_dir())
+    return cli_stop(LocalPostgres, run_dir, 30.0, purge=not args.data_dir or args.purge)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -634,13 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     p_stop = sub.add_parser("stop", help="stop; the default folder is removed")
     p_stop.add_argument("--data-dir", default=None)
     p_stop.add_argument("--purge", action="store_true", help="also remove a given --data-dir")
-    args = parser.parse_args(argv)
     commands = {"start": _cmd_start, "status": _cmd_status, "stop": _cmd_stop}
-    try:
-        return commands[args.command](args)
-    except PostgresLocalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return cli_run(commands, parser.parse_args(argv), PostgresLocalError)
 
 
 if __name__ == "__main__":
