@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 
+from deploy.local_service import free_port
 from events.instants import from_datetime, parse_instant
 
 DEMO_POLICY = Path(__file__).with_name("examples") / "demo-policy.toml"
@@ -38,13 +38,6 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     )
     demo.add_argument("--seconds", type=float, default=45.0, help="how long to watch")
     demo.set_defaults(func=_demo)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
@@ -181,7 +174,7 @@ def _demo(args: argparse.Namespace) -> int:
     ]
     cli = [sys.executable, "-m", "deploy.cli"]
     with _broker() as broker, tempfile.TemporaryDirectory() as data:
-        port = _free_port()
+        port = free_port()
         log = Path(data) / "worker.log"
         worker = subprocess.Popen(
             [

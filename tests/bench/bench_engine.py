@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from deploy.kafka_local import LocalKafka, unique_name  # noqa: E402
+from deploy.local_service import free_port  # noqa: E402
 from events.instants import SECOND, format_instant, parse_instant  # noqa: E402
 from events.samples import generate_history  # noqa: E402
 from streams.engine.cli import publish_lines  # noqa: E402
@@ -55,15 +56,6 @@ first_response = { target = "30d", clock = "elapsed" }
 """
 
 PARTITIONS = 4
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Worker:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,16 +24,10 @@ import orjson
 import pytest
 
 from deploy.kafka_local import unique_name
+from deploy.local_service import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 FAST_POLICY = Path(__file__).with_name("fast_policy.toml")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
