@@ -49,15 +49,24 @@ class Replayer:
             out = []
             if self.clock is None or at > self.clock:
                 self.clock = at
-        outcome = handle(self.tickets.get(event.ticket_id), event, self.policy)
-        self.counts.events += 1
-        self._store(event.ticket_id, outcome.state)
-        out.extend(outcome.emitted)
-        self.counts.emitted += len(outcome.emitted)
+        ticket_id = event.ticket_id
+        outcome = handle(self.tickets.get(ticket_id), event, self.policy)
+        counts = self.counts
+        counts.events += 1
+        state = outcome.state
+        if state is None:
+            self.tickets.pop(ticket_id, None)
+            self.index.discard(ticket_id)
+        else:
+            self.tickets[ticket_id] = state
+            self.index.set(ticket_id, state.timers[0].due_at if state.timers else None)
+        if outcome.emitted:
+            out.extend(outcome.emitted)
+            counts.emitted += len(outcome.emitted)
         if outcome.duplicate:
-            self.counts.duplicates += 1
+            counts.duplicates += 1
         if outcome.rejected is not None:
-            self.counts.rejected += 1
+            counts.rejected += 1
         return out, outcome.rejected
 
     def advance(self, now: Micros, inclusive: bool = True) -> list[dict[str, Any]]:
@@ -105,21 +114,25 @@ def _run(
     on_invalid: Callable[[int, str], None] | None,
 ) -> Iterator[dict[str, Any]]:
     last: Micros | None = None
+    feed = replayer.feed
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
         try:
             event = decode_ticket_event(line)
         except InvalidEvent as exc:
+            if not line.strip():  # blank lines are skipped (they never decode)
+                continue
             replayer.counts.invalid += 1
             if on_invalid:
                 on_invalid(number, str(exc))
             continue
-        emitted, rejected = replayer.feed(event)
-        yield from emitted
+        emitted, rejected = feed(event)
+        if emitted:
+            yield from emitted
         if rejected is not None and on_invalid:
             on_invalid(number, rejected)
-        last = event.at if last is None else max(last, event.at)
+        at = event.at
+        if last is None or at > last:
+            last = at
     end = until if until is not None else last
     if end is not None:
         yield from replayer.advance(end)
