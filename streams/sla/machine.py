@@ -181,19 +181,26 @@ def metric_running(state: TicketState, metric: str) -> bool:
 
 
 def _event(
-    state: TicketState, policy: Policy, kind: str, metric: str, rule: str, due: Micros, at: Micros
+    state: TicketState, policy: Policy, kind: str, metric: str, rule: str, due_at: str, at: str
 ) -> dict[str, Any]:
+    """An outbound SLA event; `due_at` and `at` come formatted (see `_instants`)."""
     return {
         "event_id": sla_event_id(state.ticket_id, state.reported_at, metric, rule, state.cycle),
         "type": kind,
         "ticket_id": state.ticket_id,
         "severity": state.severity,
         "metric": metric,
-        "due_at": format_instant(due),
-        "at": format_instant(at),
+        "due_at": due_at,
+        "at": at,
         "cycle": state.cycle,
         "policy": policy.ref(),
     }
+
+
+def _instants(due: Micros, at: Micros) -> tuple[str, str]:
+    """`due` and `at` as RFC 3339 text, formatted once when they are equal (a timer on time)."""
+    due_text = format_instant(due)
+    return due_text, (due_text if at == due else format_instant(at))
 
 
 def _fire(
@@ -201,10 +208,11 @@ def _fire(
 ) -> None:
     state.fired.append(timer.key())
     rules = policy.severities[state.severity]
+    due_at, fired_at = _instants(timer.due_at, at)
     if timer.metric == "escalation":
         esc = rules.escalations[int(timer.rule.split(":")[1]) - 1]
         record = _event(
-            state, policy, "ticket.escalated", "escalation", timer.rule, timer.due_at, at
+            state, policy, "ticket.escalated", "escalation", timer.rule, due_at, fired_at
         )
         record["level"] = esc.level
         record["to"] = esc.to
@@ -212,7 +220,7 @@ def _fire(
         return
     if timer.rule == "breached":
         out.append(
-            _event(state, policy, "sla.breached", timer.metric, "breached", timer.due_at, at)
+            _event(state, policy, "sla.breached", timer.metric, "breached", due_at, fired_at)
         )
         if timer.metric == "resolution" and rules.resolution is not None:
             notice = _event(
@@ -221,14 +229,14 @@ def _fire(
                 "customer.notification_required",
                 "resolution",
                 "notification",
-                timer.due_at,
-                at,
+                due_at,
+                fired_at,
             )
             clock = policy.clock(rules.resolution.clock)
             notice["eta"] = format_instant(clock.add(timer.due_at, rules.resolution.target))
             out.append(notice)
         return
-    record = _event(state, policy, "sla.warning", timer.metric, timer.rule, timer.due_at, at)
+    record = _event(state, policy, "sla.warning", timer.metric, timer.rule, due_at, fired_at)
     record["threshold"] = float(timer.rule.split(":")[1])
     out.append(record)
 
@@ -252,9 +260,8 @@ def _met(
     due = _pending_breach(state, metric)
     if due is None:  # paused: no pending timer, measure it
         due = deadlines(segments, clock, [rule.target])[0]
-    record = _event(
-        state, policy, "sla.met", metric, f"met:{state.cycle}", due if due is not None else at, at
-    )
+    due_at, met_at = _instants(due if due is not None else at, at)
+    record = _event(state, policy, "sla.met", metric, f"met:{state.cycle}", due_at, met_at)
     record["took_seconds"] = _consumed(segments, clock, at) / 1_000_000
     record["clock"] = rule.clock
     state.fired.append(f"{metric}:met:{state.cycle}")
