@@ -14,6 +14,9 @@ from pydantic import ValidationError
 
 from events.inbound import TICKET_EVENT_TYPES, ClockTick, TicketEvent, ticket_event_adapter
 
+_validate_ticket_event = ticket_event_adapter.validator.validate_python
+"""`ticket_event_adapter.validate_python` without the adapter's Python-level wrapper (~0.4 us)."""
+
 
 class InvalidEvent(ValueError):
     """A record that is not a valid inbound event; the message says which field and why."""
@@ -41,7 +44,11 @@ def decode_json(raw: bytes | str) -> Any:
 
 def decode_ticket_event(raw: bytes | str) -> TicketEvent:
     """Decode one inbound ticket event from JSON."""
-    return ticket_event_from_obj(decode_json(raw))
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"malformed JSON: {exc}") from None
+    return ticket_event_from_obj(obj)
 
 
 def ticket_event_from_obj(obj: Any) -> TicketEvent:
@@ -53,9 +60,10 @@ def ticket_event_from_obj(obj: Any) -> TicketEvent:
     if kind not in TICKET_EVENT_TYPES:
         raise InvalidEvent(f"field 'type': unknown event type {str(kind)[:64]!r}")
     try:
-        return ticket_event_adapter.validate_python(obj)
+        event: TicketEvent = _validate_ticket_event(obj)
     except ValidationError as exc:
         raise InvalidEvent(_describe(exc)) from None
+    return event
 
 
 def decode_input_record(raw: bytes | str) -> TicketEvent | ClockTick:
