@@ -22,6 +22,7 @@ Rules (see README, "SLA rules"):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -300,7 +301,8 @@ def _adopt_policy(
 def advance(state: TicketState, now: Micros, policy: Policy) -> Outcome:
     """Fire every timer of the ticket due at or before `now`, in due-time order."""
     out: list[dict[str, Any]] = []
-    _adopt_policy(state, policy, state.last_event_at, out)
+    if state.policy_version != policy.version:
+        _adopt_policy(state, policy, state.last_event_at, out)
     alive = _fire_due(state, policy, now, True, out)
     return Outcome(state if alive else None, out)
 
@@ -368,54 +370,130 @@ def _apply(
     """Change the state for one event; a string is the reason it cannot apply."""
     if state.status == "closed":
         return f"ticket {state.ticket_id!r} is closed"
-    match event:
-        case TicketOpened():
-            return f"ticket {state.ticket_id!r} is already open (opened by another event)"
-        case TicketSeverityChanged(severity=severity):
-            if severity not in policy.severities:
-                return f"field 'severity': {severity} is not defined in policy {policy.name!r}"
-            if severity != state.severity:
-                state.severity = severity
-                if state.status != "resolved":
-                    _schedule(state, policy, now, out)
-        case TicketResponded():
-            if _first_response_end(state) is None:
-                _met(state, policy, "first_response", now, out)
-                state.responded_at = now
-                state.timers = [t for t in state.timers if t.metric != "first_response"]
-        case TicketPaused():
-            if state.status != "open":
-                return f"cannot pause a {state.status} ticket"
-            state.status = "paused"
-            state.pauses.append((now, None))
-            _schedule(state, policy, now, out, _CLOCKED)
-        case TicketResumed():
-            if state.status != "paused":
-                return f"cannot resume a {state.status} ticket"
-            state.status = "open"
-            _close_last(state.pauses, now)
-            _schedule(state, policy, now, out, _CLOCKED)
-        case TicketResolved() | TicketClosed():
-            if state.status != "resolved":
-                _close_last(state.pauses, now)
-                _met(state, policy, "resolution", now, out)
-                _close_last(state.resolution_spans, now)
-                if _first_response_end(state) is None:
-                    state.first_response_stopped_at = now
-                state.status = "resolved"
-                state.escalation_active = False
-                state.timers = []
-            if isinstance(event, TicketClosed):
-                state.status = "closed"
-                state.timers = [Timer(now + CLOSED_RETENTION, (3, 0.0), "ticket", "purge")]
-        case TicketReopened():
-            if state.status != "resolved":
-                return f"cannot reopen a {state.status} ticket"
-            state.status = "open"
-            state.cycle += 1
-            state.resolution_spans.append((now, None))
-            state.escalation_active = True
-            _schedule(state, policy, now, out, ("resolution", "escalation"))
-        case TicketAssigned() | TicketCustomerNotified():
-            pass
+    apply = _APPLY.get(type(event)) or _apply_of(type(event))
+    return apply(state, event, policy, now, out)
+
+
+# One function per event type, `(state, event, policy, now, out) -> rejection or None`, found
+# by the event's class in one dict lookup rather than a chain of isinstance checks.
+_Apply = Callable[[TicketState, Any, Policy, Micros, list[dict[str, Any]]], str | None]
+
+
+def _apply_opened(
+    state: TicketState, event: TicketOpened, policy: Policy, now: Micros, out: list[dict[str, Any]]
+) -> str | None:
+    return f"ticket {state.ticket_id!r} is already open (opened by another event)"
+
+
+def _apply_severity_changed(
+    state: TicketState,
+    event: TicketSeverityChanged,
+    policy: Policy,
+    now: Micros,
+    out: list[dict[str, Any]],
+) -> str | None:
+    severity = event.severity
+    if severity not in policy.severities:
+        return f"field 'severity': {severity} is not defined in policy {policy.name!r}"
+    if severity != state.severity:
+        state.severity = severity
+        if state.status != "resolved":
+            _schedule(state, policy, now, out)
     return None
+
+
+def _apply_responded(
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+) -> str | None:
+    if _first_response_end(state) is None:
+        _met(state, policy, "first_response", now, out)
+        state.responded_at = now
+        state.timers = [t for t in state.timers if t.metric != "first_response"]
+    return None
+
+
+def _apply_paused(
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+) -> str | None:
+    if state.status != "open":
+        return f"cannot pause a {state.status} ticket"
+    state.status = "paused"
+    state.pauses.append((now, None))
+    _schedule(state, policy, now, out, _CLOCKED)
+    return None
+
+
+def _apply_resumed(
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+) -> str | None:
+    if state.status != "paused":
+        return f"cannot resume a {state.status} ticket"
+    state.status = "open"
+    _close_last(state.pauses, now)
+    _schedule(state, policy, now, out, _CLOCKED)
+    return None
+
+
+def _apply_resolved(
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+) -> str | None:
+    if state.status != "resolved":
+        _close_last(state.pauses, now)
+        _met(state, policy, "resolution", now, out)
+        _close_last(state.resolution_spans, now)
+        if _first_response_end(state) is None:
+            state.first_response_stopped_at = now
+        state.status = "resolved"
+        state.escalation_active = False
+        state.timers = []
+    return None
+
+
+def _apply_closed(
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+) -> str | None:
+    _apply_resolved(state, event, policy, now, out)
+    state.status = "closed"
+    state.timers = [Timer(now + CLOSED_RETENTION, (3, 0.0), "ticket", "purge")]
+    return None
+
+
+def _apply_reopened(
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+) -> str | None:
+    if state.status != "resolved":
+        return f"cannot reopen a {state.status} ticket"
+    state.status = "open"
+    state.cycle += 1
+    state.resolution_spans.append((now, None))
+    state.escalation_active = True
+    _schedule(state, policy, now, out, ("resolution", "escalation"))
+    return None
+
+
+def _apply_nothing(
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+) -> str | None:
+    return None
+
+
+_APPLY: dict[type, _Apply] = {
+    TicketOpened: _apply_opened,
+    TicketSeverityChanged: _apply_severity_changed,
+    TicketResponded: _apply_responded,
+    TicketPaused: _apply_paused,
+    TicketResumed: _apply_resumed,
+    TicketResolved: _apply_resolved,
+    TicketClosed: _apply_closed,
+    TicketReopened: _apply_reopened,
+    TicketAssigned: _apply_nothing,
+    TicketCustomerNotified: _apply_nothing,
+}
+
+
+def _apply_of(kind: type) -> _Apply:
+    """The handler of a subclass of an event type (not in `_APPLY` itself)."""
+    for base in kind.__mro__:
+        if base in _APPLY:
+            return _APPLY[base]
+    return _apply_nothing
