@@ -19,13 +19,19 @@ DAY: Micros = 24 * HOUR
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 _ONE_MICROSECOND = timedelta(microseconds=1)
+_EPOCH_ORDINAL = _EPOCH.toordinal()
 
 
 def from_datetime(moment: datetime) -> Micros:
     """Microseconds since the epoch of an aware datetime."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
+    offset = moment.utcoffset()
+    if offset is None:
         raise ValueError("datetime must carry a UTC offset")
-    return (moment - _EPOCH) // _ONE_MICROSECOND
+    # From the wall-clock fields: `moment - _EPOCH` would ask the tzinfo for the offset again
+    # (twice the cost with pydantic's TzInfo).
+    seconds = (moment.toordinal() - _EPOCH_ORDINAL) * 86_400
+    seconds += moment.hour * 3_600 + moment.minute * 60 + moment.second
+    return seconds * SECOND + moment.microsecond - offset // _ONE_MICROSECOND
 
 
 def to_datetime(instant: Micros) -> datetime:
