@@ -18,6 +18,8 @@ Timestamp = Annotated[str, Field(description="RFC 3339, UTC, e.g. 2026-11-30T15:
 
 ID_NAMESPACE = uuid.UUID("5d1f8b0e-3c1a-4f7e-9a57-6b2f0c1e4d21")
 _NAMESPACE_BYTES = ID_NAMESPACE.bytes
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+"""The RFC 4122 variant bits set into the 17th hex digit of the hash."""
 
 
 def sla_event_id(ticket_id: str, reported_at: int, metric: str, rule: str, cycle: int) -> str:
@@ -30,8 +32,7 @@ def sla_event_id(ticket_id: str, reported_at: int, metric: str, rule: str, cycle
     name = f"{ticket_id}\x1f{reported_at}\x1f{metric}\x1f{rule}\x1f{cycle}".encode()
     # uuid.uuid5 by hand (same result, see tests): no UUID object on the hot path.
     h = hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).hexdigest()
-    variant = "89ab"[int(h[16], 16) & 3]
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 class PolicyRef(BaseModel):
