@@ -43,6 +43,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holidays_lib
 
+from events.instants import DAY, SECOND, Micros
+
 __all__ = [
     "BusinessCalendar",
     "Clock",
@@ -51,14 +53,9 @@ __all__ = [
     "NoBusinessTimeError",
 ]
 
-Micros = int
-"""An instant (microseconds since 1970-01-01T00:00:00Z) or a duration in microseconds."""
-
-_SECOND: Micros = 1_000_000
-_DAY: Micros = 86_400 * _SECOND
 _EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_NAIVE = dt.datetime(1970, 1, 1)
-_AVG_YEAR: Micros = 31_556_952 * _SECOND  # Gregorian mean year: a first guess of the local year
+_AVG_YEAR: Micros = 31_556_952 * SECOND  # Gregorian mean year: a first guess of the local year
 _MIN_YEAR = 2  # keep Jan 1 of year-1 and year+1 representable as datetimes
 _MAX_YEAR = 9997
 _MAX_EMPTY_YEARS = 2  # add() gives up after this many whole local years without business time
@@ -86,7 +83,7 @@ class ElapsedClock:
 
     __slots__ = ()
 
-    day_length: Micros = _DAY
+    day_length: Micros = DAY
     """A "day" on a 24x7 clock is 24 hours, so ``1bd`` durations still mean something."""
 
     def add(self, start: Micros, duration: Micros) -> Micros:
@@ -139,7 +136,7 @@ class _Year:
 
 
 def _time_micros(value: dt.time) -> Micros:
-    return ((value.hour * 60 + value.minute) * 60 + value.second) * _SECOND + value.microsecond
+    return ((value.hour * 60 + value.minute) * 60 + value.second) * SECOND + value.microsecond
 
 
 def _parse_holiday_spec(spec: str) -> tuple[str, str | None]:
@@ -395,10 +392,10 @@ class BusinessCalendar:
 
 def _naive_micros(naive: dt.datetime) -> Micros:
     delta = naive - _EPOCH_NAIVE
-    return (delta.days * 86_400 + delta.seconds) * _SECOND + delta.microseconds
+    return (delta.days * 86_400 + delta.seconds) * SECOND + delta.microseconds
 
 
 def _offset_micros(aware: dt.datetime) -> Micros:
     offset = aware.utcoffset()
     assert offset is not None
-    return (offset.days * 86_400 + offset.seconds) * _SECOND + offset.microseconds
+    return (offset.days * 86_400 + offset.seconds) * SECOND + offset.microseconds
