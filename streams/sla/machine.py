@@ -373,8 +373,7 @@ def _apply(
     """Change the state for one event; a string is the reason it cannot apply."""
     if state.status == "closed":
         return f"ticket {state.ticket_id!r} is closed"
-    apply = _APPLY.get(type(event)) or _apply_of(type(event))
-    return apply(state, event, policy, now, out)
+    return _APPLY[type(event)](state, event, policy, now, out)
 
 
 # One function per event type, `(state, event, policy, now, out) -> rejection or None`, found
@@ -492,11 +491,3 @@ _APPLY: dict[type, _Apply] = {
     TicketAssigned: _apply_nothing,
     TicketCustomerNotified: _apply_nothing,
 }
-
-
-def _apply_of(kind: type) -> _Apply:
-    """The handler of a subclass of an event type (not in `_APPLY` itself)."""
-    for base in kind.__mro__:
-        if base in _APPLY:
-            return _APPLY[base]
-    return _apply_nothing

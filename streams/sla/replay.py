@@ -53,13 +53,7 @@ class Replayer:
         outcome = handle(self.tickets.get(ticket_id), event, self.policy)
         counts = self.counts
         counts.events += 1
-        state = outcome.state
-        if state is None:
-            self.tickets.pop(ticket_id, None)
-            self.index.discard(ticket_id)
-        else:
-            self.tickets[ticket_id] = state
-            self.index.set(ticket_id, state.timers[0].due_at if state.timers else None)
+        self._store(ticket_id, outcome.state)
         if outcome.emitted:
             out.extend(outcome.emitted)
             counts.emitted += len(outcome.emitted)
