@@ -35,7 +35,7 @@ from projections.queries import (
     parse_when,
 )
 from projections.store import Counters
-from streams.sla.policy import Policy
+from streams.sla.rules import Policy
 
 Clock = Callable[[], Micros]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

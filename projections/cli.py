@@ -30,7 +30,8 @@ from projections.queries import (
     parse_when,
 )
 from projections.schema import migrate
-from streams.sla.policy import Policy, PolicyError, load_policy
+from streams.sla.policy import PolicyError, load_policy
+from streams.sla.rules import Policy
 
 DEFAULT_DB = "escalator-projections.sqlite3"
 log = logging.getLogger("escalator.projections")

@@ -16,7 +16,7 @@ import orjson
 from events.inbound import TicketAssigned, TicketClosed, TicketEvent
 from events.instants import Micros, parse_instant
 from streams.sla.machine import handle, metric_segments
-from streams.sla.policy import MetricName, Policy
+from streams.sla.rules import MetricName, Policy
 from streams.sla.state import TicketState
 from streams.sla.status import sla_status
 
@@ -231,5 +231,5 @@ def remaining(
         return paused_remaining
     if state in ("met", "stopped") or due_at is None or clock not in ("business", "elapsed"):
         return None
-    c = policy.clock(clock)  # type: ignore[arg-type]
+    c = policy.clock(clock)
     return c.between(now, due_at) if due_at >= now else -c.between(due_at, now)

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 from projections.db import Database
 from projections.schema import migrate, truncate
 from projections.store import Kind, Record, Store
-from streams.sla.policy import Policy
+from streams.sla.rules import Policy
 
 log = logging.getLogger("escalator.projections")
 

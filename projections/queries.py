@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from events.instants import DAY, HOUR, MINUTE, SECOND, Micros, format_instant, parse_instant
 from projections.db import Database
 from projections.model import METRICS, STATE_RANK, remaining
-from streams.sla.policy import Policy
+from streams.sla.rules import Policy
 
 MAX_LIMIT = 1000
 TICKET_STATUSES = ("open", "paused", "resolved", "closed")
@@ -404,7 +404,7 @@ def compliance(
         "WHERE reported_at >= ? AND reported_at < ?",
         (start, end),
     )
-    zone = ZoneInfo(policy.spec.calendar.timezone)
+    zone = ZoneInfo(policy.calendar.timezone)
     groups: dict[Any, list[tuple[Any, ...]]] = defaultdict(list)
     for r in rows:
         if group_by == "severity":

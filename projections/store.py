@@ -30,7 +30,7 @@ from projections.model import (
     sla_fact,
     ticket_row,
 )
-from streams.sla.policy import Policy
+from streams.sla.rules import Policy
 from streams.sla.state import TicketState
 
 log = logging.getLogger("escalator.projections")

@@ -30,13 +30,18 @@ Helpers to import in tests: ``from deploy.kafka_local import TopicFactory, uniqu
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import importlib
 import os
 import re
 import socket
+import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import orjson
 import pytest
 
 from deploy.kafka_local import (
@@ -48,6 +53,38 @@ from deploy.kafka_local import (
 from deploy.postgres_local import LocalPostgres, PostgresLocalError
 
 DEFAULT_TEST_KAFKA_IMAGE = "confluentinc/cp-kafka:8.1.0"  # Apache Kafka 4.1 (KRaft only)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to test a stale build: the SLA core runs compiled (setup.py), not from its .py.
+
+    After editing a compiled module, `pip install -e .` (or `bash deploy/setup.sh`) rebuilds
+    it; ESCALATOR_PURE_PYTHON=1 installs and tests the plain source instead.
+    """
+    problems = compiled_core_problems()
+    if problems:
+        pytest.exit("compiled SLA core: " + "; ".join(problems), returncode=3)
+
+
+def compiled_core_problems() -> list[str]:
+    root = Path(__file__).resolve().parent.parent
+    with (root / "pyproject.toml").open("rb") as file:
+        sources = tomllib.load(file)["tool"]["escalator"]["compiled"]
+    pure = os.environ.get("ESCALATOR_PURE_PYTHON", "") == "1"
+    manifest_path = root / ".compiled-core.json"
+    built = orjson.loads(manifest_path.read_bytes()) if manifest_path.exists() else {}
+    problems = []
+    for source in sources:
+        module = importlib.import_module(source.removesuffix(".py").replace("/", "."))
+        loaded = Path(module.__file__ or "")
+        if pure:
+            if loaded.suffix != ".py":
+                problems.append(f"{source}: ESCALATOR_PURE_PYTHON=1 but {loaded.name} is loaded")
+        elif loaded.suffix != ".so":
+            problems.append(f"{source} is not compiled: run `pip install -e .`")
+        elif built.get(source) != hashlib.sha256((root / source).read_bytes()).hexdigest():
+            problems.append(f"{source} changed after it was compiled: run `pip install -e .`")
+    return problems
 
 
 def in_ci() -> bool:

@@ -44,7 +44,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from events.instants import SECOND, Micros, format_instant, parse_instant
 from streams.engine.processor import ClockMode, PartitionEngine, RecordResult
-from streams.sla.policy import Policy
+from streams.sla.rules import Policy
 
 log = logging.getLogger("escalator.engine")
 

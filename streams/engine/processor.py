@@ -26,7 +26,7 @@ from events.codec import InvalidEvent, decode_input_record
 from events.inbound import ClockTick
 from events.instants import Micros
 from streams.sla.machine import advance, handle
-from streams.sla.policy import Policy
+from streams.sla.rules import Policy
 from streams.sla.state import TicketState
 from streams.sla.timer_index import TimerIndex
 

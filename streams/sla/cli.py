@@ -9,8 +9,9 @@ from typing import IO, Any
 import orjson
 
 from events.instants import HOUR, format_duration, parse_instant
-from streams.sla.policy import Policy, PolicyError, check_policy, load_policy
+from streams.sla.policy import WEEKDAYS, PolicyError, check_policy, load_policy
 from streams.sla.replay import Replayer
+from streams.sla.rules import Policy
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -58,10 +59,11 @@ def _policy_check(args: argparse.Namespace) -> int:
 
 def describe_policy(policy: Policy) -> str:
     """The effective targets as a table, durations spelled out as business or elapsed time."""
-    cal = policy.spec.calendar
+    cal = policy.calendar
+    days = ", ".join(WEEKDAYS[day] for day in sorted(cal.weekdays))
     lines = [
         f"policy {policy.name} (version {policy.version})",
-        f"calendar: {', '.join(cal.weekdays)} {cal.open:%H:%M}-{cal.close:%H:%M} {cal.timezone}"
+        f"calendar: {days} {cal.opens:%H:%M}-{cal.closes:%H:%M} {cal.timezone}"
         f"; holidays: {cal.holidays or 'none'}; closures: {len(cal.closures)}"
         f"; 1 business day = {format_duration(policy.calendar.day_length)}",
         "",

@@ -38,7 +38,7 @@ import datetime as dt
 from bisect import bisect_left as _bisect_left
 from bisect import bisect_right as _bisect_right
 from collections.abc import Iterable, Iterator
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holidays_lib
@@ -55,17 +55,20 @@ __all__ = [
 
 _EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_NAIVE = dt.datetime(1970, 1, 1)
-_AVG_YEAR: Micros = 31_556_952 * SECOND  # Gregorian mean year: a first guess of the local year
-_MIN_YEAR = 2  # keep Jan 1 of year-1 and year+1 representable as datetimes
-_MAX_YEAR = 9997
-_MAX_EMPTY_YEARS = 2  # add() gives up after this many whole local years without business time
+_AVG_YEAR: Final[Micros] = (
+    31_556_952 * SECOND
+)  # Gregorian mean year: a first guess of the local year
+_MIN_YEAR: Final = 2  # keep Jan 1 of year-1 and year+1 representable as datetimes
+_MAX_YEAR: Final = 9997
+_MAX_EMPTY_YEARS: Final = (
+    2  # add() gives up after this many whole local years without business time
+)
 
 
 class NoBusinessTimeError(ValueError):
     """The calendar has no open time for so long that a target can never be reached."""
 
 
-@runtime_checkable
 class Clock(Protocol):
     """What the SLA core needs from a clock: move forward by a duration, measure a span."""
 

@@ -23,9 +23,9 @@ Rules (see README, "SLA rules"):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
+from events.ids import sla_event_id
 from events.inbound import (
     TicketAssigned,
     TicketClosed,
@@ -40,23 +40,34 @@ from events.inbound import (
     TicketSeverityChanged,
 )
 from events.instants import DAY, Micros, format_instant
-from events.outbound import sla_event_id
 from streams.sla.clocks import Clock
-from streams.sla.policy import MetricName, MetricRule, Policy
+from streams.sla.rules import MetricName, MetricRule, Policy
 from streams.sla.state import Span, TicketState, Timer
 
-CLOSED_RETENTION: Micros = 7 * DAY
+CLOSED_RETENTION: Final[Micros] = 7 * DAY
 """How long a closed ticket's ids are remembered, so redelivered events are still recognised."""
 
 
-@dataclass(slots=True)
 class Outcome:
-    """The result of one step: the new state (None: no ticket) and what it emitted."""
+    """The result of one step: the new state (None: no ticket) and what it emitted.
 
-    state: TicketState | None
-    emitted: list[dict[str, Any]] = field(default_factory=list)
-    rejected: str | None = None
-    duplicate: bool = False
+    A plain class, not a dataclass: mypyc compiles its `__init__` (a dataclass's generated
+    `__init__` stays interpreted, and one Outcome is built per event).
+    """
+
+    __slots__ = ("duplicate", "emitted", "rejected", "state")
+
+    def __init__(
+        self,
+        state: TicketState | None,
+        emitted: list[dict[str, Any]] | None = None,
+        rejected: str | None = None,
+        duplicate: bool = False,
+    ) -> None:
+        self.state = state
+        self.emitted: list[dict[str, Any]] = [] if emitted is None else emitted
+        self.rejected = rejected
+        self.duplicate = duplicate
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,11 +141,11 @@ def _first_response_end(state: TicketState) -> Micros | None:
 # Scheduling
 
 
-_ALL = ("first_response", "resolution", "escalation")
+_ALL: Final = ("first_response", "resolution", "escalation")
 _new_timer = tuple.__new__
 """`_new_timer(Timer, (due_at, rank, metric, rule))`: a Timer without NamedTuple's Python-level
 `__new__` (half the cost; timers are built on every schedule)."""
-_CLOCKED = ("first_response", "resolution")
+_CLOCKED: Final = ("first_response", "resolution")
 
 
 def _schedule(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from dataclasses import dataclass, field
 from datetime import date, time
 from importlib import resources
 from pathlib import Path
@@ -19,11 +18,17 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from events.instants import DAY, Micros, format_duration
-from streams.sla.clocks import BusinessCalendar, Clock, ElapsedClock
+from streams.sla.clocks import BusinessCalendar
 from streams.sla.durations import parse_duration
+from streams.sla.rules import (
+    ClockName,
+    EscalationRule,
+    MetricName,
+    MetricRule,
+    Policy,
+    SeverityRules,
+)
 
-ClockName = Literal["business", "elapsed"]
-MetricName = Literal["first_response", "resolution"]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_POLICY_RESOURCE = "default_policy.toml"
 
@@ -76,106 +81,6 @@ class PolicySpec(_Strict):
     version: str | None = None
     calendar: CalendarSpec
     severity: dict[Literal["1", "2", "3", "4"], SeveritySpec]
-
-
-@dataclass(frozen=True, slots=True)
-class MetricRule:
-    """A response or resolution target on one clock, with warning thresholds."""
-
-    metric: MetricName
-    target: Micros
-    clock: ClockName
-    pausable: bool
-    warn_at: tuple[float, ...]
-    marks: tuple[Mark, ...] = field(init=False, repr=False, compare=False)
-    """The metric's timers: each warning threshold, then the breach (derived, in order)."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "marks", _marks(self))
-
-
-@dataclass(frozen=True, slots=True)
-class Mark:
-    """One timer of a metric: its rule name, how much clock time it needs, its fired-key.
-
-    `rank` orders it among the ticket's timers due at the same instant (see state.Timer).
-    """
-
-    rule: str
-    amount: Micros
-    fraction: float
-    key: str
-    rank: tuple[int, float]
-
-
-_METRIC_RANK = {"first_response": 0, "resolution": 1}
-
-
-def _marks(rule: MetricRule) -> tuple[Mark, ...]:
-    rank = _METRIC_RANK[rule.metric]
-    warnings = [
-        Mark(
-            f"warning:{f:g}",
-            round(rule.target * f),
-            f,
-            f"{rule.metric}:warning:{f:g}",
-            (rank, f),
-        )
-        for f in rule.warn_at
-    ]
-    breach = Mark("breached", rule.target, 1.0, f"{rule.metric}:breached", (rank, 1.0))
-    return (*warnings, breach)
-
-
-@dataclass(frozen=True, slots=True)
-class EscalationRule:
-    """Escalate to `to` once `after` has passed since the report, on `clock` (never paused)."""
-
-    level: int
-    after: Micros
-    clock: ClockName
-    to: str
-    rule: str = field(init=False, repr=False, compare=False)
-    """The timer's rule name, `level:<level>` (derived)."""
-    key: str = field(init=False, repr=False, compare=False)
-    """Its fired-key, `escalation:level:<level>` (derived)."""
-    rank: tuple[int, float] = field(init=False, repr=False, compare=False)
-    """Its order among timers due at the same instant (derived)."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "rule", f"level:{self.level}")
-        object.__setattr__(self, "key", f"escalation:level:{self.level}")
-        object.__setattr__(self, "rank", (2, float(self.level)))
-
-
-@dataclass(frozen=True, slots=True)
-class SeverityRules:
-    first_response: MetricRule | None
-    resolution: MetricRule | None
-    escalations: tuple[EscalationRule, ...]
-
-    def metric(self, name: MetricName) -> MetricRule | None:
-        return self.first_response if name == "first_response" else self.resolution
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """A compiled policy: what the state machine needs, nothing it has to parse."""
-
-    name: str
-    version: str
-    calendar: BusinessCalendar
-    severities: dict[int, SeverityRules]
-    spec: PolicySpec
-
-    def clock(self, name: ClockName) -> Clock:
-        return self.calendar if name == "business" else _ELAPSED
-
-    def ref(self) -> dict[str, str]:
-        return {"name": self.name, "version": self.version}
-
-
-_ELAPSED = ElapsedClock()
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -238,7 +143,7 @@ def compile_policy(spec: PolicySpec, source: str) -> Policy:
             orjson.dumps(spec.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
         ).hexdigest()[:12]
     )
-    return Policy(spec.name, version, calendar, severities, spec)
+    return Policy(spec.name, version, calendar, severities)
 
 
 def parse_policy(text: str, source: str) -> Policy:

@@ -15,7 +15,7 @@ from events.codec import InvalidEvent, decode_ticket_event
 from events.inbound import TicketEvent
 from events.instants import Micros
 from streams.sla.machine import advance, handle
-from streams.sla.policy import Policy
+from streams.sla.rules import Policy
 from streams.sla.state import TicketState
 from streams.sla.timer_index import TimerIndex
 

@@ -7,7 +7,6 @@ pause simply cuts a span. A ticket has a handful of spans, so this stays small.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from events.instants import Micros
@@ -31,26 +30,68 @@ class Timer(NamedTuple):
         return f"{self.metric}:{self.rule}"
 
 
-@dataclass(slots=True)
 class TicketState:
-    ticket_id: str
-    severity: int
-    reported_at: Micros
-    last_event_at: Micros
-    policy_version: str
-    status: str = "open"
-    """`open`, `paused` or `resolved`; a closed ticket has no state."""
-    customer_id: str | None = None
-    cycle: int = 0
-    """Resolution cycle: 0 until the first reopen, +1 per reopen."""
-    responded_at: Micros | None = None
-    first_response_stopped_at: Micros | None = None
-    resolution_spans: list[Span] = field(default_factory=list)
-    pauses: list[Span] = field(default_factory=list)
-    escalation_active: bool = True
-    fired: list[str] = field(default_factory=list)
-    seen: list[str] = field(default_factory=list)
-    timers: list[Timer] = field(default_factory=list)
+    """One ticket's SLA state (a plain class with an explicit `__init__` so mypyc compiles it)."""
+
+    __slots__ = (
+        "customer_id",
+        "cycle",
+        "escalation_active",
+        "fired",
+        "first_response_stopped_at",
+        "last_event_at",
+        "pauses",
+        "policy_version",
+        "reported_at",
+        "resolution_spans",
+        "responded_at",
+        "seen",
+        "severity",
+        "status",
+        "ticket_id",
+        "timers",
+    )
+
+    def __init__(
+        self,
+        ticket_id: str,
+        severity: int,
+        reported_at: Micros,
+        last_event_at: Micros,
+        policy_version: str,
+        status: str = "open",
+        customer_id: str | None = None,
+        cycle: int = 0,
+        responded_at: Micros | None = None,
+        first_response_stopped_at: Micros | None = None,
+        resolution_spans: list[Span] | None = None,
+        pauses: list[Span] | None = None,
+        escalation_active: bool = True,
+        fired: list[str] | None = None,
+        seen: list[str] | None = None,
+        timers: list[Timer] | None = None,
+    ) -> None:
+        self.ticket_id = ticket_id
+        self.severity = severity
+        self.reported_at = reported_at
+        self.last_event_at = last_event_at
+        self.policy_version = policy_version
+        self.status = status
+        """`open`, `paused`, `resolved` or `closed` (kept only to recognise redeliveries)."""
+        self.customer_id = customer_id
+        self.cycle = cycle
+        """Resolution cycle: 0 until the first reopen, +1 per reopen."""
+        self.responded_at = responded_at
+        self.first_response_stopped_at = first_response_stopped_at
+        self.resolution_spans: list[Span] = [] if resolution_spans is None else resolution_spans
+        self.pauses: list[Span] = [] if pauses is None else pauses
+        self.escalation_active = escalation_active
+        self.fired: list[str] = [] if fired is None else fired
+        self.seen: list[str] = [] if seen is None else seen
+        self.timers: list[Timer] = [] if timers is None else timers
+
+    def __repr__(self) -> str:
+        return f"TicketState({self.to_json_obj()!r})"
 
     def to_json_obj(self) -> dict[str, Any]:
         return {

@@ -7,7 +7,7 @@ from typing import Literal
 
 from events.instants import Micros
 from streams.sla.machine import deadlines, metric_running, metric_segments
-from streams.sla.policy import MetricName, Policy
+from streams.sla.rules import MetricName, Policy
 from streams.sla.state import TicketState
 
 MetricState = Literal["on_track", "warning", "breached", "met", "paused", "stopped"]

@@ -35,8 +35,9 @@ from projections.db import Database
 from projections.model import SLA_EVENT_COLUMNS, TICKET_COLUMNS
 from projections.schema import migrate
 from projections.store import Record, Store
-from streams.sla.policy import Policy, load_policy
+from streams.sla.policy import load_policy
 from streams.sla.replay import replay_lines
+from streams.sla.rules import Policy
 
 
 def fresh_target(kind: str, pg: str | None, workdir: Path) -> tuple[str, Any]:

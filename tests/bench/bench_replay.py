@@ -25,8 +25,9 @@ import orjson
 
 from events.codec import decode_ticket_event
 from events.samples import generate_history
-from streams.sla.policy import Policy, load_policy
+from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
+from streams.sla.rules import Policy
 
 
 def main() -> None:

@@ -12,8 +12,9 @@ import pytest
 
 from events.outbound import sla_event_adapter
 from streams.sla.machine import advance, handle
-from streams.sla.policy import Policy, load_policy, parse_policy
+from streams.sla.policy import load_policy, parse_policy
 from streams.sla.replay import Replayer
+from streams.sla.rules import Policy
 from streams.sla.state import TicketState
 from tests.core.helpers import brief, event, toronto, utc
 
@@ -370,7 +371,7 @@ def test_event_ids_are_the_documented_uuid5() -> None:
     """README: event_id = UUIDv5 of (ticket id, report time, metric, rule, cycle)."""
     import uuid
 
-    from events.outbound import ID_NAMESPACE, sla_event_id
+    from events.ids import ID_NAMESPACE, sla_event_id
 
     for args in [("T-1", 0, "resolution", "breached", 0), ("é/✓", 17, "escalation", "level:2", 3)]:
         name = "\x1f".join(str(part) for part in args)

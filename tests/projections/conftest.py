@@ -16,7 +16,8 @@ import pytest
 from events.samples import generate_history
 from projections.db import Database
 from projections.schema import migrate
-from streams.sla.policy import Policy, load_policy
+from streams.sla.policy import load_policy
+from streams.sla.rules import Policy
 
 
 @pytest.fixture(scope="session")

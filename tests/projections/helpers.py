@@ -13,8 +13,8 @@ from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 from events.instants import Micros
 from projections.projector import Projector, Topics
 from projections.store import Record, Store
-from streams.sla.policy import Policy
 from streams.sla.replay import replay_lines
+from streams.sla.rules import Policy
 
 TICKETS = "ticket-events"
 SLA = "sla-events"

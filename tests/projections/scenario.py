@@ -7,7 +7,7 @@ from typing import Any
 from events.instants import MINUTE, Micros, format_instant, parse_instant
 from projections.db import Database
 from projections.store import Store
-from streams.sla.policy import Policy
+from streams.sla.rules import Policy
 from tests.projections.helpers import SLA, TICKETS, as_records, lines, sla_records
 
 NOW = parse_instant("2026-11-24T15:00:00Z")

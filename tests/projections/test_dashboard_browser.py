@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestServer
 from events.instants import MINUTE, format_instant
 from projections.api import make_app
 from projections.projector import Projector
-from streams.sla.policy import Policy
+from streams.sla.rules import Policy
 from tests.projections.helpers import lines, make_topics, produce, sla_records, wait_for
 from tests.projections.scenario import NOW, scenario_events
 

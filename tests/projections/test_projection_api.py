@@ -14,7 +14,7 @@ from events.instants import format_instant
 from projections.api import DB_KEY, make_app
 from projections.db import Database
 from projections.store import Store
-from streams.sla.policy import Policy
+from streams.sla.rules import Policy
 from tests.projections.scenario import NOW, load_scenario
 
 NOW_TEXT = format_instant(NOW)

@@ -12,8 +12,8 @@ from events.instants import HOUR, format_instant, parse_instant
 from projections.db import Database
 from projections.schema import MIGRATIONS, migrate, truncate
 from projections.store import Record, Store, dump_tables
-from streams.sla.policy import Policy
 from streams.sla.replay import Replayer
+from streams.sla.rules import Policy
 from tests.projections.helpers import (
     SLA,
     TICKETS,

@@ -11,7 +11,7 @@ import pytest
 from projections.db import Database
 from projections.projector import Projector, Topics
 from projections.store import dump_tables
-from streams.sla.policy import Policy
+from streams.sla.rules import Policy
 from tests.projections.helpers import lines, make_topics, produce, sla_records, wait_for
 
 pytestmark = pytest.mark.kafka
