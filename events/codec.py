@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from events.inbound import TICKET_EVENT_TYPES, ClockTick, TicketEvent, ticket_event_adapter
+from events.inbound import TICKET_EVENT_TYPES, ClockTick, ticket_event_adapter
+from events.records import TicketEvent, from_payload
 
 _validate_ticket_event = ticket_event_adapter.validator.validate_python
 """`ticket_event_adapter.validate_python` without the adapter's Python-level wrapper (~0.4 us)."""
@@ -60,10 +61,10 @@ def ticket_event_from_obj(obj: Any) -> TicketEvent:
     if kind not in TICKET_EVENT_TYPES:
         raise InvalidEvent(f"field 'type': unknown event type {str(kind)[:64]!r}")
     try:
-        event: TicketEvent = _validate_ticket_event(obj)
+        payload = _validate_ticket_event(obj)
     except ValidationError as exc:
         raise InvalidEvent(_describe(exc)) from None
-    return event
+    return from_payload(payload)
 
 
 def decode_input_record(raw: bytes | str) -> TicketEvent | ClockTick:

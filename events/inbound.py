@@ -7,106 +7,97 @@ our outbound events or our logs.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal, overload
+from typing import Annotated, Literal, NotRequired
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_serializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, with_config
+from typing_extensions import TypedDict
 
 from events.instants import Micros, from_datetime
 
 Severity = Annotated[int, Field(ge=1, le=4, description="1 (critical) to 4 (low)")]
 Identifier = Annotated[str, Field(min_length=1, max_length=256)]
 
-
-class _EventTime:
-    """`occurred_at` as microseconds since the epoch, computed on first access and kept.
-
-    functools.cached_property without its lock (Python 3.11 takes one on every first access,
-    which costs more than the conversion): the value lands in the instance `__dict__`, which
-    then shadows this non-data descriptor.
-    """
-
-    @overload
-    def __get__(self, instance: None, owner: Any = None) -> _EventTime: ...
-    @overload
-    def __get__(self, instance: _TicketEventBase, owner: Any = None) -> Micros: ...
-    def __get__(self, instance: _TicketEventBase | None, owner: Any = None) -> Micros | _EventTime:
-        if instance is None:
-            return self
-        value = from_datetime(instance.occurred_at)
-        instance.__dict__["at"] = value
-        return value
+# Validated into plain dicts (pydantic TypedDicts), not model instances: building a model
+# instance cost more than validating the event, and the core reads only a few fields (see
+# `events.records`). The config is repeated on each class: TypedDicts do not inherit it.
+_CONFIG = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
 
-class _TicketEventBase(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
-
-    event_id: Identifier = Field(description="Unique id of this event; redeliveries repeat it.")
+@with_config(_CONFIG)
+class _TicketEventBase(TypedDict):
+    event_id: Annotated[
+        Identifier, Field(description="Unique id of this event; redeliveries repeat it.")
+    ]
     ticket_id: Identifier
-    occurred_at: AwareDatetime = Field(description="RFC 3339 timestamp with a UTC offset.")
-    source: str | None = Field(default=None, max_length=256)
-    schema_version: int | str | None = None
-
-    at: ClassVar[_EventTime] = _EventTime()
-    """`occurred_at` as microseconds since the epoch."""
-
-    @field_serializer("occurred_at")
-    def _utc(self, value: datetime) -> str:
-        return value.isoformat()
+    occurred_at: Annotated[
+        AwareDatetime, Field(description="RFC 3339 timestamp with a UTC offset.")
+    ]
+    source: NotRequired[Annotated[str | None, Field(max_length=256)]]
+    schema_version: NotRequired[int | str | None]
 
 
+@with_config(_CONFIG)
 class TicketOpened(_TicketEventBase):
-    type: Literal["ticket.opened"] = "ticket.opened"
+    type: Literal["ticket.opened"]
     severity: Severity
-    customer_id: Identifier | None = None
+    customer_id: NotRequired[Identifier | None]
 
 
+@with_config(_CONFIG)
 class TicketSeverityChanged(_TicketEventBase):
-    type: Literal["ticket.severity_changed"] = "ticket.severity_changed"
+    type: Literal["ticket.severity_changed"]
     severity: Severity
 
 
+@with_config(_CONFIG)
 class TicketResponded(_TicketEventBase):
     """An agent replied to the customer: fulfils first response."""
 
-    type: Literal["ticket.responded"] = "ticket.responded"
+    type: Literal["ticket.responded"]
 
 
+@with_config(_CONFIG)
 class TicketPaused(_TicketEventBase):
     """Waiting on the customer: pausable clocks stop."""
 
-    type: Literal["ticket.paused"] = "ticket.paused"
+    type: Literal["ticket.paused"]
 
 
+@with_config(_CONFIG)
 class TicketResumed(_TicketEventBase):
-    type: Literal["ticket.resumed"] = "ticket.resumed"
+    type: Literal["ticket.resumed"]
 
 
+@with_config(_CONFIG)
 class TicketResolved(_TicketEventBase):
-    type: Literal["ticket.resolved"] = "ticket.resolved"
+    type: Literal["ticket.resolved"]
 
 
+@with_config(_CONFIG)
 class TicketReopened(_TicketEventBase):
-    type: Literal["ticket.reopened"] = "ticket.reopened"
+    type: Literal["ticket.reopened"]
 
 
+@with_config(_CONFIG)
 class TicketClosed(_TicketEventBase):
-    type: Literal["ticket.closed"] = "ticket.closed"
+    type: Literal["ticket.closed"]
 
 
+@with_config(_CONFIG)
 class TicketAssigned(_TicketEventBase):
-    type: Literal["ticket.assigned"] = "ticket.assigned"
-    assignee: Identifier | None = None
-    group: Identifier | None = None
+    type: Literal["ticket.assigned"]
+    assignee: NotRequired[Identifier | None]
+    group: NotRequired[Identifier | None]
 
 
+@with_config(_CONFIG)
 class TicketCustomerNotified(_TicketEventBase):
     """The customer was given an estimated time for completion."""
 
-    type: Literal["ticket.customer_notified"] = "ticket.customer_notified"
+    type: Literal["ticket.customer_notified"]
 
 
-TicketEvent = Annotated[
+TicketEventPayload = Annotated[
     TicketOpened
     | TicketSeverityChanged
     | TicketResponded
@@ -119,7 +110,7 @@ TicketEvent = Annotated[
     | TicketCustomerNotified,
     Field(discriminator="type"),
 ]
-"""Any inbound ticket event, told apart by its `type`."""
+"""Any inbound ticket event as JSON, told apart by its `type`: the integrators' contract."""
 
 TICKET_EVENT_TYPES: tuple[str, ...] = (
     "ticket.opened",
@@ -134,7 +125,7 @@ TICKET_EVENT_TYPES: tuple[str, ...] = (
     "ticket.customer_notified",
 )
 
-ticket_event_adapter: TypeAdapter[TicketEvent] = TypeAdapter(TicketEvent)
+ticket_event_adapter: TypeAdapter[TicketEventPayload] = TypeAdapter(TicketEventPayload)
 
 
 class ClockTick(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter
 
-from events.inbound import ClockTick, TicketEvent
+from events.inbound import ClockTick, TicketEventPayload
 from events.outbound import SlaEvent
 
 SCHEMA_DIR = Path(__file__).with_name("schemas")
@@ -20,7 +20,7 @@ SCHEMA_DIR = Path(__file__).with_name("schemas")
 
 def schemas() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema, for every record type on our topics."""
-    inbound = TypeAdapter(TicketEvent).json_schema()
+    inbound = TypeAdapter(TicketEventPayload).json_schema()
     inbound["title"] = "Escalator inbound ticket event"
     outbound = TypeAdapter(SlaEvent).json_schema()
     outbound["title"] = "Escalator outbound SLA event"

@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from events.inbound import TicketAssigned, TicketClosed, TicketEvent
 from events.instants import Micros, parse_instant
+from events.records import TicketEvent
 from streams.sla.machine import handle, metric_segments
 from streams.sla.rules import MetricName, Policy
 from streams.sla.state import TicketState
@@ -86,9 +86,9 @@ def fold_ticket(
     if outcome.rejected is not None:
         # Timers may have fired inside handle before the rejection: the state still moved.
         return FoldResult(outcome.state, extras, "rejected", outcome.rejected)
-    if isinstance(event, TicketAssigned):
+    if event.type == "ticket.assigned":
         extras = Extras(event.assignee, event.group, extras.closed_at)
-    elif isinstance(event, TicketClosed) and extras.closed_at is None:
+    elif event.type == "ticket.closed" and extras.closed_at is None:
         extras = Extras(extras.assignee, extras.group_name, outcome.state.last_event_at)
     return FoldResult(outcome.state, extras, "applied")
 

@@ -17,8 +17,8 @@ import orjson
 from pydantic import ValidationError
 
 from events.codec import InvalidEvent, decode_json, ticket_event_from_obj
-from events.inbound import TicketEvent
 from events.outbound import sla_event_adapter
+from events.records import TicketEvent
 from projections.db import Database
 from projections.model import (
     SLA_EVENT_COLUMNS,

@@ -26,20 +26,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from events.ids import sla_event_id
-from events.inbound import (
-    TicketAssigned,
-    TicketClosed,
-    TicketCustomerNotified,
-    TicketEvent,
-    TicketOpened,
-    TicketPaused,
-    TicketReopened,
-    TicketResolved,
-    TicketResponded,
-    TicketResumed,
-    TicketSeverityChanged,
-)
 from events.instants import DAY, Micros, format_instant
+from events.records import TicketEvent
 from streams.sla.clocks import Clock
 from streams.sla.rules import MetricName, MetricRule, Policy
 from streams.sla.state import Span, TicketState, Timer
@@ -324,7 +312,7 @@ def advance(state: TicketState, now: Micros, policy: Policy) -> Outcome:
 def handle(state: TicketState | None, event: TicketEvent, policy: Policy) -> Outcome:
     """Apply one ticket event; the ticket's timers due strictly before it fire first."""
     if state is None:
-        if isinstance(event, TicketOpened):
+        if event.type == "ticket.opened":
             return _open(event, policy)
         return Outcome(None, rejected=f"unknown ticket {event.ticket_id!r}: no ticket.opened seen")
     if event.event_id in state.seen:
@@ -336,7 +324,7 @@ def handle(state: TicketState | None, event: TicketEvent, policy: Policy) -> Out
         _adopt_policy(state, policy, state.last_event_at, out)
     timers = state.timers
     if timers and timers[0].due_at < now and not _fire_due(state, policy, now, False, out):
-        if isinstance(event, TicketOpened):
+        if event.type == "ticket.opened":
             opened = _open(event, policy)
             opened.emitted[:0] = out
             return opened
@@ -351,16 +339,16 @@ def handle(state: TicketState | None, event: TicketEvent, policy: Policy) -> Out
     return Outcome(state, out)
 
 
-def _open(event: TicketOpened, policy: Policy) -> Outcome:
-    if event.severity not in policy.severities:
+def _open(event: TicketEvent, policy: Policy) -> Outcome:
+    severity = event.severity
+    if severity is None or severity not in policy.severities:
         return Outcome(
-            None,
-            rejected=f"field 'severity': {event.severity} is not defined in policy {policy.name!r}",
+            None, rejected=f"field 'severity': {severity} is not defined in policy {policy.name!r}"
         )
     at = event.at
     state = TicketState(
         ticket_id=event.ticket_id,
-        severity=event.severity,
+        severity=severity,
         reported_at=at,
         last_event_at=at,
         policy_version=policy.version,
@@ -384,29 +372,29 @@ def _apply(
     """Change the state for one event; a string is the reason it cannot apply."""
     if state.status == "closed":
         return f"ticket {state.ticket_id!r} is closed"
-    return _APPLY[type(event)](state, event, policy, now, out)
+    return _APPLY[event.type](state, event, policy, now, out)
 
 
 # One function per event type, `(state, event, policy, now, out) -> rejection or None`, found
-# by the event's class in one dict lookup rather than a chain of isinstance checks.
-_Apply = Callable[[TicketState, Any, Policy, Micros, list[dict[str, Any]]], str | None]
+# by the event's `type` in one dict lookup rather than a chain of comparisons.
+_Apply = Callable[[TicketState, TicketEvent, Policy, Micros, list[dict[str, Any]]], str | None]
 
 
 def _apply_opened(
-    state: TicketState, event: TicketOpened, policy: Policy, now: Micros, out: list[dict[str, Any]]
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
 ) -> str | None:
     return f"ticket {state.ticket_id!r} is already open (opened by another event)"
 
 
 def _apply_severity_changed(
     state: TicketState,
-    event: TicketSeverityChanged,
+    event: TicketEvent,
     policy: Policy,
     now: Micros,
     out: list[dict[str, Any]],
 ) -> str | None:
     severity = event.severity
-    if severity not in policy.severities:
+    if severity is None or severity not in policy.severities:
         return f"field 'severity': {severity} is not defined in policy {policy.name!r}"
     if severity != state.severity:
         state.severity = severity
@@ -490,15 +478,15 @@ def _apply_nothing(
     return None
 
 
-_APPLY: dict[type, _Apply] = {
-    TicketOpened: _apply_opened,
-    TicketSeverityChanged: _apply_severity_changed,
-    TicketResponded: _apply_responded,
-    TicketPaused: _apply_paused,
-    TicketResumed: _apply_resumed,
-    TicketResolved: _apply_resolved,
-    TicketClosed: _apply_closed,
-    TicketReopened: _apply_reopened,
-    TicketAssigned: _apply_nothing,
-    TicketCustomerNotified: _apply_nothing,
+_APPLY: Final[dict[str, _Apply]] = {
+    "ticket.opened": _apply_opened,
+    "ticket.severity_changed": _apply_severity_changed,
+    "ticket.responded": _apply_responded,
+    "ticket.paused": _apply_paused,
+    "ticket.resumed": _apply_resumed,
+    "ticket.resolved": _apply_resolved,
+    "ticket.closed": _apply_closed,
+    "ticket.reopened": _apply_reopened,
+    "ticket.assigned": _apply_nothing,
+    "ticket.customer_notified": _apply_nothing,
 }

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from events.codec import InvalidEvent, decode_ticket_event
-from events.inbound import TicketEvent
 from events.instants import Micros
+from events.records import TicketEvent
 from streams.sla.machine import advance, handle
 from streams.sla.rules import Policy
 from streams.sla.state import TicketState

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from events.codec import ticket_event_from_obj
-from events.inbound import TicketEvent
 from events.instants import Micros, format_instant, from_datetime
+from events.records import TicketEvent
 
 TORONTO = ZoneInfo("America/Toronto")
 _ids = count(1)
@@ -28,18 +28,22 @@ def utc(text: str) -> str:
 
 
 def event(kind: str, when: str, ticket: str = "T1", **fields: Any) -> TicketEvent:
-    body = {
+    return ticket_event_from_obj(payload(kind, when, ticket, **fields))
+
+
+def payload(kind: str, when: str, ticket: str = "T1", **fields: Any) -> dict[str, Any]:
+    """An inbound event as JSON-ready data; a fresh event id unless one is given."""
+    return {
         "event_id": fields.pop("event_id", f"ev-{next(_ids)}"),
         "ticket_id": ticket,
         "type": f"ticket.{kind}",
         "occurred_at": datetime.fromisoformat(when).replace(tzinfo=TORONTO).isoformat(),
         **fields,
     }
-    return ticket_event_from_obj(body)
 
 
 def line(kind: str, when: str, ticket: str = "T1", **fields: Any) -> bytes:
-    return orjson.dumps(event(kind, when, ticket, **fields).model_dump(mode="json"))
+    return orjson.dumps(payload(kind, when, ticket, **fields))
 
 
 def brief(records: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:

@@ -10,9 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from events.codec import ticket_event_from_obj
-from events.inbound import TICKET_EVENT_TYPES, TicketEvent
+from events.inbound import TICKET_EVENT_TYPES
 from events.instants import MINUTE, format_instant
 from events.outbound import sla_event_adapter
+from events.records import TicketEvent
 from events.samples import generate_history
 from streams.sla.machine import advance, handle
 from streams.sla.policy import load_policy

@@ -1,0 +1,68 @@
+"""A validated inbound ticket event as the SLA core reads it: ids, type, time and metadata.
+
+`events.codec` validates the JSON against the contract (`events.inbound`) and turns the
+result into one of these: a compiled class with the few fields the core and projections use
+and the event time already in microseconds. It has no place for free text, so nothing a
+ticket says can reach our state, output or logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from events.instants import Micros, from_datetime
+
+
+class TicketEvent:
+    """One ticket lifecycle event; `type` is the contract's tag, e.g. `ticket.opened`."""
+
+    __slots__ = (
+        "assignee",
+        "at",
+        "customer_id",
+        "event_id",
+        "group",
+        "severity",
+        "ticket_id",
+        "type",
+    )
+
+    def __init__(
+        self,
+        type: str,
+        event_id: str,
+        ticket_id: str,
+        at: Micros,
+        severity: int | None = None,
+        customer_id: str | None = None,
+        assignee: str | None = None,
+        group: str | None = None,
+    ) -> None:
+        self.type = type
+        self.event_id = event_id
+        self.ticket_id = ticket_id
+        self.at = at
+        """`occurred_at` as microseconds since the epoch."""
+        self.severity = severity
+        """Set for `ticket.opened` and `ticket.severity_changed`."""
+        self.customer_id = customer_id
+        self.assignee = assignee
+        self.group = group
+
+    def __repr__(self) -> str:
+        return f"TicketEvent({self.type!r}, {self.event_id!r}, {self.ticket_id!r}, at={self.at})"
+
+
+def from_payload(payload: dict[str, Any]) -> TicketEvent:
+    """The record of a payload that passed validation against the contract."""
+    get = payload.get
+    return TicketEvent(
+        payload["type"],
+        payload["event_id"],
+        payload["ticket_id"],
+        from_datetime(payload["occurred_at"]),
+        get("severity"),
+        get("customer_id"),
+        get("assignee"),
+        get("group"),
+    )
