@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from typing import IO, Any
 
@@ -124,6 +125,23 @@ def _table_line(record: dict[str, Any]) -> bytes:
     return text.rstrip().encode() + b"\n"
 
 
+def quiet_gc() -> None:
+    """Tune the garbage collector for a long fold over many live ticket states.
+
+    The core allocates a few short-lived containers per event and frees them by reference
+    counting; with the default thresholds the collector still walks every live ticket state
+    over and over (a fifth of replay time). Objects alive now are frozen out of its view and
+    young collections run 50x less often. Cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
+
+
+GC_THRESHOLD = 35_000
+"""Allocations between young-generation collections (Python's default is 700)."""
+
+
 def _replay(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(args.policy)
@@ -140,6 +158,7 @@ def _replay(args: argparse.Namespace) -> int:
     def invalid(line: int, reason: str) -> None:
         print(f"line {line}: {reason}", file=sys.stderr)
 
+    quiet_gc()
     replayer = Replayer(policy)
     out = sys.stdout.buffer
     line = _table_line if args.format == "table" else _json_line

@@ -25,6 +25,7 @@ import orjson
 
 from events.codec import decode_ticket_event
 from events.samples import generate_history
+from streams.sla.cli import quiet_gc
 from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
 from streams.sla.rules import Policy
@@ -45,6 +46,7 @@ def main() -> None:
     print(f"history: {args.tickets:,} tickets, {len(lines):,} events")
     best = 0.0
     emitted = 0
+    quiet_gc()  # as `escalator replay` does
     for _ in range(args.runs):
         gc.collect()
         replayer = Replayer(policy)
