@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from events.inbound import TICKET_EVENT_TYPES, ClockTick, ticket_event_adapter
 from events.records import TicketEvent, from_payload
 
+_KNOWN_TYPES = frozenset(TICKET_EVENT_TYPES)
 _validate_ticket_event = ticket_event_adapter.validator.validate_python
 """`ticket_event_adapter.validate_python` without the adapter's Python-level wrapper (~0.4 us)."""
 
@@ -58,7 +59,7 @@ def ticket_event_from_obj(obj: Any) -> TicketEvent:
     kind = obj.get("type")
     if kind is None:
         raise InvalidEvent("field 'type': missing")
-    if kind not in TICKET_EVENT_TYPES:
+    if not isinstance(kind, str) or kind not in _KNOWN_TYPES:
         raise InvalidEvent(f"field 'type': unknown event type {str(kind)[:64]!r}")
     try:
         payload = _validate_ticket_event(obj)

@@ -43,25 +43,27 @@ class Replayer:
         """Fire what is due before the event, then apply it; returns (emitted, rejection)."""
         at = event.at
         head = self.index.peek()
+        fired: list[dict[str, Any]] | None = None
         if head is not None and head[0] < at:
-            out = self.advance(at, inclusive=False)
-        else:
-            out = []
-            if self.clock is None or at > self.clock:
-                self.clock = at
+            fired = self.advance(at, inclusive=False)
+        elif self.clock is None or at > self.clock:
+            self.clock = at
         ticket_id = event.ticket_id
         outcome = handle(self.tickets.get(ticket_id), event, self.policy)
         counts = self.counts
         counts.events += 1
         self._store(ticket_id, outcome.state)
-        if outcome.emitted:
-            out.extend(outcome.emitted)
-            counts.emitted += len(outcome.emitted)
+        emitted = outcome.emitted
+        if emitted:
+            counts.emitted += len(emitted)
+        if fired:
+            fired.extend(emitted)
+            emitted = fired
         if outcome.duplicate:
             counts.duplicates += 1
         if outcome.rejected is not None:
             counts.rejected += 1
-        return out, outcome.rejected
+        return emitted, outcome.rejected
 
     def advance(self, now: Micros, inclusive: bool = True) -> list[dict[str, Any]]:
         """Fire every timer due up to `now`, in global due-time order."""
