@@ -65,7 +65,7 @@ def ticket_event_from_obj(obj: Any) -> TicketEvent:
         payload = _validate_ticket_event(obj)
     except ValidationError as exc:
         raise InvalidEvent(_describe(exc)) from None
-    return from_payload(payload)
+    return from_payload(payload, obj.get("occurred_at"))
 
 
 def decode_input_record(raw: bytes | str) -> TicketEvent | ClockTick:

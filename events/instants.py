@@ -34,6 +34,81 @@ def from_datetime(moment: datetime) -> Micros:
     return seconds * SECOND + moment.microsecond - offset // _ONE_MICROSECOND
 
 
+def from_rfc3339(text: str) -> Micros | None:
+    """The instant of an RFC 3339 timestamp in its usual shape; None for any other shape.
+
+    `YYYY-MM-DDTHH:MM:SS[.ffffff](Z|+HH:MM|-HH:MM)`, as upstream systems send it. For text
+    that a validator has already accepted, this gives the same instant as `from_datetime` of
+    the parsed datetime (a property test holds them equal) at a third of the cost: the time of
+    every inbound event goes through here. Other shapes return None for the caller to take the
+    datetime path; the fields are not range-checked, that is the validator's job.
+    """
+    data = text.encode()
+    size = len(data)
+    if size < 20 or data[4] != 45 or data[7] != 45 or data[10] != 84:  # '-', '-', 'T'
+        return None
+    if data[13] != 58 or data[16] != 58:  # ':'
+        return None
+    year = _number(data, 0, 4)
+    month = _number(data, 5, 2)
+    day = _number(data, 8, 2)
+    hour = _number(data, 11, 2)
+    minute = _number(data, 14, 2)
+    second = _number(data, 17, 2)
+    if year < 0 or month < 0 or day < 0 or hour < 0 or minute < 0 or second < 0:
+        return None
+    if hour > 23 or second > 59:
+        return None
+    index = 19
+    micros = 0
+    if data[index] == 46:  # '.'
+        index += 1
+        start = index
+        while index < size and 48 <= data[index] <= 57:
+            index += 1
+        places = index - start
+        if places == 0 or places > 6:
+            return None
+        micros = _number(data, start, places)
+        for _ in range(6 - places):
+            micros *= 10
+    if index == size - 1 and data[index] == 90:  # 'Z'
+        offset = 0
+    elif index == size - 6 and (data[index] == 43 or data[index] == 45) and data[index + 3] == 58:
+        offset_hours = _number(data, index + 1, 2)
+        offset_minutes = _number(data, index + 4, 2)
+        if offset_hours < 0 or offset_minutes < 0:
+            return None
+        offset = (offset_hours * 60 + offset_minutes) * MINUTE
+        if data[index] == 45:
+            offset = -offset
+    else:
+        return None
+    seconds = _days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second
+    return seconds * SECOND + micros - offset
+
+
+def _number(data: bytes, start: int, count: int) -> int:
+    """The decimal number in data[start:start+count]; -1 if any of it is not a digit."""
+    value = 0
+    for index in range(start, start + count):
+        digit = data[index] - 48
+        if digit < 0 or digit > 9:
+            return -1
+        value = value * 10 + digit
+    return value
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's `days_from_civil`)."""
+    year -= 1 if month <= 2 else 0
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month - 3 if month > 2 else month + 9) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146_097 + day_of_era - 719_468
+
+
 def to_datetime(instant: Micros) -> datetime:
     """The aware UTC datetime of an instant."""
     return _EPOCH + timedelta(microseconds=instant)
