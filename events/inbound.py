@@ -20,7 +20,7 @@ Identifier = Annotated[str, Field(min_length=1, max_length=256)]
 # Validated into plain dicts (pydantic TypedDicts), not model instances: building a model
 # instance cost more than validating the event, and the core reads only a few fields (see
 # `events.records`). The config is repeated on each class: TypedDicts do not inherit it.
-_CONFIG = ConfigDict(extra="ignore", str_strip_whitespace=True)
+_CONFIG = ConfigDict(extra="ignore")
 
 
 @with_config(_CONFIG)
