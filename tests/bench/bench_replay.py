@@ -4,7 +4,7 @@ Generates a realistic history (events/samples.py: assignments, replies, pauses, 
 changes, reopenings, closes) and times decode -> fold -> encode for every line, reporting
 the best of several runs, and the peak memory of the ticket states.
 
-    python tests/bench/bench_replay.py [--tickets 50000] [--runs 3] [--breakdown]
+    python tests/bench/bench_replay.py [--tickets 50000] [--runs 8] [--breakdown]
 
 --breakdown also times the stages on their own (best of the runs, microseconds per input
 event): decode (JSON + pydantic + event.at), fold (Replayer.feed on decoded events, timers
@@ -34,7 +34,7 @@ from streams.sla.rules import Policy
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tickets", type=int, default=50_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--breakdown", action="store_true", help="also time each stage")
     args = parser.parse_args()
     policy = load_policy()
