@@ -62,14 +62,13 @@ def from_payload(payload: dict[str, Any], occurred_at_text: object = None) -> Ti
     at = from_rfc3339(occurred_at_text) if isinstance(occurred_at_text, str) else None
     if at is None:
         at = from_datetime(payload["occurred_at"])
-    get = payload.get
     return TicketEvent(
         payload["type"],
         payload["event_id"],
         payload["ticket_id"],
         at,
-        get("severity"),
-        get("customer_id"),
-        get("assignee"),
-        get("group"),
+        payload.get("severity"),
+        payload.get("customer_id"),
+        payload.get("assignee"),
+        payload.get("group"),
     )

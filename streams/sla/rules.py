@@ -122,8 +122,8 @@ class Policy:
         return self.calendar if name == "business" else ELAPSED
 
     def ref(self) -> dict[str, str]:
-        """`{"name", "version"}` for an outbound event (a fresh dict: callers own it)."""
-        return dict(self._ref)
+        """`{"name", "version"}` for outbound events: one dict, shared; never change it."""
+        return self._ref
 
 
 ELAPSED: Final = ElapsedClock()
