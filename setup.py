@@ -19,17 +19,15 @@ from setuptools import setup
 with open("pyproject.toml", "rb") as pyproject:
     COMPILED_CORE: list[str] = tomllib.load(pyproject)["tool"]["escalator"]["compiled"]
 
+PURE = os.environ.get("ESCALATOR_PURE_PYTHON", "") == "1"
 ext_modules = []
-if os.environ.get("ESCALATOR_PURE_PYTHON", "") != "1":
+if not PURE:
     from mypyc.build import mypycify
 
     ext_modules = mypycify(COMPILED_CORE, opt_level="3", group_name="escalator_core")
-    # What was compiled, so the test suite can refuse a build older than its source.
-    with open(".compiled-core.json", "w") as manifest:
-        json.dump(
-            {path: hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in COMPILED_CORE},
-            manifest,
-            indent=1,
-        )
+# What this install compiled, so the test suite can refuse a build older than its source.
+with open(".compiled-core.json", "w") as manifest:
+    sources = {path: hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in COMPILED_CORE}
+    json.dump({"pure": PURE, "sources": {} if PURE else sources}, manifest, indent=1)
 
 setup(ext_modules=ext_modules)

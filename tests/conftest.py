@@ -59,7 +59,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Refuse to test a stale build: the SLA core runs compiled (setup.py), not from its .py.
 
     After editing a compiled module, `pip install -e .` (or `bash deploy/setup.sh`) rebuilds
-    it; ESCALATOR_PURE_PYTHON=1 installs and tests the plain source instead.
+    it. An install made with ESCALATOR_PURE_PYTHON=1 (recorded by setup.py) tests the plain
+    source instead.
     """
     problems = compiled_core_problems()
     if problems:
@@ -70,16 +71,19 @@ def compiled_core_problems() -> list[str]:
     root = Path(__file__).resolve().parent.parent
     with (root / "pyproject.toml").open("rb") as file:
         sources = tomllib.load(file)["tool"]["escalator"]["compiled"]
-    pure = os.environ.get("ESCALATOR_PURE_PYTHON", "") == "1"
     manifest_path = root / ".compiled-core.json"
-    built = orjson.loads(manifest_path.read_bytes()) if manifest_path.exists() else {}
+    manifest = orjson.loads(manifest_path.read_bytes()) if manifest_path.exists() else {}
+    pure = bool(manifest.get("pure")) or os.environ.get("ESCALATOR_PURE_PYTHON", "") == "1"
+    built = manifest.get("sources", {})
     problems = []
     for source in sources:
         module = importlib.import_module(source.removesuffix(".py").replace("/", "."))
         loaded = Path(module.__file__ or "")
         if pure:
             if loaded.suffix != ".py":
-                problems.append(f"{source}: ESCALATOR_PURE_PYTHON=1 but {loaded.name} is loaded")
+                problems.append(
+                    f"{source}: installed without compiling, but {loaded.name} is loaded"
+                )
         elif loaded.suffix != ".so":
             problems.append(f"{source} is not compiled: run `pip install -e .`")
         elif built.get(source) != hashlib.sha256((root / source).read_bytes()).hexdigest():
