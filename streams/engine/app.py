@@ -12,8 +12,9 @@ Two deviations from stock Faust usage, both for exactness:
   `await` through p's transactional producer, instead of `table[key] = value` whose changelog
   send goes through a background buffer that a transaction commit does not wait for.
 - Faust commits from background tasks at any await point; `Engine` wraps the consumer's
-  `commit` in a lock that the agent holds from the start of a record until it has acked it, so
-  a transaction never contains half of a record's output, nor output of an unacked record.
+  `commit` in a lock that the agent holds from the start of a batch of records until it has
+  acked them all, so a transaction never contains half of a batch's output, nor output of an
+  unacked record.
 
 Timers: every owned partition has a `PartitionEngine` with a `TimerIndex`, re-armed from the
 changelog records Faust replays on assignment (`SlaTable.apply_changelog_batch`). In `wall`
@@ -50,6 +51,10 @@ log = logging.getLogger("escalator.engine")
 
 TABLE_NAME = "sla-state"
 REASON_HEADER = "escalator.reason"
+BATCH = 1000
+"""Most records processed (and acked) together; see `Engine._fold`."""
+BATCH_WAIT = 0.005
+"""Seconds a batch waits for more records before it is processed."""
 TIMER_TYPES = frozenset(
     {"sla.warning", "sla.breached", "ticket.escalated", "customer.notification_required"}
 )
@@ -330,35 +335,38 @@ class Engine:
     # -- the agent
 
     async def _fold(self, stream: Any) -> None:
-        """Process records one at a time; each record's output and its ack stay together.
+        """Process records in batches; a batch's output and its acks stay together.
 
-        Acks are manual (`noack`): Faust's stream acks the current event when the agent is
-        cancelled, even half-processed, and the shutdown commit would then skip it. Here a
-        record whose processing has started is finished (shielded) before the agent stops.
+        `take_events` hands over what has arrived (up to BATCH records, waiting at most
+        BATCH_WAIT seconds). The commit lock is held from the first record of a batch until all
+        of it is acked, so a transaction never holds part of a batch's output, nor output of
+        unacked records. A batch whose processing has started is finished (shielded) before
+        the agent stops: Faust would otherwise ack the whole batch when the agent is cancelled.
         """
-        async for event in stream.noack().events():
+        async for events in stream.take_events(BATCH, within=BATCH_WAIT):
             async with self._processing:
-                work = asyncio.ensure_future(self._process_or_exit(event.message))
+                work = asyncio.ensure_future(self._process_or_exit(events))
                 try:
                     await asyncio.shield(work)
                 except asyncio.CancelledError:
                     await work
-                    event.ack()
+                    _ack(events)
                     raise
-                event.ack()
+                _ack(events)
 
-    async def _process_or_exit(self, message: Any) -> None:
+    async def _process_or_exit(self, events: list[Any]) -> None:
         """A failed send (fenced producer, broker gone) ends the process at once.
 
         Like a SIGKILL: the open transaction is aborted when the partition's next owner starts,
-        and the record is processed again from the last committed offset. A graceful stop
-        would commit the transaction with part of this record's output in it.
+        and the batch is processed again from the last committed offset. A graceful stop
+        would commit the transaction with part of this batch's output in it.
         """
+        message = events[0].message
         try:
-            await self._process(message)
+            await self._process_batch([event.message for event in events])
         except Exception:
             log.critical(
-                "cannot produce the output of %s[%d]@%d; exiting",
+                "cannot produce the output of a batch from %s[%d]@%d; exiting",
                 message.topic,
                 message.partition,
                 message.offset,
@@ -367,7 +375,21 @@ class Engine:
             logging.shutdown()
             os._exit(70)
 
-    async def _process(self, message: Any) -> None:
+    async def _process_batch(self, messages: list[Any]) -> None:
+        """Process each record; table writes go to the changelog once per ticket, at the end.
+
+        The memory store is updated record by record (later records read it); the changelog is
+        compacted, so only a ticket's last state in the batch needs producing, into the same
+        transaction as the records' SLA events, before the batch is acked.
+        """
+        writes: dict[tuple[int, bytes], bytes | None] = {}
+        for message in messages:
+            await self._process(message, writes)
+        changelog = self.table.changelog_topic_name
+        for (partition, key), value in writes.items():
+            await self._send(changelog, key, value, partition)
+
+    async def _process(self, message: Any, writes: dict[tuple[int, bytes], bytes | None]) -> None:
         p: int = message.partition
         engine = self.partitions.get(p)
         if engine is None:
@@ -383,14 +405,13 @@ class Engine:
             result = RecordResult("invalid", rejected=f"internal error: {type(exc).__name__}")
         self.offsets[p] = message.offset
         self.metrics.events_in.labels(result.kind).inc()
-        changelog = self.table.changelog_topic_name
         for ticket_id, value in result.writes.items():
             key = ticket_id.encode()
             if value is None:
                 data.pop(key, None)
             else:
                 data[key] = value
-            await self._send(changelog, key, value, p)
+            writes[p, key] = value
         for record in result.emitted:
             await self._send(
                 self.config.output_topic, record["ticket_id"].encode(), orjson.dumps(record), p
@@ -648,3 +669,9 @@ class Engine:
 
 def build_engine(config: EngineConfig, policy: Policy) -> Engine:
     return Engine(config, policy)
+
+
+def _ack(events: list[Any]) -> None:
+    """Mark records processed: their offsets may now go into the next commit."""
+    for event in events:
+        event.ack()
