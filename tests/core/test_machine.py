@@ -248,6 +248,18 @@ def test_duplicates_are_ignored() -> None:
     assert again.duplicate and again.emitted == [] and again.rejected is None
 
 
+def test_ids_are_compared_exactly_whitespace_included() -> None:
+    """README: ids are opaque; " T1" is another ticket than "T1", and "e1 " another event."""
+    opened = event("opened", "2026-11-30 09:00", ticket="T1", severity=2, event_id="e1")
+    assert (opened.ticket_id, opened.event_id) == ("T1", "e1")
+    state = handle(None, opened, POLICY).state
+    padded = event("responded", "2026-11-30 09:30", ticket=" T1", event_id="e1 ")
+    assert (padded.ticket_id, padded.event_id) == (" T1", "e1 ")
+    assert "unknown ticket" in (handle(None, padded, POLICY).rejected or "")
+    resent = event("assigned", "2026-11-30 09:40", ticket="T1", event_id="e1 ")
+    assert not handle(state, resent, POLICY).duplicate
+
+
 @pytest.mark.parametrize(
     ("kind", "fields", "reason"),
     [
