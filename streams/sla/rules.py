@@ -1,8 +1,8 @@
 """The compiled rules of a policy: targets in microseconds and the timers each metric arms.
 
-Plain frozen dataclasses, built once by `streams.sla.policy` from the TOML file and read by
-the state machine on every event; kept apart from the pydantic file format so the SLA core
-compiles to native code (see setup.py) without pulling pydantic in.
+Frozen dataclasses and the plain `Policy` class, built once by `streams.sla.policy` from the
+TOML file and read by the state machine on every event; kept apart from the pydantic file
+format so the SLA core compiles to native code (see setup.py) without pulling pydantic in.
 """
 
 from __future__ import annotations
