@@ -41,6 +41,8 @@ class TicketOpened(_TicketEventBase):
     type: Literal["ticket.opened"]
     severity: Severity
     customer_id: NotRequired[Identifier | None]
+    group: NotRequired[Identifier | None]
+    assignee: NotRequired[Identifier | None]
 
 
 @with_config(_CONFIG)
@@ -85,6 +87,8 @@ class TicketClosed(_TicketEventBase):
 
 @with_config(_CONFIG)
 class TicketAssigned(_TicketEventBase):
+    """The current assignment: both fields replace what was known (absent: none)."""
+
     type: Literal["ticket.assigned"]
     assignee: NotRequired[Identifier | None]
     group: NotRequired[Identifier | None]

@@ -33,6 +33,9 @@ class _SlaEventBase(BaseModel):
     at: Timestamp = Field(description="When the event fired (event time).")
     cycle: int = Field(ge=0, description="0 for the first resolution cycle, +1 per reopen.")
     policy: PolicyRef
+    customer_id: str | None = Field(description="The ticket's customer (organisation), if known.")
+    group: str | None = Field(description="The ticket's group when the event fired, if known.")
+    assignee: str | None = Field(description="The ticket's assignee when the event fired.")
 
 
 class SlaWarning(_SlaEventBase):

@@ -12,10 +12,13 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter
 
+from events.cloudevents import SCHEMA_BASE
 from events.inbound import ClockTick, TicketEventPayload
 from events.outbound import SlaEvent
 
 SCHEMA_DIR = Path(__file__).with_name("schemas")
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+"""pydantic generates JSON Schema draft 2020-12."""
 
 
 def schemas() -> dict[str, dict[str, Any]]:
@@ -26,10 +29,15 @@ def schemas() -> dict[str, dict[str, Any]]:
     outbound["title"] = "Escalator outbound SLA event"
     tick = ClockTick.model_json_schema()
     tick["title"] = "Escalator clock tick (event-clock control record)"
-    return {
+    named = {
         "ticket-event.schema.json": inbound,
         "sla-event.schema.json": outbound,
         "clock-tick.schema.json": tick,
+    }
+    # $id: a stable URN per record type (also the CloudEvents `dataschema` of SLA events).
+    return {
+        name: {"$schema": DIALECT, "$id": SCHEMA_BASE + name.removesuffix(".schema.json"), **body}
+        for name, body in named.items()
     }
 
 

@@ -43,6 +43,7 @@ from aiokafka import (  # type: ignore[import-untyped]
 from faust.types import TP
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from events.cloudevents import sla_event_headers, source_of
 from events.instants import SECOND, Micros, format_instant, parse_instant
 from streams.engine.processor import ClockMode, PartitionEngine, RecordResult
 from streams.sla.rules import Policy
@@ -180,6 +181,7 @@ class Engine:
         self._changelog_reader: AIOKafkaConsumer | None = None
         self.changelog_ends: dict[Any, int] = {}
         self.ready = False
+        self._ce_source = source_of(config.app_id)
         cfg = config
         self.app: Any = faust.App(
             cfg.app_id,
@@ -414,7 +416,11 @@ class Engine:
             writes[p, key] = value
         for record in result.emitted:
             await self._send(
-                self.config.output_topic, record["ticket_id"].encode(), orjson.dumps(record), p
+                self.config.output_topic,
+                record["ticket_id"].encode(),
+                orjson.dumps(record),
+                p,
+                sla_event_headers(record, self._ce_source),
             )
             self.metrics.sla_out.labels(record["type"]).inc()
         if result.emitted and self.config.clock == "wall":

@@ -186,7 +186,11 @@ def metric_running(state: TicketState, metric: str) -> bool:
 def _event(
     state: TicketState, policy: Policy, kind: str, metric: str, rule: str, due_at: str, at: str
 ) -> dict[str, Any]:
-    """An outbound SLA event; `due_at` and `at` come formatted (see `_instants`)."""
+    """An outbound SLA event; `due_at` and `at` come formatted (see `_instants`).
+
+    It carries the routing metadata as known when it fired (customer, group, assignee), so a
+    consumer can route it without joining the ticket stream.
+    """
     return {
         "event_id": sla_event_id(state.ticket_id, state.reported_at, metric, rule, state.cycle),
         "type": kind,
@@ -197,6 +201,9 @@ def _event(
         "at": at,
         "cycle": state.cycle,
         "policy": policy.ref(),
+        "customer_id": state.customer_id,
+        "group": state.group,
+        "assignee": state.assignee,
     }
 
 
@@ -355,6 +362,8 @@ def _open(event: TicketEvent, policy: Policy) -> Outcome:
         customer_id=event.customer_id,
         resolution_spans=[(at, None)],
         seen=[event.event_id],
+        group=event.group,
+        assignee=event.assignee,
     )
     out: list[dict[str, Any]] = []
     _schedule(state, policy, at, out)
@@ -472,6 +481,15 @@ def _apply_reopened(
     return None
 
 
+def _apply_assigned(
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+) -> str | None:
+    """The event states the current assignment: both fields replace what was known."""
+    state.group = event.group
+    state.assignee = event.assignee
+    return None
+
+
 def _apply_nothing(
     state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
 ) -> str | None:
@@ -487,6 +505,6 @@ _APPLY: Final[dict[str, _Apply]] = {
     "ticket.resolved": _apply_resolved,
     "ticket.closed": _apply_closed,
     "ticket.reopened": _apply_reopened,
-    "ticket.assigned": _apply_nothing,
+    "ticket.assigned": _apply_assigned,
     "ticket.customer_notified": _apply_nothing,
 }

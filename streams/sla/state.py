@@ -34,11 +34,13 @@ class TicketState:
     """One ticket's SLA state (a plain class with an explicit `__init__` so mypyc compiles it)."""
 
     __slots__ = (
+        "assignee",
         "customer_id",
         "cycle",
         "escalation_active",
         "fired",
         "first_response_stopped_at",
+        "group",
         "last_event_at",
         "pauses",
         "policy_version",
@@ -70,6 +72,8 @@ class TicketState:
         fired: list[str] | None = None,
         seen: list[str] | None = None,
         timers: list[Timer] | None = None,
+        group: str | None = None,
+        assignee: str | None = None,
     ) -> None:
         self.ticket_id = ticket_id
         self.severity = severity
@@ -89,6 +93,9 @@ class TicketState:
         self.fired: list[str] = [] if fired is None else fired
         self.seen: list[str] = [] if seen is None else seen
         self.timers: list[Timer] = [] if timers is None else timers
+        self.group = group
+        self.assignee = assignee
+        """Routing metadata as last assigned (`ticket.assigned`), copied into SLA events."""
 
     def __repr__(self) -> str:
         return f"TicketState({self.to_json_obj()!r})"
@@ -111,6 +118,8 @@ class TicketState:
             "fired": self.fired,
             "seen": self.seen,
             "timers": [[t.due_at, t.metric, t.rule, list(t.rank)] for t in self.timers],
+            "group": self.group,
+            "assignee": self.assignee,
         }
 
     @classmethod
@@ -132,6 +141,8 @@ class TicketState:
             fired=list(obj["fired"]),
             seen=list(obj["seen"]),
             timers=[Timer(d, (rk[0], rk[1]), m, r) for d, m, r, rk in obj["timers"]],
+            group=obj.get("group"),  # absent in states written before routing metadata
+            assignee=obj.get("assignee"),
         )
 
     @property
