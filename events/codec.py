@@ -13,6 +13,7 @@ import orjson
 from pydantic import ValidationError
 
 from events.inbound import TICKET_EVENT_TYPES, ClockTick, ticket_event_adapter
+from events.instants import parse_rfc3339
 from events.records import TicketEvent, from_payload
 
 _KNOWN_TYPES = frozenset(TICKET_EVENT_TYPES)
@@ -60,12 +61,48 @@ def ticket_event_from_obj(obj: Any) -> TicketEvent:
     if kind is None:
         raise InvalidEvent("field 'type': missing")
     if not isinstance(kind, str) or kind not in _KNOWN_TYPES:
-        raise InvalidEvent(f"field 'type': unknown event type {str(kind)[:64]!r}")
+        raise InvalidEvent(f"field 'type': unknown event type {sanitise(kind)}")
     try:
         payload = _validate_ticket_event(obj)
     except ValidationError as exc:
         raise InvalidEvent(_describe(exc)) from None
-    return from_payload(payload, obj.get("occurred_at"))
+    try:
+        at = parse_rfc3339(payload["occurred_at"])
+    except ValueError as exc:
+        raise InvalidEvent(f"field 'occurred_at': {exc}") from None
+    return from_payload(payload, at)
+
+
+SANITISED_LENGTH = 24
+"""Most characters of an input value a reason or a log line quotes (see `sanitise`)."""
+
+
+def sanitise(value: object) -> str:
+    """A short, harmless form of an input value for reasons and logs: never the value itself.
+
+    Only a JSON string is quoted, and only its first SANITISED_LENGTH characters from
+    `a-z A-Z 0-9 . _ -` (others become `?`), so free text, control characters or megabytes
+    riding in a field cannot reach a log line or a dead-letter header.
+    """
+    if not isinstance(value, str):
+        return f"(a JSON {_json_kind(value)})"
+    head = "".join(c if c in _SAFE else "?" for c in value[:SANITISED_LENGTH])
+    if len(value) > SANITISED_LENGTH:
+        return f"'{head}...' ({len(value)} characters)"
+    return f"'{head}'"
+
+
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "array" if isinstance(value, list) else "object"
 
 
 def decode_input_record(raw: bytes | str) -> TicketEvent | ClockTick:

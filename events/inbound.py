@@ -9,12 +9,24 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, NotRequired
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, with_config
+from pydantic import BaseModel, ConfigDict, Field, Strict, TypeAdapter, field_validator, with_config
 from typing_extensions import TypedDict
 
-from events.instants import Micros, from_datetime
+from events.instants import SUPPORTED_RANGE, Micros, parse_rfc3339
 
-Severity = Annotated[int, Field(ge=1, le=4, description="1 (critical) to 4 (low)")]
+Severity = Annotated[int, Strict(), Field(ge=1, le=4, description="1 (critical) to 4 (low)")]
+"""A JSON integer: `true`, `"1"` and `2.0` are rejected (strict JSON types)."""
+Timestamp = Annotated[
+    str,
+    Strict(),
+    Field(
+        max_length=64,
+        description="RFC 3339 date-time with a UTC offset (upper-case T and Z), between "
+        f"{SUPPORTED_RANGE}; a leap second 23:59:60Z reads as 23:59:59.999999Z.",
+        json_schema_extra={"format": "date-time"},
+    ),
+]
+"""Validated as a JSON string here; its shape and range by `events.instants.parse_rfc3339`."""
 Identifier = Annotated[str, Field(min_length=1, max_length=256)]
 
 # Validated into plain dicts (pydantic TypedDicts), not model instances: building a model
@@ -29,9 +41,7 @@ class _TicketEventBase(TypedDict):
         Identifier, Field(description="Unique id of this event; redeliveries repeat it.")
     ]
     ticket_id: Identifier
-    occurred_at: Annotated[
-        AwareDatetime, Field(description="RFC 3339 timestamp with a UTC offset.")
-    ]
+    occurred_at: Timestamp
     source: NotRequired[Annotated[str | None, Field(max_length=256)]]
     schema_version: NotRequired[int | str | None]
 
@@ -141,8 +151,14 @@ class ClockTick(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     type: Literal["clock.tick"] = "clock.tick"
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _rfc3339(cls, value: str) -> str:
+        parse_rfc3339(value)
+        return value
 
     @property
     def at(self) -> Micros:
-        return from_datetime(self.occurred_at)
+        return parse_rfc3339(self.occurred_at)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from events.instants import Micros, from_datetime, from_rfc3339
+from events.instants import Micros
 
 
 class TicketEvent:
@@ -53,15 +53,11 @@ class TicketEvent:
         return f"TicketEvent({self.type!r}, {self.event_id!r}, {self.ticket_id!r}, at={self.at})"
 
 
-def from_payload(payload: dict[str, Any], occurred_at_text: object = None) -> TicketEvent:
+def from_payload(payload: dict[str, Any], at: Micros) -> TicketEvent:
     """The record of a payload that passed validation against the contract.
 
-    `occurred_at_text` is the timestamp as it arrived, if the caller has it: reading the
-    instant off the text is cheaper than off the validated datetime (same value).
+    `at` is its `occurred_at`, already read by `events.instants.parse_rfc3339`.
     """
-    at = from_rfc3339(occurred_at_text) if isinstance(occurred_at_text, str) else None
-    if at is None:
-        at = from_datetime(payload["occurred_at"])
     return TicketEvent(
         payload["type"],
         payload["event_id"],

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import orjson
 from pydantic import ValidationError
 
-from events.codec import InvalidEvent, decode_json, ticket_event_from_obj
+from events.codec import InvalidEvent, decode_json, sanitise, ticket_event_from_obj
 from events.outbound import sla_event_adapter
 from events.records import TicketEvent
 from projections.db import Database
@@ -198,7 +198,17 @@ class Store:
         snapshot = None
         if entry.state is not None and entry.state.status == "closed":
             snapshot = entry.state.to_json_obj()  # handle may purge it and mutate it on the way
-        result = fold_ticket(entry.state, entry.extras, event, self.policy)
+        try:
+            result = fold_ticket(entry.state, entry.extras, event, self.policy)
+        except Exception as exc:  # a fault in the core must not stop the partition
+            log.error(
+                "internal error on ticket event %s event_id=%s ticket_id=%s: %s; skipped",
+                where,
+                sanitise(event.event_id),
+                sanitise(event.ticket_id),
+                type(exc).__name__,
+            )
+            raise _FoldFault from exc
         if result.changed and result.state is not None:
             entry.state, entry.extras, entry.dirty = result.state, result.extras, True
         elif snapshot is not None:
@@ -242,11 +252,23 @@ class Store:
         """Apply records of ONE (topic, partition) and store its next offset, in one transaction.
 
         Records at offsets below the stored one were applied before (a redelivery after a
-        seek or a rebalance) and are skipped.
+        seek or a rebalance) and are skipped. A record whose fold raises (a fault in the core)
+        is counted invalid and skipped: the transaction is rolled back and the batch applied
+        again without it, so nothing it half-changed is kept and nothing else is lost.
         """
         batch = list(records)
         if not batch:
             return 0
+        faulty: set[int] = set()
+        while True:
+            counters = replace(self.counters, by_topic=dict(self.counters.by_topic))
+            try:
+                return self._apply_once(kind, batch, faulty)
+            except _FoldFault as fault:
+                self.counters = counters
+                faulty.add(fault.offset)
+
+    def _apply_once(self, kind: Kind, batch: list[Record], faulty: set[int]) -> int:
         first = batch[0]
         with self.db.tx():
             self._batch = {}
@@ -262,7 +284,10 @@ class Store:
                 decoded: list[tuple[Record, Any]] = []
                 for record in fresh:
                     where = f"{record.topic}/{record.partition}@{record.offset}"
-                    if kind == "ticket":
+                    if record.offset in faulty:
+                        self.counters.invalid += 1
+                        decoded.append((record, None))
+                    elif kind == "ticket":
                         decoded.append((record, self._decode_ticket(record.value, where)))
                     else:
                         decoded.append((record, self._decode_sla(record.value, where)))
@@ -274,10 +299,13 @@ class Store:
                 for record, item in decoded:
                     if item is not None:
                         where = f"{record.topic}/{record.partition}@{record.offset}"
-                        if kind == "ticket":
-                            self._apply_ticket(item, where)
-                        else:
-                            self._apply_sla(item)
+                        try:
+                            if kind == "ticket":
+                                self._apply_ticket(item, where)
+                            else:
+                                self._apply_sla(item)
+                        except _FoldFault:
+                            raise _FoldFault(record.offset) from None
                     self.counters.by_topic[record.topic] = (
                         self.counters.by_topic.get(record.topic, 0) + 1
                     )
@@ -295,6 +323,14 @@ class Store:
         """Stored next offsets per (topic, partition): where a restarted projector resumes."""
         rows = self.db.query("SELECT topic, partition_id, next_offset FROM projector_offsets")
         return {(r[0], int(r[1])): int(r[2]) for r in rows}
+
+
+class _FoldFault(Exception):
+    """The core raised while folding the record at `offset`: skip it and apply the batch again."""
+
+    def __init__(self, offset: int = -1) -> None:
+        super().__init__(offset)
+        self.offset = offset
 
 
 def _reason(exc: Exception) -> str:

@@ -121,7 +121,13 @@ def _run(
             if on_invalid:
                 on_invalid(number, str(exc))
             continue
-        emitted, rejected = feed(event)
+        try:
+            emitted, rejected = feed(event)
+        except Exception as exc:  # a fault in the core must not stop the replay
+            replayer.counts.invalid += 1
+            if on_invalid:
+                on_invalid(number, f"internal error: {type(exc).__name__}")
+            continue
         if emitted:
             yield from emitted
         if rejected is not None and on_invalid:
