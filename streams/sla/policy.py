@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
 
 from events.instants import DAY, Micros, format_duration
 from streams.sla.clocks import BusinessCalendar
@@ -60,8 +60,9 @@ class CalendarSpec(_Strict):
 class MetricSpec(_Strict):
     target: str
     clock: ClockName = "business"
-    pausable: bool = False
-    warn_at: list[Annotated[float, Field(gt=0, lt=1)]] = []
+    pausable: Annotated[bool, Strict()] = False
+    warn_at: list[Annotated[float, Strict(), Field(gt=0, lt=1)]] = []
+    """Fractions of the target as TOML numbers (`["0.5"]`, a string, is rejected)."""
 
 
 class EscalationSpec(_Strict):
@@ -102,9 +103,9 @@ def compile_policy(spec: PolicySpec, source: str) -> Policy:
     except (ValueError, KeyError) as exc:
         raise PolicyError(f"{source}: calendar: {exc}") from None
 
-    def duration(text: str, key: str) -> Micros:
+    def duration(text: str, key: str, clock: ClockName) -> Micros:
         try:
-            return parse_duration(text, calendar.day_length)
+            return parse_duration(text, calendar.day_length, business=clock == "business")
         except ValueError as exc:
             raise PolicyError(f"{source}: {key}: {exc}") from None
 
@@ -113,7 +114,7 @@ def compile_policy(spec: PolicySpec, source: str) -> Policy:
             return None
         return MetricRule(
             metric=name,
-            target=duration(m.target, f"{key}.target"),
+            target=duration(m.target, f"{key}.target", m.clock),
             clock=m.clock,
             pausable=m.pausable,
             warn_at=tuple(sorted(set(m.warn_at))),
@@ -125,7 +126,7 @@ def compile_policy(spec: PolicySpec, source: str) -> Policy:
         escalations = tuple(
             EscalationRule(
                 level=index + 1,
-                after=duration(esc.after, f"{key}.escalations.{index}.after"),
+                after=duration(esc.after, f"{key}.escalations.{index}.after", esc.clock),
                 clock=esc.clock,
                 to=esc.to,
             )
@@ -172,6 +173,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})") from None
     return parse_policy(text, str(path))
 
 
