@@ -8,6 +8,7 @@ ticket says can reach our state, output or logs.
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from events.instants import Micros
@@ -48,6 +49,17 @@ class TicketEvent:
         self.customer_id = customer_id
         self.assignee = assignee
         self.group = group
+
+    def digest(self) -> int:
+        """A CRC-32 of the event's content (everything but its ids), stable across processes.
+
+        Kept per seen event id, so a redelivery (same id, same content) is told apart from an
+        id reused for a different event (same id, other content), which is rejected.
+        """
+        content = (
+            f"{self.type}|{self.at}|{self.severity}|{self.customer_id}|{self.assignee}|{self.group}"
+        )
+        return zlib.crc32(content.encode()) or 1
 
     def __repr__(self) -> str:
         return f"TicketEvent({self.type!r}, {self.event_id!r}, {self.ticket_id!r}, at={self.at})"

@@ -316,6 +316,10 @@ def advance(state: TicketState, now: Micros, policy: Policy) -> Outcome:
     return Outcome(state if alive else None, out)
 
 
+CONFLICT = "field 'event_id': already used by another event of this ticket with other content"
+"""The reason for an event id reused with different content (a redelivery repeats the content)."""
+
+
 def handle(state: TicketState | None, event: TicketEvent, policy: Policy) -> Outcome:
     """Apply one ticket event; the ticket's timers due strictly before it fire first."""
     if state is None:
@@ -323,6 +327,9 @@ def handle(state: TicketState | None, event: TicketEvent, policy: Policy) -> Out
             return _open(event, policy)
         return Outcome(None, rejected=f"unknown ticket {event.ticket_id!r}: no ticket.opened seen")
     if event.event_id in state.seen:
+        known = state.digests[state.seen.index(event.event_id)]
+        if known and known != event.digest():
+            return Outcome(state, rejected=CONFLICT)
         return Outcome(state, duplicate=True)
     at = event.at
     now = at if at > state.last_event_at else state.last_event_at
@@ -342,6 +349,7 @@ def handle(state: TicketState | None, event: TicketEvent, policy: Policy) -> Out
     if reason is not None:
         return Outcome(state, out, rejected=reason)
     state.seen.append(event.event_id)
+    state.digests.append(event.digest())
     state.last_event_at = now
     return Outcome(state, out)
 
@@ -362,6 +370,7 @@ def _open(event: TicketEvent, policy: Policy) -> Outcome:
         customer_id=event.customer_id,
         resolution_spans=[(at, None)],
         seen=[event.event_id],
+        digests=[event.digest()],
         group=event.group,
         assignee=event.assignee,
     )

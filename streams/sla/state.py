@@ -37,6 +37,7 @@ class TicketState:
         "assignee",
         "customer_id",
         "cycle",
+        "digests",
         "escalation_active",
         "fired",
         "first_response_stopped_at",
@@ -74,6 +75,7 @@ class TicketState:
         timers: list[Timer] | None = None,
         group: str | None = None,
         assignee: str | None = None,
+        digests: list[int] | None = None,
     ) -> None:
         self.ticket_id = ticket_id
         self.severity = severity
@@ -92,6 +94,9 @@ class TicketState:
         self.escalation_active = escalation_active
         self.fired: list[str] = [] if fired is None else fired
         self.seen: list[str] = [] if seen is None else seen
+        self.digests: list[int] = [0] * len(self.seen) if digests is None else digests
+        """`events.records.TicketEvent.digest` of each `seen` event (0: unknown, older state):
+        a redelivery repeats it, an id reused for other content does not."""
         self.timers: list[Timer] = [] if timers is None else timers
         self.group = group
         self.assignee = assignee
@@ -120,6 +125,7 @@ class TicketState:
             "timers": [[t.due_at, t.metric, t.rule, list(t.rank)] for t in self.timers],
             "group": self.group,
             "assignee": self.assignee,
+            "digests": self.digests,
         }
 
     @classmethod
@@ -143,6 +149,7 @@ class TicketState:
             timers=[Timer(d, (rk[0], rk[1]), m, r) for d, m, r, rk in obj["timers"]],
             group=obj.get("group"),  # absent in states written before routing metadata
             assignee=obj.get("assignee"),
+            digests=list(obj["digests"]) if "digests" in obj else None,  # absent in older states
         )
 
     @property

@@ -19,8 +19,10 @@ import pytest
 
 from events.codec import InvalidEvent, decode_input_record, decode_ticket_event, sanitise
 from events.instants import parse_instant
+from streams.sla.machine import CONFLICT, handle
 from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
+from streams.sla.state import TicketState
 from tests.core.test_cli import ROOT, escalator
 
 YEAR_9999 = (
@@ -129,6 +131,7 @@ def test_replay_cli_reports_the_9999_record_and_goes_on_without_a_traceback() ->
 FAULT_SCRIPT = """
 import sys
 from streams.sla import replay
+from streams.sla.machine import CONFLICT, handle
 from streams.sla.policy import load_policy
 assert replay.__file__.endswith(".py"), replay.__file__
 real = replay.handle
@@ -170,3 +173,35 @@ def test_replay_skips_a_line_the_core_fails_on_and_keeps_the_others(tmp_path: Pa
     assert reasons == "[(1, 'internal error: ValueError')]"
     assert emitted == str(expected)
     assert expected  # the valid ticket did emit
+
+
+def test_a_reused_event_id_with_other_content_is_rejected_not_dropped() -> None:
+    """Issue #10 section 6: a redelivery is a duplicate; the same id with other content is not."""
+    policy = load_policy()
+    first = decode_ticket_event(opened(event_id="e1", severity=2))
+    state = handle(None, first, policy).state
+    assert state is not None
+    assert handle(state, decode_ticket_event(opened(event_id="e1", severity=2)), policy).duplicate
+    other = handle(state, decode_ticket_event(opened(event_id="e1", severity=1)), policy)
+    assert not other.duplicate
+    assert other.rejected == CONFLICT
+    later = opened(event_id="e1", type="ticket.resolved", occurred_at="2026-12-01T11:00:00Z")
+    assert handle(state, decode_ticket_event(later), policy).rejected == CONFLICT
+    # A state stored before digests existed still treats a repeated id as a redelivery.
+    old = state.to_json_obj()
+    del old["digests"]
+    restored = TicketState.from_json_obj(old)
+    assert handle(restored, decode_ticket_event(later), policy).duplicate
+
+
+def test_replay_counts_a_reused_event_id_as_rejected_with_its_reason() -> None:
+    lines = [
+        opened(event_id="e1", severity=2),
+        opened(event_id="e1", severity=2),
+        opened(event_id="e1", severity=1),
+    ]
+    reasons: list[tuple[int, str]] = []
+    replayer = Replayer(load_policy())
+    list(replayer.run(lines, None, lambda n, r: reasons.append((n, r))))
+    assert reasons == [(3, CONFLICT)]
+    assert (replayer.counts.duplicates, replayer.counts.rejected) == (1, 1)
