@@ -46,12 +46,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from events.cloudevents import sla_event_headers, source_of
 from events.instants import SECOND, Micros, format_instant, parse_instant
 from streams.engine.processor import ClockMode, PartitionEngine, RecordResult
+from streams.engine.topics import PRODUCER_MAX_REQUEST_BYTES, dead_letter
 from streams.sla.rules import Policy
 
 log = logging.getLogger("escalator.engine")
 
 TABLE_NAME = "sla-state"
-REASON_HEADER = "escalator.reason"
 BATCH = 1000
 """Most records processed (and acked) together; see `Engine._fold`."""
 BATCH_WAIT = 0.005
@@ -204,6 +204,7 @@ class Engine:
             datadir=cfg.data_dir,
             autodiscover=False,
             producer_linger_ms=5,
+            producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         )
         app = self.app
         raw: dict[str, Any] = {
@@ -436,16 +437,12 @@ class Engine:
 
     async def _dead_letter(self, message: Any, result: RecordResult) -> None:
         reason = result.rejected or ""
-        headers = [
-            (REASON_HEADER, reason.encode()),
-            ("escalator.stage", b"decode" if result.kind == "invalid" else b"rejected"),
-            ("escalator.source.topic", str(message.topic).encode()),
-            ("escalator.source.partition", str(message.partition).encode()),
-            ("escalator.source.offset", str(message.offset).encode()),
-        ]
-        await self._send(
-            self.config.dlq_topic, message.key, message.value, message.partition, headers
-        )
+        stage = "decode" if result.kind == "invalid" else "rejected"
+        key, value, headers = dead_letter(
+            message.key, message.value, reason, stage, message.topic, message.partition,
+            message.offset,
+        )  # fmt: skip
+        await self._send(self.config.dlq_topic, key, value, message.partition, headers)
         self.metrics.dead_letters.inc()
         # Ids only: reasons name fields and ticket ids, never free text.
         log.warning(

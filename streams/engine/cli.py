@@ -137,7 +137,7 @@ def _setup_logging(level: str) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Start a worker; exits non-zero if the policy is invalid or the broker unreachable."""
     from streams.engine.app import EngineConfig, build_engine
-    from streams.engine.topics import BrokerUnavailable, ensure_topics
+    from streams.engine.topics import BrokerUnavailable, ensure_topics, topic_limits
     from streams.sla.policy import PolicyError, load_policy
 
     try:
@@ -148,7 +148,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     topics = (args.input_topic, args.output_topic, args.dlq_topic)
     try:
         counts = asyncio.run(
-            ensure_topics(args.broker, topics, args.partitions, args.connect_timeout)
+            ensure_topics(
+                args.broker,
+                topics,
+                args.partitions,
+                args.connect_timeout,
+                topic_limits(*topics),
+            )
         )
     except BrokerUnavailable as exc:
         print(f"escalator run: {exc}", file=sys.stderr)
@@ -219,11 +225,27 @@ def _key_of(line: bytes) -> bytes | None:
     return ticket.encode() if isinstance(ticket, str) and ticket else None
 
 
-def _lines(stream: BinaryIO) -> Iterator[bytes]:
-    for line in stream:
-        line = line.rstrip(b"\r\n")
-        if line.strip():
-            yield line
+class _Lines:
+    """The non-blank lines of a stream; lines over `MAX_RECORD_BYTES` are refused and counted."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.refused = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        from streams.engine.topics import MAX_RECORD_BYTES
+
+        for number, raw in enumerate(self.stream, start=1):
+            line = raw.rstrip(b"\r\n")
+            if len(line) > MAX_RECORD_BYTES:
+                self.refused += 1
+                print(
+                    f"escalator publish: line {number}: {len(line)} bytes, over the limit of "
+                    f"{MAX_RECORD_BYTES}; not published",
+                    file=sys.stderr,
+                )
+            elif line.strip():
+                yield line
 
 
 async def publish_lines(
@@ -232,12 +254,15 @@ async def publish_lines(
     """Produce lines keyed by ticket id (in order per key), then ticks; returns counts."""
     from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
+    from streams.engine.topics import INPUT_TOPIC_MAX_BYTES
+
     producer = AIOKafkaProducer(
         bootstrap_servers=broker,
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
         max_batch_size=256 * 1024,
+        max_request_size=INPUT_TOPIC_MAX_BYTES,
     )
     await producer.start()
     sent = ticks = 0
@@ -263,7 +288,7 @@ async def publish_lines(
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from streams.engine.topics import BrokerUnavailable, ensure_topics
+    from streams.engine.topics import BrokerUnavailable, ensure_topics, topic_limits
 
     tick: int | None = None
     if args.tick is not None:
@@ -274,7 +299,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
             return 2
     try:
         asyncio.run(
-            ensure_topics(args.broker, [args.input_topic], args.partitions, args.connect_timeout)
+            ensure_topics(
+                args.broker,
+                [args.input_topic],
+                args.partitions,
+                args.connect_timeout,
+                topic_limits(args.input_topic),
+            )
         )
     except BrokerUnavailable as exc:
         print(f"escalator publish: {exc}", file=sys.stderr)
@@ -284,12 +315,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"escalator publish: {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
+    lines = _Lines(stream)
     with stream:
-        sent, ticks = asyncio.run(
-            publish_lines(args.broker, args.input_topic, _lines(stream), tick)
-        )
+        sent, ticks = asyncio.run(publish_lines(args.broker, args.input_topic, lines, tick))
     print(f"published {sent} records and {ticks} ticks to {args.input_topic}", file=sys.stderr)
-    return 0
+    return 1 if lines.refused else 0
 
 
 # ---------------------------------------------------------------------------------------------

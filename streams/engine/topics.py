@@ -18,6 +18,58 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError  # type: ignore[
 
 log = logging.getLogger("escalator.engine")
 
+MAX_RECORD_BYTES = 1_000_000
+"""The largest input record (value) the system takes, end to end.
+
+`escalator publish` refuses a bigger line, the input topic is created with a broker limit
+just above it (`INPUT_TOPIC_MAX_BYTES`: a record batch also carries its key and framing), and
+the worker's producer and dead-letter topic take a copy of any record the input topic holds.
+"""
+INPUT_TOPIC_MAX_BYTES = MAX_RECORD_BYTES + 16_384
+"""`max.message.bytes` of the input topic (a batch of one record with its key and headers)."""
+PRODUCER_MAX_REQUEST_BYTES = 2 * MAX_RECORD_BYTES
+"""The worker producer's `max_request_size`, and `max.message.bytes` of its output topics:
+a dead-letter copy of the largest input record, with its headers, always fits."""
+DEAD_LETTER_COPY_BYTES = MAX_RECORD_BYTES
+"""A record longer than this (from a topic created without our limit) is dead-lettered with
+only its first `TRUNCATED_COPY_BYTES` and a header saying so: it is never lost, never
+retried forever."""
+TRUNCATED_COPY_BYTES = 64 * 1024
+REASON_HEADER = "escalator.reason"
+MAX_REASON_BYTES = 1_000
+
+
+def dead_letter(
+    key: bytes | None,
+    value: bytes | None,
+    reason: str,
+    stage: str,
+    topic: str,
+    partition: int,
+    offset: int,
+) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """(key, value, headers) of the dead-letter copy of input record `topic[partition]@offset`.
+
+    The copy holds the original bytes, unless key and value exceed `DEAD_LETTER_COPY_BYTES`:
+    then the first `TRUNCATED_COPY_BYTES` of the value, the key cut to 1 KiB, and the header
+    `escalator.truncated` with the original value length. The reason header is cut to
+    `MAX_REASON_BYTES` (reasons name fields and ids, never free text: `events.codec`).
+    """
+    headers = [
+        (REASON_HEADER, reason.encode()[:MAX_REASON_BYTES]),
+        ("escalator.stage", stage.encode()),
+        ("escalator.source.topic", topic.encode()),
+        ("escalator.source.partition", str(partition).encode()),
+        ("escalator.source.offset", str(offset).encode()),
+    ]
+    size = len(key or b"") + len(value or b"")
+    if size > DEAD_LETTER_COPY_BYTES:
+        original = len(value or b"")
+        headers.append(("escalator.truncated", str(original).encode()))
+        key = None if key is None else key[:1024]
+        value = None if value is None else value[:TRUNCATED_COPY_BYTES]
+    return key, value, headers
+
 
 class BrokerUnavailable(RuntimeError):
     """No broker answered within the allotted time."""
@@ -58,9 +110,18 @@ async def partition_counts(admin: AIOKafkaAdminClient, names: Iterable[str]) -> 
 
 
 async def ensure_topics(
-    bootstrap: str, names: Iterable[str], partitions: int, timeout: float = 30.0
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int,
+    timeout: float = 30.0,
+    configs: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, int]:
-    """Create missing topics with `partitions` partitions; returns every topic's count."""
+    """Create missing topics with `partitions` partitions; returns every topic's count.
+
+    `configs` gives topic configs by name (e.g. `topic_limits`); existing topics are left as
+    they are.
+    """
+    configs = configs or {}
     wanted = list(dict.fromkeys(names))
     admin = await _admin(bootstrap, time.monotonic() + timeout)
     try:
@@ -69,7 +130,8 @@ async def ensure_topics(
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
-                    [NewTopic(n, partitions, 1) for n in missing], timeout_ms=10_000
+                    [NewTopic(n, partitions, 1, topic_configs=configs.get(n, {})) for n in missing],
+                    timeout_ms=10_000,
                 )
             for _ in range(50):
                 existing = await partition_counts(admin, wanted)
@@ -80,6 +142,13 @@ async def ensure_topics(
         return existing
     finally:
         await admin.close()
+
+
+def topic_limits(input_topic: str, *outputs: str) -> dict[str, dict[str, str]]:
+    """Per-topic `max.message.bytes`: the input's record limit, room for copies on outputs."""
+    limits = {name: {"max.message.bytes": str(PRODUCER_MAX_REQUEST_BYTES)} for name in outputs}
+    limits[input_topic] = {"max.message.bytes": str(INPUT_TOPIC_MAX_BYTES)}
+    return limits
 
 
 async def check_broker(bootstrap: str, timeout: float = 30.0) -> None:
