@@ -1,44 +1,88 @@
-"""HTTP JSON API and the dashboard page, over the read models (aiohttp).
+"""HTTP JSON API, health, metrics and the dashboard page over the read models (FastAPI).
 
-Handlers only parse parameters and call `projections.queries` in a worker thread with the
-API's own database connection, so a slow query never blocks the projector's event loop work
-and a projector batch never blocks a read (SQLite in WAL mode, PostgreSQL MVCC).
+Parameters are the pydantic models of `projections.queries` (FastAPI reads them from the query
+string, rejects unknown ones, and documents them in the generated OpenAPI at /openapi.json and
+/docs); answers are validated against `projections.responses`. Handlers call the query functions
+in a worker thread on the API's own connections, so a slow query never blocks the projector's
+event loop work and a projector batch never blocks a read (SQLite WAL, PostgreSQL MVCC).
+
+Errors are JSON `{"error", "parameter"}`: 400 for a bad parameter (named), 401 without the
+bearer token when one is configured, 404 for an unknown ticket or path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import queue
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
-import orjson
-from aiohttp import web
+import uvicorn
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from events.instants import DAY, SECOND, Micros, format_instant
+from events.instants import DAY, SECOND, Micros
 from projections.db import Database
-from projections.openapi import openapi_document
 from projections.queries import (
-    SLA_EVENT_TYPES,
     BadParameter,
+    ComplianceQuery,
+    DashboardQuery,
+    EscalationQuery,
+    Params,
+    SlaEventQuery,
     TicketQuery,
+    bad_parameter,
     compliance,
+    dashboard_board,
     get_ticket,
     list_escalations,
     list_sla_events,
     list_tickets,
-    parse_bool,
-    parse_choices,
-    parse_int,
-    parse_when,
+    resolve_when,
+)
+from projections.responses import (
+    ComplianceReport,
+    Dashboard,
+    Error,
+    EscalationPage,
+    Health,
+    ProjectorStats,
+    Ready,
+    SlaEventPage,
+    TicketDetail,
+    TicketPage,
 )
 from projections.store import Counters
 from streams.sla.rules import Policy
 
 Clock = Callable[[], Micros]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Lag = Callable[[], "dict[tuple[str, int], int] | None"]
+"""Records behind per (topic, partition) as last measured by the running projector; None when
+no projector is running or it has not measured yet (or the measure is stale)."""
+T = TypeVar("T")
+
+VERSION = "0.1.0"
+
+
+def wall_clock() -> Micros:
+    return time.time_ns() // 1000
 
 
 class Pool:
@@ -51,7 +95,7 @@ class Pool:
         for db in self._all:
             self._free.put(db)
 
-    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Call `fn(db, *args)` with a free connection (blocking: call from a worker thread)."""
         db = self._free.get()
         try:
@@ -64,186 +108,262 @@ class Pool:
             db.close()
 
 
-DB_KEY: web.AppKey[Pool] = web.AppKey("db", Pool)
-POLICY_KEY: web.AppKey[Policy] = web.AppKey("policy", Policy)
-CLOCK_KEY: web.AppKey[Clock] = web.AppKey("clock", Callable[[], int])  # type: ignore[arg-type]
-COUNTERS_KEY: web.AppKey[Counters] = web.AppKey("counters", Counters)
-CACHE_KEY: web.AppKey[_ComplianceCache] = web.AppKey("compliance_cache")
-
-
-def wall_clock() -> Micros:
-    return time.time_ns() // 1000
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
-def _error(status: int, message: str, parameter: str | None = None) -> web.Response:
-    body: dict[str, Any] = {"error": message}
-    if parameter is not None:
-        body["parameter"] = parameter
-    return _json(body, status)
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bad parameters become 400 JSON naming the parameter; no HTML error pages."""
-    try:
-        return await handler(request)
-    except BadParameter as exc:
-        return _error(400, exc.message, exc.parameter)
-    except web.HTTPNotFound:
-        return _error(404, "not found")
-
-
-def _now(request: web.Request) -> Micros:
-    clock = request.app[CLOCK_KEY]
-    text = request.query.get("now")
-    return clock() if text is None else parse_when("now", text, clock())
-
-
-async def _run(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
-    return await asyncio.to_thread(request.app[DB_KEY].run, fn, *args)
-
-
-async def tickets(request: web.Request) -> web.Response:
-    q = TicketQuery.from_params(request.query)
-    return _json(await _run(request, list_tickets, request.app[POLICY_KEY], q, _now(request)))
-
-
-async def ticket(request: web.Request) -> web.Response:
-    ticket_id = request.match_info["ticket_id"]
-    found = await _run(request, get_ticket, request.app[POLICY_KEY], ticket_id, _now(request))
-    if found is None:
-        return _error(404, f"no ticket {ticket_id[:64]!r}", "ticket_id")
-    return _json(found)
-
-
-def _check_known(request: web.Request, known: set[str]) -> None:
-    for key in request.query:
-        if key not in known:
-            raise BadParameter(key, "unknown parameter")
-
-
-async def sla_events(request: web.Request) -> web.Response:
-    _check_known(
-        request, {"since", "until", "type", "ticket_id", "metric", "limit", "offset", "now"}
-    )
-    now = _now(request)
-    q = request.query
-    since = parse_when("since", q.get("since", "24h"), now)
-    until = parse_when("until", q["until"], now) if "until" in q else now + 1
-    types = parse_choices("type", q["type"], SLA_EVENT_TYPES) if "type" in q else None
-    metric = q.get("metric")
-    if metric is not None and metric not in ("first_response", "resolution", "escalation"):
-        raise BadParameter("metric", "must be first_response, resolution or escalation")
-    limit = parse_int("limit", q.get("limit", "100"), 1, 1000)
-    offset = parse_int("offset", q.get("offset", "0"), 0, 10**9)
-    return _json(
-        await _run(
-            request, list_sla_events, since, until, types, q.get("ticket_id"), metric, limit,
-            offset,
-        )
-    )  # fmt: skip
-
-
-async def escalations(request: web.Request) -> web.Response:
-    _check_known(request, {"since", "open", "limit", "offset", "now"})
-    now = _now(request)
-    since = parse_when("since", request.query.get("since", "24h"), now)
-    open_only = parse_bool("open", request.query.get("open", "false"))
-    limit = parse_int("limit", request.query.get("limit", "100"), 1, 1000)
-    offset = parse_int("offset", request.query.get("offset", "0"), 0, 10**9)
-    return _json(await _run(request, list_escalations, since, now, open_only, limit, offset))
-
-
-async def compliance_report(request: web.Request) -> web.Response:
-    _check_known(request, {"from", "to", "group_by", "now"})
-    now = _now(request)
-    start = parse_when("from", request.query.get("from", "30d"), now)
-    end = parse_when("to", request.query["to"], now) if "to" in request.query else now
-    group_by = request.query.get("group_by", "severity")
-    return _json(await _run(request, compliance, request.app[POLICY_KEY], start, end, group_by))
-
-
 COMPLIANCE_TTL: Micros = 60 * SECOND
 """The wall screen's 30-day compliance is recomputed at most once a minute: it scans every
 ticket of the period (seconds at a million tickets) and barely moves within a minute."""
 
 
+@dataclass
 class _ComplianceCache:
-    def __init__(self) -> None:
-        self.key: int | None = None
-        self.groups: list[dict[str, Any]] = []
-        self.refresh: asyncio.Task[None] | None = None
+    """Per filter set (group, customer, policy): the chart data and its minute bucket."""
+
+    entries: dict[tuple[str | None, ...], tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    refreshing: dict[tuple[str | None, ...], asyncio.Task[None]] = field(default_factory=dict)
 
 
-def dashboard_data(db: Database, policy: Policy, now: Micros) -> dict[str, Any]:
-    """Everything the wall screen shows but the compliance chart, in one round trip."""
-    open_q = TicketQuery(status=["open", "paused"], sort="due", limit=40)
+@dataclass
+class Context:
+    """What the handlers share: connections, policy, clock, projector view, metrics."""
+
+    pool: Pool
+    policy: Policy
+    clock: Clock
+    counters: Counters | None
+    lag: Lag | None
+    max_lag: int
+    token: bytes | None
+    registry: CollectorRegistry
+    latency: Histogram
+    cache: _ComplianceCache = field(default_factory=_ComplianceCache)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(self.pool.run, fn, *args)
+
+
+def _ctx(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[Context, Depends(_ctx)]
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="Needed only when the server has ESCALATOR_API_TOKEN set (read-only token).",
+)
+
+
+def _authorized(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Bearer-token check (constant-time compare; the token is never logged or echoed)."""
+    expected: bytes | None = _ctx(request).token
+    if expected is None:
+        return
+    given = credentials.credentials.encode() if credentials is not None else b""
+    if not hmac.compare_digest(given, expected):
+        raise StarletteHTTPException(401, "missing or invalid bearer token")
+
+
+Auth = [Depends(_authorized)]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Error, "description": "Invalid parameter (named in `parameter`)"},
+    401: {"model": Error, "description": "Missing or invalid bearer token"},
+}
+
+
+def _json_error(status: int, message: str, parameter: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if parameter is not None:
+        body["parameter"] = parameter
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status, headers=headers)
+
+
+class _ProjectorCollector(Collector):
+    """Projector counters and per-partition lag, read when Prometheus scrapes."""
+
+    def __init__(self, counters: Counters | None, lag: Lag | None) -> None:
+        self.counters = counters
+        self.lag = lag
+
+    def collect(self) -> Iterator[Any]:
+        info = InfoMetricFamily("escalator_build", "Escalator version and service.")
+        info.add_metric([], {"version": VERSION, "service": "projections"})
+        yield info
+        if self.counters is not None:
+            c = self.counters
+            applied = CounterMetricFamily(
+                "escalator_projector_events_applied",
+                "Records applied to the read models, by topic.",
+                labels=["topic"],
+            )
+            for topic, count in sorted(c.by_topic.items()):
+                applied.add_metric([topic], count)
+            yield applied
+            skipped = CounterMetricFamily(
+                "escalator_projector_events_not_applied",
+                "Records read but not applied, by reason.",
+                labels=["reason"],
+            )
+            for reason, count in (("duplicate", c.duplicates), ("rejected", c.rejected),
+                                  ("invalid", c.invalid), ("redelivered", c.skipped)):  # fmt: skip
+                skipped.add_metric([reason], count)
+            yield skipped
+        if self.lag is not None:
+            lag = GaugeMetricFamily(
+                "escalator_projector_lag_records",
+                "Records between the projector's position and the end of each partition.",
+                labels=["topic", "partition"],
+            )
+            for (topic, partition), behind in sorted((self.lag() or {}).items()):
+                lag.add_metric([topic, str(partition)], behind)
+            yield lag
+
+
+# ------------------------------------------------------------------------------------------
+# Handlers
+
+
+def _now(ctx: Context, q: Params) -> Micros:
+    return q.at(ctx.clock())
+
+
+async def tickets(ctx: Ctx, q: Annotated[TicketQuery, Query()]) -> Any:
+    return await ctx.run(list_tickets, ctx.policy, q, _now(ctx, q))
+
+
+async def ticket(ctx: Ctx, ticket_id: str, q: Annotated[Params, Query()]) -> Any:
+    found = await ctx.run(get_ticket, ctx.policy, ticket_id, _now(ctx, q))
+    if found is None:
+        return _json_error(404, f"no ticket {ticket_id[:64]!a}", "ticket_id")
+    return found
+
+
+async def sla_events(ctx: Ctx, q: Annotated[SlaEventQuery, Query()]) -> Any:
+    now = _now(ctx, q)
+    since = resolve_when("since", q.since, now)
+    until = now + 1 if q.until is None else resolve_when("until", q.until, now)
+    return await ctx.run(
+        list_sla_events, since, until, q.type, q.ticket_id, q.metric, q.limit, q.offset
+    )
+
+
+async def escalations(ctx: Ctx, q: Annotated[EscalationQuery, Query()]) -> Any:
+    now = _now(ctx, q)
+    since = resolve_when("since", q.since, now)
+    return await ctx.run(list_escalations, since, now, q.open, q.limit, q.offset)
+
+
+async def compliance_report(ctx: Ctx, q: Annotated[ComplianceQuery, Query()]) -> Any:
+    now = _now(ctx, q)
+    start = resolve_when("from", q.start, now)
+    end = now if q.end is None else resolve_when("to", q.end, now)
+    return await ctx.run(compliance, ctx.policy, start, end, q.group_by)
+
+
+async def _dashboard_compliance(ctx: Context, q: DashboardQuery, now: Micros) -> dict[str, Any]:
+    """The cached chart data; a stale cache is refreshed in the background, not in the poll."""
+    key = (q.group, q.customer)
+    bucket = now // COMPLIANCE_TTL
+    cache = ctx.cache
+    cached = cache.entries.get(key)
+    if cached is None:
+        data = await ctx.run(_month, ctx.policy, q, now)
+        cache.entries[key] = (bucket, data)
+        return data
+    task = cache.refreshing.get(key)
+    if cached[0] != bucket and (task is None or task.done()):
+
+        async def refresh() -> None:
+            cache.entries[key] = (bucket, await ctx.run(_month, ctx.policy, q, now))
+
+        cache.refreshing[key] = asyncio.create_task(refresh())
+    return cached[1]
+
+
+def _month(db: Database, policy: Policy, q: DashboardQuery, now: Micros) -> dict[str, Any]:
+    """30 days of compliance per severity and per day (the slow part of the board)."""
+    start = now - 30 * DAY
     return {
-        "now": format_instant(now),
-        "open": list_tickets(db, policy, open_q, now)["items"],
-        "escalations": list_escalations(db, now - DAY, now, limit=50)["items"],
+        name: compliance(db, policy, start, now, name, q.group, q.customer)["groups"]
+        for name in ("severity", "day")
     }
 
 
-def _month_by_severity(db: Database, policy: Policy, now: Micros) -> list[dict[str, Any]]:
-    groups: list[dict[str, Any]] = compliance(db, policy, now - 30 * DAY, now, "severity")["groups"]
-    return groups
+async def dashboard_json(ctx: Ctx, q: Annotated[DashboardQuery, Query()]) -> Any:
+    now = _now(ctx, q)
+    data = await ctx.run(dashboard_board, ctx.policy, q, now)
+    month = await _dashboard_compliance(ctx, q, now)
+    data["compliance"] = month["severity"]
+    data["compliance_by_day"] = month["day"]
+    data["policy"] = ctx.policy.ref()
+    return data
 
 
-async def _dashboard_compliance(request: web.Request, now: Micros) -> list[dict[str, Any]]:
-    """The cached chart data; a stale cache is refreshed in the background, not in the poll."""
-    cache = request.app[CACHE_KEY]
-    bucket = now // COMPLIANCE_TTL
-    policy = request.app[POLICY_KEY]
-    if cache.key is None:
-        cache.groups = await _run(request, _month_by_severity, policy, now)
-        cache.key = bucket
-    elif cache.key != bucket and (cache.refresh is None or cache.refresh.done()):
-
-        async def refresh() -> None:
-            groups = await _run(request, _month_by_severity, policy, now)
-            cache.key, cache.groups = bucket, groups
-
-        cache.refresh = asyncio.create_task(refresh())
-    return cache.groups
+def _stats(db: Database) -> dict[str, Any]:
+    offsets = db.query("SELECT topic, partition_id, next_offset FROM projector_offsets")
+    count = db.query_one("SELECT COUNT(*) FROM tickets")
+    return {
+        "tickets": count[0] if count else 0,
+        "offsets": [{"topic": t, "partition": p, "next_offset": o} for t, p, o in offsets],
+    }
 
 
-async def dashboard_json(request: web.Request) -> web.Response:
-    _check_known(request, {"now"})
-    now = _now(request)
-    data = await _run(request, dashboard_data, request.app[POLICY_KEY], now)
-    data["compliance"] = await _dashboard_compliance(request, now)
-    data["policy"] = request.app[POLICY_KEY].ref()
-    return _json(data)
+async def stats(ctx: Ctx) -> Any:
+    data = await ctx.run(_stats)
+    data["projector"] = ctx.counters.as_dict() if ctx.counters is not None else None
+    return data
 
 
-async def stats(request: web.Request) -> web.Response:
-    counters = request.app.get(COUNTERS_KEY)
-
-    def read(db: Database) -> dict[str, Any]:
-        offsets = db.query("SELECT topic, partition_id, next_offset FROM projector_offsets")
-        count = db.query_one("SELECT COUNT(*) FROM tickets")
-        return {
-            "tickets": count[0] if count else 0,
-            "offsets": [{"topic": t, "partition": p, "next_offset": o} for t, p, o in offsets],
-        }
-
-    data = await _run(request, read)
-    data["projector"] = counters.as_dict() if counters is not None else None
-    return _json(data)
+async def health() -> Any:
+    """Liveness: the process answers HTTP."""
+    return {"status": "ok"}
 
 
-async def openapi(request: web.Request) -> web.Response:
-    return _json(openapi_document())
+def _ping(db: Database) -> bool:
+    return db.query_one("SELECT 1") is not None
 
 
-async def page(request: web.Request) -> web.Response:
+async def ready(ctx: Ctx) -> Any:
+    """Readiness: the database answers and the projector is within `max_lag` records of the
+    end of every partition it owns (503 otherwise, with the same body)."""
+    try:
+        database = await asyncio.wait_for(ctx.run(_ping), 5)
+    except Exception:  # any driver error or a timeout means "not reachable"
+        database = False
+    lag: dict[tuple[str, int], int] | None = {}
+    if ctx.lag is None:
+        state = "disabled"
+    else:
+        lag = ctx.lag()
+        if lag is None:
+            state = "not_running"
+        else:
+            state = "caught_up" if max(lag.values(), default=0) <= ctx.max_lag else "behind"
+    ok = database and state in ("caught_up", "disabled")
+    body = {
+        "ready": ok,
+        "database": database,
+        "projector": state,
+        "lag": {f"{t}/{p}": n for (t, p), n in sorted((lag or {}).items())},
+        "max_lag": ctx.max_lag,
+    }
+    return body if ok else JSONResponse(body, 503)
+
+
+async def metrics(ctx: Ctx) -> Response:
+    return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def page() -> HTMLResponse:
+    """The wall screen (static; its data comes from /api/dashboard, which needs the token)."""
     html = resources.files("projections").joinpath("dashboard.html").read_text("utf-8")
-    return web.Response(text=html, content_type="text/html")
+    return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+
+
+# ------------------------------------------------------------------------------------------
+# The app
 
 
 def make_app(
@@ -251,31 +371,121 @@ def make_app(
     policy: Policy,
     clock: Clock = wall_clock,
     counters: Counters | None = None,
-) -> web.Application:
-    """The API + dashboard app on its own connection to the read-model database."""
-    app = web.Application(middlewares=[_errors])
-    pool = Pool(db_target)
-    app[DB_KEY] = pool
-    app[POLICY_KEY] = policy
-    app[CLOCK_KEY] = clock
-    app[CACHE_KEY] = _ComplianceCache()
-    if counters is not None:
-        app[COUNTERS_KEY] = counters
+    *,
+    lag: Lag | None = None,
+    max_lag: int = 1000,
+    token: str | None = None,
+) -> FastAPI:
+    """The API + dashboard app on its own connections to the read-model database.
 
-    async def close(_: web.Application) -> None:
-        cache = app[CACHE_KEY]
-        if cache.refresh is not None:
-            await asyncio.gather(cache.refresh, return_exceptions=True)
-        pool.close()
+    `lag` is the running projector's measure (None: no projector in this process, /ready then
+    checks only the database); `token`, when set, is required as `Authorization: Bearer` on
+    everything but `/`, `/health`, `/ready` and the docs.
+    """
+    # `_created` series double every counter for no use (#12 §4)
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    registry = CollectorRegistry()
+    latency = Histogram(
+        "escalator_http_request_duration_seconds",
+        "Time to answer an HTTP request, by route template, method and status.",
+        ["route", "method", "status"],
+        registry=registry,
+    )
+    registry.register(_ProjectorCollector(counters, lag))
+    ctx = Context(
+        Pool(db_target), policy, clock, counters, lag, max_lag,
+        token.encode() if token else None, registry, latency,
+    )  # fmt: skip
 
-    app.on_cleanup.append(close)
-    app.router.add_get("/", page)
-    app.router.add_get("/openapi.json", openapi)
-    app.router.add_get("/api/tickets", tickets)
-    app.router.add_get("/api/tickets/{ticket_id}", ticket)
-    app.router.add_get("/api/escalations", escalations)
-    app.router.add_get("/api/sla-events", sla_events)
-    app.router.add_get("/api/compliance", compliance_report)
-    app.router.add_get("/api/dashboard", dashboard_json)
-    app.router.add_get("/api/stats", stats)
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            tasks = [t for t in ctx.cache.refreshing.values() if not t.done()]
+            await asyncio.gather(*tasks, return_exceptions=True)
+            ctx.pool.close()
+
+    app = FastAPI(
+        title="Escalator projections",
+        version=VERSION,
+        description="Read models of ticket SLAs: what is about to breach, what has breached, "
+        "who was escalated, how we are doing against the SLA.",
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        bad = bad_parameter(exc.errors())
+        return _json_error(400, bad.message, bad.parameter)
+
+    @app.exception_handler(BadParameter)
+    async def _bad(_: Request, exc: BadParameter) -> JSONResponse:
+        return _json_error(400, exc.message, exc.parameter)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _json_error(exc.status_code, str(exc.detail).lower())
+
+    @app.middleware("http")
+    async def _timed(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        latency.labels(template, request.method, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    add = app.add_api_route
+    add("/", page, include_in_schema=False, response_class=HTMLResponse)
+    add("/health", health, response_model=Health, summary="Liveness")
+    add("/ready", ready, response_model=Ready, summary="Readiness: database and projector lag",
+        responses={503: {"model": Ready, "description": "Not ready"}})  # fmt: skip
+    add("/metrics", metrics, dependencies=Auth, summary="Prometheus metrics",
+        response_class=Response, responses=_ERRORS)  # fmt: skip
+    api: list[tuple[str, Callable[..., Any], Any, str]] = [
+        ("/api/tickets", tickets, TicketPage, "Tickets, filtered, sorted and paged"),
+        ("/api/tickets/{ticket_id}", ticket, TicketDetail, "One ticket with its SLA timeline"),
+        ("/api/escalations", escalations, EscalationPage,
+         "Escalations, newest first, with whether since resolved"),
+        ("/api/sla-events", sla_events, SlaEventPage, "SLA events fired in a period"),
+        ("/api/compliance", compliance_report, ComplianceReport,
+         "Compliance of tickets reported in a period, grouped"),
+        ("/api/dashboard", dashboard_json, Dashboard, "What the wall screen polls"),
+        ("/api/stats", stats, ProjectorStats, "Projector counters and stored offsets"),
+    ]  # fmt: skip
+    for path, endpoint, model, summary in api:
+        responses = dict(_ERRORS)
+        if path == "/api/tickets/{ticket_id}":
+            responses[404] = {"model": Error, "description": "No such ticket"}
+        add(path, endpoint, response_model=model, summary=summary, dependencies=Auth,
+            responses=responses, response_model_exclude_unset=True)  # fmt: skip
     return app
+
+
+class Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `projections serve` stops it together with
+    the projector on SIGINT/SIGTERM (set `should_exit`)."""
+
+    def capture_signals(self) -> Any:
+        from contextlib import nullcontext
+
+        return nullcontext()
+
+
+def server(app: FastAPI, host: str, port: int) -> Server:
+    """A uvicorn server for `app` (no access log: paths carry customer ids)."""
+    config = uvicorn.Config(
+        app, host=host, port=port, access_log=False, log_level="warning", lifespan="on"
+    )
+    return Server(config)
+
+
+def bound_port(srv: Server) -> int:
+    """The port a started server listens on (useful with port 0)."""
+    port: int = srv.servers[0].sockets[0].getsockname()[1]
+    return port

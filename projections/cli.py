@@ -22,12 +22,16 @@ from events.instants import format_duration
 from projections.db import Database
 from projections.queries import (
     BadParameter,
+    ComplianceQuery,
+    EscalationQuery,
+    Params,
     TicketQuery,
     compliance,
     get_ticket,
     list_escalations,
     list_tickets,
-    parse_when,
+    parse_params,
+    resolve_when,
 )
 from projections.schema import migrate
 from streams.sla.policy import PolicyError, load_policy
@@ -70,6 +74,13 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     serve.add_argument(
         "--no-projector", action="store_true", help="serve the API only, over the DB as it is"
     )
+    serve.add_argument(
+        "--ready-max-lag",
+        type=int,
+        default=1000,
+        help="/ready fails while the projector is more than this many records behind on any "
+        "partition (default: %(default)s)",
+    )
     serve.set_defaults(func=cmd_serve)
     rebuild = proj_sub.add_parser(
         "rebuild", help="empty the tables and replay both topics from the start (stop serve first)"
@@ -89,7 +100,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     esc = query_sub.add_parser("escalations", help="escalations since a time (default 24h)")
     esc.add_argument("--since", default="24h")
     esc.add_argument("--open", action="store_true", help="only those not resolved since")
-    esc.add_argument("--limit", type=int, default=100)
+    esc.add_argument("--limit", default="100")
     comp = query_sub.add_parser("compliance", help="compliance over a period, grouped")
     comp.add_argument("--from", dest="start", default="30d")
     comp.add_argument("--to", dest="end", default=None)
@@ -109,11 +120,25 @@ def _policy(args: argparse.Namespace) -> Policy:
 # serve / rebuild
 
 
-async def _serve(args: argparse.Namespace, policy: Policy) -> None:
-    from aiohttp import web
+TOKEN_ENV = "ESCALATOR_API_TOKEN"
+"""The bearer token the API, dashboard data and metrics require when set (read-only)."""
+
+
+def api_token() -> str | None:
+    """The API token from the environment; None (no auth) when unset or empty. Raises
+    ValueError for a token too short to resist guessing (the token itself is never shown)."""
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        return None
+    if len(token) < 16:
+        raise ValueError(f"${TOKEN_ENV} is too short: use at least 16 random characters")
+    return token
+
+
+async def _serve(args: argparse.Namespace, policy: Policy, token: str | None) -> None:
     from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
-    from projections.api import make_app
+    from projections.api import make_app, server
     from projections.projector import Projector, Topics
 
     projector = None
@@ -124,12 +149,23 @@ async def _serve(args: argparse.Namespace, policy: Policy) -> None:
         db = Database(args.db)
         migrate(db)
         db.close()
-    app = make_app(args.db, policy, counters=projector.store.counters if projector else None)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port)
-    await site.start()
-    print(f"serving http://{args.host}:{args.port}/ (db {_redact(args.db)})", flush=True)
+    app = make_app(
+        args.db,
+        policy,
+        counters=projector.store.counters if projector else None,
+        lag=projector.lag if projector else None,
+        max_lag=args.ready_max_lag,
+        token=token,
+    )
+    srv = server(app, args.host, args.port)
+    web = asyncio.create_task(srv.serve())
+    while not srv.started and not web.done():
+        await asyncio.sleep(0.05)
+    if web.done():  # could not bind, or the app failed to start
+        await web
+        raise SystemExit(1)
+    auth = "bearer token required" if token else "no auth"
+    print(f"serving http://{args.host}:{args.port}/ (db {_redact(args.db)}, {auth})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -144,7 +180,8 @@ async def _serve(args: argparse.Namespace, policy: Policy) -> None:
                     await asyncio.wait_for(stop.wait(), 5)
         await stop.wait()
     finally:
-        await runner.cleanup()
+        srv.should_exit = True
+        await web
         if projector is not None:
             projector.close()
 
@@ -162,10 +199,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         policy = _policy(args)
-    except PolicyError as exc:
+        token = api_token()
+    except (PolicyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(args, policy))
+    asyncio.run(_serve(args, policy, token))
     return 0
 
 
@@ -276,36 +314,33 @@ def _render(what: str, data: dict[str, Any]) -> str:
 
 
 def run_query(args: argparse.Namespace, policy: Policy, db: Database) -> dict[str, Any] | None:
+    """Validate the flags with the API's parameter models, then ask the same query functions."""
     from projections.api import wall_clock
 
-    now = wall_clock() if args.now is None else parse_when("now", args.now, wall_clock())
+    def given(**values: Any) -> dict[str, Any]:
+        return {key: value for key, value in values.items() if value is not None}
+
+    now = parse_params(Params, given(now=args.now)).at(wall_clock())
     what = args.query_command
     if what == "tickets":
-        params = {
-            key: value
-            for key, value in (
-                ("status", args.status),
-                ("sla_state", args.sla_state),
-                ("severity", args.severity),
-                ("customer", args.customer),
-                ("group", args.group),
-                ("assignee", args.assignee),
-                ("breaching_within", args.breaching_within),
-                ("sort", args.sort),
-                ("limit", args.limit),
-                ("offset", args.offset),
-            )
-            if value is not None
-        }
-        return list_tickets(db, policy, TicketQuery.from_params(params), now)
+        q = parse_params(
+            TicketQuery,
+            given(status=args.status, sla_state=args.sla_state, severity=args.severity,
+                  customer=args.customer, group=args.group, assignee=args.assignee,
+                  breaching_within=args.breaching_within, sort=args.sort, limit=args.limit,
+                  offset=args.offset),
+        )  # fmt: skip
+        return list_tickets(db, policy, q, now)
     if what == "ticket":
         return get_ticket(db, policy, args.ticket_id, now)
     if what == "escalations":
-        since = parse_when("since", args.since, now)
-        return list_escalations(db, since, now, args.open, args.limit)
-    start = parse_when("from", args.start, now)
-    end = now if args.end is None else parse_when("to", args.end, now)
-    return compliance(db, policy, start, end, args.group_by)
+        e = parse_params(EscalationQuery, given(since=args.since, limit=args.limit))
+        return list_escalations(db, resolve_when("since", e.since, now), now, args.open, e.limit)
+    c = parse_params(ComplianceQuery, given(**{"from": args.start, "to": args.end,
+                                               "group_by": args.group_by}))  # fmt: skip
+    start = resolve_when("from", c.start, now)
+    end = now if c.end is None else resolve_when("to", c.end, now)
+    return compliance(db, policy, start, end, c.group_by)
 
 
 def cmd_query(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -68,6 +69,10 @@ class Projector:
         self.group_id = group_id
         self.max_records = max_records
         self.consumer: AIOKafkaConsumer | None = None
+        self.lag_stale_after = 30.0
+        """Seconds after which a lag measure no longer counts (the loop is stuck)."""
+        self._lag: dict[tuple[str, int], int] = {}
+        self._lag_at: float | None = None
         self._applying = asyncio.Lock()
         """Held while a batch is applied and while a rebalance seeks: a seek never reads the
         stored offsets in the middle of a batch (which would re-deliver that batch)."""
@@ -81,6 +86,29 @@ class Projector:
             isolation_level="read_committed",
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
+
+    def lag(self) -> dict[tuple[str, int], int] | None:
+        """Records between this projector's position and the end (last stable offset) of each
+        partition it owns, as measured after its last poll; None when it is not running, has
+        not measured yet, or the measure is older than `lag_stale_after` seconds."""
+        if self.consumer is None or self._lag_at is None:
+            return None
+        if time.monotonic() - self._lag_at > self.lag_stale_after:
+            return None
+        return dict(self._lag)
+
+    async def _measure_lag(self) -> None:
+        assert self.consumer is not None
+        lag: dict[tuple[str, int], int] = {}
+        assigned = self.consumer.assignment()
+        if not assigned:  # not in the group yet
+            return
+        for tp in assigned:
+            end = self.consumer.last_stable_offset(tp)
+            if end is None:  # nothing fetched for it yet: unknown, so not caught up
+                return
+            lag[(tp.topic, tp.partition)] = max(end - await self.consumer.position(tp), 0)
+        self._lag, self._lag_at = lag, time.monotonic()
 
     async def seek_stored(self, partitions: list[TopicPartition]) -> None:
         assert self.consumer is not None
@@ -124,8 +152,10 @@ class Projector:
             while not stop.is_set():
                 batches = await self.consumer.getmany(timeout_ms=300, max_records=self.max_records)
                 if not batches:
+                    await self._measure_lag()
                     continue
                 await self._apply(batches)
+                await self._measure_lag()
                 try:
                     await self.consumer.commit(
                         {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
@@ -135,6 +165,7 @@ class Projector:
         finally:
             await self.consumer.stop()
             self.consumer = None
+            self._lag_at = None
 
     async def rebuild(self, idle_ms: int = 0) -> int:
         """Empty the tables and replay both topics from their start up to their current end.

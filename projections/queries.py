@@ -10,20 +10,27 @@ from __future__ import annotations
 import re
 import statistics
 from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from events.instants import DAY, HOUR, MINUTE, SECOND, Micros, format_instant, parse_instant
 from projections.db import Database
-from projections.model import METRICS, STATE_RANK, remaining
+from projections.model import METRICS, remaining
 from streams.sla.rules import Policy
 
 MAX_LIMIT = 1000
-TICKET_STATUSES = ("open", "paused", "resolved", "closed")
-SLA_STATES = tuple(STATE_RANK)
 SORTS = {
     "due": "next_due_at NULLS LAST, ticket_id",
     "-due": "next_due_at DESC NULLS LAST, ticket_id",
@@ -32,7 +39,6 @@ SORTS = {
     "severity": "severity, next_due_at NULLS LAST, ticket_id",
     "ticket_id": "ticket_id",
 }
-GROUPINGS = ("severity", "customer", "day", "group", "none")
 
 
 class BadParameter(ValueError):
@@ -44,57 +50,227 @@ class BadParameter(ValueError):
         self.message = message
 
 
-_WINDOW = re.compile(r"^(\d+)(w|d|h|m|s)$")
+# ------------------------------------------------------------------------------------------
+# Parameters: one pydantic model per question, shared by the HTTP API (FastAPI reads them from
+# the query string and documents them in the generated OpenAPI) and by `escalator query`.
+
+EARLIEST: Micros = 0
+"""1970-01-01T00:00:00Z: the earliest instant a time parameter may name."""
+LATEST: Micros = parse_instant("9000-01-01T00:00:00+00:00")
+"""9000-01-01T00:00:00Z (exclusive): past it the business calendars and the database's 64-bit
+integers stop being meaningful, so a parameter beyond it is a 400, not a 500."""
+
+_WINDOW = re.compile(r"([0-9]+)([wdhms])", re.ASCII)
 _UNIT = {"w": 7 * DAY, "d": DAY, "h": HOUR, "m": MINUTE, "s": SECOND}
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})",
+    re.ASCII,
+)
 
 
-def parse_window(name: str, text: str) -> Micros:
-    """A positive duration such as `90s`, `15m`, `1h`, `2d`, `1w` (elapsed time)."""
-    match = _WINDOW.match(text.strip().lower())
+def _shown(text: str) -> str:
+    """A bounded, printable echo of a rejected value (never more than 40 characters)."""
+    return ascii(text[:40])
+
+
+def parse_window(text: str) -> Micros:
+    """A positive elapsed duration such as `90s`, `15m`, `1h`, `2d`, `1w` (ASCII digits only),
+    at most the length of the supported time range. Raises ValueError saying why."""
+    match = _WINDOW.fullmatch(text.strip().lower())
     if not match or int(match.group(1)) <= 0:
-        raise BadParameter(name, f"expected a duration such as 30m, 1h or 2d, got {text[:40]!r}")
-    return int(match.group(1)) * _UNIT[match.group(2)]
-
-
-def parse_when(name: str, text: str, now: Micros) -> Micros:
-    """An instant: RFC 3339 with an offset, or a duration meaning that long before `now`."""
-    if _WINDOW.match(text.strip().lower()):
-        return now - parse_window(name, text)
-    try:
-        return parse_instant(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise BadParameter(
-            name, f"expected an RFC 3339 time with offset or a duration, got {text[:40]!r}"
-        ) from None
-
-
-def parse_int(name: str, text: str, low: int, high: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise BadParameter(name, f"expected an integer, got {text[:40]!r}") from None
-    if not low <= value <= high:
-        raise BadParameter(name, f"must be between {low} and {high}")
+        raise ValueError(f"expected a duration such as 30m, 1h or 2d, got {_shown(text)}")
+    value = int(match.group(1)) * _UNIT[match.group(2)]
+    if value > LATEST - EARLIEST:
+        raise ValueError(f"{_shown(text)} is longer than the supported time range (1970..9000)")
     return value
 
 
-def parse_choices(name: str, text: str, allowed: tuple[str, ...]) -> list[str]:
-    values = [v.strip() for v in text.split(",") if v.strip()]
-    for value in values:
-        if value not in allowed:
-            raise BadParameter(name, f"{value[:40]!r} is not one of {', '.join(allowed)}")
-    if not values:
-        raise BadParameter(name, "empty")
-    return values
+def _check_instant(value: Micros, text: str) -> Micros:
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(
+            f"{_shown(text)} is outside the supported time range "
+            f"{format_instant(EARLIEST)} .. {format_instant(LATEST)}"
+        )
+    return value
 
 
-def parse_bool(name: str, text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes"):
-        return True
-    if lowered in ("0", "false", "no"):
-        return False
-    raise BadParameter(name, f"expected true or false, got {text[:40]!r}")
+def check_when(text: str) -> str:
+    """Validate a time parameter: an RFC 3339 instant with an offset inside the supported range,
+    or a duration before now (`24h`, `30d`). Returns the text; raises ValueError saying why."""
+    stripped = text.strip()
+    if _WINDOW.fullmatch(stripped.lower()):
+        parse_window(stripped)
+        return stripped
+    if not _RFC3339.fullmatch(stripped.upper()):
+        raise ValueError(
+            f"expected an RFC 3339 time with offset or a duration such as 24h, got {_shown(text)}"
+        )
+    try:
+        instant = parse_instant(stripped.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not a valid RFC 3339 time: {_shown(text)}") from None
+    _check_instant(instant, text)
+    return stripped
+
+
+def resolve_when(name: str, text: str, now: Micros) -> Micros:
+    """The instant of a validated time parameter (`check_when`) at `now`; BadParameter naming
+    `name` when a duration reaches back before the supported range."""
+    stripped = text.strip()
+    try:
+        if _WINDOW.fullmatch(stripped.lower()):
+            return _check_instant(now - parse_window(stripped), text)
+        return _check_instant(parse_instant(stripped.upper().replace("Z", "+00:00")), text)
+    except ValueError as exc:
+        raise BadParameter(name, str(exc)) from None
+
+
+def _ascii_int(value: Any) -> Any:
+    """Integers in parameters are ASCII digits with an optional minus: no `1_000`, `1.0`, `+5`
+    or other scripts' digits (which `int()` would take)."""
+    if isinstance(value, str) and not re.fullmatch(r"-?[0-9]{1,12}", value.strip(), re.ASCII):
+        raise ValueError(f"expected an integer, got {_shown(value)}")
+    return value
+
+
+def _csv(value: Any) -> Any:
+    """`a,b` and repeated parameters (`?x=a&x=b`) both give a list; empty items are ignored."""
+    items = value if isinstance(value, list) else [value]
+    out = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+    if not out:
+        raise ValueError("empty")
+    return out
+
+
+def _strict_bool(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() not in ("true", "false", "1", "0"):
+        raise ValueError(f"expected true or false, got {_shown(value)}")
+    return value
+
+
+When = Annotated[
+    str,
+    AfterValidator(check_when),
+    Field(
+        description="RFC 3339 time with offset (e.g. 2026-11-24T15:00:00Z), or a duration "
+        "before now (e.g. 24h, 30d); between 1970 and 9000.",
+        examples=["24h", "2026-11-24T15:00:00Z"],
+    ),
+]
+Count = Annotated[int, BeforeValidator(_ascii_int)]
+Flag = Annotated[bool, BeforeValidator(_strict_bool)]
+Window = Annotated[
+    Micros,
+    BeforeValidator(lambda v: parse_window(v) if isinstance(v, str) else v),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9]+[wdhms]$"}),
+]
+TicketStatus = Literal["open", "paused", "resolved", "closed"]
+SlaState = Literal["breached", "warning", "on_track", "paused", "met", "stopped"]
+SlaEventType = Literal[
+    "sla.warning", "sla.breached", "sla.met", "ticket.escalated", "customer.notification_required"
+]
+MetricFilter = Literal["first_response", "resolution", "escalation"]
+Sort = Literal["due", "-due", "reported", "-reported", "severity", "ticket_id"]
+Grouping = Literal["severity", "customer", "day", "group", "none"]
+
+
+def _csv_or_none(value: Any) -> Any:
+    return None if value is None else _csv(value)
+
+
+_CSV = BeforeValidator(_csv_or_none)
+Statuses = Annotated[list[TicketStatus] | None, _CSV]
+SlaStates = Annotated[list[SlaState] | None, _CSV]
+Severities = Annotated[list[Annotated[Count, Field(ge=1, le=4)]] | None, _CSV]
+SlaEventTypes = Annotated[list[SlaEventType] | None, _CSV]
+_LIST = " Comma-separated or repeated."
+
+
+class Params(BaseModel):
+    """Parameters every question takes; unknown ones are rejected to catch typos."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    now: When | None = Field(
+        None, description="Evaluate as of this instant instead of the server clock."
+    )
+
+    def at(self, clock_now: Micros) -> Micros:
+        """The instant the answer is computed for."""
+        return clock_now if self.now is None else resolve_when("now", self.now, clock_now)
+
+
+class Page(Params):
+    limit: Count = Field(100, ge=1, le=MAX_LIMIT, description="Page size.")
+    offset: Count = Field(
+        0, ge=0, le=10**9, description="Rows to skip (next_offset of the previous page)."
+    )
+
+
+class TicketQuery(Page):
+    """`/api/tickets` and `escalator query tickets`."""
+
+    status: Statuses = Field(None, description="Ticket statuses." + _LIST)
+    sla_state: SlaStates = Field(None, description="Worst-metric SLA states." + _LIST)
+    severity: Severities = Field(None, description="Severities 1-4." + _LIST)
+    customer: str | None = Field(None, description="Customer id.")
+    group: str | None = Field(None, description="Assigned group.")
+    assignee: str | None = Field(None, description="Assignee.")
+    breaching_within: Window | None = Field(
+        None,
+        description="Next running deadline within this wall-clock window from now (e.g. 1h, "
+        "30m, 2d); overdue ones included.",
+    )
+    sort: Sort = "due"
+    limit: Count = Field(50, ge=1, le=MAX_LIMIT, description="Page size.")
+
+
+class SlaEventQuery(Page):
+    """`/api/sla-events`."""
+
+    since: When = Field("24h", description="Start (default 24h before now).")
+    until: When | None = Field(None, description="End, exclusive (default now).")
+    type: SlaEventTypes = Field(None, description="SLA event types." + _LIST)
+    ticket_id: str | None = Field(None, description="Only this ticket.")
+    metric: MetricFilter | None = Field(None, description="Only this metric.")
+
+
+class EscalationQuery(Page):
+    """`/api/escalations` and `escalator query escalations`."""
+
+    since: When = Field("24h", description="Start (default 24h before now).")
+    open: Flag = Field(False, description="Only those whose ticket is not resolved since.")
+
+
+class ComplianceQuery(Params):
+    """`/api/compliance` and `escalator query compliance`."""
+
+    start: When = Field("30d", alias="from", description="Start (default 30d before now).")
+    end: When | None = Field(None, alias="to", description="End (default now).")
+    group_by: Grouping = Field("severity", description="Grouping (days are the calendar's).")
+
+
+P = TypeVar("P", bound=Params)
+
+
+def parse_params(model: type[P], params: Mapping[str, Any]) -> P:
+    """Validate parameters outside HTTP (the CLI): BadParameter names the first bad one."""
+    try:
+        return model.model_validate(dict(params))
+    except ValidationError as exc:
+        raise bad_parameter(exc.errors()) from None
+
+
+def bad_parameter(errors: Sequence[Mapping[str, Any]]) -> BadParameter:
+    """The first validation error as a BadParameter naming the parameter."""
+    first = errors[0]
+    loc = [part for part in first.get("loc", ()) if isinstance(part, str) and part != "query"]
+    name = loc[0] if loc else "query"
+    message = str(first.get("msg", "invalid"))
+    if first.get("type") == "extra_forbidden":
+        message = "unknown parameter"
+    message = message.removeprefix("Value error, ")
+    return BadParameter(name, message)
 
 
 def _ts(value: Micros | None) -> str | None:
@@ -118,6 +294,8 @@ _TICKET_SELECT = (
 
 def _ticket_json(row: tuple[Any, ...], policy: Policy, now: Micros) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
+    focus: tuple[Micros, Micros, str, str | None] | None = None
+    """(remaining, target, state, clock) of the metric the ticket is closest to breaching on."""
     for index, metric in zip((14, 18), METRICS, strict=True):
         state, due, paused_left, clock = row[index : index + 4]
         if state is None:
@@ -129,6 +307,18 @@ def _ticket_json(row: tuple[Any, ...], policy: Policy, now: Micros) -> dict[str,
             "remaining_seconds": _secs(left),
             "clock": clock,
         }
+        rule = policy.severities[row[2]].metric(metric) if row[2] in policy.severities else None
+        if left is not None and rule is not None and (focus is None or left < focus[0]):
+            focus = (left, rule.target, state, clock)
+    stopped: str | None = None
+    fraction: float | None = None
+    if focus is not None and row[1] in ("open", "paused"):
+        left, target, state, clock = focus
+        fraction = round(1 - left / target, 4) if target > 0 else None
+        if state == "paused":
+            stopped = "paused"
+        elif clock == "business" and not policy.calendar.is_open(now):
+            stopped = "outside_business_hours"
     return {
         "ticket_id": row[0],
         "status": row[1],
@@ -145,56 +335,10 @@ def _ticket_json(row: tuple[Any, ...], policy: Policy, now: Micros) -> dict[str,
         "next_due_at": _ts(row[12]),
         "escalation_level": row[13],
         "last_event_at": _ts(row[22]),
+        "clock_stopped": stopped,
+        "elapsed_fraction": fraction,
         "metrics": metrics,
     }
-
-
-@dataclass(slots=True)
-class TicketQuery:
-    status: list[str] | None = None
-    sla_state: list[str] | None = None
-    severity: list[int] | None = None
-    customer: str | None = None
-    group: str | None = None
-    assignee: str | None = None
-    breaching_within: Micros | None = None
-    sort: str = "due"
-    limit: int = 50
-    offset: int = 0
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, str]) -> TicketQuery:
-        """Validate API/CLI parameters; unknown parameters are rejected to catch typos."""
-        known = {"status", "sla_state", "severity", "customer", "group", "assignee",
-                 "breaching_within", "sort", "limit", "offset", "now"}  # fmt: skip
-        for key in params:
-            if key not in known:
-                raise BadParameter(key, "unknown parameter")
-        q = cls()
-        if "status" in params:
-            q.status = parse_choices("status", params["status"], TICKET_STATUSES)
-        if "sla_state" in params:
-            q.sla_state = parse_choices("sla_state", params["sla_state"], SLA_STATES)
-        if "severity" in params:
-            q.severity = [
-                parse_int("severity", s, 1, 4) for s in params["severity"].split(",") if s.strip()
-            ]
-            if not q.severity:
-                raise BadParameter("severity", "empty")
-        q.customer = params.get("customer") or None
-        q.group = params.get("group") or None
-        q.assignee = params.get("assignee") or None
-        if "breaching_within" in params:
-            q.breaching_within = parse_window("breaching_within", params["breaching_within"])
-        if "sort" in params:
-            if params["sort"] not in SORTS:
-                raise BadParameter("sort", f"must be one of {', '.join(SORTS)}")
-            q.sort = params["sort"]
-        if "limit" in params:
-            q.limit = parse_int("limit", params["limit"], 1, MAX_LIMIT)
-        if "offset" in params:
-            q.offset = parse_int("offset", params["offset"], 0, 10**9)
-        return q
 
 
 def _in(column: str, values: list[Any], where: list[str], args: list[Any]) -> None:
@@ -278,11 +422,6 @@ def get_ticket(db: Database, policy: Policy, ticket_id: str, now: Micros) -> dic
 # ------------------------------------------------------------------------------------------
 # SLA events
 
-SLA_EVENT_TYPES = (
-    "sla.warning", "sla.breached", "sla.met", "ticket.escalated",
-    "customer.notification_required",
-)  # fmt: skip
-
 
 def list_sla_events(
     db: Database,
@@ -341,18 +480,26 @@ def list_escalations(
     open_only: bool = False,
     limit: int = 100,
     offset: int = 0,
+    group: str | None = None,
+    customer: str | None = None,
 ) -> dict[str, Any]:
-    """Escalations since `since`, newest first, with whether the ticket was resolved since."""
+    """Escalations in [since, now], newest first, with whether the ticket was resolved since;
+    optionally only those of one group's or one customer's tickets."""
     sql = (
         "SELECT e.event_id, e.ticket_id, e.level, e.target, e.severity, e.cycle, "
         "e.escalated_at, t.status, t.resolved_at, t.customer_id, t.assignee, t.group_name "
         "FROM escalations e LEFT JOIN tickets t ON t.ticket_id = e.ticket_id "
-        "WHERE e.escalated_at >= ?"
+        "WHERE e.escalated_at >= ? AND e.escalated_at <= ?"
     )
+    args: list[Any] = [since, now]
     if open_only:
         sql += " AND NOT (t.status IN ('resolved', 'closed') AND t.resolved_at >= e.escalated_at)"
+    for column, value in (("t.group_name", group), ("t.customer_id", customer)):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            args.append(value)
     sql += " ORDER BY e.escalated_at DESC, e.event_id LIMIT ? OFFSET ?"
-    rows = db.query(sql, (since, limit + 1, offset))
+    rows = db.query(sql, [*args, limit + 1, offset])
     items = []
     for r in rows[:limit]:
         resolved = r[7] in ("resolved", "closed") and r[8] is not None and r[8] >= r[6]
@@ -386,7 +533,13 @@ def _stats(values: list[int]) -> dict[str, float | None]:
 
 
 def compliance(
-    db: Database, policy: Policy, start: Micros, end: Micros, group_by: str
+    db: Database,
+    policy: Policy,
+    start: Micros,
+    end: Micros,
+    group_by: str,
+    group: str | None = None,
+    customer: str | None = None,
 ) -> dict[str, Any]:
     """Per group: tickets reported in [start, end), met/breached per metric, and the mean and
     median time to first response and to resolution on the business and the elapsed clock.
@@ -394,16 +547,19 @@ def compliance(
     `compliance` of a metric is met / (met + breached): tickets still running don't count yet.
     Days are the policy calendar's local days.
     """
-    if group_by not in GROUPINGS:
-        raise BadParameter("group_by", f"must be one of {', '.join(GROUPINGS)}")
     if end <= start:
         raise BadParameter("from", "must be before 'to'")
-    rows = db.query(
+    sql = (
         "SELECT severity, customer_id, group_name, reported_at, fr_state, res_state, "
         "fr_elapsed, fr_business, res_elapsed, res_business FROM tickets "
-        "WHERE reported_at >= ? AND reported_at < ?",
-        (start, end),
+        "WHERE reported_at >= ? AND reported_at < ?"
     )
+    args: list[Any] = [start, end]
+    for column, value in (("group_name", group), ("customer_id", customer)):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            args.append(value)
+    rows = db.query(sql, args)
     zone = ZoneInfo(policy.calendar.timezone)
     groups: dict[Any, list[tuple[Any, ...]]] = defaultdict(list)
     for r in rows:
@@ -442,4 +598,114 @@ def compliance(
         "group_by": group_by,
         "timezone": str(zone),
         "groups": result,
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# The wall screen
+
+OPEN = "status IN ('open', 'paused')"
+BREACHED = "(COALESCE(sla_state, '') = 'breached' OR COALESCE(next_due_at, ?) <= ?)"
+"""Breached now: a metric breached, or a running deadline passed before its breach arrived."""
+
+
+class DashboardQuery(Params):
+    """`/api/dashboard`: the wall screen of one team (filters come from the page's URL)."""
+
+    group: str | None = Field(None, description="Only this assigned group's tickets.")
+    customer: str | None = Field(None, description="Only this customer's tickets.")
+
+
+def _filters(q: DashboardQuery, prefix: str = "") -> tuple[str, list[Any]]:
+    sql = ""
+    args: list[Any] = []
+    for column, value in (("group_name", q.group), ("customer_id", q.customer)):
+        if value is not None:
+            sql += f" AND {prefix}{column} = ?"
+            args.append(value)
+    return sql, args
+
+
+def _count(db: Database, sql: str, args: list[Any]) -> int:
+    row = db.query_one(sql, args)
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def board_tiles(db: Database, policy: Policy, q: DashboardQuery, now: Micros) -> dict[str, Any]:
+    """The wall screen's counts at `now`: open tickets, breached now, at risk within the hour,
+    tickets escalated in the last 24 hours, and today's compliance (SLA outcomes decided since
+    local midnight of the policy calendar: met / (met + breached))."""
+    where, args = _filters(q)
+    base = f"SELECT COUNT(*) FROM tickets WHERE {OPEN}{where}"
+    opened = _count(db, base, args)
+    breached = _count(db, f"{base} AND {BREACHED}", [*args, LATEST, now])
+    at_risk = _count(
+        db,
+        f"{base} AND COALESCE(sla_state, '') <> 'breached' AND next_due_at > ? "
+        "AND next_due_at <= ?",
+        [*args, now, now + HOUR],
+    )
+    t_where, t_args = _filters(q, "t.")
+    escalated = _count(
+        db,
+        "SELECT COUNT(DISTINCT e.ticket_id) FROM escalations e "
+        "LEFT JOIN tickets t ON t.ticket_id = e.ticket_id "
+        f"WHERE e.escalated_at > ? AND e.escalated_at <= ?{t_where}",
+        [now - DAY, now, *t_args],
+    )
+    zone = ZoneInfo(policy.calendar.timezone)
+    local = datetime.fromtimestamp(now / SECOND, UTC).astimezone(zone)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    today = round(midnight.timestamp() * SECOND)
+    outcomes = db.query(
+        "SELECT s.type, COUNT(*) FROM sla_events s LEFT JOIN tickets t "
+        "ON t.ticket_id = s.ticket_id WHERE s.type IN ('sla.met', 'sla.breached') "
+        f"AND s.metric IN ('first_response', 'resolution') AND s.at >= ? AND s.at <= ?{t_where} "
+        "GROUP BY s.type",
+        [today, now, *t_args],
+    )
+    counts = {row[0]: int(row[1]) for row in outcomes}
+    met, missed = counts.get("sla.met", 0), counts.get("sla.breached", 0)
+    return {
+        "open": opened,
+        "breached": breached,
+        "at_risk_1h": at_risk,
+        "escalated_24h": escalated,
+        "compliance_today": round(met / (met + missed), 4) if met + missed else None,
+        "met_today": met,
+        "breached_today": missed,
+    }
+
+
+def board_tickets(
+    db: Database, policy: Policy, q: DashboardQuery, now: Micros, limit: int = 40
+) -> list[dict[str, Any]]:
+    """Open tickets for the wall: breached ones first (longest overdue first), then the rest
+    by next deadline (paused ones, which have none, last). A breached ticket has no next
+    running deadline, which is why it needs its own query rather than the `due` order."""
+    where, args = _filters(q)
+    breached = db.query(
+        f"{_TICKET_SELECT} WHERE {OPEN}{where} AND {BREACHED} ORDER BY "
+        "CASE WHEN fr_state = 'breached' THEN fr_due_at WHEN res_state = 'breached' "
+        "THEN res_due_at ELSE next_due_at END, ticket_id LIMIT ?",
+        [*args, LATEST, now, limit],
+    )
+    rest = db.query(
+        f"{_TICKET_SELECT} WHERE {OPEN}{where} AND NOT {BREACHED} "
+        "ORDER BY next_due_at NULLS LAST, ticket_id LIMIT ?",
+        [*args, LATEST, now, max(limit - len(breached), 0)],
+    )
+    return [_ticket_json(row, policy, now) for row in [*breached, *rest]]
+
+
+def dashboard_board(db: Database, policy: Policy, q: DashboardQuery, now: Micros) -> dict[str, Any]:
+    """Everything the wall screen shows but the compliance charts, in one round trip."""
+    return {
+        "now": format_instant(now),
+        "filters": {"group": q.group, "customer": q.customer},
+        "tiles": board_tiles(db, policy, q, now),
+        "open": board_tickets(db, policy, q, now),
+        "escalations": list_escalations(
+            db, now - DAY, now, limit=50, group=q.group, customer=q.customer
+        )["items"],
     }

@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import orjson
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+from fastapi import FastAPI
 
 from events.instants import Micros
+from projections.api import bound_port, server
 from projections.projector import Projector, Topics
 from projections.store import Record, Store
 from streams.sla.replay import replay_lines
@@ -85,3 +90,31 @@ async def wait_for(projector: Projector, expected: int, timeout: float = 60.0) -
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"projector stuck at {offsets} (wanted {expected} records)")
+
+
+@asynccontextmanager
+async def api_client(app: FastAPI, **headers: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process HTTP client for the app, with its lifespan (startup and shutdown) run."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api.test", headers=headers
+        ) as client:
+            yield client
+
+
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[str]:
+    """The app on a real uvicorn server on a free 127.0.0.1 port; yields its base URL."""
+    srv = server(app, "127.0.0.1", 0)
+    task = asyncio.create_task(srv.serve())
+    while not srv.started:
+        if task.done():
+            await task
+            raise AssertionError("server did not start")
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{bound_port(srv)}"
+    finally:
+        srv.should_exit = True
+        await task

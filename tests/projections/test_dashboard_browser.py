@@ -17,13 +17,19 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestServer
 
 from events.instants import MINUTE, format_instant
 from projections.api import make_app
 from projections.projector import Projector
 from streams.sla.rules import Policy
-from tests.projections.helpers import lines, make_topics, produce, sla_records, wait_for
+from tests.projections.helpers import (
+    lines,
+    make_topics,
+    produce,
+    serving,
+    sla_records,
+    wait_for,
+)
 from tests.projections.scenario import NOW, scenario_events
 
 pytestmark = [pytest.mark.browser, pytest.mark.kafka]
@@ -47,7 +53,6 @@ async def test_dashboard_shows_live_sla_state(
     tmp_path: Path, kafka_bootstrap: str, kafka_topics: Any, policy: Policy
 ) -> None:
     _need_chromium()
-    from playwright.async_api import async_playwright
 
     # The server clock starts at the scenario's instant and then runs in real time.
     started = time.time_ns() // 1000
@@ -64,18 +69,29 @@ async def test_dashboard_shows_live_sla_state(
     projector = Projector(target, policy, kafka_bootstrap, topics, group_id=uuid.uuid4().hex)
     stop = asyncio.Event()
     task = asyncio.create_task(projector.run(stop))
-    server = TestServer(make_app(target, policy, clock, projector.store.counters))
-    await server.start_server()
+    app = make_app(target, policy, clock, projector.store.counters, lag=projector.lag)
     try:
         await wait_for(projector, len(tickets) + len(slas))
+        async with serving(app) as base:
+            await _check_page(base, kafka_bootstrap, topics.tickets)
+    finally:
+        stop.set()
+        await task
+        projector.close()
+
+
+async def _check_page(base: str, kafka_bootstrap: str, ticket_topic: str) -> None:
+    from playwright.async_api import async_playwright
+
+    if True:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
             page = await browser.new_page(viewport={"width": 1400, "height": 800})
-            await page.goto(str(server.make_url("/")))
+            await page.goto(base + "/")
             rows = page.locator("#open-tickets tr.ticket-row")
             await rows.first.wait_for()
-            assert await rows.evaluate_all("rs => rs.map(r => r.dataset.ticket)") == ["A", "B", "C"]
-            first = rows.first
+            assert await rows.evaluate_all("rs => rs.map(r => r.dataset.ticket)") == ["C", "A", "B"]
+            first = rows.nth(1)
             assert "C-1" in await first.inner_text()
             countdown = first.locator(".countdown")
             before = await countdown.inner_text()
@@ -96,13 +112,8 @@ async def test_dashboard_shows_live_sla_state(
             new = {"event_id": "F-1", "ticket_id": "F", "type": "ticket.opened",
                    "occurred_at": format_instant(NOW + MINUTE), "severity": 1,
                    "customer_id": "C-9"}  # fmt: skip
-            await produce(kafka_bootstrap, topics.tickets, [orjson.dumps(new)])
+            await produce(kafka_bootstrap, ticket_topic, [orjson.dumps(new)])
             await page.locator('#open-tickets tr[data-ticket="F"]').wait_for(timeout=15_000)
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
             await browser.close()
-    finally:
-        stop.set()
-        await task
-        await server.close()
-        projector.close()

@@ -5,43 +5,47 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from deploy.cli import main as escalator
 from events.instants import format_instant
-from projections.api import DB_KEY, make_app
+from projections.api import make_app
 from projections.db import Database
 from projections.store import Store
 from streams.sla.rules import Policy
+from tests.projections.helpers import api_client
 from tests.projections.scenario import NOW, load_scenario
 
 NOW_TEXT = format_instant(NOW)
 
 
+Client = httpx.AsyncClient
+
+
 @pytest.fixture
-async def client(db_target: str, policy: Policy) -> AsyncIterator[TestClient[Any, Any]]:
+async def client(db_target: str, policy: Policy) -> AsyncIterator[Client]:
     db = Database(db_target)
     load_scenario(db, policy)
     db.close()
     app = make_app(db_target, policy, clock=lambda: NOW)
-    async with TestClient(TestServer(app)) as test_client:
+    async with api_client(app) as test_client:
         yield test_client
 
 
-async def get(client: TestClient[Any, Any], path: str, status: int = 200) -> Any:
+async def get(client: Client, path: str, status: int = 200) -> Any:
     response = await client.get(path)
-    assert response.status == status, await response.text()
-    assert response.content_type == "application/json"
-    return await response.json()
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    return response.json()
 
 
 def ids(page: dict[str, Any]) -> list[str]:
     return [t["ticket_id"] for t in page["items"]]
 
 
-async def test_tickets_breaching_within_an_hour(client: TestClient[Any, Any]) -> None:
+async def test_tickets_breaching_within_an_hour(client: Client) -> None:
     page = await get(client, "/api/tickets?breaching_within=1h")
     assert ids(page) == ["A"]
     a = page["items"][0]
@@ -53,7 +57,7 @@ async def test_tickets_breaching_within_an_hour(client: TestClient[Any, Any]) ->
     assert ids(await get(client, "/api/tickets?breaching_within=4h")) == ["A", "B"]
 
 
-async def test_ticket_filters_sorting_and_pages(client: TestClient[Any, Any]) -> None:
+async def test_ticket_filters_sorting_and_pages(client: Client) -> None:
     assert ids(await get(client, "/api/tickets?sort=ticket_id")) == ["A", "B", "C", "D", "E"]
     assert ids(await get(client, "/api/tickets?status=open,paused&sort=ticket_id")) == [
         "A", "B", "C",
@@ -87,14 +91,14 @@ async def test_ticket_filters_sorting_and_pages(client: TestClient[Any, Any]) ->
     ],
 )
 async def test_bad_parameters_are_400_naming_the_parameter(
-    client: TestClient[Any, Any], query: str, parameter: str
+    client: Client, query: str, parameter: str
 ) -> None:
     body = await get(client, f"/api/tickets?{query}", status=400)
     assert body["parameter"] == parameter
     assert body["error"]
 
 
-async def test_one_ticket_timeline(client: TestClient[Any, Any]) -> None:
+async def test_one_ticket_timeline(client: Client) -> None:
     c = await get(client, "/api/tickets/C")
     assert c["metrics"]["first_response"]["state"] == "breached"
     assert c["metrics"]["first_response"]["remaining_seconds"] < 0
@@ -112,7 +116,7 @@ async def test_one_ticket_timeline(client: TestClient[Any, Any]) -> None:
     assert missing["parameter"] == "ticket_id"
 
 
-async def test_escalations_and_whether_resolved_since(client: TestClient[Any, Any]) -> None:
+async def test_escalations_and_whether_resolved_since(client: Client) -> None:
     page = await get(client, "/api/escalations?since=24h")
     by_ticket = {e["ticket_id"]: e for e in page["items"]}
     assert set(by_ticket) == {"C", "E"}
@@ -126,7 +130,7 @@ async def test_escalations_and_whether_resolved_since(client: TestClient[Any, An
     assert (await get(client, "/api/escalations?open=maybe", 400))["parameter"] == "open"
 
 
-async def test_sla_events_by_type_ticket_and_time(client: TestClient[Any, Any]) -> None:
+async def test_sla_events_by_type_ticket_and_time(client: Client) -> None:
     breaches = await get(client, "/api/sla-events?type=sla.breached&since=1d")
     assert [(e["ticket_id"], e["metric"]) for e in breaches["items"]] == [("C", "first_response")]
     c_events = await get(client, "/api/sla-events?ticket_id=C&since=1d")
@@ -139,7 +143,7 @@ async def test_sla_events_by_type_ticket_and_time(client: TestClient[Any, Any]) 
     assert (await get(client, "/api/sla-events?metric=x", 400))["parameter"] == "metric"
 
 
-async def test_compliance_grouped(client: TestClient[Any, Any]) -> None:
+async def test_compliance_grouped(client: Client) -> None:
     report = await get(client, "/api/compliance?from=1d&group_by=severity")
     groups = {g["key"]: g for g in report["groups"]}
     assert groups[1]["tickets"] == 3
@@ -158,7 +162,7 @@ async def test_compliance_grouped(client: TestClient[Any, Any]) -> None:
     assert (await get(client, "/api/compliance?from=later", 400))["parameter"] == "from"
 
 
-async def test_openapi_dashboard_and_stats(client: TestClient[Any, Any]) -> None:
+async def test_openapi_dashboard_and_stats(client: Client) -> None:
     doc = await get(client, "/openapi.json")
     assert doc["openapi"].startswith("3.")
     assert {
@@ -168,11 +172,12 @@ async def test_openapi_dashboard_and_stats(client: TestClient[Any, Any]) -> None
         "/api/compliance",
     } <= set(doc["paths"])
     board = await get(client, "/api/dashboard")
-    assert [t["ticket_id"] for t in board["open"]][:2] == ["A", "B"]
+    # breached first (it has no next running deadline), then by time to breach (#12 §3)
+    assert [t["ticket_id"] for t in board["open"]] == ["C", "A", "B"]
     assert {e["ticket_id"] for e in board["escalations"]} == {"C", "E"}
     assert {g["key"] for g in board["compliance"]} == {1, 2, 3}
     html = await client.get("/")
-    assert html.status == 200 and "compliance" in (await html.text())
+    assert html.status_code == 200 and "compliance" in html.text
     stats = await get(client, "/api/stats")
     assert stats["tickets"] == 5
 
@@ -211,7 +216,7 @@ async def test_dashboard_compliance_refreshes_in_the_background(
 
     now = [NOW]
     app = make_app(db_target, policy, clock=lambda: now[0])
-    async with TestClient(TestServer(app)) as c:
+    async with api_client(app) as c:
         assert (await get(c, "/api/dashboard"))["compliance"] == []  # nothing projected yet
         db = Database(db_target)
         events = scenario_events()
@@ -229,20 +234,113 @@ async def test_dashboard_compliance_refreshes_in_the_background(
         assert {g["key"] for g in board["compliance"]} == {1, 2, 3}
 
 
-def test_openapi_documents_every_route(db_target: str, policy: Policy) -> None:
-    """Every /api route is in the OpenAPI document, each parameter with a name and schema."""
-    from projections.openapi import openapi_document
+async def test_openapi_is_generated_valid_and_documents_every_route(
+    db_target: str, policy: Policy
+) -> None:
+    """The generated OpenAPI validates (openapi-spec-validator), lists every /api route with
+    each query parameter, and /docs serves the interactive page."""
+    from fastapi.routing import APIRoute
+    from openapi_spec_validator import validate
 
     app = make_app(db_target, policy)
-    routes = {r.resource.canonical for r in app.router.routes() if r.resource is not None} - {
-        "/",
-        "/openapi.json",
-    }
-    app[DB_KEY].close()
-    doc = openapi_document()
-    assert routes == set(doc["paths"])
-    for path, item in doc["paths"].items():
-        for operation in item.values():
-            assert operation["responses"]["200"], path
-            for parameter in operation.get("parameters", []):
-                assert {"name", "in", "schema"} <= set(parameter), (path, parameter)
+    async with api_client(app) as c:
+        doc = await get(c, "/openapi.json")
+        validate(doc)
+        routes = {r.path for r in app.routes if isinstance(r, APIRoute) and r.include_in_schema}
+        assert routes == set(doc["paths"])
+        assert {"/api/tickets", "/health", "/ready", "/metrics"} <= routes
+        for path, item in doc["paths"].items():
+            for operation in item.values():
+                assert operation["responses"]["200"], path
+                for parameter in operation.get("parameters", []):
+                    assert {"name", "in", "schema"} <= set(parameter), (path, parameter)
+        names = {p["name"] for p in doc["paths"]["/api/tickets"]["get"]["parameters"]}
+        assert {"status", "severity", "breaching_within", "sort", "limit", "now"} <= names
+        compliance = {p["name"] for p in doc["paths"]["/api/compliance"]["get"]["parameters"]}
+        assert {"from", "to", "group_by"} <= compliance
+        docs = await c.get("/docs")
+        assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+# ------------------------------------------------------------------------------------------
+# #10 §5: time parameters outside the supported range, non-ASCII digits: 400s naming the
+# parameter, never 500s; the same inputs to `escalator query` give one clear line, exit 2.
+
+OUT_OF_RANGE = [
+    ("/api/sla-events?since=99999999999w", "since"),
+    ("/api/tickets?breaching_within=999999999999w", "breaching_within"),
+    ("/api/tickets?now=0001-01-01T00:00:00Z", "now"),
+    ("/api/dashboard?now=0001-01-01T00:00:00Z", "now"),
+    ("/api/tickets/A?now=0001-01-01T00:00:00Z", "now"),
+    ("/api/escalations?now=0001-01-01T00:00:00Z", "now"),
+    ("/api/escalations?since=99999999999w", "since"),
+    ("/api/sla-events?until=9999-12-31T23:59:59Z", "until"),
+    ("/api/compliance?from=99999999999w", "from"),
+    ("/api/compliance?to=0001-01-01T00:00:00%2B01:00", "to"),
+    ("/api/sla-events?since=1970-01-01T00:00:00%2B00:01", "since"),  # 1969 in UTC
+    ("/api/sla-events?since=3000000d", "since"),  # before 1970 from the scenario's now
+]
+NON_ASCII_DIGITS = [
+    ("/api/tickets?limit=\u0661\u0660", "limit"),  # Arabic-Indic 10
+    ("/api/tickets?severity=\u0661", "severity"),
+    ("/api/tickets?offset=\uff11", "offset"),  # fullwidth 1
+    ("/api/tickets?breaching_within=\uff11h", "breaching_within"),
+    ("/api/sla-events?since=\u0662\u0664h", "since"),
+    ("/api/tickets?now=\u0662\u0660\u0662\u0666-11-24T15:00:00Z", "now"),
+    ("/api/escalations?limit=1_0", "limit"),
+    ("/api/escalations?limit=1.0", "limit"),
+]
+
+
+@pytest.mark.parametrize(("path", "parameter"), OUT_OF_RANGE + NON_ASCII_DIGITS)
+async def test_out_of_range_and_non_ascii_parameters_are_400(
+    client: Client, path: str, parameter: str
+) -> None:
+    body = await get(client, path, status=400)
+    assert body["parameter"] == parameter, body
+    assert body["error"] and len(body["error"]) < 200
+
+
+async def test_edges_of_the_supported_range_are_answered(client: Client) -> None:
+    """The range is 1970-01-01T00:00:00Z (inclusive) to 9000-01-01T00:00:00Z (exclusive)."""
+    assert (await get(client, "/api/sla-events?since=1970-01-01T00:00:00Z"))["items"]
+    late_now = "now=8999-12-31T23:59:59Z&since=1970-01-01T00:00:00Z"
+    assert (await get(client, f"/api/sla-events?{late_now}"))["items"]
+    late = await get(client, "/api/sla-events?until=9000-01-01T00:00:00Z", status=400)
+    assert late["parameter"] == "until" and "9000-01-01T00:00:00Z" in late["error"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["escalations", "--since", "99999999999w"], "--since"),
+        (["tickets", "--breaching-within", "999999999999w"], "--breaching-within"),
+        (["tickets", "--status", "open", "--now", "0001-01-01T00:00:00Z"], "--now"),
+        (["ticket", "C", "--now", "0001-01-01T00:00:00Z"], "--now"),
+        (["compliance", "--from", "99999999999w"], "--from"),
+        (["escalations", "--limit", "\u0661\u0660"], "--limit"),
+        (["tickets", "--severity", "\u0661"], "--severity"),
+        (["tickets", "--colour", "red"], None),  # argparse's own error, also exit 2
+    ],
+)
+def test_cli_bad_parameters_are_one_clear_line(
+    db_target: str,
+    policy: Policy,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    flag: str | None,
+) -> None:
+    db = Database(db_target)
+    load_scenario(db, policy)
+    db.close()
+    with_now = [] if "--now" in argv else ["--now", NOW_TEXT]
+    try:
+        code = escalator(["query", *argv, "--db", db_target, *with_now])
+    except SystemExit as exc:  # argparse exits for unknown flags
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    if flag is not None:
+        assert err.startswith(f"error: {flag}: "), err
+        assert len(err.strip().splitlines()) == 1

@@ -1,0 +1,237 @@
+"""Response shapes of the projections API, as pydantic models: FastAPI validates every answer
+against them and documents them in the generated OpenAPI (/openapi.json, /docs).
+
+The query functions in `projections.queries` build plain dicts; these models only describe
+them. Optional keys that a query leaves out (an SLA event's `level`, ...) stay out of the
+answer (`response_model_exclude_unset`), keys present as null stay null.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from projections.queries import SlaState, TicketStatus
+
+Instant = str
+"""RFC 3339 in UTC with a `Z` (microseconds only when non-zero)."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class Metric(_Model):
+    state: SlaState
+    due_at: Instant | None
+    remaining_seconds: float | None = Field(
+        description="Time left on the metric's own clock (business or elapsed); negative once "
+        "overdue; frozen while paused."
+    )
+    clock: Literal["business", "elapsed"] | None
+
+
+class Metrics(_Model):
+    first_response: Metric | None = None
+    resolution: Metric | None = None
+
+
+class Ticket(_Model):
+    ticket_id: str
+    status: TicketStatus
+    severity: int = Field(ge=1, le=4)
+    customer_id: str | None
+    assignee: str | None
+    group: str | None
+    policy: str | None = Field(None, description="Name of the policy that governs the ticket.")
+    reported_at: Instant | None
+    first_response_at: Instant | None
+    resolved_at: Instant | None
+    closed_at: Instant | None
+    cycle: int
+    sla_state: SlaState | None
+    next_due_at: Instant | None
+    escalation_level: int
+    last_event_at: Instant | None
+    clock_stopped: str | None = Field(
+        None,
+        description="Why the SLA clock is not running now: `paused` (waiting on the customer) "
+        "or `outside_business_hours`; null while it runs.",
+    )
+    elapsed_fraction: float | None = Field(
+        None,
+        description="Share of the next running target already used (0..1, above 1 once "
+        "overdue), on the metric's own clock.",
+    )
+    metrics: Metrics
+
+
+class TicketPage(_Model):
+    now: Instant
+    items: list[Ticket]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class TimelineEntry(_Model):
+    at: Instant
+    type: str
+    event_id: str | None = None
+    metric: str | None = None
+    severity: int | None = None
+    cycle: int | None = None
+    due_at: Instant | None = None
+    level: int | None = None
+    to: str | None = None
+    threshold: float | None = None
+    took_seconds: float | None = None
+    clock: str | None = None
+    eta: Instant | None = None
+
+
+class TicketDetail(Ticket):
+    now: Instant
+    timeline: list[TimelineEntry]
+
+
+class PolicyRef(_Model):
+    name: str
+    version: str | int | None = None
+
+
+class SlaEvent(_Model):
+    event_id: str
+    ticket_id: str
+    type: str
+    metric: str
+    severity: int
+    cycle: int
+    due_at: Instant
+    at: Instant
+    policy: PolicyRef
+    level: int | None = None
+    to: str | None = None
+    threshold: float | None = None
+    took_seconds: float | None = None
+    clock: str | None = None
+    eta: Instant | None = None
+
+
+class SlaEventPage(_Model):
+    items: list[SlaEvent]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class Escalation(_Model):
+    event_id: str
+    ticket_id: str
+    level: int
+    to: str | None
+    severity: int
+    cycle: int
+    escalated_at: Instant
+    ticket_status: TicketStatus | None
+    resolved_since: bool
+    resolved_at: Instant | None
+    customer_id: str | None
+    assignee: str | None
+    group: str | None
+    policy: str | None = None
+
+
+class EscalationPage(_Model):
+    now: Instant
+    since: Instant
+    items: list[Escalation]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class Stats(_Model):
+    mean_seconds: float | None
+    median_seconds: float | None
+
+
+class MetricCompliance(_Model):
+    met: int
+    breached: int
+    compliance: float | None = Field(description="met / (met + breached); null when neither.")
+    elapsed: Stats
+    business: Stats
+
+
+class ComplianceGroup(_Model):
+    key: int | str
+    tickets: int
+    first_response: MetricCompliance
+    resolution: MetricCompliance
+
+
+class ComplianceReport(_Model):
+    start: Instant = Field(alias="from")
+    end: Instant = Field(alias="to")
+    group_by: str
+    timezone: str
+    groups: list[ComplianceGroup]
+
+
+class Error(_Model):
+    error: str
+    parameter: str | None = None
+
+
+class Health(_Model):
+    status: Literal["ok"]
+
+
+class Ready(_Model):
+    ready: bool
+    database: bool
+    projector: Literal["caught_up", "behind", "not_running", "disabled"]
+    lag: dict[str, int] = Field(description="Records behind the end of each `topic/partition`.")
+    max_lag: int
+
+
+class Offset(_Model):
+    topic: str
+    partition: int
+    next_offset: int
+
+
+class ProjectorStats(_Model):
+    tickets: int
+    offsets: list[Offset]
+    projector: dict[str, Any] | None
+
+
+class Tiles(_Model):
+    open: int
+    breached: int = Field(description="Open tickets with a metric breached or overdue now.")
+    at_risk_1h: int = Field(description="Open, not breached, next deadline within the hour.")
+    escalated_24h: int = Field(description="Distinct tickets escalated in the last 24 hours.")
+    compliance_today: float | None = Field(
+        description="SLA outcomes decided since local midnight: met / (met + breached)."
+    )
+    met_today: int
+    breached_today: int
+
+
+class Filters(_Model):
+    group: str | None
+    customer: str | None
+
+
+class Dashboard(_Model):
+    now: Instant
+    filters: Filters
+    tiles: Tiles
+    open: list[Ticket] = Field(description="Breached first, then by next deadline.")
+    escalations: list[Escalation]
+    compliance: list[ComplianceGroup] = Field(description="Last 30 days per severity.")
+    compliance_by_day: list[ComplianceGroup] = Field(description="Last 30 days per local day.")
+    policy: PolicyRef
