@@ -264,7 +264,7 @@ async def compliance_report(ctx: Ctx, q: Annotated[ComplianceQuery, Query()]) ->
 
 async def _dashboard_compliance(ctx: Context, q: DashboardQuery, now: Micros) -> dict[str, Any]:
     """The cached chart data; a stale cache is refreshed in the background, not in the poll."""
-    key = (q.group, q.customer)
+    key = (q.group, q.customer, q.policy)
     bucket = now // COMPLIANCE_TTL
     cache = ctx.cache
     cached = cache.entries.get(key)
@@ -286,7 +286,9 @@ def _month(db: Database, policy: Policy, q: DashboardQuery, now: Micros) -> dict
     """30 days of compliance per severity and per day (the slow part of the board)."""
     start = now - 30 * DAY
     return {
-        name: compliance(db, policy, start, now, name, q.group, q.customer)["groups"]
+        name: []
+        if q.excludes(policy)
+        else compliance(db, policy, start, now, name, q.group, q.customer)["groups"]
         for name in ("severity", "day")
     }
 

@@ -614,10 +614,16 @@ class DashboardQuery(Params):
 
     group: str | None = Field(None, description="Only this assigned group's tickets.")
     customer: str | None = Field(None, description="Only this customer's tickets.")
+    policy: str | None = Field(None, description="Only tickets governed by this policy (name).")
+
+    def excludes(self, policy: Policy) -> bool:
+        """True when the policy filter rules out every ticket: all tickets here are governed
+        by the one policy the service runs."""
+        return self.policy is not None and self.policy != policy.name
 
 
-def _filters(q: DashboardQuery, prefix: str = "") -> tuple[str, list[Any]]:
-    sql = ""
+def _filters(q: DashboardQuery, policy: Policy, prefix: str = "") -> tuple[str, list[Any]]:
+    sql = " AND 1 = 0" if q.excludes(policy) else ""
     args: list[Any] = []
     for column, value in (("group_name", q.group), ("customer_id", q.customer)):
         if value is not None:
@@ -635,7 +641,7 @@ def board_tiles(db: Database, policy: Policy, q: DashboardQuery, now: Micros) ->
     """The wall screen's counts at `now`: open tickets, breached now, at risk within the hour,
     tickets escalated in the last 24 hours, and today's compliance (SLA outcomes decided since
     local midnight of the policy calendar: met / (met + breached))."""
-    where, args = _filters(q)
+    where, args = _filters(q, policy)
     base = f"SELECT COUNT(*) FROM tickets WHERE {OPEN}{where}"
     opened = _count(db, base, args)
     breached = _count(db, f"{base} AND {BREACHED}", [*args, LATEST, now])
@@ -645,7 +651,7 @@ def board_tiles(db: Database, policy: Policy, q: DashboardQuery, now: Micros) ->
         "AND next_due_at <= ?",
         [*args, now, now + HOUR],
     )
-    t_where, t_args = _filters(q, "t.")
+    t_where, t_args = _filters(q, policy, "t.")
     escalated = _count(
         db,
         "SELECT COUNT(DISTINCT e.ticket_id) FROM escalations e "
@@ -683,7 +689,7 @@ def board_tickets(
     """Open tickets for the wall: breached ones first (longest overdue first), then the rest
     by next deadline (paused ones, which have none, last). A breached ticket has no next
     running deadline, which is why it needs its own query rather than the `due` order."""
-    where, args = _filters(q)
+    where, args = _filters(q, policy)
     breached = db.query(
         f"{_TICKET_SELECT} WHERE {OPEN}{where} AND {BREACHED} ORDER BY "
         "CASE WHEN fr_state = 'breached' THEN fr_due_at WHEN res_state = 'breached' "
@@ -702,10 +708,12 @@ def dashboard_board(db: Database, policy: Policy, q: DashboardQuery, now: Micros
     """Everything the wall screen shows but the compliance charts, in one round trip."""
     return {
         "now": format_instant(now),
-        "filters": {"group": q.group, "customer": q.customer},
+        "filters": {"group": q.group, "customer": q.customer, "policy": q.policy},
         "tiles": board_tiles(db, policy, q, now),
         "open": board_tickets(db, policy, q, now),
-        "escalations": list_escalations(
-            db, now - DAY, now, limit=50, group=q.group, customer=q.customer
-        )["items"],
+        "escalations": []
+        if q.excludes(policy)
+        else list_escalations(db, now - DAY, now, limit=50, group=q.group, customer=q.customer)[
+            "items"
+        ],
     }

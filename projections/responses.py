@@ -224,6 +224,7 @@ class Tiles(_Model):
 class Filters(_Model):
     group: str | None
     customer: str | None
+    policy: str | None
 
 
 class Dashboard(_Model):
@@ -234,4 +235,7 @@ class Dashboard(_Model):
     escalations: list[Escalation]
     compliance: list[ComplianceGroup] = Field(description="Last 30 days per severity.")
     compliance_by_day: list[ComplianceGroup] = Field(description="Last 30 days per local day.")
+    compliance_by_policy: list[ComplianceGroup] | None = Field(
+        None, description="Last 30 days per policy, once tickets can have different policies."
+    )
     policy: PolicyRef

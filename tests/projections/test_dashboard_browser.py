@@ -1,8 +1,11 @@
-"""The wall-screen dashboard in real headless Chromium, fed by the real projector over Kafka.
+"""The wall-screen dashboard in real headless Chromium, served by uvicorn.
 
-The page must show open tickets by time to breach with ticking countdowns, the last day's
-escalations and the compliance chart, and pick up new events without a reload.
+The page must show breached tickets first, then open tickets by time to breach with ticking
+countdowns, the count tiles, the last day's escalations and the compliance charts; fit a
+1920x1080 wall screen without scrolling and a 390x844 phone in one column; honour the filters
+in its URL; and pick up new events from the real projector over Kafka without a reload.
 Chromium is Debian's (/usr/bin/chromium); under CI a missing browser fails the test.
+Screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import pytest
 
 from events.instants import MINUTE, format_instant
 from projections.api import make_app
+from projections.db import Database
 from projections.projector import Projector
+from projections.schema import migrate
 from streams.sla.rules import Policy
 from tests.projections.helpers import (
     lines,
@@ -30,9 +35,9 @@ from tests.projections.helpers import (
     sla_records,
     wait_for,
 )
-from tests.projections.scenario import NOW, scenario_events
+from tests.projections.scenario import NOW, load_scenario, scenario_events
 
-pytestmark = [pytest.mark.browser, pytest.mark.kafka]
+pytestmark = [pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -49,6 +54,7 @@ def _need_chromium() -> None:
         pytest.skip(f"{CHROMIUM} is not installed")
 
 
+@pytest.mark.kafka
 async def test_dashboard_shows_live_sla_state(
     tmp_path: Path, kafka_bootstrap: str, kafka_topics: Any, policy: Policy
 ) -> None:
@@ -73,11 +79,31 @@ async def test_dashboard_shows_live_sla_state(
     try:
         await wait_for(projector, len(tickets) + len(slas))
         async with serving(app) as base:
+            await _check_ready_and_lag(base, topics.tickets)
             await _check_page(base, kafka_bootstrap, topics.tickets)
     finally:
         stop.set()
         await task
         projector.close()
+
+
+async def _check_ready_and_lag(base: str, ticket_topic: str) -> None:
+    """A running projector that has caught up makes /ready 200, with its lag in /metrics."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base) as http:
+        for _ in range(100):
+            ready = await http.get("/ready")
+            if ready.status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["projector"] == "caught_up"
+        assert ready.json()["lag"] == {f"{ticket_topic}/0": 0, **ready.json()["lag"]}
+        metrics = (await http.get("/metrics")).text
+        lag = f'escalator_projector_lag_records{{partition="0",topic="{ticket_topic}"}} 0.0'
+        assert lag in metrics
+        assert f'escalator_projector_events_applied_total{{topic="{ticket_topic}"}} 15.0' in metrics
 
 
 async def _check_page(base: str, kafka_bootstrap: str, ticket_topic: str) -> None:
@@ -88,7 +114,7 @@ async def _check_page(base: str, kafka_bootstrap: str, ticket_topic: str) -> Non
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
             page = await browser.new_page(viewport={"width": 1400, "height": 800})
             await page.goto(base + "/")
-            rows = page.locator("#open-tickets tr.ticket-row")
+            rows = page.locator("#open-tickets tr.ticket-row:not([hidden])")
             await rows.first.wait_for()
             assert await rows.evaluate_all("rs => rs.map(r => r.dataset.ticket)") == ["C", "A", "B"]
             first = rows.nth(1)
@@ -102,11 +128,13 @@ async def _check_page(base: str, kafka_bootstrap: str, ticket_topic: str) -> Non
             assert await countdown.inner_text() != before  # ticking without a reload
             c_row = page.locator('#open-tickets tr[data-ticket="C"]')
             assert "breached" in await c_row.inner_text()
+            assert "r-breached" in (await c_row.get_attribute("class") or "")
             esc = page.locator("#escalations tr.escalation-row")
             assert sorted(await esc.evaluate_all("rs => rs.map(r => r.dataset.ticket)")) == [
                 "C", "E",
             ]  # fmt: skip
             assert "senior-technical-staff" in await esc.first.inner_text()
+            assert "C-1" in await page.locator('#escalations tr[data-ticket="C"]').inner_text()
             assert await page.locator("#compliance-chart rect.bar").count() >= 3
             # a new ticket arrives on Kafka: it appears without a reload
             new = {"event_id": "F-1", "ticket_id": "F", "type": "ticket.opened",
@@ -115,5 +143,121 @@ async def _check_page(base: str, kafka_bootstrap: str, ticket_topic: str) -> Non
             await produce(kafka_bootstrap, ticket_topic, [orjson.dumps(new)])
             await page.locator('#open-tickets tr[data-ticket="F"]').wait_for(timeout=15_000)
             ARTIFACTS.mkdir(exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            await page.screenshot(path=str(ARTIFACTS / "dashboard-live.png"))
             await browser.close()
+
+
+async def test_wall_screen_and_phone_layouts(tmp_path: Path, policy: Policy) -> None:
+    """Known events (the scenario) at 1920x1080 and 390x844: tiles, breached first, no scroll."""
+    _need_chromium()
+    from playwright.async_api import async_playwright
+
+    db_target = str(tmp_path / "wall.sqlite3")
+    db = Database(db_target)
+    migrate(db)
+    load_scenario(db, policy)
+    db.close()
+    started = time.time_ns() // 1000
+
+    def clock() -> int:
+        return NOW + (time.time_ns() // 1000 - started)
+
+    app = make_app(db_target, policy, clock)
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with serving(app) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            wall = await browser.new_page(viewport={"width": 1920, "height": 1080})
+            await wall.goto(base + "/")
+            await _loaded(wall)
+            assert await _tiles(wall) == {
+                "tile-open": "3", "tile-breached": "1", "tile-at-risk": "1",
+                "tile-escalated": "2", "tile-compliance": "80%",
+            }  # fmt: skip
+            assert await _visible_ids(wall) == ["C", "A", "B"]
+            first = wall.locator("#open-tickets tr.ticket-row").first
+            assert "r-breached" in (await first.get_attribute("class") or "")
+            countdown = await first.locator(".countdown").inner_text()
+            assert countdown.startswith("-"), countdown  # time past the deadline, negative
+            colour = await first.locator(".countdown").evaluate("e => getComputedStyle(e).color")
+            assert colour == "rgb(255, 77, 77)"  # red
+            a_row = wall.locator('#open-tickets tr[data-ticket="A"]')
+            assert "r-critical" in (await a_row.get_attribute("class") or "")  # 30 min left
+            assert await _fits(wall), "the wall screen scrolls"
+            for panel in ("#tiles", "#open-panel", "#esc-panel", "#chart-panel"):
+                box = await wall.locator(panel).bounding_box()
+                assert box is not None and box["y"] + box["height"] <= 1080, panel
+            assert await wall.locator("#compliance-trend circle.point").count() >= 2
+            assert await wall.locator("#compliance-chart rect.bar").count() >= 3
+            font = await first.evaluate("e => parseFloat(getComputedStyle(e.cells[0]).fontSize)")
+            assert font >= 20  # readable from across a room
+            await wall.screenshot(path=str(ARTIFACTS / "dashboard-1920x1080.png"))
+
+            # each team's screen: filters in the URL
+            await wall.goto(base + "/?group=l1")
+            await _loaded(wall)
+            assert await _visible_ids(wall) == ["B"]
+            assert (await _tiles(wall))["tile-open"] == "1"
+            assert "group l1" in await wall.locator("#filters").inner_text()
+            await wall.goto(base + "/?customer=C-1")
+            await _loaded(wall)
+            assert await _visible_ids(wall) == ["C", "A"]
+            await wall.goto(base + "/?policy=" + policy.name)
+            await _loaded(wall)
+            assert await _visible_ids(wall) == ["C", "A", "B"]
+            await wall.goto(base + "/?policy=some-other-policy")
+            await _loaded(wall, rows=False)
+            assert (await _tiles(wall))["tile-open"] == "0"
+
+            # outside business hours (Tuesday 21:00 in Toronto): the clock-stopped marker
+            await wall.goto(base + "/?now=2026-11-25T02:00:00Z")
+            await _loaded(wall)
+            marker = wall.locator('#open-tickets tr[data-ticket="B"] .stopped')
+            assert await marker.get_attribute("data-stopped") == "outside_business_hours"
+            await wall.screenshot(path=str(ARTIFACTS / "dashboard-1920x1080-after-hours.png"))
+
+            phone = await browser.new_page(viewport={"width": 390, "height": 844})
+            await phone.goto(base + "/")
+            await _loaded(phone)
+            assert await _visible_ids(phone) == ["C", "A", "B"]
+            assert (await _tiles(phone))["tile-breached"] == "1"
+            width = await phone.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"horizontal scroll on a phone: {width}px"
+            panels = [await phone.locator(p).bounding_box() for p in ("#open-panel", "#esc-panel")]
+            assert all(b is not None and b["width"] >= 340 for b in panels)  # one column
+            assert panels[0] is not None and panels[1] is not None
+            assert panels[1]["y"] > panels[0]["y"]  # stacked
+            await phone.screenshot(path=str(ARTIFACTS / "dashboard-390x844.png"), full_page=True)
+        finally:
+            await browser.close()
+
+
+async def _loaded(page: Any, rows: bool = True) -> None:
+    await page.wait_for_function(
+        "document.getElementById('status').textContent.startsWith('updated')"
+    )
+    if rows:
+        await page.locator("#open-tickets tr.ticket-row").first.wait_for()
+
+
+async def _tiles(page: Any) -> dict[str, str]:
+    tiles: dict[str, str] = await page.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('.tile')]"
+        ".map(t => [t.id, t.querySelector('.value').textContent.trim()]))"
+    )
+    return tiles
+
+
+async def _visible_ids(page: Any) -> list[str]:
+    ids: list[str] = await page.locator("#open-tickets tr.ticket-row:not([hidden])").evaluate_all(
+        "rs => rs.map(r => r.dataset.ticket)"
+    )
+    return ids
+
+
+async def _fits(page: Any) -> bool:
+    fits: bool = await page.evaluate(
+        "document.documentElement.scrollHeight <= innerHeight && "
+        "document.documentElement.scrollWidth <= innerWidth"
+    )
+    return fits

@@ -344,3 +344,41 @@ def test_cli_bad_parameters_are_one_clear_line(
     if flag is not None:
         assert err.startswith(f"error: {flag}: "), err
         assert len(err.strip().splitlines()) == 1
+
+
+async def test_dashboard_tiles_breached_first_and_filters(client: Client) -> None:
+    """The wall screen's numbers for the scenario at NOW (#12 §3)."""
+    board = await get(client, "/api/dashboard")
+    assert board["tiles"] == {
+        "open": 3, "breached": 1, "at_risk_1h": 1, "escalated_24h": 2,
+        "compliance_today": 0.8, "met_today": 4, "breached_today": 1,
+    }  # fmt: skip
+    assert [t["ticket_id"] for t in board["open"]] == ["C", "A", "B"]
+    a = board["open"][1]
+    assert (a["elapsed_fraction"], a["clock_stopped"]) == (0.5, None)  # 30 of 60 minutes
+    assert board["open"][0]["elapsed_fraction"] > 1  # C: past its deadline
+    escalation = next(e for e in board["escalations"] if e["ticket_id"] == "C")
+    assert (escalation["severity"], escalation["customer_id"], escalation["group"]) == (
+        1, "C-1", "l2",
+    )  # fmt: skip
+    assert [g["key"] for g in board["compliance_by_day"]] == ["2026-11-24"]
+    l1 = await get(client, "/api/dashboard?group=l1")
+    assert [t["ticket_id"] for t in l1["open"]] == ["B"]
+    assert (l1["tiles"]["open"], l1["tiles"]["escalated_24h"]) == (1, 1)  # E is l1's
+    assert [e["ticket_id"] for e in l1["escalations"]] == ["E"]
+    c1 = await get(client, "/api/dashboard?customer=C-1")
+    assert [t["ticket_id"] for t in c1["open"]] == ["C", "A"]
+    assert c1["tiles"]["compliance_today"] == 0.0  # C's breach is C-1's only outcome today
+    other = await get(client, "/api/dashboard?policy=another")
+    assert (other["open"], other["tiles"]["open"], other["compliance"]) == ([], 0, [])
+    assert (await get(client, "/api/dashboard?team=x", 400))["parameter"] == "team"
+
+
+async def test_clock_stopped_outside_business_hours(client: Client) -> None:
+    # Tuesday 21:00 in Toronto: B's first-response clock (business hours) is not running
+    b = await get(client, "/api/tickets/B?now=2026-11-24T20:00:00Z")
+    assert b["clock_stopped"] is None  # 15:00 Toronto: open
+    b = await get(client, "/api/tickets/B?now=2026-11-25T02:00:00Z")
+    assert b["clock_stopped"] == "outside_business_hours"
+    closed = await get(client, "/api/tickets/D")
+    assert (closed["clock_stopped"], closed["elapsed_fraction"]) == (None, None)
