@@ -193,14 +193,19 @@ class _ProjectorCollector(Collector):
         yield info
         if self.counters is not None:
             c = self.counters
-            applied = CounterMetricFamily(
-                "escalator_projector_events_applied",
-                "Records applied to the read models, by topic.",
+            records = CounterMetricFamily(
+                "escalator_projector_records",
+                "Records read and processed (applied or not), by topic.",
                 labels=["topic"],
             )
             for topic, count in sorted(c.by_topic.items()):
-                applied.add_metric([topic], count)
-            yield applied
+                records.add_metric([topic], count)
+            yield records
+            yield CounterMetricFamily(
+                "escalator_projector_events_applied",
+                "Ticket and SLA events applied to the read models.",
+                value=c.applied,
+            )
             skipped = CounterMetricFamily(
                 "escalator_projector_events_not_applied",
                 "Records read but not applied, by reason.",

@@ -80,7 +80,8 @@ async def test_metrics_events_applied_lag_and_latency_per_route(
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")
         text = response.text
-    assert 'escalator_projector_events_applied_total{topic="ticket-events"} 15.0' in text
+    assert "\nescalator_projector_events_applied_total 7.0\n" in text
+    assert 'escalator_projector_records_total{topic="ticket-events"} 15.0' in text
     assert 'escalator_projector_events_not_applied_total{reason="duplicate"} 2.0' in text
     assert 'escalator_projector_lag_records{partition="0",topic="ticket-events"} 5.0' in text
     route = 'route="/api/tickets/{ticket_id}"'

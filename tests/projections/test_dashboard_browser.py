@@ -79,7 +79,7 @@ async def test_dashboard_shows_live_sla_state(
     try:
         await wait_for(projector, len(tickets) + len(slas))
         async with serving(app) as base:
-            await _check_ready_and_lag(base, topics.tickets)
+            await _check_ready_and_lag(base, topics.tickets, len(tickets) + len(slas))
             await _check_page(base, kafka_bootstrap, topics.tickets)
     finally:
         stop.set()
@@ -87,7 +87,7 @@ async def test_dashboard_shows_live_sla_state(
         projector.close()
 
 
-async def _check_ready_and_lag(base: str, ticket_topic: str) -> None:
+async def _check_ready_and_lag(base: str, ticket_topic: str, applied: int) -> None:
     """A running projector that has caught up makes /ready 200, with its lag in /metrics."""
     import httpx
 
@@ -103,7 +103,8 @@ async def _check_ready_and_lag(base: str, ticket_topic: str) -> None:
         metrics = (await http.get("/metrics")).text
         lag = f'escalator_projector_lag_records{{partition="0",topic="{ticket_topic}"}} 0.0'
         assert lag in metrics
-        assert f'escalator_projector_events_applied_total{{topic="{ticket_topic}"}} 15.0' in metrics
+        assert f'escalator_projector_records_total{{topic="{ticket_topic}"}} 15.0' in metrics
+        assert f"\nescalator_projector_events_applied_total {applied}.0\n" in metrics
 
 
 async def _check_page(base: str, kafka_bootstrap: str, ticket_topic: str) -> None:

@@ -302,12 +302,15 @@ async def test_out_of_range_and_non_ascii_parameters_are_400(
 
 
 async def test_edges_of_the_supported_range_are_answered(client: Client) -> None:
-    """The range is 1970-01-01T00:00:00Z (inclusive) to 9000-01-01T00:00:00Z (exclusive)."""
+    """The range is events.instants' SUPPORTED_RANGE: 1970-01-01T00:00:00Z to
+    8999-12-31T23:59:59.999999Z, both included."""
     assert (await get(client, "/api/sla-events?since=1970-01-01T00:00:00Z"))["items"]
-    late_now = "now=8999-12-31T23:59:59Z&since=1970-01-01T00:00:00Z"
+    late_now = "now=8999-12-31T23:59:59.999999Z&since=1970-01-01T00:00:00Z"
     assert (await get(client, f"/api/sla-events?{late_now}"))["items"]
     late = await get(client, "/api/sla-events?until=9000-01-01T00:00:00Z", status=400)
-    assert late["parameter"] == "until" and "9000-01-01T00:00:00Z" in late["error"]
+    assert late["parameter"] == "until" and "range" in late["error"]
+    lower = await get(client, "/api/sla-events?since=2026-11-24t15:00:00z", status=400)
+    assert lower["parameter"] == "since"  # strict RFC 3339: upper-case T and Z
 
 
 @pytest.mark.parametrize(
