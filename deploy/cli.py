@@ -18,9 +18,19 @@ def _registrars() -> list[Register]:
     from events import cli as contract
     from projections import cli as projections
     from streams.engine import cli as engine
+    from streams.ingest import cli as ingest
+    from streams.notify import cli as notify
     from streams.sla import cli as sla
 
-    return [contract.register, sla.register, engine.register, projections.register, demo.register]
+    return [
+        contract.register,
+        sla.register,
+        engine.register,
+        ingest.register,
+        notify.register,
+        projections.register,
+        demo.register,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,232 @@
+"""What the vendor adapters share: severity from priority, status categories, transitions.
+
+Pure functions; `StatusMemory` is the one piece of state (for vendors whose webhooks carry a
+snapshot of the ticket instead of the change, see `events.vendors.zammad`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Category = Literal["open", "paused", "resolved", "closed"]
+"""What a vendor status means for the SLA clocks: open, waiting on the customer (paused),
+resolved (may reopen), closed (final)."""
+
+
+class Unmappable(ValueError):
+    """A payload that cannot be mapped to the contract; the message says why (no free text)."""
+
+
+@dataclass
+class Mapped:
+    """An adapter's result: contract events to produce, or why the payload means nothing."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    ignored: str | None = None
+    """Set when a well-formed payload has no SLA meaning (e.g. a subject change)."""
+
+
+DEFAULT_SEVERITY = 3
+"""A ticket without a priority is Sev3: the vendors' default priority is "normal"."""
+
+_PRIORITY_WORDS: dict[str, int] = {
+    "urgent": 1,
+    "critical": 1,
+    "highest": 1,
+    "blocker": 1,
+    "p1": 1,
+    "high": 2,
+    "p2": 2,
+    "normal": 3,
+    "medium": 3,
+    "p3": 3,
+    "low": 4,
+    "lowest": 4,
+    "minor": 4,
+    "trivial": 4,
+    "p4": 4,
+}
+_SEVERITY_TAG = re.compile(r"^sev(?:erity)?[-_]?([1-4])$", re.IGNORECASE)
+
+
+def severity_of(priority: object, tags: Iterable[object] = ()) -> int:
+    """Severity 1-4 from a vendor priority name, unless a `sevN` tag overrides it.
+
+    Priority names are matched by their last word, case-insensitively, so Zendesk's
+    `URGENT`, Jira's `Highest` and Zammad's `3 high` all work. No priority: DEFAULT_SEVERITY.
+    Raises Unmappable for a priority name we do not know.
+    """
+    for tag in tags:
+        match = _SEVERITY_TAG.match(str(tag))
+        if match:
+            return int(match.group(1))
+    if priority is None or priority == "":
+        return DEFAULT_SEVERITY
+    words = str(priority).strip().lower().split()
+    severity = _PRIORITY_WORDS.get(words[-1]) if words else None
+    if severity is None:
+        raise Unmappable(f"priority {str(priority)[:40]!r} has no severity mapping")
+    return severity
+
+
+def transition(previous: Category | None, current: Category) -> list[str]:
+    """Contract event types for a status change between categories (README table).
+
+    `previous` None (not known): assert the current category, i.e. pause a waiting ticket,
+    resolve a resolved one; an open ticket needs nothing.
+    """
+    if previous == current or previous == "closed":
+        return []
+    if current == "closed":
+        return ["ticket.closed"]
+    if current == "resolved":
+        return ["ticket.resolved"]
+    if previous == "resolved":
+        return ["ticket.reopened"] + (["ticket.paused"] if current == "paused" else [])
+    if current == "paused":
+        return ["ticket.paused"]
+    if previous == "paused":  # -> open
+        return ["ticket.resumed"]
+    return []
+
+
+def rfc3339(value: object, field_name: str) -> str:
+    """A vendor timestamp as RFC 3339 with at most microseconds (Zendesk sends nanoseconds).
+
+    Accepts RFC 3339 / ISO 8601 text (Z or offset, also Jira's `+0000`) or epoch milliseconds.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000, UTC).isoformat()
+    if not isinstance(value, str) or not value:
+        raise Unmappable(f"field {field_name!r}: missing or not a timestamp")
+    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    text = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise Unmappable(f"field {field_name!r}: not a timestamp") from None
+    if parsed.tzinfo is None:
+        raise Unmappable(f"field {field_name!r}: timestamp without a UTC offset")
+    return parsed.isoformat()
+
+
+def ident(value: object) -> str | None:
+    """A vendor id (number or text) as a contract id string; None/empty -> None."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, int | str):
+        return str(value)[:256]
+    return None
+
+
+def obj_of(value: object) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def list_of(value: object) -> list[Any]:
+    """`value` if it is a JSON array, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
+def dig(obj: object, *path: str) -> Any:
+    """obj[path[0]][path[1]]...; None where a step is missing or not an object."""
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+class StatusMemory:
+    """Each ticket's last seen status category, bounded (least recently seen forgotten).
+
+    Only for vendors whose webhooks carry a ticket snapshot without the previous status.
+    In memory: after a restart the first webhook per ticket compares against "not known".
+    """
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._last: OrderedDict[str, Category] = OrderedDict()
+
+    def swap(self, ticket_id: str, category: Category) -> Category | None:
+        previous = self._last.pop(ticket_id, None)
+        self._last[ticket_id] = category
+        if len(self._last) > self.capacity:
+            self._last.popitem(last=False)
+        return previous
+
+
+FREE_TEXT_KEYS = frozenset(
+    {
+        "subject",
+        "title",
+        "description",
+        "body",
+        "html_body",
+        "plain_body",
+        "renderedBody",
+        "summary",
+        "note",
+        "address",
+        "comment",
+        "text",
+        "content",
+        "from",
+        "to",
+        "cc",
+        "email",
+        "emailAddress",
+        "firstname",
+        "lastname",
+        "displayName",
+        "name",
+        "phone",
+        "mobile",
+        "login",
+        "origin_by",
+        "environment",
+        "renderedFields",
+        "attachments",
+    }
+)
+"""Keys whose values are free text or personal data in the vendors' payloads."""
+
+
+def scrub(obj: Any, depth: int = 0) -> Any:
+    """A copy of a payload with free-text values replaced by "[dropped]", for dead letters.
+
+    Deliberately broad: a dead letter is for finding out why a payload did not map, which
+    takes its structure, ids, statuses and times, not its text.
+    """
+    if depth > 20:
+        return "[dropped]"
+    if isinstance(obj, dict):
+        return {
+            k: ("[dropped]" if k in FREE_TEXT_KEYS and v not in (None, "") else scrub(v, depth + 1))
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [scrub(v, depth + 1) for v in obj]
+    return obj
+
+
+def contract_event(
+    kind: str, event_id: str, ticket_id: str, occurred_at: str, source: str, **fields: Any
+) -> dict[str, Any]:
+    """One inbound contract event as a dict (validated again by the codec before producing)."""
+    event: dict[str, Any] = {
+        "event_id": event_id,
+        "type": kind,
+        "ticket_id": ticket_id,
+        "occurred_at": occurred_at,
+        "source": source,
+    }
+    event.update(fields)
+    return event

@@ -1,0 +1,1 @@
+"""`escalator ingest`: HTTP in front of `ticket-events` (contract events and vendor webhooks)."""
