@@ -199,6 +199,22 @@ def test_settings_bind_loopback_and_never_show_secrets() -> None:
     assert "s3cr3t-value" not in repr(settings)
 
 
+async def test_answered_only_after_the_broker_has_the_record(service: Service) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=service.settings.broker)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(service.settings.ticket_topic, p) for p in range(3)]
+        for n in range(1, 16):
+            status, _ = await service.contract(orjson.dumps(event(n)))
+            assert status == 200
+            offsets = await consumer.end_offsets(partitions)
+            assert sum(offsets.values()) == n  # on the broker before the answer
+    finally:
+        await consumer.stop()
+
+
 async def test_concurrent_requests_all_land(service: Service) -> None:
     bodies = [orjson.dumps(event(n)) for n in range(40)]
     results = await asyncio.gather(*(service.contract(b) for b in bodies))
