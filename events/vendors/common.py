@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -29,6 +29,8 @@ class Mapped:
     events: list[dict[str, Any]] = field(default_factory=list)
     ignored: str | None = None
     """Set when a well-formed payload has no SLA meaning (e.g. a subject change)."""
+    done: Callable[[], None] | None = None
+    """To call once the events are on the broker (an adapter with memory commits it then)."""
 
 
 DEFAULT_SEVERITY = 3
@@ -155,12 +157,15 @@ class StatusMemory:
         self.capacity = capacity
         self._last: OrderedDict[str, Category] = OrderedDict()
 
-    def swap(self, ticket_id: str, category: Category) -> Category | None:
-        previous = self._last.pop(ticket_id, None)
+    def last(self, ticket_id: str) -> Category | None:
+        return self._last.get(ticket_id)
+
+    def remember(self, ticket_id: str, category: Category) -> None:
+        """Call once the events mapped from this state are on the broker (see `Mapped.done`)."""
+        self._last.pop(ticket_id, None)
         self._last[ticket_id] = category
         if len(self._last) > self.capacity:
             self._last.popitem(last=False)
-        return previous
 
 
 FREE_TEXT_KEYS = frozenset(

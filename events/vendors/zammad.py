@@ -7,9 +7,12 @@ any (`article`: id, sender "Agent"/"Customer"/"System", internal, created_at).
 Signed when a token is set: `X-Hub-Signature: sha1=<hex HMAC-SHA1 of the body>`.
 
 A snapshot carries no previous state, so status transitions are found against the last
-state seen per ticket (`StatusMemory`); the opening, the assignment and the severity are
-re-stated on every webhook with ids that make repeats harmless (the core ignores a
-duplicate event id, and a severity or assignment equal to the current one changes nothing).
+state seen per ticket (`StatusMemory`). The first webhook seen for a ticket also states its
+opening (`ticket.opened`, id `zammad:<id>:opened`, at `created_at`); the severity and the
+assignment are restated on every webhook (a value equal to the current one changes nothing).
+After a restart the opening of a known ticket is stated again: the core drops it as a
+duplicate, or, if the ticket has changed since, rejects it as an id reused with other
+content (dead letter, with that reason); the restated severity and assignment still apply.
 """
 
 from __future__ import annotations
@@ -47,6 +50,26 @@ def ticket_id_of(number: str) -> str:
     return f"zammad-{number}"
 
 
+def _opened(
+    internal_id: str,
+    tid: str,
+    created: str,
+    severity: int,
+    ticket: dict[str, Any],
+    routing: dict[str, str | None],
+) -> dict[str, Any]:
+    return contract_event(
+        "ticket.opened",
+        f"zammad:{internal_id}:opened",
+        tid,
+        created,
+        SOURCE,
+        severity=severity,
+        customer_id=ident(ticket.get("organization_id")),
+        **routing,
+    )
+
+
 def map_payload(payload: Any, memory: StatusMemory) -> Mapped:
     """Contract events for one Zammad webhook; Unmappable names what is missing."""
     if not isinstance(payload, dict):
@@ -78,17 +101,13 @@ def map_payload(payload: Any, memory: StatusMemory) -> Mapped:
         "group": ident(ticket.get("group_id")),
         "assignee": ident(ticket.get("owner_id") if ticket.get("owner_id") != 1 else None),
     }
-    out = [
-        contract_event(
-            "ticket.opened",
-            f"zammad:{internal_id}:opened",
-            tid,
-            created,
-            SOURCE,
-            severity=severity,
-            customer_id=ident(ticket.get("organization_id")),
-            **routing,
-        ),
+    previous = memory.last(tid)
+    out = (
+        []
+        if previous is not None
+        else [_opened(internal_id, tid, created, severity, ticket, routing)]
+    )
+    out += [
         contract_event(
             "ticket.severity_changed", f"{stamp}:severity", tid, updated, SOURCE, severity=severity
         ),
@@ -109,9 +128,8 @@ def map_payload(payload: Any, memory: StatusMemory) -> Mapped:
                 SOURCE,
             )
         )
-    previous = memory.swap(tid, category)
     if previous is None and dig(ticket, "article_count") in (0, 1) and category == "open":
         previous = "open"
     for kind in transition(previous, category):
         out.append(contract_event(kind, f"{stamp}:{kind}", tid, updated, SOURCE))
-    return Mapped(out)
+    return Mapped(out, done=lambda: memory.remember(tid, category))

@@ -188,6 +188,8 @@ class Ingest:
         except Exception as exc:
             log.error("%s: producing failed: %s", source, type(exc).__name__)
             return _error(503, f"broker unavailable ({type(exc).__name__}); retry")
+        if mapped.done is not None:
+            mapped.done()
         ids = [event["event_id"] for event in mapped.events]
         return web.json_response({"taken": ids}, dumps=_dumps)
 
