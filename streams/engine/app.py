@@ -1,64 +1,54 @@
-"""The Faust worker: one agent folds the input topic into a per-ticket table, per partition.
+"""The Faust worker: the input topic folded into per-ticket states, one partition at a time.
 
-Data flow for a record on input partition p (all inside p's Kafka transaction under
-`exactly_once`): decode -> `PartitionEngine.process` (fires p's due timers, applies the event)
--> state writes to the table and its changelog partition p -> SLA events to `sla-events`
-partition p -> a rejected record, with its original bytes, to the dead-letter topic partition p.
-Everything a record causes goes to partition p of each topic, because faust-streaming keys
-its transactional producers by source partition ("{app}-{group}-{p}").
+Data flow for a batch of records of input partition p (all inside p's Kafka transaction under
+`exactly_once`): the consumer hands the fetched batch to `Engine._on_batch` ->
+`PartitionEngine.process_batch` (fires p's due timers, applies each event, all or nothing per
+record) -> SLA events to `sla-events` partition p, rejected records (original bytes) to the
+dead-letter topic partition p, each changed ticket's state once to changelog partition p.
+Everything a record causes goes to partition p of each topic, because faust-streaming keys its
+transactional producers by source partition ("{app}-{group}-{p}").
 
-Two deviations from stock Faust usage, both for exactness:
-- The table's memory store is written directly and the changelog record is produced with
-  `await` through p's transactional producer, instead of `table[key] = value` whose changelog
-  send goes through a background buffer that a transaction commit does not wait for.
-- Faust commits from background tasks at any await point; `Engine` wraps the consumer's
-  `commit` in a lock that the agent holds from the start of a batch of records until it has
-  acked them all, so a transaction never contains half of a batch's output, nor output of an
-  unacked record.
+Everything that touches Faust's internals is in `streams.engine.faust_batch` (the batch
+consumer, the commit lock, the transactional producers, the recovery hooks).
 
 Timers: every owned partition has a `PartitionEngine` with a `TimerIndex`, re-armed from the
-changelog records Faust replays on assignment (`SlaTable.apply_changelog_batch`). In `wall`
-mode a ticker writes a `clock.tick` to partition p whenever p's earliest timer is due, so timer
-emission runs through the same consume-transform-produce path as events (exactly once,
-replayable after a crash) and costs nothing on partitions with nothing due.
+changelog when the partition is assigned (`Engine.recover`). In `wall` mode a ticker writes a
+`clock.tick` to partition p whenever p's earliest timer is due, so timer emission runs through
+the same consume-transform-produce path as events (exactly once, replayable after a crash) and
+costs nothing on partitions with nothing due.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any, cast
 
 import faust
 import orjson
+import prometheus_client
 from aiokafka import (  # type: ignore[import-untyped]
     AIOKafkaConsumer,
     AIOKafkaProducer,
     TopicPartition,
 )
 from faust.types import TP
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from events.cloudevents import sla_event_headers, source_of
-from events.instants import SECOND, Micros, format_instant, parse_instant
-from streams.engine.processor import ClockMode, PartitionEngine, RecordResult
+from events.instants import SECOND, Micros, format_instant
+from streams.engine import faust_batch
+from streams.engine.processor import BatchResult, ClockMode, PartitionEngine
 from streams.engine.topics import PRODUCER_MAX_REQUEST_BYTES, dead_letter
 from streams.sla.rules import Policy
 
 log = logging.getLogger("escalator.engine")
 
 TABLE_NAME = "sla-state"
-BATCH = 1000
-"""Most records processed (and acked) together; see `Engine._fold`."""
-BATCH_WAIT = 0.005
-"""Seconds a batch waits for more records before it is processed."""
-TIMER_TYPES = frozenset(
-    {"sla.warning", "sla.breached", "ticket.escalated", "customer.notification_required"}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,25 +81,41 @@ def wall_now() -> Micros:
 
 
 class Metrics:
-    """Prometheus series of one worker, in a registry of its own (several apps per test run)."""
+    """Prometheus series of one worker, in a registry of its own (several apps per test run).
 
-    def __init__(self) -> None:
+    Updated once per batch (counters by the batch's totals), gauges once a second and on
+    every scrape. No `_created` series (`disable_created_metrics`).
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         r = self.registry
-        self.events_in = Counter(
+        events_in = Counter(
             "escalator_events_in", "Input records processed, by kind", ["kind"], registry=r
         )
+        self.events_in = {kind: events_in.labels(kind) for kind in ("event", "tick", "invalid")}
         self.sla_out = Counter(
             "escalator_sla_events_out", "SLA events produced, by type", ["type"], registry=r
         )
+        self._sla_out: dict[str, Any] = {}
         self.dead_letters = Counter(
             "escalator_dead_letters", "Input records sent to the dead-letter topic", registry=r
         )
         self.open_tickets = Gauge(
-            "escalator_open_tickets", "Tickets with state on owned partitions", registry=r
+            "escalator_open_tickets",
+            "Tickets on owned partitions that are neither resolved nor closed",
+            registry=r,
         )
-        self.armed_timers = Gauge(
-            "escalator_armed_timers", "Tickets with a pending timer on owned partitions", registry=r
+        self.tickets_in_state = Gauge(
+            "escalator_tickets_in_state",
+            "Tickets with state on owned partitions (open, resolved and not yet closed)",
+            registry=r,
+        )
+        self.tickets_with_timers = Gauge(
+            "escalator_tickets_with_timers",
+            "Tickets with at least one pending timer on owned partitions",
+            registry=r,
         )
         self.owned_partitions = Gauge(
             "escalator_owned_partitions", "Input partitions this worker owns", registry=r
@@ -121,64 +127,51 @@ class Metrics:
             registry=r,
         )
         self.consumer_lag = Gauge(
-            "escalator_consumer_lag", "Input records not yet processed", ["partition"], registry=r
+            "escalator_consumer_lag_records",
+            "Input records not yet processed, in records, by input partition",
+            ["partition"],
+            registry=r,
+        )
+        Info("escalator_build", "Versions this worker runs", registry=r).info(
+            {
+                "version": version("escalator"),
+                "faust_streaming": version("faust-streaming"),
+                "aiokafka": version("aiokafka"),
+                "policy": policy.name,
+                "policy_version": policy.version,
+            }
         )
 
-
-class SlaTable(faust.Table[bytes, bytes]):
-    """The per-ticket state table; tells the engine what recovery replays and what moves."""
-
-    engine: Engine | None = None
-
-    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
-        events = list(batch)
-        super().apply_changelog_batch(events)
-        if self.engine is not None:
-            self.engine.on_changelog(events)
-
-    async def on_rebalance(
-        self, assigned: Any, revoked: Any, newly_assigned: Any, generation_id: int = 0
-    ) -> None:
-        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
-        if self.engine is not None:
-            self.engine.on_rebalance(assigned, revoked, newly_assigned)
-            await self.engine.prepare_recovery(assigned)
-
-    def persisted_offset(self, tp: Any) -> int | None:
-        """Tell Faust its recovery has nothing to read: the engine reads the changelog itself.
-
-        Faust's own recovery cannot tell, under transactions, whether the records it has
-        fetched have all been applied, and may declare recovery complete with part of a
-        partition unread; `Engine.recover` reads each partition to its end offset instead.
-        """
-        if self.engine is not None:
-            end = self.engine.changelog_ends.get(tp)
-            if end is not None:
-                return end - 1
-        offset: int | None = super().persisted_offset(tp)
-        return offset
-
-    async def on_recovery_completed(self, active_tps: Any, standby_tps: Any) -> None:
-        if self.engine is not None:
-            await self.engine.recover(active_tps)
-        await super().on_recovery_completed(active_tps, standby_tps)
-        if self.engine is not None:
-            self.engine.on_recovered(active_tps)
+    def count_batch(self, result: BatchResult) -> None:
+        if result.events:
+            self.events_in["event"].inc(result.events)
+        if result.ticks:
+            self.events_in["tick"].inc(result.ticks)
+        if result.invalid:
+            self.events_in["invalid"].inc(result.invalid)
+        if result.dead_letters:
+            self.dead_letters.inc(len(result.dead_letters))
+        for kind, count in result.out_types.items():
+            child = self._sla_out.get(kind)
+            if child is None:
+                child = self._sla_out[kind] = self.sla_out.labels(kind)
+            child.inc(count)
 
 
 class Engine:
-    """The imperative shell: Faust app, topics, table, agent, ticker and web views."""
+    """The imperative shell: Faust app, topics, table, batch handler, ticker and web views."""
 
     def __init__(self, config: EngineConfig, policy: Policy) -> None:
+        faust_batch.check_faust_version()
         self.config = config
         self.policy = policy
-        self.metrics = Metrics()
+        self.metrics = Metrics(policy)
         self.partitions: dict[int, PartitionEngine] = {}
         self.offsets: dict[int, int] = {}
         self._recovery_started: float | None = None
-        self._processing = asyncio.Lock()
         self._tick_producer: AIOKafkaProducer | None = None
         self._changelog_reader: AIOKafkaConsumer | None = None
+        self._tids: dict[int, str] = {}
         self.changelog_ends: dict[Any, int] = {}
         self.ready = False
         self._ce_source = source_of(config.app_id)
@@ -214,9 +207,8 @@ class Engine:
             "value_serializer": "raw",
         }
         self.input = app.topic(cfg.input_topic, partitions=cfg.partitions, **raw)
-        self.output = app.topic(cfg.output_topic, partitions=cfg.partitions, **raw)
-        self.dlq = app.topic(cfg.dlq_topic, partitions=cfg.partitions, **raw)
-        self.table = SlaTable(
+        faust_batch.install_batch_path(app, self.input, self._on_batch)
+        self.table = faust_batch.RecoveryTable(
             app,
             name=TABLE_NAME,
             default=None,
@@ -226,10 +218,8 @@ class Engine:
             key_type=bytes,
             value_type=bytes,
         )
-        self.table.engine = self
+        self.table.hooks = self
         app.tables.add(self.table)
-        self._commit_locked = False
-        app.agent(self.input, name="fold")(self._fold)
         if cfg.clock == "wall":
             app.timer(interval=cfg.tick_interval, name="ticker")(self._tick)
         app.timer(interval=1.0, name="gauges")(self._update_gauges)
@@ -250,213 +240,86 @@ class Engine:
 
         app.on_before_shutdown.connect(cast(Any, close))
 
-    # -- exactness plumbing
+    # -- the batch path
 
-    def _install_commit_lock(self) -> None:
-        """Serialise Faust's background commits with record processing (see module doc).
-
-        Installed at the first rebalance, not in `__init__`: touching `app.consumer` before the
-        Worker exists would freeze `app.in_transaction` to False.
-        """
-        if self._commit_locked:
-            return
-        self._commit_locked = True
-        consumer = self.app.consumer
-        original = consumer.commit
-        lock = self._processing
-
-        async def commit(*args: Any, **kwargs: Any) -> Any:
-            async with lock:
-                return await original(*args, **kwargs)
-
-        consumer.commit = commit
-        if self.config.exactly_once:
-            self._commit_transactions_concurrently()
-
-    def _commit_transactions_concurrently(self) -> None:
-        """Commit the partitions' transactions in parallel rather than one after the other.
-
-        Same steps as faust-streaming's `Producer.commit_transactions` (offsets into the
-        transaction, commit, begin the next), but the per-partition round trips overlap, so
-        the agent waits for one commit's latency instead of one per owned partition.
-        """
-        producer = self.app.producer
-
-        async def one(tid: str, offsets: Any, group_id: str, start_new: bool) -> None:
-            async with producer._trn_locks[tid]:
-                txn = producer._transaction_producers.get(tid)
-                if txn is None:
-                    log.warning("commit for unknown transaction %s", tid)
-                    return
-                await txn.send_offsets_to_transaction(offsets, group_id)
-                await txn.commit_transaction()
-                if start_new:
-                    await txn.begin_transaction()
-
-        async def commit_transactions(
-            tid_to_offset_map: Any, group_id: str, start_new_transaction: bool = True
-        ) -> None:
-            await asyncio.gather(
-                *(
-                    one(tid, offsets, group_id, start_new_transaction)
-                    for tid, offsets in tid_to_offset_map.items()
-                )
-            )
-
-        producer.commit_transactions = commit_transactions
-
-    def _store(self) -> Any:
-        """The table's in-memory dict (memory store), written without Faust's buffered send."""
-        store = self.table.data
-        return getattr(store, "data", store)
-
-    def _transactional_id(self, partition: int) -> str | None:
-        if not self.config.exactly_once:
-            return None
-        group = self.app.assignor.group_for_topic(self.config.input_topic)
-        return f"{self.app.conf.id}-{group}-{partition}"
-
-    async def _send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> Any:
-        """Produce into partition p's transaction (or plainly, at-least-once)."""
-        return await self.app.producer.send(
-            topic,
-            key,
-            value,
-            partition,
-            None,
-            headers,
-            transactional_id=self._transactional_id(partition),
-        )
-
-    # -- the agent
-
-    async def _fold(self, stream: Any) -> None:
-        """Process records in batches; a batch's output and its acks stay together.
-
-        `take_events` hands over what has arrived (up to BATCH records, waiting at most
-        BATCH_WAIT seconds). The commit lock is held from the first record of a batch until all
-        of it is acked, so a transaction never holds part of a batch's output, nor output of
-        unacked records. A batch whose processing has started is finished (shielded) before
-        the agent stops: Faust would otherwise ack the whole batch when the agent is cancelled.
-        """
-        async for events in stream.take_events(BATCH, within=BATCH_WAIT):
-            async with self._processing:
-                work = asyncio.ensure_future(self._process_or_exit(events))
-                try:
-                    await asyncio.shield(work)
-                except asyncio.CancelledError:
-                    await work
-                    _ack(events)
-                    raise
-                _ack(events)
-
-    async def _process_or_exit(self, events: list[Any]) -> None:
-        """A failed send (fenced producer, broker gone) ends the process at once.
+    async def _on_batch(self, batches: dict[int, list[Any]]) -> None:
+        """Process one fetch, partition by partition; a failed send ends the process.
 
         Like a SIGKILL: the open transaction is aborted when the partition's next owner starts,
         and the batch is processed again from the last committed offset. A graceful stop
         would commit the transaction with part of this batch's output in it.
         """
-        message = events[0].message
         try:
-            await self._process_batch([event.message for event in events])
+            for partition, records in batches.items():
+                await self._process(partition, records)
         except Exception:
+            first = next(iter(batches.values()))[0]
             log.critical(
                 "cannot produce the output of a batch from %s[%d]@%d; exiting",
-                message.topic,
-                message.partition,
-                message.offset,
+                first.topic,
+                first.partition,
+                first.offset,
                 exc_info=True,
             )
             logging.shutdown()
             os._exit(70)
 
-    async def _process_batch(self, messages: list[Any]) -> None:
-        """Process each record; table writes go to the changelog once per ticket, at the end.
+    def _producer(self, partition: int) -> Any:
+        if not self.config.exactly_once:
+            return faust_batch.plain_producer(self.app)
+        tid = self._tids.get(partition)
+        if tid is None:
+            tid = faust_batch.transactional_id(self.app, self.config.input_topic, partition)
+            self._tids[partition] = tid
+        return faust_batch.transactional_producer(self.app, tid)
 
-        The memory store is updated record by record (later records read it); the changelog is
-        compacted, so only a ticket's last state in the batch needs producing, into the same
-        transaction as the records' SLA events, before the batch is acked.
-        """
-        writes: dict[tuple[int, bytes], bytes | None] = {}
-        for message in messages:
-            await self._process(message, writes)
-        changelog = self.table.changelog_topic_name
-        for (partition, key), value in writes.items():
-            await self._send(changelog, key, value, partition)
-
-    async def _process(self, message: Any, writes: dict[tuple[int, bytes], bytes | None]) -> None:
-        p: int = message.partition
+    async def _process(self, p: int, records: list[Any]) -> None:
+        """One partition's records: fold them, then produce everything into p's transaction."""
         engine = self.partitions.get(p)
         if engine is None:
             engine = self.partitions[p] = PartitionEngine(p, self.policy, self.config.clock)
-        data = self._store()
         now = wall_now()
-        try:
-            result = engine.process(message.value, lambda t: data.get(t.encode()), now)
-        except Exception as exc:  # a bug in the core must not stop the partition
-            log.exception(
-                "internal error on %s[%d]@%d; dead-lettered", message.topic, p, message.offset
+        result = engine.process_batch([r.value for r in records], now)
+        self.offsets[p] = records[-1].offset
+        producer = self._producer(p)
+        send = producer.send
+        cfg = self.config
+        output = cfg.output_topic
+        source = self._ce_source
+        for key, value, event in result.output:
+            await send(
+                output, value, key=key, partition=p, headers=sla_event_headers(event, source)
             )
-            result = RecordResult("invalid", rejected=f"internal error: {type(exc).__name__}")
-        self.offsets[p] = message.offset
-        self.metrics.events_in.labels(result.kind).inc()
-        for ticket_id, value in result.writes.items():
-            key = ticket_id.encode()
-            if value is None:
-                data.pop(key, None)
-            else:
-                data[key] = value
-            writes[p, key] = value
-        for record in result.emitted:
-            await self._send(
-                self.config.output_topic,
-                record["ticket_id"].encode(),
-                orjson.dumps(record),
-                p,
-                sla_event_headers(record, self._ce_source),
-            )
-            self.metrics.sla_out.labels(record["type"]).inc()
-        if result.emitted and self.config.clock == "wall":
-            self._observe_lateness(result, now)
-        if result.rejected is not None:
-            await self._dead_letter(message, result)
+        for position, stage, reason in result.dead_letters:
+            await self._dead_letter(send, records[position], stage, reason)
+        changelog = self.table.changelog_topic_name
+        for key, state in result.changelog:
+            await send(changelog, state, key=key, partition=p)
+        self.metrics.count_batch(result)
+        if result.timer_dues and cfg.clock == "wall":
+            observe = self.metrics.lateness.observe
+            for due in result.timer_dues:
+                observe(max((now - due) / SECOND, 0.0))
 
-    def _observe_lateness(self, result: RecordResult, now: Micros) -> None:
-        for record in result.emitted:
-            if record["type"] in TIMER_TYPES:
-                late = (now - parse_instant(record["due_at"])) / SECOND
-                self.metrics.lateness.observe(max(late, 0.0))
-
-    async def _dead_letter(self, message: Any, result: RecordResult) -> None:
-        reason = result.rejected or ""
-        stage = "decode" if result.kind == "invalid" else "rejected"
+    async def _dead_letter(self, send: Any, record: Any, stage: str, reason: str) -> None:
         key, value, headers = dead_letter(
-            message.key, message.value, reason, stage, message.topic, message.partition,
-            message.offset,
-        )  # fmt: skip
-        await self._send(self.config.dlq_topic, key, value, message.partition, headers)
-        self.metrics.dead_letters.inc()
+            record.key, record.value, reason, stage, record.topic, record.partition, record.offset
+        )
+        await send(
+            self.config.dlq_topic, value, key=key, partition=record.partition, headers=headers
+        )
         # Ids only: reasons name fields and ticket ids, never free text.
         log.warning(
             "dead-lettered %s[%d]@%d: %s",
-            message.topic,
-            message.partition,
-            message.offset,
+            record.topic,
+            record.partition,
+            record.offset,
             reason[:300],
         )
 
     # -- partition ownership and recovery
 
     def on_rebalance(self, assigned: Any, revoked: Any, newly_assigned: Any) -> None:
-        self._install_commit_lock()
         topic = self.config.input_topic
         owned = sorted(tp.partition for tp in assigned if tp.topic == topic)
         gone = {tp.partition for tp in revoked if tp.topic == topic} - set(owned)
@@ -471,12 +334,10 @@ class Engine:
 
     def _forget(self, partition: int) -> None:
         """Drop a revoked partition's index and states; its new owner recovers them."""
-        engine = self.partitions.pop(partition, None)
-        if engine is None:
-            return
-        data = self._store()
-        for ticket_id in engine.keys:
-            data.pop(ticket_id.encode(), None)
+        self.partitions.pop(partition, None)
+        self._tids.pop(partition, None)
+        with contextlib.suppress(KeyError):
+            self.metrics.consumer_lag.remove(str(partition))
 
     async def _recovery_consumer(self) -> AIOKafkaConsumer:
         if self._changelog_reader is None:
@@ -524,7 +385,6 @@ class Engine:
         await reader.seek_to_beginning(*tps)
         ends = await reader.end_offsets(tps)
         engines = {p: PartitionEngine(p, self.policy, self.config.clock) for p in wanted}
-        data = self._store()
         records = 0
         pending = {tp for tp in tps if ends[tp] > 0}
         last_log = started
@@ -533,12 +393,7 @@ class Engine:
             for tp, batch in batches.items():
                 engine = engines[tp.partition]
                 for record in batch:
-                    key, value = record.key, record.value
-                    if value is None:
-                        data.pop(key, None)
-                    else:
-                        data[key] = value
-                    engine.load(key.decode(), value)
+                    engine.load(record.key.decode(), record.value)
                 records += len(batch)
             for tp in list(pending):
                 if await reader.position(tp) >= ends[tp]:
@@ -557,17 +412,6 @@ class Engine:
             records / took if took > 0 else 0.0,
         )
 
-    def on_changelog(self, events: list[Any]) -> None:
-        """Recovery replays changelog records: re-arm each ticket's next timer."""
-        for event in events:
-            message = event.message
-            p = message.partition
-            engine = self.partitions.get(p)
-            if engine is None:
-                engine = self.partitions[p] = PartitionEngine(p, self.policy, self.config.clock)
-            key = message.key
-            engine.load(key.decode() if isinstance(key, bytes) else str(key), message.value)
-
     def on_recovered(self, active_tps: Any) -> None:
         changelog = self.table.changelog_topic_name
         active = sorted(tp.partition for tp in active_tps if tp.topic == changelog)
@@ -582,9 +426,10 @@ class Engine:
             engine = self.partitions[p]
             head = engine.index.peek()
             log.info(
-                "partition %d recovered: %d tickets, %d armed timers, next due %s",
+                "partition %d recovered: %d tickets in state, %d open, %d with timers, next due %s",
                 p,
-                len(engine.keys),
+                len(engine.states),
+                engine.open_tickets,
                 len(engine.index),
                 format_instant(head[0]) if head else "-",
             )
@@ -592,7 +437,7 @@ class Engine:
             "recovery complete in %.2f s: %d partitions, %d tickets",
             took,
             len(active),
-            sum(len(e.keys) for e in self.partitions.values()),
+            sum(len(e.states) for e in self.partitions.values()),
         )
         self.ready = True
 
@@ -624,16 +469,17 @@ class Engine:
         """Every 10 s, log the offset processed per owned partition (ids and counts only)."""
         if self.offsets:
             log.info(
-                "progress: last offsets %s, %d open tickets, %d armed timers",
+                "progress: last offsets %s, %d open tickets, %d with timers",
                 dict(sorted(self.offsets.items())),
-                sum(len(e.keys) for e in self.partitions.values()),
+                self._open_tickets(),
                 sum(len(e.index) for e in self.partitions.values()),
             )
 
     async def _update_gauges(self) -> None:
         m = self.metrics
-        m.open_tickets.set(sum(len(e.keys) for e in self.partitions.values()))
-        m.armed_timers.set(sum(len(e.index) for e in self.partitions.values()))
+        m.open_tickets.set(self._open_tickets())
+        m.tickets_in_state.set(sum(len(e.states) for e in self.partitions.values()))
+        m.tickets_with_timers.set(sum(len(e.index) for e in self.partitions.values()))
         m.owned_partitions.set(len(self.partitions))
         consumer = self.app.consumer
         for p in list(self.partitions):
@@ -643,6 +489,9 @@ class Engine:
                 continue
             if high is not None:
                 m.consumer_lag.labels(str(p)).set(max(high - self.offsets.get(p, -1) - 1, 0))
+
+    def _open_tickets(self) -> int:
+        return sum(e.open_tickets for e in self.partitions.values())
 
     async def _metrics_view(self, web: Any, request: Any) -> Any:
         await self._update_gauges()
@@ -656,7 +505,8 @@ class Engine:
             "status": "ok" if self.ready else "recovering",
             "clock": self.config.clock,
             "partitions": sorted(self.partitions),
-            "open_tickets": sum(len(e.keys) for e in self.partitions.values()),
+            "open_tickets": self._open_tickets(),
+            "tickets_in_state": sum(len(e.states) for e in self.partitions.values()),
             "policy": self.policy.ref(),
         }
         return web.json(body, status=200 if self.ready else 503)
@@ -672,9 +522,3 @@ class Engine:
 
 def build_engine(config: EngineConfig, policy: Policy) -> Engine:
     return Engine(config, policy)
-
-
-def _ack(events: list[Any]) -> None:
-    """Mark records processed: their offsets may now go into the next commit."""
-    for event in events:
-        event.ack()

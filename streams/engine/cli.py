@@ -187,7 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         rebalance_timeout=args.rebalance_timeout,
     )
     engine = build_engine(config, policy)
-    import faust
+    from streams.engine.faust_batch import quiet_worker
 
     logging.getLogger("escalator").setLevel(args.loglevel.upper())
     print(
@@ -199,7 +199,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    worker = faust.Worker(engine.app, loglevel=args.loglevel, redirect_stdouts=False, quiet=True)
+    worker = quiet_worker(engine.app, args.loglevel)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

@@ -128,6 +128,28 @@ class TicketState:
             "digests": self.digests,
         }
 
+    def copy(self) -> TicketState:
+        """An independent copy (the fold changes states in place; the engine undoes a failed
+        record with the copy it took before). Every field of `__init__` is copied here."""
+        return TicketState(
+            ticket_id=self.ticket_id,
+            severity=self.severity,
+            reported_at=self.reported_at,
+            last_event_at=self.last_event_at,
+            policy_version=self.policy_version,
+            status=self.status,
+            customer_id=self.customer_id,
+            cycle=self.cycle,
+            responded_at=self.responded_at,
+            first_response_stopped_at=self.first_response_stopped_at,
+            resolution_spans=list(self.resolution_spans),
+            pauses=list(self.pauses),
+            escalation_active=self.escalation_active,
+            fired=list(self.fired),
+            seen=list(self.seen),
+            timers=list(self.timers),
+        )
+
     @classmethod
     def from_json_obj(cls, obj: dict[str, Any]) -> TicketState:
         return cls(

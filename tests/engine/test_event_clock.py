@@ -49,6 +49,9 @@ class Run:
     reference: list[dict[str, Any]]
     output: list[dict[str, Any]]
     broker: str
+    open_tickets: int
+    tickets_in_state: int
+    tickets_with_timers: int
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +60,31 @@ def event_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
     history = generate_history(TICKETS, seed=7)
     until = parse_instant(history[-1]["occurred_at"]) + 30 * DAY
     lines: list[bytes] = [orjson.dumps(item) for item in history]
+    # A few tickets still open at the end, so open and in-state counts differ.
+    last = history[-1]["occurred_at"]
+    lines += [
+        orjson.dumps(
+            {
+                "type": "ticket.opened",
+                "event_id": f"still-open-{n}",
+                "ticket_id": f"T-still-open-{n}",
+                "severity": 3,
+                "occurred_at": last,
+            }
+        )
+        for n in range(3)
+    ]
     mixed = list(lines)
     for index, bad in enumerate(BAD):  # spread the bad records through the stream
         mixed.insert((index + 1) * len(lines) // (len(BAD) + 1), bad)
-    reference = list(Replayer(load_policy()).run(mixed, until))
+    replayer = Replayer(load_policy())
+    reference = list(replayer.run(mixed, until))
+    states = replayer.tickets.values()
+    counts = (
+        sum(s.status not in ("resolved", "closed") for s in states),
+        len(states),
+        len(replayer.index),
+    )
     topics = new_topics("evclock", partitions=4)
     worker = Worker(kafka_bootstrap, topics, tmp / "worker.log", clock="event").start()
     try:
@@ -76,7 +100,7 @@ def event_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
         )
         assert done.returncode == 0, done.stderr.decode()
         records = read_topic(kafka_bootstrap, topics.output, expect=len(reference), timeout=120)
-        yield Run(topics, worker, reference, sla_events(records), kafka_bootstrap)
+        yield Run(topics, worker, reference, sla_events(records), kafka_bootstrap, *counts)
     finally:
         worker.stop()
 
@@ -121,11 +145,22 @@ def test_worker_reports_metrics_and_health(event_run: Run) -> None:
     assert values["escalator_dead_letters_total"] == len(BAD)
     out = sum(v for k, v in values.items() if k.startswith("escalator_sla_events_out_total"))
     assert out == len(event_run.reference)
-    assert "escalator_open_tickets" in values
+    # Open tickets only (neither resolved nor closed); all tickets with state separately.
+    assert 0 < event_run.open_tickets < event_run.tickets_in_state
+    assert values["escalator_open_tickets"] == event_run.open_tickets
+    assert values["escalator_tickets_in_state"] == event_run.tickets_in_state
+    assert values["escalator_tickets_with_timers"] == event_run.tickets_with_timers
     assert "escalator_timer_lateness_seconds_count" in values
-    assert any(k.startswith("escalator_consumer_lag") for k in values)
+    assert (
+        "# HELP escalator_consumer_lag_records Input records not yet processed, in records" in text
+    )
+    assert any(k.startswith("escalator_consumer_lag_records{partition=") for k in values)
+    build = next(k for k in values if k.startswith("escalator_build_info{"))
+    assert 'faust_streaming="0.15.3"' in build and values[build] == 1
+    assert not [k for k in values if "_created" in k]
     health = event_run.worker.health()
     assert health is not None and health["status"] == "ok" and health["partitions"] == [0, 1, 2, 3]
+    assert health["open_tickets"] == event_run.open_tickets
 
 
 def test_tail_prints_sla_events(event_run: Run, tmp_path: Path) -> None:

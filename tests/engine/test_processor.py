@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 import orjson
@@ -9,10 +10,16 @@ import pytest
 
 from events.instants import SECOND, format_instant, parse_instant
 from events.samples import generate_history
-from streams.engine.processor import PartitionEngine, decode_state, encode_state, next_due_of
+from streams.engine.processor import (
+    PartitionEngine,
+    decode_state,
+    encode_state,
+    is_open_raw,
+    next_due_of,
+)
 from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
-from tests.engine.helpers import per_ticket
+from tests.engine.helpers import REPO, per_ticket
 
 
 def _partition(ticket_id: str, partitions: int) -> int:
@@ -24,33 +31,32 @@ def _run_partitions(
     partitions: int,
     until: int,
     extra: list[bytes] = (),  # type: ignore[assignment]
-) -> tuple[list[dict[str, Any]], list[str], dict[int, dict[str, bytes]]]:
+    batch: int = 7,
+) -> tuple[list[dict[str, Any]], list[str], dict[int, dict[bytes, bytes]]]:
+    """Feed each partition its records in batches of `batch`; returns the output, the
+    dead-letter reasons and each partition's changelog (compacted: key -> last value)."""
     policy = load_policy()
     engines = {p: PartitionEngine(p, policy, "event") for p in range(partitions)}
-    tables: dict[int, dict[str, bytes]] = {p: {} for p in range(partitions)}
+    changelogs: dict[int, dict[bytes, bytes]] = {p: {} for p in range(partitions)}
+    inputs: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
+    for item in history:
+        inputs[_partition(item["ticket_id"], partitions)].append(orjson.dumps(item))
+    inputs[0].extend(extra)
+    tick = orjson.dumps({"type": "clock.tick", "occurred_at": format_instant(until)})
     out: list[dict[str, Any]] = []
     rejected: list[str] = []
-
-    def feed(p: int, raw: bytes) -> None:
-        table = tables[p]
-        result = engines[p].process(raw, table.get, 0)
-        for ticket, value in result.writes.items():
-            if value is None:
-                table.pop(ticket, None)
-            else:
-                table[ticket] = value
-        out.extend(result.emitted)
-        if result.rejected:
-            rejected.append(result.rejected)
-
-    for item in history:
-        feed(_partition(item["ticket_id"], partitions), orjson.dumps(item))
-    for raw in extra:
-        feed(0, raw)
-    tick = orjson.dumps({"type": "clock.tick", "occurred_at": format_instant(until)})
     for p in range(partitions):
-        feed(p, tick)
-    return out, rejected, tables
+        records: list[bytes | None] = [*inputs[p], tick]
+        for start in range(0, len(records), batch):
+            result = engines[p].process_batch(records[start : start + batch], 0)
+            for key, value in result.changelog:
+                if value is None:
+                    changelogs[p].pop(key, None)
+                else:
+                    changelogs[p][key] = value
+            out.extend(orjson.loads(value) for _, value, _ in result.output)
+            rejected.extend(reason for _, _, reason in result.dead_letters)
+    return out, rejected, changelogs
 
 
 def test_partitions_reproduce_the_replay() -> None:
@@ -75,41 +81,127 @@ def test_redelivered_events_change_nothing() -> None:
 
 def test_bad_records_are_rejected_with_reasons() -> None:
     engine = PartitionEngine(0, load_policy(), "event")
-    empty: dict[str, bytes] = {}
-    reasons = [
-        engine.process(raw, empty.get, 0).rejected
-        for raw in (
+    result = engine.process_batch(
+        [
             b"{not json",
             b'{"type": "ticket.teleported", "ticket_id": "T1"}',
             b'{"type": "ticket.opened", "ticket_id": "T1", "occurred_at": "2026-11-23T13:00:00Z"}',
             b'{"type": "ticket.responded", "event_id": "e", "ticket_id": "T9",'
             b' "occurred_at": "2026-11-23T13:00:00Z"}',
             None,
-        )
-    ]
-    assert reasons[0] is not None and reasons[0].startswith("malformed JSON")
-    assert reasons[1] is not None and "unknown event type" in reasons[1]
-    assert reasons[2] is not None and "event_id" in reasons[2] and "severity" in reasons[2]
-    assert reasons[3] is not None and "unknown ticket" in reasons[3]
-    assert reasons[4] is not None
+        ],
+        0,
+    )
+    got = {position: (stage, reason) for position, stage, reason in result.dead_letters}
+    assert sorted(got) == [0, 1, 2, 3, 4]
+    assert got[0][0] == "decode" and got[0][1].startswith("malformed JSON")
+    assert "unknown event type" in got[1][1]
+    assert "event_id" in got[2][1] and "severity" in got[2][1]
+    assert got[3] == ("rejected", "unknown ticket 'T9': no ticket.opened seen")
+    assert got[4][0] == "decode"
+    assert result.output == [] and result.changelog == []
+    assert result.invalid == 4 and result.events == 1
 
 
-def test_state_encoding_exposes_next_due_cheaply() -> None:
-    history = generate_history(20, seed=5)
-    _, _, tables = _run_partitions(history[: len(history) // 2], 2, 0)
-    values = [v for table in tables.values() for v in table.values()]
+def test_state_encoding_exposes_next_due_and_openness_cheaply() -> None:
+    history = generate_history(60, seed=5)
+    _, _, changelogs = _run_partitions(history[: len(history) // 2], 2, 0)
+    values = [v for changelog in changelogs.values() for v in changelog.values()]
     assert values
+    statuses = set()
     for raw in values:
         state = decode_state(raw)
+        statuses.add(state.status)
         assert next_due_of(raw) == state.next_due
+        assert is_open_raw(raw) == (state.status not in ("resolved", "closed"))
         assert encode_state(state) == raw
+    assert {"open", "resolved"} <= statuses
+
+
+def test_recovered_partition_continues_like_one_that_never_stopped() -> None:
+    """States recovered from the changelog (kept as bytes until touched) give the same output
+    and the same open-ticket count as the partition that wrote them."""
+    history = generate_history(200, seed=8)
+    lines = [orjson.dumps(item) for item in history]
+    until = parse_instant(history[-1]["occurred_at"]) + 30 * 24 * 3600 * SECOND
+    tick = orjson.dumps({"type": "clock.tick", "occurred_at": format_instant(until)})
+    half = len(lines) // 2
+    policy = load_policy()
+    first = PartitionEngine(0, policy, "event")
+    changelog: dict[bytes, bytes | None] = {}
+    for start in range(0, half, 50):
+        changelog.update(
+            first.process_batch(list(lines[start : min(start + 50, half)]), 0).changelog
+        )
+    second = PartitionEngine(0, policy, "event")
+    for key, value in changelog.items():
+        second.load(key.decode(), value)
+    assert second.open_tickets == first.open_tickets > 0
+    assert len(second.states) == len(first.states)
+    rest: list[bytes | None] = [*lines[half:], tick]
+    a = first.process_batch(rest, 0)
+    b = second.process_batch(rest, 0)
+    assert per_ticket([orjson.loads(v) for _, v, _ in a.output]) == per_ticket(
+        [orjson.loads(v) for _, v, _ in b.output]
+    )
+    assert second.open_tickets == first.open_tickets
+
+
+def test_a_record_the_fold_cannot_process_changes_nothing() -> None:
+    """Issue #10 §3: one valid Sev1 ticket and one ticket opened in year 9999, event clock, one
+    partition; a tick to 2026-12-12 emits the 5 events the replay gives for the valid ticket,
+    and the 9999 record is dead-lettered with a reason (all or nothing per record)."""
+    policy = load_policy()
+    valid = {
+        "type": "ticket.opened",
+        "event_id": "v-1",
+        "ticket_id": "V",
+        "severity": 1,
+        "occurred_at": "2026-12-10T09:00:00Z",
+    }
+    far = {**valid, "event_id": "f-1", "ticket_id": "F", "occurred_at": "9999-12-10T09:00:00Z"}
+    until = parse_instant("2026-12-12T00:00:00Z")
+    expected = list(Replayer(policy).run([orjson.dumps(valid)], until))
+    assert len(expected) == 5
+    tick = orjson.dumps({"type": "clock.tick", "occurred_at": format_instant(until)})
+    for batches in ([[valid, far, tick]], [[valid], [far], [tick]]):
+        engine = PartitionEngine(0, policy, "event")
+        out: list[dict[str, Any]] = []
+        dead: list[tuple[str, str]] = []
+        for batch in batches:
+            raws = [x if isinstance(x, bytes) else orjson.dumps(x) for x in batch]
+            result = engine.process_batch(list(raws), 0)
+            out.extend(orjson.loads(v) for _, v, _ in result.output)
+            dead.extend((stage, reason) for _, stage, reason in result.dead_letters)
+        assert out == expected
+        assert len(dead) == 1 and dead[0][1].startswith(("internal error", "field 'occurred_at'"))
+        assert engine.watermark == until
+        assert set(engine.states) == {"V"}
+        assert engine.open_tickets == 1
+
+
+def test_ticket_state_copy_is_independent_and_complete() -> None:
+    history = generate_history(40, seed=2)
+    _, _, changelogs = _run_partitions(history, 2, 0)
+    for raw in (v for changelog in changelogs.values() for v in changelog.values()):
+        state = decode_state(raw)
+        copy = state.copy()
+        assert copy.to_json_obj() == state.to_json_obj()
+        for name in ("resolution_spans", "pauses", "fired", "seen", "timers"):
+            assert getattr(copy, name) is not getattr(state, name)
+    # copy() passes every parameter of __init__ (a field added later must be copied too).
+    tree = ast.parse((REPO / "streams" / "sla" / "state.py").read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "TicketState")
+    methods = {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef)}
+    fields = {a.arg for a in methods["__init__"].args.args[1:]}
+    call = next(n for n in ast.walk(methods["copy"]) if isinstance(n, ast.Call))
+    assert {k.arg for k in call.keywords} == fields
 
 
 @pytest.mark.parametrize("mode", ["wall", "event"])
 def test_ticks_fire_only_due_timers(mode: str) -> None:
     policy = load_policy("tests/engine/fast_policy.toml")
     engine = PartitionEngine(0, policy, mode)  # type: ignore[arg-type]
-    table: dict[str, bytes] = {}
     opened_at = parse_instant("2026-11-23T13:00:00Z")
     opened = {
         "type": "ticket.opened",
@@ -118,14 +210,12 @@ def test_ticks_fire_only_due_timers(mode: str) -> None:
         "severity": 1,
         "occurred_at": format_instant(opened_at),
     }
-    result = engine.process(orjson.dumps(opened), table.get, opened_at)
-    table.update({k: v for k, v in result.writes.items() if v is not None})
+    engine.process_batch([orjson.dumps(opened)], opened_at)
 
     def tick(at: int) -> list[str]:
         raw = orjson.dumps({"type": "clock.tick", "occurred_at": format_instant(at)})
-        res = engine.process(raw, table.get, at)
-        table.update({k: v for k, v in res.writes.items() if v is not None})
-        return [f"{e['type']}:{e['metric']}" for e in res.emitted]
+        res = engine.process_batch([raw], at)
+        return [f"{e['type']}:{e['metric']}" for e in (orjson.loads(v) for _, v, _ in res.output)]
 
     assert tick(opened_at + SECOND) == []
     assert tick(opened_at + 3 * SECOND) == [
