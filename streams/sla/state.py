@@ -148,6 +148,8 @@ class TicketState:
             fired=list(self.fired),
             seen=list(self.seen),
             timers=list(self.timers),
+            group=self.group,
+            assignee=self.assignee,
         )
 
     @classmethod
