@@ -150,6 +150,7 @@ class TicketState:
             timers=list(self.timers),
             group=self.group,
             assignee=self.assignee,
+            digests=list(self.digests),
         )
 
     @classmethod
