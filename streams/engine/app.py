@@ -49,6 +49,9 @@ from streams.sla.rules import Policy
 log = logging.getLogger("escalator.engine")
 
 TABLE_NAME = "sla-state"
+PRODUCER_BATCH_BYTES = 512 * 1024
+"""Bytes per partition per produce request. A partition has one batch in flight at a time
+(idempotent producer), so the 16 KiB default capped output at one small batch per round trip."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +200,7 @@ class Engine:
             datadir=cfg.data_dir,
             autodiscover=False,
             producer_linger_ms=5,
+            producer_max_batch_size=PRODUCER_BATCH_BYTES,
             producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         )
         app = self.app

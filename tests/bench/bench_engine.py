@@ -3,9 +3,13 @@
     python tests/bench/bench_engine.py [--broker HOST:PORT] [--history 5000] [--open 100000]
 
 1. throughput: a generated history is published first, then one worker (event clock,
-   exactly-once) drains it; ticket events/s from "worker ready" to "offsets committed";
-2. ceiling: a bare aiokafka consume-then-produce loop over the same input (transactional,
-   read_committed, like the engine; and plain), one output record per input record;
+   exactly-once) drains it; ticket events/s from "worker ready" to "offsets committed", the
+   worker's CPU time per event (/proc), and asyncio tasks created per event
+   (`counting_worker.py`);
+2. reference, same run, same input: a bare aiokafka consume-then-produce loop (transactional,
+   read_committed, like the engine; and plain), one output record per input record, and the
+   replay fold's CPU per event (`streams.sla.replay`, in this process): the floor of our own
+   work per event;
 3. timer lateness p50/p99 (wall clock): `--open` tickets with far deadlines are loaded, then
    a few thousand tickets fall due over ~30 s; lateness = receive time of the committed SLA
    event minus its due_at;
@@ -28,7 +32,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import orjson
 
@@ -61,23 +65,33 @@ PARTITIONS = 4
 class Worker:
     extra: ClassVar[list[str]] = []
 
-    def __init__(self, broker: str, base: str, clock: str, policy: str | None, log: Path):
+    def __init__(
+        self,
+        broker: str,
+        base: str,
+        clock: str,
+        policy: str | None,
+        log: Path,
+        input_topic: str | None = None,
+        partitions: int = PARTITIONS,
+    ):
         self.port = free_port()
+        self.tasks_file = log.with_suffix(".tasks")
         args = [
             sys.executable,
-            "-m",
-            "deploy.cli",
+            str(REPO / "tests" / "bench" / "counting_worker.py"),
+            str(self.tasks_file),
             "run",
             "--broker",
             broker,
             "--input-topic",
-            f"{base}-in",
+            input_topic or f"{base}-in",
             "--output-topic",
             f"{base}-out",
             "--dlq-topic",
             f"{base}-dlq",
             "--partitions",
-            str(PARTITIONS),
+            str(partitions),
             "--app-id",
             f"{base}-app",
             "--clock",
@@ -103,12 +117,33 @@ class Worker:
         while time.monotonic() - started < timeout:
             if self.proc.poll() is not None:
                 raise SystemExit(f"worker exited: see {self.log}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
-                    return time.monotonic()
-            except OSError:
-                time.sleep(0.05)
+            if self.health() is not None:
+                return time.monotonic()
+            time.sleep(0.05)
         raise SystemExit(f"worker not ready: see {self.log}")
+
+    def health(self) -> dict[str, Any] | None:
+        """The /health body once it says ok, else None."""
+        try:
+            url = f"http://127.0.0.1:{self.port}/health"
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                body: dict[str, Any] = orjson.loads(reply.read())
+                return body
+        except OSError:
+            return None
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the worker process so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def tasks(self) -> int:
+        """asyncio tasks the worker has created so far."""
+        time.sleep(0.25)  # the count file is rewritten every 0.1 s
+        try:
+            return int(self.tasks_file.read_text() or 0)
+        except (OSError, ValueError):
+            return 0
 
     def rss_kib(self) -> int:
         text = Path(f"/proc/{self.proc.pid}/status").read_text()
@@ -153,7 +188,7 @@ def wait_drained(broker: str, group: str, topic: str, timeout: float = 1800) -> 
 # ---------------------------------------------------------------------------------------------
 
 
-def bench_engine(broker: str, tickets: int, tmp: Path) -> tuple[str, int, float]:
+def bench_engine(broker: str, tickets: int, tmp: Path) -> tuple[str, list[bytes], float]:
     base = unique_name("bench-tp")
     history = generate_history(tickets, seed=5)
     lines = [orjson.dumps(e) for e in history]
@@ -162,15 +197,37 @@ def bench_engine(broker: str, tickets: int, tmp: Path) -> tuple[str, int, float]
     worker = Worker(broker, base, "event", None, tmp / "throughput.log")
     try:
         ready = worker.ready()
+        cpu0, tasks0 = worker.cpu_seconds(), worker.tasks()
         done = wait_drained(broker, f"{base}-app", f"{base}-in")
+        cpu1, tasks1 = worker.cpu_seconds(), worker.tasks()
     finally:
         worker.kill()
-    rate = len(lines) / (done - ready)
+    events = len(lines)
+    rate = events / (done - ready)
     print(
-        f"engine: {len(lines)} ticket events ({tickets} tickets) in {done - ready:.1f} s "
-        f"= {rate:,.0f} events/s (1 worker, exactly-once, 4 partitions)"
+        f"engine: {events} ticket events ({tickets} tickets) in {done - ready:.1f} s "
+        f"= {rate:,.0f} events/s (1 worker, exactly-once, 4 partitions); worker CPU "
+        f"{(cpu1 - cpu0) / events * 1e6:.0f} us/event, {(tasks1 - tasks0) / events:.3f} asyncio "
+        "tasks/event"
     )
-    return base, len(lines), rate
+    return base, lines, rate
+
+
+def bench_fold(lines: list[bytes]) -> float:
+    """The replay fold's CPU per event over the same history (best of 3), in microseconds."""
+    from streams.sla.policy import load_policy
+    from streams.sla.replay import Replayer
+
+    policy = load_policy()
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        for _event in Replayer(policy).run(lines):
+            pass
+        best = min(best, time.process_time() - started)
+    per_event = best / len(lines) * 1e6
+    print(f"replay fold (floor of our own work): {per_event:.0f} us CPU/event, same history")
+    return per_event
 
 
 async def _bare(broker: str, source: str, sink: str, count: int, transactional: bool) -> float:
@@ -361,9 +418,10 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
             if "throughput" not in args.skip:
-                base, count, rate = bench_engine(args.broker, args.history, Path(tmp))
+                base, lines, rate = bench_engine(args.broker, args.history, Path(tmp))
+                bench_fold(lines)
                 if "bare" not in args.skip:
-                    ceiling = bench_bare(args.broker, base, count)
+                    ceiling = bench_bare(args.broker, base, len(lines))
                     print(f"engine / bare transactional loop = {rate / ceiling:.2f}")
             if "timers" not in args.skip:
                 bench_timers(args.broker, args.open, args.due, Path(tmp))
