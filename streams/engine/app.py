@@ -42,6 +42,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from events.cloudevents import sla_event_headers, source_of
 from events.instants import SECOND, Micros, format_instant
 from streams.engine import faust_batch
+from streams.engine.health import BrokerHealth, quiet_repeats
 from streams.engine.processor import BatchResult, ClockMode, PartitionEngine
 from streams.engine.topics import PRODUCER_MAX_REQUEST_BYTES, dead_letter
 from streams.sla.rules import Policy
@@ -173,6 +174,7 @@ class Engine:
         self.offsets: dict[int, int] = {}
         self._recovery_started: float | None = None
         self._tick_producer: AIOKafkaProducer | None = None
+        self.broker = BrokerHealth(config.bootstrap_list())
         self._changelog_reader: AIOKafkaConsumer | None = None
         self._tids: dict[int, str] = {}
         self.changelog_ends: dict[Any, int] = {}
@@ -227,6 +229,7 @@ class Engine:
         if cfg.clock == "wall":
             app.timer(interval=cfg.tick_interval, name="ticker")(self._tick)
         app.timer(interval=1.0, name="gauges")(self._update_gauges)
+        app.timer(interval=2.0, name="broker-probe")(self._probe_broker)
         app.timer(interval=10.0, name="progress")(self._progress)
         engine = self
 
@@ -448,24 +451,45 @@ class Engine:
     # -- wall clock
 
     async def _tick(self) -> None:
-        """Write a clock.tick to each owned partition whose earliest timer is due."""
+        """Write a clock.tick to each owned partition whose earliest timer is due.
+
+        Never raises (an exception would end the worker): while the broker is down the tick
+        producer cannot start or send; it is dropped and made again at the next tick, and the
+        timers fire once ticks go through (late, never lost: they stay in the index).
+        """
         now = wall_now()
         due = [p for p, e in self.partitions.items() if (h := e.index.peek()) and h[0] <= now]
         if not due or not self.ready:
             return
-        producer = await self._ticks()
-        body = orjson.dumps({"type": "clock.tick", "occurred_at": format_instant(now)})
-        for p in due:
-            await producer.send(self.config.input_topic, body, partition=p)
+        try:
+            producer = await self._ticks()
+            body = orjson.dumps({"type": "clock.tick", "occurred_at": format_instant(now)})
+            for p in due:
+                await producer.send(self.config.input_topic, body, partition=p)
+        except Exception as exc:
+            log.error("cannot write clock ticks (%s); retrying", type(exc).__name__)
+            producer, self._tick_producer = self._tick_producer, None
+            if producer is not None:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
 
     async def _ticks(self) -> AIOKafkaProducer:
         if self._tick_producer is None:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.config.bootstrap_list(), linger_ms=0, acks=1
             )
-            await producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
             self._tick_producer = producer
         return self._tick_producer
+
+    async def _probe_broker(self) -> None:
+        quiet_repeats()  # after Faust has set up logging; idempotent
+        await self.broker.probe()
 
     # -- observability
 
@@ -505,17 +529,27 @@ class Engine:
         )
 
     async def _health_view(self, web: Any, request: Any) -> Any:
+        """200 `ok`; 503 `recovering` (state being read) or `degraded` (broker unreachable)."""
+        status = "ok" if self.ready else "recovering"
+        if not self.broker.reachable:
+            status = "degraded"
         body = {
-            "status": "ok" if self.ready else "recovering",
+            "status": status,
+            "broker": {
+                "reachable": self.broker.reachable,
+                "down_since": self.broker.down_since,
+                "error": self.broker.error,
+            },
             "clock": self.config.clock,
             "partitions": sorted(self.partitions),
             "open_tickets": self._open_tickets(),
             "tickets_in_state": sum(len(e.states) for e in self.partitions.values()),
             "policy": self.policy.ref(),
         }
-        return web.json(body, status=200 if self.ready else 503)
+        return web.json(body, status=200 if status == "ok" else 503)
 
     async def stop_extras(self) -> None:
+        await self.broker.close()
         if self._tick_producer is not None:
             await self._tick_producer.stop()
             self._tick_producer = None
