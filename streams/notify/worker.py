@@ -28,6 +28,11 @@ from typing import Any
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka.errors import (  # type: ignore[import-untyped]
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+)
 
 from streams.notify.channels import DeliveryFailed, send
 from streams.notify.rules import PagerDutyChannel, Rules, pagerduty_metrics, route
@@ -117,9 +122,14 @@ class Notifier:
             if not batches:
                 continue
             await asyncio.gather(*(self._partition(records) for records in batches.values()))
-            await self._consumer.commit(
-                {tp: records[-1].offset + 1 for tp, records in batches.items()}
-            )
+            try:
+                await self._consumer.commit(
+                    {tp: records[-1].offset + 1 for tp, records in batches.items()}
+                )
+            except (CommitFailedError, IllegalStateError) as exc:
+                # A rebalance took partitions away: their new owner re-delivers what we could
+                # not commit (same idempotency keys). Not a reason to stop.
+                log.warning("offsets not committed (%s); redelivery follows", type(exc).__name__)
 
     # -- processing
 
@@ -216,7 +226,15 @@ class Notifier:
             ("escalator.source.offset", str(record.offset).encode()),
         ]
         topic = self.settings.dlq_prefix + name
-        await self._producer.send_and_wait(topic, raw, key=record.key, headers=headers)
+        delay = 0.5
+        while True:  # a broker outage holds the partition here; nothing is lost or skipped
+            try:
+                await self._producer.send_and_wait(topic, raw, key=record.key, headers=headers)
+                break
+            except KafkaError as exc:
+                log.error("dead-lettering to %s failed (%s); retrying", topic, type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
         self.stats["dead_lettered"] += 1
         log.warning("dead-lettered to %s: %s[%d]@%d: %s", topic, record.topic,
                     record.partition, record.offset, reason)  # fmt: skip
