@@ -188,7 +188,7 @@ def wait_drained(broker: str, group: str, topic: str, timeout: float = 1800) -> 
 # ---------------------------------------------------------------------------------------------
 
 
-def bench_engine(broker: str, tickets: int, tmp: Path) -> tuple[str, list[bytes], float]:
+def bench_engine(broker: str, tickets: int, tmp: Path) -> tuple[str, list[bytes], float, float]:
     base = unique_name("bench-tp")
     history = generate_history(tickets, seed=5)
     lines = [orjson.dumps(e) for e in history]
@@ -210,7 +210,7 @@ def bench_engine(broker: str, tickets: int, tmp: Path) -> tuple[str, list[bytes]
         f"{(cpu1 - cpu0) / events * 1e6:.0f} us/event, {(tasks1 - tasks0) / events:.3f} asyncio "
         "tasks/event"
     )
-    return base, lines, rate
+    return base, lines, rate, (cpu1 - cpu0) / events * 1e6
 
 
 def bench_fold(lines: list[bytes]) -> float:
@@ -230,7 +230,10 @@ def bench_fold(lines: list[bytes]) -> float:
     return per_event
 
 
-async def _bare(broker: str, source: str, sink: str, count: int, transactional: bool) -> float:
+async def _bare(
+    broker: str, source: str, sink: str, count: int, transactional: bool
+) -> tuple[float, float]:
+    """(events/s, CPU microseconds per event of this process) of the bare loop."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     group = unique_name("bare")
@@ -254,6 +257,7 @@ async def _bare(broker: str, source: str, sink: str, count: int, transactional: 
     await consumer.seek_to_beginning(*tps)
     seen = 0
     started = time.monotonic()
+    cpu_started = time.process_time()
     last_commit = started
     try:
         if transactional:
@@ -274,22 +278,23 @@ async def _bare(broker: str, source: str, sink: str, count: int, transactional: 
             await producer.commit_transaction()
         else:
             await producer.flush()
-        return seen / (time.monotonic() - started)
+        cpu = (time.process_time() - cpu_started) / seen * 1e6
+        return seen / (time.monotonic() - started), cpu
     finally:
         await producer.stop()
         await consumer.stop()
 
 
-def bench_bare(broker: str, base: str, count: int) -> float:
+def bench_bare(broker: str, base: str, count: int) -> tuple[float, float]:
     sink = f"{base}-bare"
     asyncio.run(ensure_topics(broker, [sink], PARTITIONS))
-    tx = asyncio.run(_bare(broker, f"{base}-in", sink, count, True))
-    plain = asyncio.run(_bare(broker, f"{base}-in", sink, count, False))
+    tx, tx_cpu = asyncio.run(_bare(broker, f"{base}-in", sink, count, True))
+    plain, _ = asyncio.run(_bare(broker, f"{base}-in", sink, count, False))
     print(
-        f"bare aiokafka consume->produce: {tx:,.0f} events/s transactional, "
-        f"{plain:,.0f} events/s plain (1 process, same input)"
+        f"bare aiokafka consume->produce: {tx:,.0f} events/s transactional "
+        f"({tx_cpu:.0f} us CPU/event), {plain:,.0f} events/s plain (1 process, same input)"
     )
-    return tx
+    return tx, tx_cpu
 
 
 async def _watch(broker: str, topic: str, expect: int, timeout: float) -> list[float]:
@@ -418,11 +423,14 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
             if "throughput" not in args.skip:
-                base, lines, rate = bench_engine(args.broker, args.history, Path(tmp))
+                base, lines, rate, cpu = bench_engine(args.broker, args.history, Path(tmp))
                 bench_fold(lines)
                 if "bare" not in args.skip:
-                    ceiling = bench_bare(args.broker, base, len(lines))
-                    print(f"engine / bare transactional loop = {rate / ceiling:.2f}")
+                    ceiling, ceiling_cpu = bench_bare(args.broker, base, len(lines))
+                    print(
+                        f"engine / bare transactional loop = {rate / ceiling:.2f} (rate), "
+                        f"{ceiling_cpu / cpu:.2f} (CPU per event: less sensitive to load)"
+                    )
             if "timers" not in args.skip:
                 bench_timers(args.broker, args.open, args.due, Path(tmp))
     finally:
