@@ -40,6 +40,7 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from events.cloudevents import sla_event_headers, source_of
+from events.codec import sanitise
 from events.instants import SECOND, Micros, format_instant
 from streams.engine import faust_batch
 from streams.engine.health import BrokerHealth, quiet_repeats
@@ -106,6 +107,11 @@ class Metrics:
         self.dead_letters = Counter(
             "escalator_dead_letters", "Input records sent to the dead-letter topic", registry=r
         )
+        self.timer_faults = Counter(
+            "escalator_timer_faults",
+            "Tickets whose timer raised in the core, disarmed until their next event",
+            registry=r,
+        )
         self.open_tickets = Gauge(
             "escalator_open_tickets",
             "Tickets on owned partitions that are neither resolved nor closed",
@@ -155,6 +161,8 @@ class Metrics:
             self.events_in["invalid"].inc(result.invalid)
         if result.dead_letters:
             self.dead_letters.inc(len(result.dead_letters))
+        if result.faults:
+            self.timer_faults.inc(len(result.faults))
         for kind, count in result.out_types.items():
             child = self._sla_out.get(kind)
             if child is None:
@@ -302,6 +310,9 @@ class Engine:
         changelog = self.table.changelog_topic_name
         for key, state in result.changelog:
             await send(changelog, state, key=key, partition=p)
+        for ticket_id, reason in result.faults:
+            log.error("ticket %s on partition %d: timer failed (%s); disarmed until its next "
+                      "event", sanitise(ticket_id), p, reason)  # fmt: skip
         self.metrics.count_batch(result)
         if result.timer_dues and cfg.clock == "wall":
             observe = self.metrics.lateness.observe

@@ -119,6 +119,7 @@ class BatchResult:
         "dead_letters",
         "duplicates",
         "events",
+        "faults",
         "invalid",
         "out_types",
         "output",
@@ -138,6 +139,8 @@ class BatchResult:
         """SLA events produced, by type."""
         self.timer_dues: list[Micros] = []
         """Due time of each timer-driven SLA event produced (for lateness)."""
+        self.faults: list[tuple[str, str]] = []
+        """(ticket id, reason) of each ticket whose timer raised and was disarmed."""
 
 
 class PartitionEngine:
@@ -158,6 +161,8 @@ class PartitionEngine:
         """The current record's first-touch snapshot of each ticket it changes."""
         self._dirty: dict[str, None] = {}
         """Tickets changed by the current batch, in first-change order."""
+        self.faults: list[tuple[str, str]] = []
+        """Tickets quarantined by the current batch (see `_quarantine`)."""
 
     # -- recovery
 
@@ -190,6 +195,7 @@ class PartitionEngine:
             elif isinstance(state, TicketState):
                 changelog.append((ticket_id.encode(), encode_state(state)))
         self._dirty.clear()
+        result.faults, self.faults = self.faults, []
         return result
 
     def _process(
@@ -258,7 +264,11 @@ class PartitionEngine:
             state = self._touch(ticket_id)
             if state is None:  # pragma: no cover - the index only holds stored tickets
                 continue
-            outcome = advance(state, due, policy)
+            try:
+                outcome = advance(state, due, policy)
+            except Exception as error:
+                self._quarantine(ticket_id, f"internal error: {type(error).__name__}")
+                continue
             self._store(ticket_id, outcome.state)
             for event in outcome.emitted:
                 out.append(event)
@@ -288,6 +298,21 @@ class PartitionEngine:
             self.states[ticket_id] = state
             self.index.set(ticket_id, state.next_due)
         self._dirty[ticket_id] = None
+
+    def _quarantine(self, ticket_id: str, reason: str) -> None:
+        """A ticket's timer raised: put its state back and disarm it, so others still fire.
+
+        Without this one bad ticket would fail every later record of the partition (its timer
+        is due first each time). It stays as it was until its next event (which re-arms it, or
+        is dead-lettered if the fault repeats); `faults` tells the shell to log and count it.
+        """
+        before = self._undo.get(ticket_id)
+        if before is None:  # pragma: no cover - only stored tickets have timers
+            self.states.pop(ticket_id, None)
+        else:
+            self.states[ticket_id] = before.copy() if isinstance(before, TicketState) else before
+        self.index.discard(ticket_id)
+        self.faults.append((ticket_id, reason))
 
     def _commit(self) -> None:
         """The record succeeded: keep its changes and count open tickets."""

@@ -27,6 +27,8 @@ class ReplayCounts:
     invalid: int = 0
     rejected: int = 0
     duplicates: int = 0
+    faults: int = 0
+    """Tickets whose timer raised in the core: disarmed until their next event."""
 
 
 class Replayer:
@@ -72,7 +74,11 @@ class Replayer:
         out: list[dict[str, Any]] = []
         while (head := self.index.pop_before(now, inclusive)) is not None:
             due, ticket_id = head
-            outcome = advance(self.tickets[ticket_id], due, self.policy)
+            try:
+                outcome = advance(self.tickets[ticket_id], due, self.policy)
+            except Exception:  # a fault in the core: disarm the ticket, as the worker does
+                self.counts.faults += 1
+                continue
             self._store(ticket_id, outcome.state)
             out.extend(outcome.emitted)
         self.counts.emitted += len(out)

@@ -225,3 +225,39 @@ def test_ticks_fire_only_due_timers(mode: str) -> None:
     assert tick(opened_at + 4 * SECOND) == []
     assert tick(opened_at + 5 * SECOND) == ["ticket.escalated:escalation"]
     assert len(engine.index) == 1
+
+
+def test_a_ticket_whose_timer_fails_does_not_stop_the_partition() -> None:
+    """Issue #10 §3 with a fault inside the fold (year 9999 is now rejected at decode): a
+    stored state the core raises on (severity 7, not in the policy: a KeyError when its timer
+    fires) is disarmed and put back; the valid Sev1 ticket's tick to 2026-12-12 still emits
+    the 5 events the replay gives, and no valid record is dead-lettered."""
+    policy = load_policy()
+    faulty = {
+        "type": "ticket.opened",
+        "event_id": "f-1",
+        "ticket_id": "F",
+        "severity": 2,
+        "occurred_at": "2026-12-09T09:00:00Z",
+    }
+    [(_, raw)] = (
+        PartitionEngine(0, policy, "event").process_batch([orjson.dumps(faulty)], 0).changelog
+    )
+    assert raw is not None
+    broken = orjson.dumps({**orjson.loads(raw), "severity": 7})
+    valid = {**faulty, "event_id": "v-1", "ticket_id": "V", "severity": 1,
+             "occurred_at": "2026-12-10T09:00:00Z"}  # fmt: skip
+    until = parse_instant("2026-12-12T00:00:00Z")
+    expected = list(Replayer(policy).run([orjson.dumps(valid)], until))
+    assert len(expected) == 5
+    tick = orjson.dumps({"type": "clock.tick", "occurred_at": format_instant(until)})
+    engine = PartitionEngine(0, policy, "event")
+    engine.load("F", broken)
+    result = engine.process_batch([orjson.dumps(valid), tick], 0)
+    assert [orjson.loads(v) for _, v, _ in result.output] == expected
+    assert result.dead_letters == []
+    assert result.faults == [("F", "internal error: KeyError")]
+    assert engine.states["F"] == broken  # put back as it was, not half-advanced
+    assert [key for key, _ in result.changelog] == [b"V"]
+    again = engine.process_batch([tick], 0)  # disarmed: later records do not trip on it
+    assert (again.output, again.dead_letters, again.faults) == ([], [], [])
