@@ -131,7 +131,8 @@ def main() -> int:
     projection = Projection(bootstrap, live_db, projection_topics, work / "projector.log")
     projection.start()
     try:
-        chunks = [mixed[i :: args.rounds] for i in range(args.rounds)]
+        size = -(-len(mixed) // args.rounds)  # contiguous chunks keep each ticket's order
+        chunks = [mixed[i : i + size] for i in range(0, len(mixed), size)]
         for number, chunk in enumerate(chunks, start=1):
             publish(bootstrap, topics.input, chunk)
             harm = rng.choice(["kill-worker", "kill-projector", "broker", "none"])
