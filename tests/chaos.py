@@ -5,8 +5,9 @@
 Starts its own Kafka broker (deploy/kafka_local.py, data kept across its restarts), an event
 clock worker and a projector (`escalator projections serve`), then in rounds publishes part
 of a seeded history with hostile records mixed in (tests/robust/hostile.py) and does one
-random harm: SIGKILL the worker, SIGKILL the projector, stop the broker for a while, or
-nothing. At the end it ticks every partition to the history's end and compares:
+harm (each at least once in 4 rounds or more): SIGKILL the worker, SIGKILL the projector,
+stop the broker for a while, or nothing. At the end it ticks every partition to the history's
+end and compares:
 
   lost        SLA events the replay gives for the valid lines but the committed output lacks
   duplicated  SLA events committed more than once
@@ -133,9 +134,11 @@ def main() -> int:
     try:
         size = -(-len(mixed) // args.rounds)  # contiguous chunks keep each ticket's order
         chunks = [mixed[i : i + size] for i in range(0, len(mixed), size)]
+        harms = (["kill-worker", "kill-projector", "broker", "none"] * len(chunks))[: len(chunks)]
+        rng.shuffle(harms)  # with 4 rounds or more, each harm at least once
         for number, chunk in enumerate(chunks, start=1):
             publish(bootstrap, topics.input, chunk)
-            harm = rng.choice(["kill-worker", "kill-projector", "broker", "none"])
+            harm = harms[number - 1]
             time.sleep(rng.uniform(0.2, 3.0))
             print(f"round {number}: {len(chunk)} records, {harm}", flush=True)
             if harm == "kill-worker":
