@@ -163,9 +163,9 @@ async def _watch(broker: str, topic: str, seconds: float) -> int:
 def _demo(args: argparse.Namespace) -> int:
     tag = uuid.uuid4().hex[:8]
     topics = [
-        "--input-topic",
+        "--ticket-topic",
         f"demo-{tag}-tickets",
-        "--output-topic",
+        "--sla-topic",
         f"demo-{tag}-sla",
         "--dlq-topic",
         f"demo-{tag}-dlq",
@@ -189,11 +189,11 @@ def _demo(args: argparse.Namespace) -> int:
                 str(DEMO_POLICY),
                 "--app-id",
                 f"demo-{tag}",
-                "--web-port",
+                "--port",
                 str(port),
                 "--data-dir",
                 data,
-                "--loglevel",
+                "--log-level",
                 "warning",
             ],
             stdout=log.open("wb"),

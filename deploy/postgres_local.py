@@ -52,6 +52,7 @@ from deploy.local_service import (
     live_state,
     read_json,
 )
+from deploy.settings import DB_ENV
 
 DEFAULT_DATABASE = "escalator"
 DEFAULT_SUPERUSER = "postgres"
@@ -194,7 +195,7 @@ class LocalPostgres(LocalService):
     CMDLINE_MARK = "postgres"
     # fast shutdown, then immediate, then SIGKILL
     STOP_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL)
-    ENV_VAR = "ESCALATOR_POSTGRES_DSN"
+    ENV_VAR = DB_ENV  # what `projections serve` and `query` read
     ADDRESS_KEY = "dsn"
     LOG_NAME = "postgres.log"
     TEMP_PREFIX = "escalator-pg-"

@@ -5,14 +5,22 @@
 #   - Debian packages, only when missing: postgresql (server for the tests),
 #     chromium (dashboard browser tests), openjdk-17-jre-headless and maven
 #     (the local Kafka broker); apt-get update runs once, only if something is missing;
-#   - python3 -m pip install -e '.[dev]';
+#   - a Python environment: $PYTHON if set; else the virtual environment you are in; else the
+#     project's own .venv (created here when missing). Then pip install -e '.[dev]' into it;
 #   - resolves the Apache Kafka jars from Maven Central into ~/.cache/escalator
-#     (python3 -m deploy.kafka_local fetch).
-# Environment: PYTHON (default python3), ESCALATOR_SKIP_APT=1 to skip Debian packages.
+#     (python -m deploy.kafka_local fetch).
+# Environment: PYTHON (a python to install into), ESCALATOR_SKIP_APT=1 to skip Debian packages.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-PY="${PYTHON:-python3}"
+in_venv() { python3 -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)' 2>/dev/null; }
+if [ -n "${PYTHON:-}" ]; then
+    PY="$PYTHON"; ENV_NOTE=""
+elif [ -n "${VIRTUAL_ENV:-}" ] && in_venv; then
+    PY=python3; ENV_NOTE=""
+else
+    PY="$PWD/.venv/bin/python"; ENV_NOTE="activate it with:  . .venv/bin/activate"
+fi
 LOG_DIR="$(mktemp -d -t escalator-setup.XXXXXX)"
 trap 'rm -rf "$LOG_DIR"' EXIT
 started=$(date +%s)
@@ -42,6 +50,14 @@ have_pg_server || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ "$(java_major)" -ge 17 ] 2>/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+# mypyc compiles the SLA core at install: a C compiler and Python's headers
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+base_py="${PYTHON:-python3}"
+"$base_py" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null ||
+    missing+=(python3-dev)
+if [ "$PY" = "$PWD/.venv/bin/python" ] && [ ! -x "$PY" ]; then
+    python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+fi
 
 if [ "${#missing[@]}" -gt 0 ] && [ "${ESCALATOR_SKIP_APT:-0}" != 1 ]; then
     SUDO=()
@@ -67,9 +83,15 @@ else
 fi
 
 # -------------------------------------------------------------------------- Python
+if [ "$PY" = "$PWD/.venv/bin/python" ] && [ ! -x "$PY" ]; then
+    python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+        die "python3 is $(python3 -V 2>&1); Escalator needs Python 3.11+ (set PYTHON=...)"
+    say "creating the project's virtual environment .venv"
+    run_logged venv python3 -m venv .venv
+fi
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
     die "$PY is $("$PY" -V 2>&1); Escalator needs Python 3.11+"
-say "pip install -e '.[dev]'"
+say "pip install -e '.[dev]' into $("$PY" -c 'import sys; print(sys.prefix)')"
 if ! "$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore \
         -e '.[dev]' >"$LOG_DIR/pip.log" 2>&1; then
     tail -n 40 "$LOG_DIR/pip.log" >&2
@@ -82,3 +104,4 @@ fi
 "$PY" -m deploy.kafka_local fetch | sed 's/^/[setup] /'
 
 say "done in $(( $(date +%s) - started )) s"
+[ -z "$ENV_NOTE" ] || say "$ENV_NOTE"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import orjson
 
-from events.samples import generate_history
+from events.instants import to_datetime
+from events.samples import SAMPLE_START, generate_history
 from events.schema import render, schemas, write_schemas
 
 
@@ -20,6 +23,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     sample = commands.add_parser("sample", help="generate a realistic ticket history (JSONL)")
     sample.add_argument("--tickets", type=int, default=100)
     sample.add_argument("--seed", type=int, default=7)
+    sample.add_argument(
+        "--start",
+        metavar="TIME",
+        help="when the first ticket opens: RFC 3339 with offset, 'now', or a duration before "
+        "now such as 7d (default 2026-11-23T13:00:00Z)",
+    )
     sample.set_defaults(func=_sample)
 
 
@@ -35,12 +44,32 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start(text: str) -> datetime:
+    """`--start`: an RFC 3339 instant, 'now', or a duration before now (as `query --since`)."""
+    from projections.queries import BadParameter, check_when, resolve_when
+
+    now = time.time_ns() // 1000
+    if text.strip().lower() == "now":
+        return to_datetime(now)
+    try:
+        return to_datetime(resolve_when("start", check_when(text), now))
+    except BadParameter as exc:
+        raise ValueError(exc.message) from None
+
+
 def _sample(args: argparse.Namespace) -> int:
     if args.tickets < 1:
         print("escalator: --tickets must be at least 1", file=sys.stderr)
         return 2
+    start = SAMPLE_START
+    if args.start is not None:
+        try:
+            start = _start(args.start)
+        except ValueError as exc:
+            print(f"escalator: --start: {exc}", file=sys.stderr)
+            return 2
     out = sys.stdout.buffer
-    for event in generate_history(args.tickets, seed=args.seed):
+    for event in generate_history(args.tickets, seed=args.seed, start=start):
         out.write(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
     out.flush()
     return 0

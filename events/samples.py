@@ -23,10 +23,14 @@ def _stamp(instant: Micros) -> str:
     return to_datetime(instant).isoformat().replace("+00:00", "Z")
 
 
+SAMPLE_START = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
+"""When the first sample ticket opens unless told otherwise (`escalator sample --start`)."""
+
+
 def generate_history(
     tickets: int,
     seed: int = 7,
-    start: datetime = datetime(2026, 11, 23, 13, 0, tzinfo=UTC),
+    start: datetime = SAMPLE_START,
     mean_gap: Micros = 2 * MINUTE,
 ) -> list[dict[str, Any]]:
     """`tickets` ticket lifecycles, as inbound event objects sorted by `occurred_at`."""

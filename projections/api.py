@@ -487,7 +487,13 @@ class Server(uvicorn.Server):
 def server(app: FastAPI, host: str, port: int) -> Server:
     """A uvicorn server for `app` (no access log: paths carry customer ids)."""
     config = uvicorn.Config(
-        app, host=host, port=port, access_log=False, log_level="warning", lifespan="on"
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="warning",
+        lifespan="on",
+        log_config=None,  # uvicorn's lines go through the service's logging (deploy.logs)
     )
     return Server(config)
 

@@ -14,12 +14,23 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
 
+from deploy.settings import (
+    DB_ENV,
+    ProjectionsSettings,
+    QuerySettings,
+    RebuildSettings,
+    S,
+    SettingsError,
+    add_flags,
+    service_settings,
+)
 from events.instants import format_duration
-from projections.db import Database
+from projections.db import Database, is_postgres_url
 from projections.queries import (
     BadParameter,
     ComplianceQuery,
@@ -37,29 +48,7 @@ from projections.schema import migrate
 from streams.sla.policy import PolicyError, load_policy
 from streams.sla.rules import Policy
 
-DEFAULT_DB = "escalator-projections.sqlite3"
 log = logging.getLogger("escalator.projections")
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db",
-        default=os.environ.get("ESCALATOR_PROJECTIONS_DB", DEFAULT_DB),
-        help="SQLite file path or postgresql:// DSN (default: %(default)s, "
-        "or $ESCALATOR_PROJECTIONS_DB)",
-    )
-    parser.add_argument("--policy", default=None, help="SLA policy TOML (default: shipped)")
-
-
-def _kafka(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--broker",
-        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or localhost:9092)",
-    )
-    parser.add_argument("--ticket-topic", default="ticket-events")
-    parser.add_argument("--sla-topic", default="sla-events")
-    parser.add_argument("--group", default="escalator-projections", help="consumer group id")
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -67,26 +56,15 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     proj = commands.add_parser("projections", help="read models of SLA state (serve, rebuild)")
     proj_sub = proj.add_subparsers(dest="projections_command", required=True, metavar="ACTION")
     serve = proj_sub.add_parser("serve", help="projector + HTTP API + dashboard in one process")
-    _common(serve)
-    _kafka(serve)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    add_flags(serve, ProjectionsSettings)
     serve.add_argument(
         "--no-projector", action="store_true", help="serve the API only, over the DB as it is"
-    )
-    serve.add_argument(
-        "--ready-max-lag",
-        type=int,
-        default=1000,
-        help="/ready fails while the projector is more than this many records behind on any "
-        "partition (default: %(default)s)",
     )
     serve.set_defaults(func=cmd_serve)
     rebuild = proj_sub.add_parser(
         "rebuild", help="empty the tables and replay both topics from the start (stop serve first)"
     )
-    _common(rebuild)
-    _kafka(rebuild)
+    add_flags(rebuild, RebuildSettings)
     rebuild.set_defaults(func=cmd_rebuild)
 
     query = commands.add_parser("query", help="ask the read models (reads the DB directly)")
@@ -106,14 +84,18 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     comp.add_argument("--to", dest="end", default=None)
     comp.add_argument("--group-by", default="severity")
     for sub in (tickets, one, esc, comp):
-        _common(sub)
+        add_flags(sub, QuerySettings)
         sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
         sub.add_argument("--now", default=None, help="evaluate as of this RFC 3339 instant")
         sub.set_defaults(func=cmd_query)
 
 
-def _policy(args: argparse.Namespace) -> Policy:
-    return load_policy(args.policy)
+def _settings(model: type[S], args: argparse.Namespace) -> S | None:
+    try:
+        return service_settings(model, args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
 
 
 # ------------------------------------------------------------------------------------------
@@ -135,29 +117,33 @@ def api_token() -> str | None:
     return token
 
 
-async def _serve(args: argparse.Namespace, policy: Policy, token: str | None) -> None:
+async def _serve(
+    settings: ProjectionsSettings, policy: Policy, token: str | None, projecting: bool
+) -> None:
     from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
     from projections.api import make_app, server
     from projections.projector import Projector, Topics
 
     projector = None
-    if not args.no_projector:
-        topics = Topics(args.ticket_topic, args.sla_topic)
-        projector = Projector(args.db, policy, args.broker, topics, group_id=args.group)
+    if projecting:
+        topics = Topics(settings.ticket_topic, settings.sla_topic)
+        projector = Projector(
+            settings.db, policy, settings.broker, topics, group_id=settings.consumer_group
+        )
     else:
-        db = Database(args.db)
+        db = Database(settings.db)
         migrate(db)
         db.close()
     app = make_app(
-        args.db,
+        settings.db,
         policy,
         counters=projector.store.counters if projector else None,
         lag=projector.lag if projector else None,
-        max_lag=args.ready_max_lag,
+        max_lag=settings.ready_max_lag,
         token=token,
     )
-    srv = server(app, args.host, args.port)
+    srv = server(app, settings.host, settings.port)
     web = asyncio.create_task(srv.serve())
     while not srv.started and not web.done():
         await asyncio.sleep(0.05)
@@ -165,7 +151,10 @@ async def _serve(args: argparse.Namespace, policy: Policy, token: str | None) ->
         await web
         raise SystemExit(1)
     auth = "bearer token required" if token else "no auth"
-    print(f"serving http://{args.host}:{args.port}/ (db {_redact(args.db)}, {auth})", flush=True)
+    print(
+        f"serving http://{settings.host}:{settings.port}/ (db {_redact(settings.db)}, {auth})",
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -196,35 +185,42 @@ def _redact(target: str) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = _settings(ProjectionsSettings, args)
+    if settings is None:
+        return 2
     try:
-        policy = _policy(args)
+        policy = load_policy(settings.policy)
         token = api_token()
     except (PolicyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(args, policy, token))
+    asyncio.run(_serve(settings, policy, token, projecting=not args.no_projector))
     return 0
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from projections.projector import Projector, Topics
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    settings = _settings(RebuildSettings, args)
+    if settings is None:
+        return 2
     try:
-        policy = _policy(args)
+        policy = load_policy(settings.policy)
     except PolicyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
     async def run() -> int:
         projector = Projector(
-            args.db, policy, args.broker, Topics(args.ticket_topic, args.sla_topic)
+            settings.db,
+            policy,
+            settings.broker,
+            Topics(settings.ticket_topic, settings.sla_topic),
         )
         try:
             count = await projector.rebuild()
             print(
-                f"rebuilt {_redact(args.db)} from {count} records: "
+                f"rebuilt {_redact(settings.db)} from {count} records: "
                 + orjson.dumps(projector.store.counters.as_dict()).decode()
             )
         finally:
@@ -343,13 +339,45 @@ def run_query(args: argparse.Namespace, policy: Policy, db: Database) -> dict[st
     return compliance(db, policy, start, end, c.group_by)
 
 
-def cmd_query(args: argparse.Namespace) -> int:
+def open_existing(target: str) -> Database:
+    """Open a read-model database that must already exist (a query never creates one).
+
+    Raises DatabaseMissing naming the file or the DSN (password left out).
+    """
+    if not is_postgres_url(target):
+        if target == ":memory:" or not Path(target).is_file():
+            raise DatabaseMissing(
+                f"no database {target!r} (run `escalator projections serve --db {target}` "
+                f"first, or pass --db / ${DB_ENV})"
+            )
+        return Database(target)
+    import psycopg
+
     try:
-        policy = _policy(args)
+        return Database(target)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseMissing(f"cannot open database {_redact(target)}: {first}") from None
+
+
+class DatabaseMissing(Exception):
+    """The --db of a query does not exist or cannot be reached."""
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    settings = _settings(QuerySettings, args)
+    if settings is None:
+        return 2
+    try:
+        policy = load_policy(settings.policy)
     except PolicyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    db = Database(args.db)
+    try:
+        db = open_existing(settings.db)
+    except DatabaseMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         migrate(db)
         data = run_query(args, policy, db)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import ValidationError
 
+from deploy.logs import record_fields
 from events.codec import InvalidEvent, decode_json, sanitise, ticket_event_from_obj
 from events.outbound import sla_event_adapter
 from events.records import TicketEvent
@@ -69,6 +70,21 @@ class Record:
     partition: int
     offset: int
     value: bytes | None
+
+
+def _where(record: Record) -> str:
+    return f"{record.topic}/{record.partition}@{record.offset}"
+
+
+def _fields(record: Record, obj: Any = None) -> dict[str, Any]:
+    """Log fields of a record: where it is, and its ids when it is an object that has them."""
+    ids = obj if isinstance(obj, dict) else {}
+    ticket, event = ids.get("ticket_id"), ids.get("event_id")
+    return record_fields(
+        record,
+        ticket if isinstance(ticket, str) else None,
+        event if isinstance(event, str) else None,
+    )
 
 
 def _ids(obj: Any) -> str:
@@ -165,7 +181,7 @@ class Store:
 
     # -- applying ---------------------------------------------------------------------------
 
-    def _decode_ticket(self, raw: bytes | None, where: str) -> TicketEvent | None:
+    def _decode_ticket(self, raw: bytes | None, where: Record) -> TicketEvent | None:
         try:
             if raw is None:
                 raise InvalidEvent("empty record")
@@ -174,11 +190,13 @@ class Store:
                 return None
             return ticket_event_from_obj(obj)
         except InvalidEvent as exc:
-            log.warning("invalid ticket record %s: %s", where, _reason(exc))
+            log.warning(
+                "invalid ticket record %s: %s", _where(where), _reason(exc), extra=_fields(where)
+            )
             self.counters.invalid += 1
             return None
 
-    def _decode_sla(self, raw: bytes | None, where: str) -> dict[str, Any] | None:
+    def _decode_sla(self, raw: bytes | None, where: Record) -> dict[str, Any] | None:
         obj: Any = None
         try:
             if raw is None:
@@ -188,11 +206,17 @@ class Store:
             sla_event_row(record)  # every field converts
             return record
         except (InvalidEvent, ValidationError, ValueError, KeyError, TypeError) as exc:
-            log.warning("invalid sla record %s %s: %s", where, _ids(obj), type(exc).__name__)
+            log.warning(
+                "invalid sla record %s %s: %s",
+                _where(where),
+                _ids(obj),
+                type(exc).__name__,
+                extra=_fields(where, obj),
+            )
             self.counters.invalid += 1
             return None
 
-    def _apply_ticket(self, event: TicketEvent, where: str) -> str:
+    def _apply_ticket(self, event: TicketEvent, where: Record) -> str:
         """Fold one ticket event into the batch's copy of its ticket."""
         entry = self._entry(event.ticket_id)
         snapshot = None
@@ -203,10 +227,11 @@ class Store:
         except Exception as exc:  # a fault in the core must not stop the partition
             log.error(
                 "internal error on ticket event %s event_id=%s ticket_id=%s: %s; skipped",
-                where,
+                _where(where),
                 sanitise(event.event_id),
                 sanitise(event.ticket_id),
                 type(exc).__name__,
+                extra=record_fields(where, event.ticket_id, event.event_id),
             )
             raise _FoldFault from exc
         if result.changed and result.state is not None:
@@ -218,9 +243,10 @@ class Store:
         elif result.kind == "rejected":
             log.info(
                 "rejected ticket event %s event_id=%s ticket_id=%s",
-                where,
+                _where(where),
                 event.event_id[:64],
                 event.ticket_id[:64],
+                extra=record_fields(where, event.ticket_id, event.event_id),
             )
             self.counters.rejected += 1
         else:
@@ -283,14 +309,13 @@ class Store:
                 self.counters.skipped += len(batch) - len(fresh)
                 decoded: list[tuple[Record, Any]] = []
                 for record in fresh:
-                    where = f"{record.topic}/{record.partition}@{record.offset}"
                     if record.offset in faulty:
                         self.counters.invalid += 1
                         decoded.append((record, None))
                     elif kind == "ticket":
-                        decoded.append((record, self._decode_ticket(record.value, where)))
+                        decoded.append((record, self._decode_ticket(record.value, record)))
                     else:
-                        decoded.append((record, self._decode_sla(record.value, where)))
+                        decoded.append((record, self._decode_sla(record.value, record)))
                 self._prefetch(
                     item.ticket_id if kind == "ticket" else item["ticket_id"]
                     for _, item in decoded
@@ -298,10 +323,9 @@ class Store:
                 )
                 for record, item in decoded:
                     if item is not None:
-                        where = f"{record.topic}/{record.partition}@{record.offset}"
                         try:
                             if kind == "ticket":
-                                self._apply_ticket(item, where)
+                                self._apply_ticket(item, record)
                             else:
                                 self._apply_sla(item)
                         except _FoldFault:

@@ -39,6 +39,7 @@ from aiokafka import (  # type: ignore[import-untyped]
 from faust.types import TP
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
+from deploy.logs import record_fields
 from events.cloudevents import sla_event_headers, source_of
 from events.codec import sanitise
 from events.instants import SECOND, Micros, format_instant
@@ -275,6 +276,7 @@ class Engine:
                 first.partition,
                 first.offset,
                 exc_info=True,
+                extra=record_fields(first),
             )
             logging.shutdown()
             os._exit(70)
@@ -333,6 +335,7 @@ class Engine:
             record.partition,
             record.offset,
             reason[:300],
+            extra=record_fields(record, event_id=_event_id(record.value, stage)),
         )
 
     # -- partition ownership and recovery
@@ -571,3 +574,13 @@ class Engine:
 
 def build_engine(config: EngineConfig, policy: Policy) -> Engine:
     return Engine(config, policy)
+
+
+def _event_id(value: bytes | None, stage: str) -> str | None:
+    """The event id of a record the core rejected (it decoded, so it has one), for the log."""
+    if stage != "rejected" or value is None:
+        return None
+    with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+        event_id = orjson.loads(value).get("event_id")
+        return event_id if isinstance(event_id, str) else None
+    return None

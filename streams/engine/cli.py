@@ -1,9 +1,8 @@
 """`escalator run | publish | tail`: the streaming engine's command-line shell.
 
-Flags fall back to environment variables so a container or a test can configure a worker
-without a long command line: KAFKA_BOOTSTRAP_SERVERS, ESCALATOR_INPUT_TOPIC,
-ESCALATOR_OUTPUT_TOPIC, ESCALATOR_DLQ_TOPIC, ESCALATOR_PARTITIONS, ESCALATOR_CLOCK,
-ESCALATOR_POLICY, ESCALATOR_WEB_PORT, ESCALATOR_DATA_DIR, ESCALATOR_APP_ID.
+Settings come from deploy.settings (EngineSettings, ClientSettings): the same flag and
+environment names as every other service (`--broker`/KAFKA_BOOTSTRAP_SERVERS,
+`--ticket-topic`/ESCALATOR_TICKET_TOPIC, `--port`/ESCALATOR_PORT, ...; README table).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -20,85 +18,28 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from deploy.settings import (
+    ClientSettings,
+    EngineSettings,
+    SettingsError,
+    add_flags,
+    service_settings,
+)
 from events.instants import format_instant, parse_instant
 
-DEFAULT_BROKER = "localhost:9092"
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--broker",
-        default=_env("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BROKER),
-        help="bootstrap servers host:port[,host:port] (env KAFKA_BOOTSTRAP_SERVERS)",
-    )
-    parser.add_argument("--input-topic", default=_env("ESCALATOR_INPUT_TOPIC", "ticket-events"))
-    parser.add_argument("--output-topic", default=_env("ESCALATOR_OUTPUT_TOPIC", "sla-events"))
-    parser.add_argument("--dlq-topic", default=_env("ESCALATOR_DLQ_TOPIC", "ticket-events-dlq"))
-    parser.add_argument(
-        "--partitions",
-        type=int,
-        default=int(_env("ESCALATOR_PARTITIONS", "8")),
-        help="partitions of each topic when it is created (env ESCALATOR_PARTITIONS)",
-    )
-    parser.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=30.0,
-        help="seconds to keep retrying an unreachable broker before giving up",
-    )
+log = logging.getLogger("escalator.engine")
 
 
 def register(subparsers: Any) -> None:
     """Add `run`, `publish` and `tail` to the `escalator` command."""
     run = subparsers.add_parser("run", help="run a stream-processing worker")
-    _add_common(run)
-    run.add_argument(
-        "--clock",
-        choices=("wall", "event"),
-        default=_env("ESCALATOR_CLOCK", "wall"),
-        help="wall: timers fire by the wall clock; event: by event/tick time",
-    )
-    run.add_argument(
-        "--policy",
-        default=os.environ.get("ESCALATOR_POLICY"),
-        help="SLA policy TOML file (default: the shipped policy)",
-    )
-    run.add_argument("--web-port", type=int, default=int(_env("ESCALATOR_WEB_PORT", "6066")))
-    run.add_argument("--web-host", default=_env("ESCALATOR_WEB_HOST", "127.0.0.1"))
-    run.add_argument("--data-dir", default=_env("ESCALATOR_DATA_DIR", "escalator-data"))
-    run.add_argument(
-        "--app-id",
-        default=_env("ESCALATOR_APP_ID", "escalator"),
-        help="consumer group, transactional id and changelog prefix",
-    )
-    run.add_argument(
-        "--at-least-once",
-        action="store_true",
-        help="no Kafka transactions (duplicates possible after a crash)",
-    )
-    run.add_argument(
-        "--commit-interval",
-        type=float,
-        default=0.2,
-        help="seconds between transaction commits (output latency)",
-    )
-    run.add_argument(
-        "--tick-interval", type=float, default=0.2, help="seconds between wall-clock timer checks"
-    )
-    run.add_argument("--session-timeout", type=float, default=10.0)
-    run.add_argument("--heartbeat-interval", type=float, default=1.0)
-    run.add_argument("--rebalance-timeout", type=float, default=20.0)
-    run.add_argument("--loglevel", default=_env("ESCALATOR_LOGLEVEL", "info"))
+    add_flags(run, EngineSettings)
     run.set_defaults(func=cmd_run)
 
     publish = subparsers.add_parser(
         "publish", help="publish JSONL ticket events to the input topic, keyed by ticket id"
     )
-    _add_common(publish)
+    add_flags(publish, ClientSettings)
     publish.add_argument("file", help="JSONL file, or - for standard input")
     publish.add_argument(
         "--tick",
@@ -108,7 +49,7 @@ def register(subparsers: Any) -> None:
     publish.set_defaults(func=cmd_publish)
 
     tail = subparsers.add_parser("tail", help="print SLA events as JSON lines (read_committed)")
-    _add_common(tail)
+    add_flags(tail, ClientSettings)
     tail.add_argument("--from-beginning", action="store_true")
     tail.add_argument("--max", type=int, default=None, help="stop after N records")
     tail.add_argument(
@@ -122,16 +63,17 @@ def register(subparsers: Any) -> None:
     tail.set_defaults(func=cmd_tail)
 
 
+def _settings(command: str, model: type[Any], args: argparse.Namespace) -> Any:
+    """The command's settings, or None after printing which flag/variable is invalid."""
+    try:
+        return service_settings(model, args)
+    except SettingsError as exc:
+        print(f"escalator {command}: {exc}", file=sys.stderr)
+        return None
+
+
 # ---------------------------------------------------------------------------------------------
 # run
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
-    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -140,66 +82,76 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streams.engine.topics import BrokerUnavailable, ensure_topics, topic_limits
     from streams.sla.policy import PolicyError, load_policy
 
+    settings: EngineSettings | None = _settings("run", EngineSettings, args)
+    if settings is None:
+        return 2
     try:
-        policy = load_policy(args.policy)
+        policy = load_policy(settings.policy)
     except PolicyError as exc:
         print(f"escalator run: {exc}", file=sys.stderr)
         return 2
-    topics = (args.input_topic, args.output_topic, args.dlq_topic)
+    topics = (settings.ticket_topic, settings.sla_topic, settings.dlq_topic)
     try:
         counts = asyncio.run(
             ensure_topics(
-                args.broker,
+                settings.broker,
                 topics,
-                args.partitions,
-                args.connect_timeout,
+                settings.partitions,
+                settings.connect_timeout,
                 topic_limits(*topics),
             )
         )
     except BrokerUnavailable as exc:
         print(f"escalator run: {exc}", file=sys.stderr)
         return 1
-    partitions = counts.get(args.input_topic, args.partitions)
+    partitions = counts.get(settings.ticket_topic, settings.partitions)
     short = [t for t in topics[1:] if counts.get(t, 0) < partitions]
     if short:
         print(
-            f"escalator run: topics {short} have fewer partitions than {args.input_topic!r} "
-            f"({partitions}); output goes to the input record's partition",
+            f"escalator run: topics {short} have fewer partitions than "
+            f"{settings.ticket_topic!r} ({partitions}); output goes to the input record's "
+            "partition",
             file=sys.stderr,
         )
         return 2
     config = EngineConfig(
-        broker=args.broker,
-        app_id=args.app_id,
-        input_topic=args.input_topic,
-        output_topic=args.output_topic,
-        dlq_topic=args.dlq_topic,
+        broker=settings.broker,
+        app_id=settings.app_id,
+        input_topic=settings.ticket_topic,
+        output_topic=settings.sla_topic,
+        dlq_topic=settings.dlq_topic,
         partitions=partitions,
-        clock=args.clock,
-        web_port=args.web_port,
-        web_host=args.web_host,
-        data_dir=args.data_dir,
-        exactly_once=not args.at_least_once,
-        tick_interval=args.tick_interval,
-        commit_interval=args.commit_interval,
-        session_timeout=args.session_timeout,
-        heartbeat_interval=args.heartbeat_interval,
-        rebalance_timeout=args.rebalance_timeout,
+        clock=settings.clock,
+        web_port=settings.port,
+        web_host=settings.host,
+        data_dir=settings.data_dir,
+        exactly_once=not settings.at_least_once,
+        tick_interval=settings.tick_interval,
+        commit_interval=settings.commit_interval,
+        session_timeout=settings.session_timeout,
+        heartbeat_interval=settings.heartbeat_interval,
+        rebalance_timeout=settings.rebalance_timeout,
     )
     engine = build_engine(config, policy)
     from streams.engine.faust_batch import quiet_worker
 
-    logging.getLogger("escalator").setLevel(args.loglevel.upper())
-    print(
-        f"escalator run: app {config.app_id!r}, {config.input_topic!r} -> "
-        f"{config.output_topic!r} (dead letters {config.dlq_topic!r}), {partitions} partitions, "
-        f"{config.clock} clock, policy {policy.name} {policy.version}, "
-        f"{'exactly-once' if config.exactly_once else 'at-least-once'}, "
-        f"http://{config.web_host}:{config.web_port}/metrics",
-        file=sys.stderr,
-        flush=True,
+    log.info(
+        "worker starting: %r -> %r (dead letters %r), %d partitions, %s clock, policy %s %s, "
+        "%s, http://%s:%d/metrics",
+        config.input_topic,
+        config.output_topic,
+        config.dlq_topic,
+        partitions,
+        config.clock,
+        policy.name,
+        policy.version,
+        "exactly-once" if config.exactly_once else "at-least-once",
+        config.web_host,
+        config.web_port,
+        extra={"app_id": config.app_id},
     )
-    worker = quiet_worker(engine.app, args.loglevel)
+    # Our logging (deploy.logs, set up with the settings) stays: Faust's lines take its form.
+    worker = quiet_worker(engine.app, settings.log_level)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
@@ -290,6 +242,10 @@ async def publish_lines(
 def cmd_publish(args: argparse.Namespace) -> int:
     from streams.engine.topics import BrokerUnavailable, ensure_topics, topic_limits
 
+    settings: ClientSettings | None = _settings("publish", ClientSettings, args)
+    if settings is None:
+        return 2
+
     tick: int | None = None
     if args.tick is not None:
         try:
@@ -300,11 +256,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
     try:
         asyncio.run(
             ensure_topics(
-                args.broker,
-                [args.input_topic],
-                args.partitions,
-                args.connect_timeout,
-                topic_limits(args.input_topic),
+                settings.broker,
+                [settings.ticket_topic],
+                settings.partitions,
+                settings.connect_timeout,
+                topic_limits(settings.ticket_topic),
             )
         )
     except BrokerUnavailable as exc:
@@ -317,8 +273,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
         return 2
     lines = _Lines(stream)
     with stream:
-        sent, ticks = asyncio.run(publish_lines(args.broker, args.input_topic, lines, tick))
-    print(f"published {sent} records and {ticks} ticks to {args.input_topic}", file=sys.stderr)
+        sent, ticks = asyncio.run(
+            publish_lines(settings.broker, settings.ticket_topic, lines, tick)
+        )
+    print(f"published {sent} records and {ticks} ticks to {settings.ticket_topic}", file=sys.stderr)
     return 1 if lines.refused else 0
 
 
@@ -394,16 +352,19 @@ async def tail_records(
 def cmd_tail(args: argparse.Namespace) -> int:
     from streams.engine.topics import BrokerUnavailable, check_broker
 
+    settings: ClientSettings | None = _settings("tail", ClientSettings, args)
+    if settings is None:
+        return 2
     try:
-        asyncio.run(check_broker(args.broker, args.connect_timeout))
+        asyncio.run(check_broker(settings.broker, settings.connect_timeout))
     except BrokerUnavailable as exc:
         print(f"escalator tail: {exc}", file=sys.stderr)
         return 1
-    topic = args.dlq_topic if args.dlq else args.output_topic
+    topic = settings.dlq_topic if args.dlq else settings.sla_topic
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             tail_records(
-                args.broker,
+                settings.broker,
                 topic,
                 args.from_beginning,
                 args.max,

@@ -315,9 +315,12 @@ def changelog_tp(topic: str, partition: int) -> TP:
 
 
 def quiet_worker(app: faust.App, loglevel: str) -> faust.Worker:
-    """A Faust worker whose logging stays at `loglevel` (no spinner turning the root
-    logger to DEBUG, which costs an aiokafka debug line per record produced)."""
-    worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False, quiet=True)
+    """A Faust worker that leaves logging as the service set it up (deploy.logs: text or
+    JSON, at `loglevel`): no handlers of its own, no spinner turning the root logger to
+    DEBUG, which costs an aiokafka debug line per record produced."""
+    worker = faust.Worker(
+        app, loglevel=loglevel, redirect_stdouts=False, quiet=True, override_logging=False
+    )
     worker.spinner = None
     return worker
 

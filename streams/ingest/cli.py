@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from typing import Any
 
-from streams.ingest.settings import IngestSettings
+from deploy.settings import IngestSettings, SettingsError, add_flags, service_settings
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "ingest", help="HTTP ingest: contract events and Zendesk/JSM/Zammad webhooks -> Kafka"
     )
-    parser.add_argument("--broker", help="bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
-    parser.add_argument("--ticket-topic", help="topic to produce to (env ESCALATOR_TICKET_TOPIC)")
-    parser.add_argument("--dlq-topic", help="unmappable payloads (env ESCALATOR_DLQ_TOPIC)")
-    parser.add_argument("--host", help="listen address (env ESCALATOR_HOST; default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="listen port (env ESCALATOR_PORT; default 8090)")
-    parser.add_argument("--partitions", type=int, default=8, help="partitions of new topics")
+    add_flags(parser, IngestSettings)
     parser.set_defaults(func=cmd_ingest)
 
 
@@ -30,14 +24,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from streams.engine.topics import BrokerUnavailable, ensure_topics
     from streams.ingest.app import build_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = IngestSettings.from_env(
-        broker=args.broker,
-        ticket_topic=args.ticket_topic,
-        dlq_topic=args.dlq_topic,
-        host=args.host,
-        port=args.port,
-    )
+    try:
+        settings = service_settings(IngestSettings, args)
+    except SettingsError as exc:
+        print(f"escalator ingest: {exc}", file=sys.stderr)
+        return 2
     if not settings.secrets:
         print(
             "escalator ingest: no source enabled: set ESCALATOR_INGEST_TOKEN and/or "
@@ -48,7 +39,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     try:
         asyncio.run(
             ensure_topics(
-                settings.broker, [settings.ticket_topic, settings.dlq_topic], args.partitions
+                settings.broker,
+                [settings.ticket_topic, settings.dlq_topic],
+                settings.partitions,
+                settings.connect_timeout,
             )
         )
     except BrokerUnavailable as exc:

@@ -4,50 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import os
 import signal
 import sys
 from typing import Any
 
+from deploy.settings import NotifySettings, SettingsError, add_flags, service_settings
 from streams.notify.rules import RulesError, load_rules, missing_secrets
-from streams.notify.worker import Notifier, NotifySettings
+from streams.notify.worker import Notifier
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "notify", help="deliver SLA events to webhooks, Slack, e-mail and PagerDuty by rules"
     )
-    parser.add_argument(
-        "--rules",
-        default=os.environ.get("ESCALATOR_NOTIFY_RULES"),
-        help="routing rules TOML file (env ESCALATOR_NOTIFY_RULES)",
-    )
-    parser.add_argument("--broker", help="bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
-    parser.add_argument("--sla-topic", help="SLA events (env ESCALATOR_SLA_TOPIC)")
-    parser.add_argument("--ticket-topic", help="ticket events (env ESCALATOR_TICKET_TOPIC)")
-    parser.add_argument(
-        "--consumer-group", help="consumer group (env ESCALATOR_CONSUMER_GROUP; escalator-notify)"
-    )
-    parser.add_argument(
-        "--dlq-prefix", help="dead-letter topic prefix per channel (default notify-dlq.)"
-    )
+    add_flags(parser, NotifySettings)
     parser.set_defaults(func=cmd_notify)
-
-
-def settings_from(args: argparse.Namespace) -> NotifySettings:
-    env = os.environ
-    given: dict[str, str | None] = {
-        "broker": args.broker or env.get("KAFKA_BOOTSTRAP_SERVERS"),
-        "sla_topic": args.sla_topic
-        or env.get("ESCALATOR_SLA_TOPIC", env.get("ESCALATOR_OUTPUT_TOPIC")),
-        "ticket_topic": args.ticket_topic
-        or env.get("ESCALATOR_TICKET_TOPIC", env.get("ESCALATOR_INPUT_TOPIC")),
-        "consumer_group": args.consumer_group or env.get("ESCALATOR_CONSUMER_GROUP"),
-        "dlq_prefix": args.dlq_prefix or env.get("ESCALATOR_NOTIFY_DLQ_PREFIX"),
-    }
-    chosen: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    return NotifySettings(**chosen, environ=dict(env))
 
 
 async def _serve(notifier: Notifier) -> None:
@@ -64,15 +35,19 @@ async def _serve(notifier: Notifier) -> None:
 def cmd_notify(args: argparse.Namespace) -> int:
     from streams.engine.topics import BrokerUnavailable, ensure_topics
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if not args.rules:
+    try:
+        settings = service_settings(NotifySettings, args)
+    except SettingsError as exc:
+        print(f"escalator notify: {exc}", file=sys.stderr)
+        return 2
+    if not settings.rules:
         print(
             "escalator notify: --rules FILE (or ESCALATOR_NOTIFY_RULES) is required",
             file=sys.stderr,
         )
         return 2
     try:
-        rules = load_rules(args.rules)
+        rules = load_rules(settings.rules)
     except RulesError as exc:
         print(f"escalator notify: {exc}", file=sys.stderr)
         return 2
@@ -83,12 +58,13 @@ def cmd_notify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    settings = settings_from(args)
     topics = [settings.sla_topic, settings.ticket_topic] + [
         settings.dlq_prefix + name for name in rules.channels
     ]
     try:
-        asyncio.run(ensure_topics(settings.broker, topics, 8))
+        asyncio.run(
+            ensure_topics(settings.broker, topics, settings.partitions, settings.connect_timeout)
+        )
     except BrokerUnavailable as exc:
         print(f"escalator notify: {exc}", file=sys.stderr)
         return 1

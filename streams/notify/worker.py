@@ -21,8 +21,6 @@ import asyncio
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -34,6 +32,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
     KafkaError,
 )
 
+from deploy.settings import NotifySettings
 from streams.notify.channels import DeliveryFailed, send
 from streams.notify.rules import PagerDutyChannel, Rules, pagerduty_metrics, route
 
@@ -41,19 +40,6 @@ log = logging.getLogger("escalator.notify")
 
 REASON_HEADER = "escalator.reason"
 RESOLVING_TYPES = frozenset({"ticket.resolved", "ticket.closed"})
-
-
-@dataclass(frozen=True)
-class NotifySettings:
-    broker: str = "localhost:9092"
-    sla_topic: str = "sla-events"
-    ticket_topic: str = "ticket-events"
-    consumer_group: str = "escalator-notify"
-    dlq_prefix: str = "notify-dlq."
-    concurrency: int = 64
-    batch: int = 500
-    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
-    """Where channel secrets are read from (the process environment)."""
 
 
 def backoff_delay(channel: Any, attempt: int, rng: random.Random) -> float:
