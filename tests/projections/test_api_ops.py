@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from events.instants import MINUTE
 from projections.api import make_app
 from projections.db import Database
 from projections.store import Counters
@@ -167,6 +166,3 @@ def _policy() -> Policy:
     from streams.sla.policy import load_policy
 
     return load_policy(None)
-
-
-_ = MINUTE
