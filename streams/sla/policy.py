@@ -84,6 +84,30 @@ class PolicySpec(_Strict):
     severity: dict[Literal["1", "2", "3", "4"], SeveritySpec]
 
 
+_CALENDAR_KEYS = (
+    ("unknown time zone", "timezone"),
+    ("opens (", "open"),
+    ("open (", "open"),
+    ("a business calendar needs at least one weekday", "weekdays"),
+    ("weekdays", "weekdays"),
+    ("closures", "closures"),
+    ("bad holiday spec", "holidays"),
+    ("holiday", "holidays"),
+)
+
+
+def calendar_key(table: str, reason: str) -> str:
+    """The key a calendar error is about, as the file spells it (`calendar.timezone`).
+
+    Errors raised while building a calendar name what is wrong in words; this maps them to the
+    key so every policy error names the file's own key. `table` is the calendar's table.
+    """
+    for start, key in _CALENDAR_KEYS:
+        if reason.startswith(start):
+            return f"{table}.{key}"
+    return table
+
+
 def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
@@ -101,7 +125,7 @@ def compile_policy(spec: PolicySpec, source: str) -> Policy:
             closures=cal.closures,
         )
     except (ValueError, KeyError) as exc:
-        raise PolicyError(f"{source}: calendar: {exc}") from None
+        raise PolicyError(f"{source}: {calendar_key('calendar', str(exc))}: {exc}") from None
 
     def duration(text: str, key: str, clock: ClockName) -> Micros:
         try:

@@ -89,3 +89,19 @@ def test_a_file_that_is_not_utf8_gives_a_clear_error(tmp_path: Path) -> None:
     result = escalator("policy", "check", str(path))
     assert result.returncode == 2
     assert b"not UTF-8 text" in result.stderr and b"Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("calendar", "key"),
+    [
+        ('timezone = "Mars/Base"\nopen = "08:00"\nclose = "18:00"\n', "calendar.timezone"),
+        ('timezone = "UTC"\nopen = "18:00"\nclose = "08:00"\n', "calendar.open"),
+        ('timezone = "UTC"\nopen = "08:00"\nclose = "18:00"\nholidays = "XX-YY-ZZ"\n',
+         "calendar.holidays"),
+    ],
+)  # fmt: skip
+def test_calendar_errors_name_the_key_the_file_uses(calendar: str, key: str) -> None:
+    text = f'name = "p"\n[calendar]\n{calendar}weekdays = ["mon"]\n[severity.1]\n'
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text + 'resolution = { target = "4h" }\n', "p.toml")
+    assert str(caught.value).startswith(f"p.toml: {key}: "), caught.value
