@@ -21,6 +21,7 @@ from streams.sla.clocks import (
     Micros,
     NoBusinessTimeError,
 )
+from tests.calendar_shapes import build, shapes
 
 SECOND: Micros = 1_000_000
 MINUTE: Micros = 60 * SECOND
@@ -388,6 +389,8 @@ around_two_am = st.integers(0, 4 * 60)  # straddles the 01:00-03:00 DST transiti
 
 @st.composite
 def calendars(draw: st.DrawFn) -> BusinessCalendar:
+    if draw(st.booleans()):  # the week shapes: several intervals, night shifts, closures, ...
+        return build(draw(shapes()))
     tz = draw(st.sampled_from(TIMEZONES))
     pair = st.one_of(
         st.tuples(minute_of_day, minute_of_day), st.tuples(around_two_am, around_two_am)

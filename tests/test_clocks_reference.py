@@ -7,6 +7,9 @@
 2. A minute-stepping check of ``is_open`` against the plain wall-clock predicate
    "open date and opens <= local time < closes" (valid except during a repeated hour).
 3. The ``businesstimedelta`` package (pytz based) on calendars whose hours avoid DST edges.
+4. For the week shapes (several intervals a day, night shifts, 24x7, partial closures, extra
+   openings, closed spans): a plain set of open UTC minutes, built interval by interval with
+   the same minute stepping.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.sla.clocks import BusinessCalendar, Micros
+from tests.calendar_shapes import Shape, build, shapes
 
 SECOND: Micros = 1_000_000
 MINUTE: Micros = 60 * SECOND
@@ -239,3 +243,91 @@ def test_matches_businesstimedelta_away_from_dst_edges(data: st.DataObject) -> N
     d = data.draw(st.integers(1, min(2 * cal.day_length, 30 * HOUR) // MINUTE)) * MINUTE
     due = to_datetime(a) + businesstimedelta.BusinessTimeDelta(rule, seconds=d // SECOND)
     assert cal.add(a, d) == to_micros(due)
+
+
+# --------------------------------------------------------------------------------------------
+# The shapes of issue #8 (several intervals a day, night shifts, 24:00, 24x7, partial closures,
+# extra openings, closed spans) against a minute-set reference
+# --------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _reaching_minute(tz: str, day: date, minutes: int) -> int:
+    """First whole UTC minute (since the epoch) whose local wall clock reads ``day`` plus
+    ``minutes`` or later: stepped one minute at a time, no fold or gap arithmetic."""
+    zone = ZoneInfo(tz)
+    target = datetime.combine(day, time(0)) + timedelta(minutes=minutes)
+    moment = target.replace(tzinfo=UTC) - timedelta(hours=15)
+    while moment.astimezone(zone).replace(tzinfo=None) < target:
+        moment += timedelta(minutes=1)
+    return int((moment - EPOCH).total_seconds()) // 60
+
+
+class MinuteSetCalendar:
+    """The open UTC minutes of a window, as a plain set: a day's hours are its extra opening's,
+    else none on a holiday or closed date, else its weekday's; partial closures and closed spans
+    are removed minute by minute."""
+
+    def __init__(self, shape: Shape, first: date, last: date) -> None:
+        tz, week, holidays, closures, partial, spans, openings = shape
+        table = None
+        if holidays is not None:
+            country, _, subdiv = holidays.partition("-")
+            table = holidays_lib.country_holidays(country, subdiv=subdiv or None)
+        extra = dict(openings)
+        self.open: set[int] = set()
+        day = first
+        while day <= last:
+            if day in extra:
+                hours = extra[day]
+            elif day in closures or (table is not None and day in table):
+                hours = ()
+            else:
+                hours = week[day.weekday()]
+            for s, e in hours:
+                self.open.update(range(_reaching_minute(tz, day, s), _reaching_minute(tz, day, e)))
+            day += timedelta(days=1)
+        for day, s, e in partial:
+            if first <= day <= last:
+                self.open.difference_update(
+                    range(_reaching_minute(tz, day, s), _reaching_minute(tz, day, e))
+                )
+        for s, e in spans:
+            self.open.difference_update(range(s, e))
+
+    def between(self, a: int, b: int) -> int:
+        return sum(1 for m in range(a, b) if m in self.open)
+
+    def add(self, s: int, d: int) -> int:
+        if d == 0:
+            return s
+        m = s
+        while True:
+            if m in self.open:
+                d -= 1
+                if d == 0:
+                    return m + 1
+            m += 1
+
+
+@REFERENCE
+@given(st.data())
+def test_week_shapes_match_minute_set_reference(data: st.DataObject) -> None:
+    a = data.draw(minute_instants) // MINUTE
+    shape = data.draw(shapes(near=to_datetime(a * MINUTE).date()))
+    cal = build(shape)
+    local_day = to_datetime(a * MINUTE).astimezone(ZoneInfo(shape[0])).date()
+    # The window holds every interval reaching [a - 1 day, a + 12 days].
+    ref = MinuteSetCalendar(shape, local_day - timedelta(days=3), local_day + timedelta(days=14))
+    b = a + data.draw(st.integers(-60, 10 * 24 * 60))
+    assert cal.between(a * MINUTE, b * MINUTE) == ref.between(a, b) * MINUTE
+    horizon = a + 12 * 24 * 60
+    available = ref.between(a, horizon)
+    d = data.draw(st.integers(0, min(available, 3 * 24 * 60)))
+    assert cal.add(a * MINUTE, d * MINUTE) == ref.add(a, d) * MINUTE
+    got = set()
+    for s, e in cal.open_intervals(a * MINUTE, horizon * MINUTE):
+        got.update(range(s // MINUTE, e // MINUTE))
+    assert got == {m for m in ref.open if a <= m < horizon}
+    for m in range(a, a + 3 * 24 * 60, 13):
+        assert cal.is_open(m * MINUTE) == (m in ref.open)

@@ -9,7 +9,8 @@ from typing import IO, Any
 
 import orjson
 
-from events.instants import HOUR, format_duration, parse_instant
+from events.instants import DAY, HOUR, format_duration, parse_instant
+from streams.sla.clocks import BusinessCalendar
 from streams.sla.policy import WEEKDAYS, PolicyError, check_policy, load_policy
 from streams.sla.replay import Replayer
 from streams.sla.rules import Policy
@@ -60,15 +61,17 @@ def _policy_check(args: argparse.Namespace) -> int:
 
 def describe_policy(policy: Policy) -> str:
     """The effective targets as a table, durations spelled out as business or elapsed time."""
-    cal = policy.calendar
-    days = ", ".join(WEEKDAYS[day] for day in sorted(cal.weekdays))
-    lines = [
-        f"policy {policy.name} (version {policy.version})",
-        f"calendar: {days} {cal.opens:%H:%M}-{cal.closes:%H:%M} {cal.timezone}"
-        f"; holidays: {cal.holidays or 'none'}; closures: {len(cal.closures)}"
-        f"; 1 business day = {format_duration(policy.calendar.day_length)}",
-        "",
-    ]
+    lines = [f"policy {policy.name} (version {policy.version})"]
+    for name, cal in policy.calendars.items():
+        label = "calendar" if len(policy.calendars) == 1 else f"calendar {name}"
+        closures = len(cal.closures) + len(cal.partial_closures) + len(cal.closed_spans)
+        openings = f"; extra openings: {len(cal.openings)}" if cal.openings else ""
+        lines.append(
+            f"{label}: {describe_week(cal)} {cal.timezone}"
+            f"; holidays: {cal.holidays or 'none'}; closures: {closures}{openings}"
+            f"; 1 business day = {format_duration(cal.day_length)}"
+        )
+    lines.append("")
     header = ("severity", "first response", "resolution", "warn at", "pausable", "escalations")
     rows = [header]
     for level in sorted(policy.severities):
@@ -104,6 +107,26 @@ def describe_policy(policy: Policy) -> str:
         for row in rows
     ]
     return "\n".join(lines)
+
+
+def _wall(offset: int) -> str:
+    hours, minutes = divmod(offset // 60_000_000, 60)
+    return f"{hours:02d}:{minutes:02d}"
+
+
+def describe_week(cal: BusinessCalendar) -> str:
+    """``mon, tue, wed, thu, fri 08:00-18:30`` when every open day has the same hours, else
+    each day's (``mon 09:00-12:00,13:00-17:00; ...``); a night shift reads ``22:00-06:00``."""
+
+    def hours(day: int) -> str:
+        return ",".join(f"{_wall(start)}-{_wall(end % DAY or DAY)}" for start, end in cal.week[day])
+
+    open_days = [day for day in range(7) if cal.week[day]]
+    if all(cal.week[day] == cal.week[open_days[0]] for day in open_days):
+        if len(open_days) == 7 and cal.week[0] == ((0, DAY),):
+            return "24x7"
+        return f"{', '.join(WEEKDAYS[day] for day in open_days)} {hours(open_days[0])}"
+    return "; ".join(f"{WEEKDAYS[day]} {hours(day)}" for day in open_days)
 
 
 def _json_line(record: dict[str, Any]) -> bytes:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import datetime as dt
 from bisect import bisect_left as _bisect_left
 from bisect import bisect_right as _bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Final, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -46,6 +46,7 @@ import holidays as holidays_lib
 from events.instants import DAY, SECOND, Micros
 
 __all__ = [
+    "WEEKDAY_NAMES",
     "BusinessCalendar",
     "Clock",
     "ElapsedClock",
@@ -63,6 +64,9 @@ _MAX_YEAR: Final = 9997
 _MAX_EMPTY_YEARS: Final = (
     2  # add() gives up after this many whole local years without business time
 )
+
+
+WEEKDAY_NAMES: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class NoBusinessTimeError(ValueError):
@@ -142,10 +146,41 @@ def _time_micros(value: dt.time) -> Micros:
     return ((value.hour * 60 + value.minute) * 60 + value.second) * SECOND + value.microsecond
 
 
-def _parse_holiday_spec(spec: str) -> tuple[str, str | None]:
+def _micros_time(offset: Micros) -> dt.time:
+    """Wall time of ``offset`` microseconds after local midnight (``0 <= offset < DAY``)."""
+    seconds, micros = divmod(offset, SECOND)
+    minutes, second = divmod(seconds, 60)
+    return dt.time(minutes // 60, minutes % 60, second, micros)
+
+
+Interval = tuple[Micros, Micros]
+"""Opening hours of one local day: wall-time offsets from its local midnight, microseconds.
+
+``0 <= start < DAY`` and ``start < end <= start + DAY``: an end past ``DAY`` is on the next local
+day (a 22:00-06:00 night shift is ``(22h, 30h)`` and belongs to the day it starts); ``DAY``
+itself is the ``24:00`` close.
+"""
+
+
+def _check_hours(hours: Iterable[Interval], where: str) -> tuple[Interval, ...]:
+    checked = tuple(sorted((int(start), int(end)) for start, end in hours))
+    for start, end in checked:
+        if not (0 <= start < DAY and start < end <= start + DAY):
+            raise ValueError(
+                f"{where}: bad interval {start}-{end}: the start must be in the day and the end "
+                "after it, at most 24 hours later"
+            )
+    return checked
+
+
+HolidaySpec = tuple[str, str | None, tuple[str, ...]]
+"""Country, subdivision or None, holiday categories (empty: the package's default, public)."""
+
+
+def _parse_holiday_spec(spec: str, categories: Iterable[str] = ()) -> HolidaySpec:
     """``"CA-ON"`` -> Canada, Ontario; ``"US"`` -> whole country. ValueError names a bad spec."""
     country, _, subdiv = spec.strip().partition("-")
-    parsed = (country.upper(), subdiv.upper() or None)
+    parsed = (country.upper(), subdiv.upper() or None, tuple(categories))
     if not country:
         raise ValueError(f"bad holiday spec {spec!r}: expected COUNTRY or COUNTRY-SUBDIVISION")
     try:
@@ -155,68 +190,159 @@ def _parse_holiday_spec(spec: str) -> tuple[str, str | None]:
     return parsed
 
 
-def _holiday_dates(spec: tuple[str, str | None], year: int) -> set[dt.date]:
-    """Public holidays (with "observed" substitute days) of one year, per the package."""
-    table = holidays_lib.country_holidays(spec[0], subdiv=spec[1], years=year)
+def _holiday_dates(spec: HolidaySpec, year: int) -> set[dt.date]:
+    """Holidays (with "observed" substitute days) of one year, per the ``holidays`` package."""
+    if spec[2]:
+        table = holidays_lib.country_holidays(
+            spec[0], subdiv=spec[1], years=year, categories=spec[2]
+        )
+    else:
+        table = holidays_lib.country_holidays(spec[0], subdiv=spec[1], years=year)
     return {day for day in table if day.year == year}
 
 
-class BusinessCalendar:
-    """Business hours in a time zone: open ``opens``-``closes`` local time on ``weekdays``.
+def _union(spans: list[Interval]) -> list[Interval]:
+    """Sorted, merged (overlapping or touching spans joined), empty spans dropped."""
+    merged: list[Interval] = []
+    for start, end in sorted(spans):
+        if end <= start:
+            continue
+        if merged and start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
 
-    Weekdays not listed, dates of ``holidays`` (a ``holidays`` package spec such as ``"CA-ON"``
-    or ``"US"``) and ``closures`` are closed all day. See the module docstring for the laws and
-    for how DST gaps and folds are resolved. Open intervals are computed lazily one local year
-    at a time and cached with prefix sums, so ``add``/``between``/``is_open`` cost a couple of
-    binary searches regardless of the span.
+
+def _subtract(spans: list[Interval], holes: list[Interval]) -> list[Interval]:
+    """``spans`` minus ``holes``; both sorted and merged (see :func:`_union`)."""
+    if not holes:
+        return spans
+    result: list[Interval] = []
+    i = 0
+    for start, end in spans:
+        while i < len(holes) and holes[i][1] <= start:
+            i += 1
+        j = i
+        while j < len(holes) and holes[j][0] < end:
+            if holes[j][0] > start:
+                result.append((start, holes[j][0]))
+            start = max(start, holes[j][1])
+            j += 1
+        if start < end:
+            result.append((start, end))
+    return result
+
+
+class BusinessCalendar:
+    """Business hours in a time zone: weekly opening hours, holidays, closures, extra openings.
+
+    Two ways to give the week: ``opens``-``closes`` on ``weekdays`` (0 = Monday; the original
+    one-range form), or ``week``: seven tuples (Monday first) of :data:`Interval` wall-time
+    offsets, zero or more per day (a lunch break is two intervals, a night shift crosses
+    midnight, ``(0, DAY)`` every day is 24x7).
+
+    Closed: dates of ``holidays`` (a ``holidays`` package spec such as ``"CA-ON"`` or ``"US"``,
+    with optional ``holiday_categories`` such as ``("public", "optional")``) and ``closures``
+    lose their weekly hours (a night shift starting on a holiday is closed; one starting the
+    evening before runs into it). ``partial_closures`` close ``(date, from, to)`` wall offsets
+    of a day (``to <= DAY``) and ``closed_spans`` close UTC instants ``[start, end)`` (timed
+    iCalendar events); both cut any hours they overlap. ``openings`` maps a date to the hours
+    it is open instead of its weekly hours, even on a holiday (a Saturday worked before one).
+    Overlapping hours count once.
+
+    See the module docstring for the laws and how DST gaps and folds are resolved. Open
+    intervals are computed lazily one local year at a time and cached with prefix sums, so
+    ``add``/``between``/``is_open`` cost a couple of binary searches regardless of the span.
     """
 
     day_length: Micros
-    """Nominal open-to-close length of a business day (10h30 for 08:00-18:30); ``1bd``."""
+    """Nominal length of a business day, ``1bd``: open-to-close (10h30 for 08:00-18:30); for a
+    ``week``, the most common length of an open weekday (the longer on a tie)."""
 
     def __init__(
         self,
         timezone: str,
-        opens: dt.time,
-        closes: dt.time,
-        weekdays: Iterable[int],
+        opens: dt.time | None = None,
+        closes: dt.time | None = None,
+        weekdays: Iterable[int] = (),
         holidays: str | None = None,
         closures: Iterable[dt.date] = (),
+        *,
+        week: Sequence[Iterable[Interval]] | None = None,
+        holiday_categories: Iterable[str] = (),
+        partial_closures: Iterable[tuple[dt.date, Micros, Micros]] = (),
+        closed_spans: Iterable[Interval] = (),
+        openings: Mapping[dt.date, Iterable[Interval]] | None = None,
     ) -> None:
         try:
             self._tz = ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {timezone!r}") from exc
-        if opens.tzinfo is not None or closes.tzinfo is not None:
-            raise ValueError("opens/closes are local wall times and must be naive")
-        if not opens < closes:
-            raise ValueError(f"opens ({opens}) must be before closes ({closes})")
-        days = frozenset(weekdays)
-        if not days:
-            raise ValueError("a business calendar needs at least one weekday")
-        if not days <= frozenset(range(7)):
-            raise ValueError(f"weekdays must be 0 (Monday) .. 6 (Sunday), got {sorted(days)}")
+        if week is None:
+            if opens is None or closes is None:
+                raise ValueError("give either opens, closes and weekdays, or a week of hours")
+            if opens.tzinfo is not None or closes.tzinfo is not None:
+                raise ValueError("opens/closes are local wall times and must be naive")
+            if not opens < closes:
+                raise ValueError(f"opens ({opens}) must be before closes ({closes})")
+            days = frozenset(weekdays)
+            if not days:
+                raise ValueError("a business calendar needs at least one weekday")
+            if not days <= frozenset(range(7)):
+                raise ValueError(f"weekdays must be 0 (Monday) .. 6 (Sunday), got {sorted(days)}")
+            span = (_time_micros(opens), _time_micros(closes))
+            week = [[span] if day in days else [] for day in range(7)]
+        if len(week) != 7:
+            raise ValueError(f"a week has 7 days of hours, got {len(week)}")
+        self.week: tuple[tuple[Interval, ...], ...] = tuple(
+            _check_hours(hours, WEEKDAY_NAMES[day]) for day, hours in enumerate(week)
+        )
+        if not any(self.week):
+            raise ValueError("a business calendar needs open hours on at least one weekday")
         self.timezone = timezone
-        self.opens = opens.replace(fold=0)
-        self.closes = closes.replace(fold=0)
-        self.weekdays = days
+        self.weekdays = frozenset(day for day in range(7) if self.week[day])
         self.holidays = holidays
         self.closures = frozenset(closures)
         if any(isinstance(day, dt.datetime) for day in self.closures):
             # A datetime never equals a date, so it would silently close nothing.
             raise ValueError("closures must be datetime.date values, not datetimes")
-        self.day_length = _time_micros(closes) - _time_micros(opens)
-        self._holiday_spec = _parse_holiday_spec(holidays) if holidays is not None else None
+        self.partial_closures: tuple[tuple[dt.date, Micros, Micros], ...] = tuple(
+            sorted(partial_closures)
+        )
+        for day, start, end in self.partial_closures:
+            if not 0 <= start < end <= DAY:
+                raise ValueError(f"closure on {day}: bad hours {start}-{end}")
+        self.closed_spans: list[Interval] = _union(list(closed_spans))
+        self.openings: dict[dt.date, tuple[Interval, ...]] = {
+            day: _check_hours(hours, f"opening on {day}")
+            for day, hours in (openings or {}).items()
+        }
+        lengths = [sum(end - start for start, end in hours) for hours in self.week if hours]
+        self.day_length = max(lengths, key=lambda length: (lengths.count(length), length))
+        self._holiday_spec: HolidaySpec | None = (
+            _parse_holiday_spec(holidays, holiday_categories) if holidays is not None else None
+        )
         self._holiday_cache: dict[int, frozenset[dt.date]] = {}
         self._years: dict[int, _Year] = {}
         self._last: _Year | None = None
 
     def __repr__(self) -> str:
         return (
-            f"BusinessCalendar({self.timezone!r}, {self.opens!r}, {self.closes!r}, "
-            f"{sorted(self.weekdays)!r}, holidays={self.holidays!r}, "
-            f"closures=<{len(self.closures)} dates>)"
+            f"BusinessCalendar({self.timezone!r}, week={self.week!r}, "
+            f"holidays={self.holidays!r}, closures=<{len(self.closures)} dates>)"
         )
+
+    def hours_on(self, day: dt.date) -> tuple[Interval, ...]:
+        """The hours ``day`` (a local date) opens, before partial closures: its extra opening,
+        else nothing on a holiday or closure, else its weekday's hours."""
+        found = self.openings.get(day)
+        if found is not None:
+            return found
+        if day in self.closures or day in self._holidays_in(day.year):
+            return ()
+        return self.week[day.weekday()]
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -302,12 +428,9 @@ class BusinessCalendar:
             y = self._year(y.year + 1)
 
     def is_business_day(self, day: dt.date) -> bool:
-        """Whether ``day`` (a local date) is an open weekday, not a holiday, not a closure."""
-        return (
-            day.weekday() in self.weekdays
-            and day not in self.closures
-            and day not in self._holidays_in(day.year)
-        )
+        """Whether ``day`` (a local date) has opening hours (weekly or extra), before partial
+        closures."""
+        return bool(self.hours_on(day))
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -344,23 +467,38 @@ class BusinessCalendar:
     def _build_year(self, year: int) -> _Year:
         if not _MIN_YEAR <= year <= _MAX_YEAR:
             raise ValueError(f"instant outside the supported local years {_MIN_YEAR}..{_MAX_YEAR}")
-        midnight = dt.time(0)
-        lo = self._first_reaching(dt.date(year, 1, 1), midnight)
-        hi = self._first_reaching(dt.date(year + 1, 1, 1), midnight)
-        closed = self.closures | self._holidays_in(year)
+        lo = self._at(dt.date(year, 1, 1), 0)
+        hi = self._at(dt.date(year + 1, 1, 1), 0)
+        opened: list[Interval] = []
+        holes: list[Interval] = [(start, end) for start, end in self.closed_spans]
+        first = dt.date(year - 1, 12, 31)  # its hours may cross into 1 January
+        for day, start, end in self.partial_closures:
+            if first <= day and day.year <= year:
+                holes.append((self._at(day, start), self._at(day, end)))
+        day = first
+        one = dt.timedelta(days=1)
+        while day.year <= year:
+            for start, end in self.hours_on(day):
+                o = self._at(day, start)
+                c = self._at(day, end)
+                if c > o:  # empty only when both ends fall into the same DST gap
+                    opened.append((o, c))
+            day += one
         starts: list[Micros] = []
         ends: list[Micros] = []
-        day = dt.date(year, 1, 1)
-        one = dt.timedelta(days=1)
-        while day.year == year:
-            if day.weekday() in self.weekdays and day not in closed:
-                o = self._first_reaching(day, self.opens)
-                c = self._first_reaching(day, self.closes)
-                if c > o:  # empty only when both ends fall into the same DST gap
-                    starts.append(o)
-                    ends.append(c)
-            day += one
+        for start, end in _subtract(_union(opened), _union(holes)):
+            start, end = max(start, lo), min(end, hi)
+            if start < end:
+                starts.append(start)
+                ends.append(end)
         return _Year(year, lo, hi, starts, ends)
+
+    def _at(self, day: dt.date, offset: Micros) -> Micros:
+        """First instant reaching wall time ``offset`` after local midnight of ``day``."""
+        days, wall = divmod(offset, DAY)
+        if days:
+            day += dt.timedelta(days=days)
+        return self._first_reaching(day, _micros_time(wall))
 
     def _first_reaching(self, day: dt.date, wall: dt.time) -> Micros:
         """First instant whose local wall clock reads ``day wall`` or later.

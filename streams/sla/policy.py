@@ -8,18 +8,30 @@ state machine runs on. Errors name the file and the key, e.g.
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
-from datetime import date, time
+from datetime import date as date_type
+from datetime import time
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from events.instants import DAY, Micros, format_duration
-from streams.sla.clocks import BusinessCalendar
+from events.instants import DAY, SECOND, Micros, format_duration
+from streams.sla.clocks import WEEKDAY_NAMES, BusinessCalendar, Interval
 from streams.sla.durations import parse_duration
+from streams.sla.ical import read_ical_closures
 from streams.sla.rules import (
     ClockName,
     EscalationRule,
@@ -29,7 +41,7 @@ from streams.sla.rules import (
     SeverityRules,
 )
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAYS = WEEKDAY_NAMES
 DEFAULT_POLICY_RESOURCE = "default_policy.toml"
 
 
@@ -41,20 +53,124 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_HOURS = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+WeekdayName = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def parse_wall_time(text: str, *, closing: bool = False) -> Micros:
+    """``"HH:MM"`` or ``"HH:MM:SS"`` as microseconds after local midnight; ``"24:00"`` (the
+    midnight that ends a day) only when ``closing``. ValueError names the text."""
+    found = _HOURS.match(text.strip())
+    if found is None:
+        raise ValueError(f"invalid time {text!r}: use HH:MM, e.g. '08:00' or '24:00'")
+    hour, minute, second = int(found[1]), int(found[2]), int(found[3] or 0)
+    if minute > 59 or second > 59 or hour > 24 or (hour == 24 and (minute or second)):
+        raise ValueError(f"invalid time {text!r}")
+    if hour == 24 and not closing:
+        raise ValueError(f"invalid time {text!r}: 24:00 can only close an interval")
+    return ((hour * 60 + minute) * 60 + second) * SECOND
+
+
+def parse_interval(text: str) -> Interval:
+    """``"09:00-17:00"``; an end at or before the start is on the next day (``"22:00-06:00"``
+    is a night shift belonging to the day it starts); ``"00:00-24:00"`` is the whole day."""
+    start_text, dash, end_text = text.partition("-")
+    if not dash:
+        raise ValueError(f"invalid hours {text!r}: use OPEN-CLOSE, e.g. '09:00-17:00'")
+    start = parse_wall_time(start_text)
+    end = parse_wall_time(end_text, closing=True)
+    return (start, end if end > start else end + DAY)
+
+
+def _interval(value: Any) -> Any:
+    if isinstance(value, str):
+        parse_interval(value)  # ValueError -> a validation error naming the key
+    return value
+
+
+Hours = list[Annotated[str, AfterValidator(_interval)]]
+
+
+class HolidaysSpec(_Strict):
+    country: str
+    subdivision: str | None = None
+    categories: list[str] = []
+
+
+class PartialClosureSpec(_Strict):
+    date: date_type
+    from_: str = Field("00:00", alias="from")
+    to: str = "24:00"
+
+
+class OpeningSpec(_Strict):
+    date: date_type
+    hours: Hours = Field(min_length=1)
+
+
 class CalendarSpec(_Strict):
+    """A business calendar: weekly ``hours`` (or the original ``open``/``close``/``weekdays``),
+    holidays, closures, extra openings, an iCalendar file of closures."""
+
     timezone: str
-    open: time
-    close: time
-    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(min_length=1)
-    holidays: str | None = None
-    closures: list[date] = []
+    open: str | None = None
+    close: str | None = None
 
     @field_validator("open", "close", mode="before")
     @classmethod
-    def _clock_time(cls, value: Any) -> Any:
+    def _toml_time(cls, value: Any) -> Any:
+        if isinstance(value, time):
+            return value.isoformat()
         if isinstance(value, str) and len(value) == 5:
-            return value + ":00"
+            return value + ":00"  # as the first format's `time` field stored it (hashed)
         return value
+    weekdays: list[WeekdayName] | None = Field(None, min_length=1)
+    hours: dict[WeekdayName, list[str]] | None = None
+    """Per weekday, its intervals; the string ``"24x7"`` is every day 00:00-24:00."""
+    holidays: str | HolidaysSpec | None = None
+    closures: list[date_type | PartialClosureSpec] = []
+    openings: list[OpeningSpec] = []
+    ical: str | None = None
+
+    @field_validator("hours", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.strip().lower() != "24x7":
+                raise ValueError(f"{value!r}: use \"24x7\" or a table of weekdays' intervals")
+            return {day: ["00:00-24:00"] for day in WEEKDAYS}
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _intervals(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        for day, intervals in (value or {}).items():
+            for text in intervals:
+                try:
+                    parse_interval(text)
+                except ValueError as exc:
+                    raise ValueError(f"{day}: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_week(self) -> CalendarSpec:
+        legacy = (self.open, self.close, self.weekdays)
+        if self.hours is None and None in legacy:
+            raise ValueError("give weekly 'hours', or 'open', 'close' and 'weekdays'")
+        if self.hours is not None and legacy != (None, None, None):
+            raise ValueError("give weekly 'hours' or 'open'/'close'/'weekdays', not both")
+        return self
+
+    def week(self) -> list[list[Interval]]:
+        """Seven days (Monday first) of intervals."""
+        if self.hours is not None:
+            by_day = {str(day): hours for day, hours in self.hours.items()}
+            return [[parse_interval(text) for text in by_day.get(day, [])] for day in WEEKDAYS]
+        assert self.open is not None and self.close is not None and self.weekdays is not None
+        span = parse_interval(f"{self.open}-{self.close}")
+        if span[1] > DAY:
+            raise ValueError(f"open ({self.open}) must be before close ({self.close})")
+        return [[span] if day in self.weekdays else [] for day in WEEKDAYS]
 
 
 class MetricSpec(_Strict):
@@ -80,7 +196,32 @@ class SeveritySpec(_Strict):
 class PolicySpec(_Strict):
     name: str = Field(min_length=1)
     version: str | None = None
-    calendar: CalendarSpec
+    calendar: CalendarSpec | str | None = None
+    """The original single ``[calendar]`` table, or the name of the policy's default calendar
+    in ``calendars`` (optional when there is only one)."""
+    calendars: dict[str, CalendarSpec] = {}
+
+    @model_validator(mode="after")
+    def _calendar_named(self) -> PolicySpec:
+        if isinstance(self.calendar, CalendarSpec):
+            if self.calendars:
+                raise ValueError("give one [calendar] table or named [calendars.NAME], not both")
+        elif self.calendar is None:
+            if len(self.calendars) != 1:
+                raise ValueError(
+                    "give a [calendar] table, or [calendars.NAME] and calendar = NAME "
+                    "(the policy's default calendar)"
+                )
+        elif self.calendar not in self.calendars:
+            raise ValueError(f"calendar {self.calendar!r} is not among [calendars]")
+        return self
+
+    def named_calendars(self) -> tuple[str, dict[str, CalendarSpec]]:
+        """The default calendar's name and every calendar by name (the original ``[calendar]``
+        table is named ``default``)."""
+        if isinstance(self.calendar, CalendarSpec):
+            return "default", {"default": self.calendar}
+        return self.calendar or next(iter(self.calendars)), self.calendars
     severity: dict[Literal["1", "2", "3", "4"], SeveritySpec]
 
 
@@ -91,6 +232,10 @@ _CALENDAR_KEYS = (
     ("a business calendar needs at least one weekday", "weekdays"),
     ("weekdays", "weekdays"),
     ("closures", "closures"),
+    ("closure on", "closures"),
+    ("opening on", "openings"),
+    ("a week", "hours"),
+    ("give either", "hours"),
     ("bad holiday spec", "holidays"),
     ("holiday", "holidays"),
 )
@@ -107,25 +252,69 @@ def calendar_key(table: str, reason: str) -> str:
             return f"{table}.{key}"
     return table
 
+_FIRST_FORMAT: dict[str, frozenset[str]] = {
+    "PolicySpec": frozenset({"name", "version", "calendar", "severity"}),
+    "CalendarSpec": frozenset({"timezone", "open", "close", "weekdays", "holidays", "closures"}),
+    "SeveritySpec": frozenset({"first_response", "resolution", "escalations"}),
+    "MetricSpec": frozenset({"target", "clock", "pausable", "warn_at"}),
+    "EscalationSpec": frozenset({"after", "clock", "to"}),
+}
+"""The fields of the first policy format, always hashed; fields added since are hashed only
+when the file sets them, so a policy written before they existed keeps its default version."""
+
+
+def _hashed_content(value: Any) -> Any:
+    """A spec as hashed into the default version (see :data:`_FIRST_FORMAT`)."""
+    if isinstance(value, BaseModel):
+        first = _FIRST_FORMAT.get(type(value).__name__)
+        return {
+            name: _hashed_content(getattr(value, name))
+            for name in type(value).model_fields
+            if first is None or name in first or name in value.model_fields_set
+        }
+    if isinstance(value, dict):
+        return {key: _hashed_content(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_hashed_content(item) for item in value]
+    if isinstance(value, date_type | time):
+        return value.isoformat()
+    return value
+
+
+_BRANCH = re.compile(r"^(str|date|[a-z-]+\[.*\]|[A-Z]\w*Spec)$")
+"""pydantic's labels of union branches in an error location (``str``, ``function-after[...]``,
+``CalendarSpec``): not keys of the file, so left out of messages."""
+
 
 def _location(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
+    return ".".join(str(p) for p in loc if not _BRANCH.match(str(p))) or "(top level)"
 
 
-def compile_policy(spec: PolicySpec, source: str) -> Policy:
-    """Turn a validated spec into targets in microseconds; `source` names the file in errors."""
-    cal = spec.calendar
-    try:
-        calendar = BusinessCalendar(
-            timezone=cal.timezone,
-            opens=cal.open,
-            closes=cal.close,
-            weekdays=[WEEKDAYS.index(day) for day in cal.weekdays],
-            holidays=cal.holidays,
-            closures=cal.closures,
+def _reasons(exc: ValidationError) -> str:
+    """One ``key: reason`` per error; a union's branch that the value is plainly not of (a
+    table given where a name could also go) is not reported."""
+    errors = exc.errors(include_url=False, include_input=False)
+    return "; ".join(
+        dict.fromkeys(
+            f"{_location(err['loc'])}: {err['msg']}"
+            for err in errors
+            if not (len(errors) > 1 and err["type"] == "string_type" and err["loc"][-1] == "str")
         )
-    except (ValueError, KeyError) as exc:
-        raise PolicyError(f"{source}: {calendar_key('calendar', str(exc))}: {exc}") from None
+    )
+
+
+def compile_policy(spec: PolicySpec, source: str, base: Path | None = None) -> Policy:
+    """Turn a validated spec into targets in microseconds; `source` names the file in errors,
+    `base` is the folder relative file names (``ical``) are read from (default: the current)."""
+    default, specs = spec.named_calendars()
+    calendars: dict[str, BusinessCalendar] = {}
+    for name, cal in specs.items():
+        key = "calendar" if isinstance(spec.calendar, CalendarSpec) else f"calendars.{name}"
+        try:
+            calendars[name] = build_calendar(cal, base)
+        except (ValueError, KeyError, OSError) as exc:
+            raise PolicyError(f"{source}: {calendar_key(key, str(exc))}: {exc}") from None
+    calendar = calendars[default]
 
     def duration(text: str, key: str, clock: ClockName) -> Micros:
         try:
@@ -165,13 +354,51 @@ def compile_policy(spec: PolicySpec, source: str) -> Policy:
         spec.version
         or "sha256:"
         + hashlib.sha256(
-            orjson.dumps(spec.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+            orjson.dumps(_hashed_content(spec), option=orjson.OPT_SORT_KEYS)
         ).hexdigest()[:12]
     )
-    return Policy(spec.name, version, calendar, severities)
+    return Policy(spec.name, version, calendar, severities, calendars)
 
 
-def parse_policy(text: str, source: str) -> Policy:
+def build_calendar(cal: CalendarSpec, base: Path | None = None) -> BusinessCalendar:
+    """A :class:`BusinessCalendar` from its spec; reads the ``ical`` file (relative to
+    ``base``). Raises ValueError (or OSError for an unreadable file) with the reason."""
+    holidays = cal.holidays
+    categories: list[str] = []
+    if isinstance(holidays, HolidaysSpec):
+        categories = holidays.categories
+        holidays = holidays.country + (f"-{holidays.subdivision}" if holidays.subdivision else "")
+    closures = {day for day in cal.closures if isinstance(day, date_type)}
+    partial = [
+        (
+            part.date,
+            parse_wall_time(part.from_),
+            parse_wall_time(part.to, closing=True),
+        )
+        for part in cal.closures
+        if isinstance(part, PartialClosureSpec)
+    ]
+    spans: list[Interval] = []
+    if cal.ical is not None:
+        path = Path(cal.ical) if base is None else base / cal.ical
+        dates, spans = read_ical_closures(path.read_bytes(), cal.timezone, str(cal.ical))
+        closures |= dates
+    return BusinessCalendar(
+        cal.timezone,
+        week=cal.week(),
+        holidays=holidays,
+        holiday_categories=categories,
+        closures=closures,
+        partial_closures=partial,
+        closed_spans=spans,
+        openings={
+            opening.date: [parse_interval(text) for text in opening.hours]
+            for opening in cal.openings
+        },
+    )
+
+
+def parse_policy(text: str, source: str, base: Path | None = None) -> Policy:
     """Parse and compile policy TOML text; `source` names it in errors."""
     try:
         raw = tomllib.loads(text)
@@ -180,12 +407,8 @@ def parse_policy(text: str, source: str) -> Policy:
     try:
         spec = PolicySpec.model_validate(raw)
     except ValidationError as exc:
-        reasons = "; ".join(
-            f"{_location(err['loc'])}: {err['msg']}"
-            for err in exc.errors(include_url=False, include_input=False)
-        )
-        raise PolicyError(f"{source}: {reasons}") from None
-    return compile_policy(spec, source)
+        raise PolicyError(f"{source}: {_reasons(exc)}") from None
+    return compile_policy(spec, source, base)
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
@@ -199,7 +422,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
         raise PolicyError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise PolicyError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})") from None
-    return parse_policy(text, str(path))
+    return parse_policy(text, str(path), Path(path).parent)
 
 
 def check_policy(policy: Policy) -> list[str]:

@@ -103,7 +103,7 @@ class Policy:
     `streams.sla.policy` builds it from the TOML file; a plain class so mypyc compiles it.
     """
 
-    __slots__ = ("_ref", "calendar", "name", "severities", "version")
+    __slots__ = ("_ref", "calendar", "calendars", "name", "severities", "version")
 
     def __init__(
         self,
@@ -111,10 +111,14 @@ class Policy:
         version: str,
         calendar: BusinessCalendar,
         severities: dict[int, SeverityRules],
+        calendars: dict[str, BusinessCalendar] | None = None,
     ) -> None:
         self.name = name
         self.version = version
         self.calendar = calendar
+        """The policy's default business calendar."""
+        self.calendars = calendars if calendars is not None else {"default": calendar}
+        """Every calendar of the policy file by name."""
         self.severities = severities
         self._ref = {"name": name, "version": version}
 

@@ -1,0 +1,227 @@
+"""Named business calendars in a policy file: weekly hours with several intervals, night shifts,
+24:00 and 24x7, holidays with categories, whole-day and partial closures, extra openings,
+iCalendar closures. Hand-computed values (the three inputs of issue #8 among them); the laws
+and the comparison with an independent implementation are in test_clocks*.py.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from events.instants import HOUR, MINUTE, Micros, format_instant, parse_instant
+from streams.sla.clocks import DAY, BusinessCalendar
+from streams.sla.policy import PolicyError, load_policy, parse_policy
+from streams.sla.rules import Policy
+
+ALL_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def policy_with(calendar_toml: str, head: str = "") -> Policy:
+    text = (
+        f'name = "t"\n{head}\n{calendar_toml}\n[severity.1]\nfirst_response = {{ target = "1h" }}\n'
+    )
+    return parse_policy(text, "t.toml")
+
+
+def calendar(body: str) -> BusinessCalendar:
+    return policy_with(f'[calendars.c]\ntimezone = "America/Toronto"\n{body}').calendar
+
+
+def due(cal: BusinessCalendar, start: str, amount: Micros) -> str:
+    return format_instant(cal.add(parse_instant(start), amount))
+
+
+def week(interval: str, days: tuple[str, ...] = ALL_DAYS) -> str:
+    return "hours = { " + ", ".join(f'{day} = ["{interval}"]' for day in days) + " }"
+
+
+# -- the issue's inputs ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hours", ['hours = "24x7"', week("00:00-24:00")])
+def test_24x7_with_ontario_holidays_skips_canada_day(hours: str) -> None:
+    """2h before midnight, Canada Day closed, 2h on 2 July (issue #8)."""
+    cal = calendar(f'{hours}\nholidays = "CA-ON"')
+    assert due(cal, "2027-06-30T22:00:00-04:00", 4 * HOUR) == "2027-07-02T06:00:00Z"
+    assert cal.day_length == DAY
+
+
+def test_lunch_break_is_two_intervals() -> None:
+    """Mon-Fri 09:00-12:00 and 13:00-17:00: 1h before lunch, 2h after (issue #8)."""
+    days = ALL_DAYS[:5]
+    cal = calendar(
+        "hours = { " + ", ".join(f'{d} = ["09:00-12:00", "13:00-17:00"]' for d in days) + " }"
+    )
+    assert due(cal, "2026-11-30T11:00:00-05:00", 3 * HOUR) == "2026-11-30T20:00:00Z"
+    assert cal.day_length == 7 * HOUR
+    assert not cal.is_open(parse_instant("2026-11-30T12:30:00-05:00"))
+
+
+def test_night_shift_belongs_to_the_day_it_starts() -> None:
+    """Tue-Sat 23:00-07:00: from Tuesday 22:00, 4h30 ends Wednesday 03:30 local (issue #8)."""
+    cal = calendar(week("23:00-07:00", ("tue", "wed", "thu", "fri", "sat")))
+    assert due(cal, "2026-12-01T22:00:00-05:00", 4 * HOUR + 30 * MINUTE) == "2026-12-02T08:30:00Z"
+    # Monday night is closed (no Monday shift), Sunday 00:00-07:00 is Saturday's shift.
+    assert not cal.is_open(parse_instant("2026-12-01T03:00:00-05:00"))
+    assert cal.is_open(parse_instant("2026-12-06T06:59:59-05:00"))
+    assert not cal.is_open(parse_instant("2026-12-06T07:00:00-05:00"))
+    assert cal.day_length == 8 * HOUR
+
+
+# -- shapes ------------------------------------------------------------------------------------
+
+
+def test_legacy_calendar_table_equals_the_same_week_of_hours() -> None:
+    legacy = policy_with(
+        '[calendar]\ntimezone = "America/Toronto"\nopen = "08:00"\nclose = "18:30"\n'
+        'weekdays = ["mon", "tue", "wed", "thu", "fri"]\nholidays = "CA-ON"'
+    ).calendar
+    named = calendar(week("08:00-18:30", ALL_DAYS[:5]) + '\nholidays = "CA-ON"')
+    start = parse_instant("2026-11-20T00:00:00Z")
+    end = start + 60 * DAY
+    assert list(legacy.open_intervals(start, end)) == list(named.open_intervals(start, end))
+    assert legacy.day_length == named.day_length == 10 * HOUR + 30 * MINUTE
+
+
+def test_close_at_2400_is_the_next_midnight_without_a_lost_minute() -> None:
+    cal = calendar(week("18:00-24:00"))
+    # 6h each evening: from Monday 18:00, 12h ends Tuesday 24:00 == Wednesday 00:00 local.
+    assert due(cal, "2026-11-30T18:00:00-05:00", 12 * HOUR) == "2026-12-02T05:00:00Z"
+
+
+def test_night_shift_across_both_dst_changes_counts_real_hours() -> None:
+    cal = calendar(week("22:00-06:00", ("sat",)))
+    # Saturday 7 March 2027 22:00 EST to Sunday 06:00 EDT is 7 real hours (spring forward).
+    assert (
+        cal.between(
+            parse_instant("2027-03-13T20:00:00-05:00"), parse_instant("2027-03-14T12:00:00-04:00")
+        )
+        == 7 * HOUR
+    )
+    # Saturday 31 October 2026 22:00 EDT to Sunday 06:00 EST is 9 real hours (fall back).
+    assert (
+        cal.between(
+            parse_instant("2026-10-31T20:00:00-04:00"), parse_instant("2026-11-01T12:00:00-05:00")
+        )
+        == 9 * HOUR
+    )
+    assert due(cal, "2026-10-31T22:00:00-04:00", 9 * HOUR) == "2026-11-01T11:00:00Z"
+
+
+def test_partial_closure_from_noon_on_christmas_eve() -> None:
+    cal = calendar(
+        week("09:00-17:00", ALL_DAYS[:5])
+        + '\nclosures = [2026-12-25, { date = 2026-12-24, from = "12:00" }]'
+    )
+    # Thursday 24 Dec 11:00 + 2h: 1h until noon, closed Friday 25th, 1h on Monday 28th.
+    assert due(cal, "2026-12-24T11:00:00-05:00", 2 * HOUR) == "2026-12-28T15:00:00Z"
+    assert cal.is_open(parse_instant("2026-12-24T11:59:59-05:00"))
+
+
+def test_extra_opening_day_works_a_saturday_and_a_holiday() -> None:
+    cal = calendar(
+        week("09:00-17:00", ALL_DAYS[:5])
+        + '\nholidays = "CA-ON"\nopenings = [{ date = 2026-12-19, hours = ["10:00-14:00"] },'
+        ' { date = 2026-12-28, hours = ["09:00-13:00"] }]'
+    )
+    # Friday 18 Dec 16:00 + 3h: 1h Friday, 2h on the worked Saturday from 10:00.
+    assert due(cal, "2026-12-18T16:00:00-05:00", 3 * HOUR) == "2026-12-19T17:00:00Z"
+    # Boxing Day observed (Mon 28 Dec) opens 09:00-13:00 instead of being closed.
+    assert cal.is_open(parse_instant("2026-12-28T12:00:00-05:00"))
+    assert not cal.is_open(parse_instant("2026-12-28T14:00:00-05:00"))
+    assert not cal.is_open(parse_instant("2026-12-25T12:00:00-05:00"))  # Christmas stays closed
+
+
+def test_holiday_categories_add_optional_holidays() -> None:
+    public = calendar(week("09:00-17:00", ALL_DAYS[:5]) + '\nholidays = "CA-ON"')
+    optional = calendar(
+        week("09:00-17:00", ALL_DAYS[:5]) + '\nholidays = { country = "CA", subdivision = "ON",'
+        ' categories = ["public", "optional"] }'
+    )
+    # Civic Holiday (first Monday of August) is optional in Ontario: open unless asked for.
+    assert public.is_business_day(date(2027, 8, 2))
+    assert not optional.is_business_day(date(2027, 8, 2))
+    assert not optional.is_business_day(date(2027, 7, 1))
+
+
+ICS = b"""BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//test//EN\r
+BEGIN:VEVENT\r
+UID:shutdown\r
+DTSTART;VALUE=DATE:20261228\r
+DTEND;VALUE=DATE:20261230\r
+SUMMARY:Year-end shutdown\r
+END:VEVENT\r
+BEGIN:VEVENT\r
+UID:offsite\r
+DTSTART;TZID=America/Toronto:20261230T130000\r
+DTEND;TZID=America/Toronto:20261230T150000\r
+SUMMARY:Team offsite\r
+END:VEVENT\r
+END:VCALENDAR\r
+"""
+
+
+def test_ical_all_day_and_timed_events_close(tmp_path: Path) -> None:
+    (tmp_path / "closed.ics").write_bytes(ICS)
+    policy_file = tmp_path / "p.toml"
+    policy_file.write_text(
+        'name = "t"\n[calendars.office]\ntimezone = "America/Toronto"\n'
+        + week("09:00-17:00", ALL_DAYS[:5])
+        + '\nical = "closed.ics"\n[severity.1]\nfirst_response = { target = "1h" }\n'
+    )
+    cal = load_policy(policy_file).calendar
+    # Friday 25 Dec 16:00: 1h Friday; 28-29 Dec closed; Wed 30th 4h 09:00-13:00, 1h from 15:00.
+    assert due(cal, "2026-12-25T16:00:00-05:00", 6 * HOUR) == "2026-12-30T21:00:00Z"
+    assert not cal.is_open(parse_instant("2026-12-30T14:00:00-05:00"))
+
+
+def test_ical_recurring_event_is_refused_with_the_file_and_uid(tmp_path: Path) -> None:
+    (tmp_path / "r.ics").write_bytes(
+        ICS.replace(b"SUMMARY:Team", b"RRULE:FREQ=WEEKLY\r\nSUMMARY:T")
+    )
+    policy_file = tmp_path / "p.toml"
+    policy_file.write_text(
+        f'name = "t"\n[calendars.o]\ntimezone = "UTC"\n{week("09:00-17:00")}\nical = "r.ics"\n'
+        '[severity.1]\nfirst_response = { target = "1h" }\n'
+    )
+    with pytest.raises(PolicyError, match=r"calendars\.o: r\.ics: event 'offsite': recurring"):
+        load_policy(policy_file)
+
+
+def test_default_calendar_is_named_or_the_only_one() -> None:
+    two = (
+        '[calendars.a]\ntimezone = "UTC"\nhours = "24x7"\n'
+        f'[calendars.b]\ntimezone = "Europe/Warsaw"\n{week("08:00-16:00")}'
+    )
+    policy = policy_with(two, head='calendar = "b"')
+    assert policy.calendar.timezone == "Europe/Warsaw"
+    assert set(policy.calendars) == {"a", "b"}
+    with pytest.raises(PolicyError, match="calendar = NAME"):
+        policy_with(two)
+    with pytest.raises(PolicyError, match="'c' is not among"):
+        policy_with(two, head='calendar = "c"')
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('hours = { mon = ["09:00"] }', "hours: Value error, mon: invalid hours '09:00'"),
+        ('hours = { mon = ["24:00-02:00"] }', "24:00 can only close"),
+        ('hours = { mon = ["09:00-09:60"] }', "invalid time '09:60'"),
+        ('hours = { funday = ["09:00-10:00"] }', "hours.funday.[key]: Input should be 'mon'"),
+        ('hours = "24x5"', "hours: Value error, '24x5': use \"24x7\""),
+        ('hours = "24x7"\nopen = "08:00"', "not both"),
+        ("closures = [{ date = 2026-12-24, from = 12 }]", "closures.0"),
+        ("hours = {}", "open hours on at least one weekday"),
+    ],
+)
+def test_bad_calendars_name_the_key(body: str, message: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        calendar(body)
+    assert "calendars.c" in str(caught.value)
+    assert message in str(caught.value)
