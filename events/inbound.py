@@ -34,6 +34,21 @@ Identifier = Annotated[str, Field(min_length=1, max_length=256)]
 # `events.records`). The config is repeated on each class: TypedDicts do not inherit it.
 _CONFIG = ConfigDict(extra="ignore")
 
+Channel = Annotated[
+    Identifier | None, Field(description="Where the ticket came in, e.g. email, phone, chat.")
+]
+Tags = Annotated[
+    list[Identifier],
+    Field(max_length=64, description="The ticket's tags (an SLA policy may match on them)."),
+]
+Attributes = Annotated[
+    dict[Identifier, Annotated[str, Field(max_length=256)]],
+    Field(
+        max_length=64,
+        description="Free string attributes an SLA policy may match on, e.g. tier, region.",
+    ),
+]
+
 
 @with_config(_CONFIG)
 class _TicketEventBase(TypedDict):
@@ -53,6 +68,21 @@ class TicketOpened(_TicketEventBase):
     customer_id: NotRequired[Identifier | None]
     group: NotRequired[Identifier | None]
     assignee: NotRequired[Identifier | None]
+    channel: NotRequired[Channel]
+    tags: NotRequired[Tags]
+    attributes: NotRequired[Attributes]
+
+
+@with_config(_CONFIG)
+class TicketUpdated(_TicketEventBase):
+    """The ticket's routing attributes changed: each field given replaces what was known (an
+    absent field is unchanged). Another SLA policy may then apply (see README, "Policies")."""
+
+    type: Literal["ticket.updated"]
+    group: NotRequired[Identifier | None]
+    channel: NotRequired[Channel]
+    tags: NotRequired[Tags]
+    attributes: NotRequired[Attributes]
 
 
 @with_config(_CONFIG)
@@ -121,7 +151,8 @@ TicketEventPayload = Annotated[
     | TicketReopened
     | TicketClosed
     | TicketAssigned
-    | TicketCustomerNotified,
+    | TicketCustomerNotified
+    | TicketUpdated,
     Field(discriminator="type"),
 ]
 """Any inbound ticket event as JSON, told apart by its `type`: the integrators' contract."""
@@ -137,6 +168,7 @@ TICKET_EVENT_TYPES: tuple[str, ...] = (
     "ticket.closed",
     "ticket.assigned",
     "ticket.customer_notified",
+    "ticket.updated",
 )
 
 ticket_event_adapter: TypeAdapter[TicketEventPayload] = TypeAdapter(TicketEventPayload)

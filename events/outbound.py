@@ -18,8 +18,13 @@ Timestamp = Annotated[str, Field(description="RFC 3339, UTC, e.g. 2026-11-30T15:
 class PolicyRef(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    name: str
+    name: str = Field(description="The policy the ticket runs under (of the file's policies).")
     version: str
+    calendar: str | None = Field(
+        None,
+        description="The business calendar that timed this event, or `elapsed` for the "
+        "elapsed clock.",
+    )
 
 
 class _SlaEventBase(BaseModel):

@@ -20,10 +20,14 @@ class TicketEvent:
     __slots__ = (
         "assignee",
         "at",
+        "attributes",
+        "channel",
         "customer_id",
         "event_id",
         "group",
+        "has_group",
         "severity",
+        "tags",
         "ticket_id",
         "type",
     )
@@ -38,6 +42,10 @@ class TicketEvent:
         customer_id: str | None = None,
         assignee: str | None = None,
         group: str | None = None,
+        channel: str | None = None,
+        tags: list[str] | None = None,
+        attributes: dict[str, str] | None = None,
+        has_group: bool = True,
     ) -> None:
         self.type = type
         self.event_id = event_id
@@ -49,6 +57,12 @@ class TicketEvent:
         self.customer_id = customer_id
         self.assignee = assignee
         self.group = group
+        self.channel = channel
+        self.tags = tags
+        """None when the event does not say (a `ticket.updated` then leaves them unchanged)."""
+        self.attributes = attributes
+        self.has_group = has_group
+        """Whether the event gives `group` (a `ticket.updated` without it keeps the group)."""
 
     def digest(self) -> int:
         """A CRC-32 of the event's content (everything but its ids), stable across processes.
@@ -59,6 +73,9 @@ class TicketEvent:
         content = (
             f"{self.type}|{self.at}|{self.severity}|{self.customer_id}|{self.assignee}|{self.group}"
         )
+        if self.type == "ticket.updated" or self.channel or self.tags or self.attributes:
+            extra = sorted(self.attributes.items()) if self.attributes is not None else None
+            content += f"|{self.channel}|{self.tags}|{extra}|{self.has_group}"
         return zlib.crc32(content.encode()) or 1
 
     def __repr__(self) -> str:
@@ -79,4 +96,8 @@ def from_payload(payload: dict[str, Any], at: Micros) -> TicketEvent:
         payload.get("customer_id"),
         payload.get("assignee"),
         payload.get("group"),
+        payload.get("channel"),
+        payload.get("tags"),
+        payload.get("attributes"),
+        "group" in payload,
     )

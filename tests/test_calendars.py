@@ -13,7 +13,7 @@ import pytest
 
 from events.instants import HOUR, MINUTE, Micros, format_instant, parse_instant
 from streams.sla.clocks import DAY, BusinessCalendar
-from streams.sla.policy import PolicyError, load_policy, parse_policy
+from streams.sla.policy import PolicyError, check_policy, load_policy, parse_policy
 from streams.sla.rules import Policy
 
 ALL_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -225,3 +225,59 @@ def test_bad_calendars_name_the_key(body: str, message: str) -> None:
         calendar(body)
     assert "calendars.c" in str(caught.value)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("zone", "fixed"),
+    [("EST", True), ("UTC-5", True), ("Etc/GMT+5", True), ("EST5EDT", True),
+     ("America/Toronto", False), ("UTC", False), ("Asia/Kolkata", False)],
+)
+def test_fixed_offset_zones_are_accepted_with_a_warning(zone: str, fixed: bool) -> None:
+    policy = policy_with(f'[calendars.c]\ntimezone = "{zone}"\nhours = "24x7"')
+    warned = [w for w in check_policy(policy) if "daylight saving" in w]
+    assert bool(warned) == fixed
+    if fixed:
+        assert warned[0].startswith(f"calendars.c.timezone: '{zone}'")
+
+
+def test_utc_minus_5_is_five_hours_behind_all_year() -> None:
+    cal = calendar("hours = { mon = [\"09:00-17:00\"] }").__class__(
+        "UTC-5", week=[[(9 * HOUR, 17 * HOUR)], [], [], [], [], [], []]
+    )
+    # Monday 29 June 2026 (summer: Toronto would be UTC-4) opens 14:00Z.
+    assert due(cal, "2026-06-29T00:00:00Z", HOUR) == "2026-06-29T15:00:00Z"
+
+
+def test_whole_elapsed_days_on_a_business_clock_warn_even_when_the_day_divides_them() -> None:
+    policy = parse_policy(
+        'name = "t"\n[calendars.c]\ntimezone = "UTC"\n'
+        + week("09:00-17:00", ALL_DAYS[:5])
+        + '\n[severity.1]\nfirst_response = { target = "24h" }\n'
+        'resolution = { target = "3bd" }\n',
+        "t.toml",
+    )
+    # 24h is exactly 3 business days of 8h: still probably meant as one elapsed day.
+    assert check_policy(policy) == [
+        "severity.1.first_response: 1d of business time is 3.00 business days; did you mean "
+        "business days ('bd')?",
+        "severity.2: not defined; tickets of severity 2 are rejected",
+        "severity.3: not defined; tickets of severity 3 are rejected",
+        "severity.4: not defined; tickets of severity 4 are rejected",
+    ]
+
+
+def test_overlapping_intervals_warn_and_count_once() -> None:
+    policy = policy_with(
+        '[calendars.c]\ntimezone = "UTC"\n'
+        'hours = { mon = ["09:00-13:00", "12:00-17:00", "22:00-10:00"], tue = ["08:00-12:00"] }'
+    )
+    warnings = check_policy(policy)
+    assert "calendars.c.hours.mon: intervals overlap (counted once)" in warnings
+    assert (
+        "calendars.c.hours.tue: the previous day's hours run past its opening (counted once)"
+        in warnings
+    )
+    # Monday 09:00-17:00 and 22:00 to Tuesday 12:00: 8h + 14h.
+    cal = policy.calendar
+    start = parse_instant("2026-11-30T00:00:00Z")
+    assert cal.between(start, start + 2 * DAY) == 22 * HOUR

@@ -13,7 +13,7 @@ from events.instants import DAY, HOUR, format_duration, parse_instant
 from streams.sla.clocks import BusinessCalendar
 from streams.sla.policy import WEEKDAYS, PolicyError, check_policy, load_policy
 from streams.sla.replay import Replayer
-from streams.sla.rules import Policy
+from streams.sla.rules import Match, Policy
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -71,7 +71,33 @@ def describe_policy(policy: Policy) -> str:
             f"; holidays: {cal.holidays or 'none'}; closures: {closures}{openings}"
             f"; 1 business day = {format_duration(cal.day_length)}"
         )
-    lines.append("")
+    for child in policy.policies or [policy]:
+        lines.append("")
+        if policy.policies:
+            lines.append(f"policy {child.name}: {describe_match(child.match)}")
+        lines += _targets(child)
+    return "\n".join(lines)
+
+
+def describe_match(match: Match) -> str:
+    """``customer in C-1, C-2; tags any of vip; attributes.tier in gold`` or ``every ticket``."""
+    parts = [
+        f"{label} {'any of' if label == 'tags' else 'in'} {', '.join(sorted(values))}"
+        for label, values in (
+            ("customer", match.customers),
+            ("group", match.groups),
+            ("channel", match.channels),
+            ("tags", match.tags),
+        )
+        if values
+    ]
+    parts += [f"{name} in {', '.join(sorted(v))}" for name, v in sorted(match.attributes.items())]
+    return "; ".join(parts) or "every ticket"
+
+
+def _targets(policy: Policy) -> list[str]:
+    """The effective targets of one policy as table rows."""
+    lines: list[str] = []
     header = ("severity", "first response", "resolution", "warn at", "pausable", "escalations")
     rows = [header]
     for level in sorted(policy.severities):
@@ -84,7 +110,9 @@ def describe_policy(policy: Policy) -> str:
                 return f"{format_duration(rule.target)} elapsed"
             hours, rest = divmod(rule.target, HOUR)
             spelled = f"{hours}h{format_duration(rest) if rest else ''}"
-            return f"{spelled} business ({rule.target / policy.calendar.day_length:.3g}bd)"
+            cal = policy.calendars[rule.calendar]
+            where = "" if len(policy.calendars) == 1 else f" {rule.calendar}"
+            return f"{spelled} business{where} ({rule.target / cal.day_length:.3g}bd)"
 
         res = rules.resolution
         rows.append(
@@ -106,7 +134,7 @@ def describe_policy(policy: Policy) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
-    return "\n".join(lines)
+    return lines
 
 
 def _wall(offset: int) -> str:

@@ -35,6 +35,7 @@ before ``t`` (counted from any fixed origin):
 from __future__ import annotations
 
 import datetime as dt
+import re
 from bisect import bisect_left as _bisect_left
 from bisect import bisect_right as _bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -140,6 +141,22 @@ class _Year:
         if i < len(self.starts) and self.starts[i] < t:
             return self.cum[i] + t - self.starts[i]
         return self.cum[i]
+
+
+_OFFSET_NAME = re.compile(r"^(?:UTC|GMT)([+-])(\d{1,2})(?::?00)?$")
+
+
+def _zone(name: str) -> ZoneInfo:
+    """An IANA zone; also ``UTC-5`` / ``GMT+2`` (whole hours), read as the fixed-offset zone
+    ``Etc/GMT+5`` / ``Etc/GMT-2`` (whose POSIX signs are inverted). ValueError otherwise."""
+    fixed = _OFFSET_NAME.match(name)
+    key = name
+    if fixed is not None:
+        key = f"Etc/GMT{'-' if fixed[1] == '+' else '+'}{int(fixed[2])}"
+    try:
+        return ZoneInfo(key)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
 
 
 def _time_micros(value: dt.time) -> Micros:
@@ -276,10 +293,7 @@ class BusinessCalendar:
         closed_spans: Iterable[Interval] = (),
         openings: Mapping[dt.date, Iterable[Interval]] | None = None,
     ) -> None:
-        try:
-            self._tz = ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {timezone!r}") from exc
+        self._tz = _zone(timezone)
         if week is None:
             if opens is None or closes is None:
                 raise ValueError("give either opens, closes and weekdays, or a week of hours")

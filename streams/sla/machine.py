@@ -158,14 +158,15 @@ def _schedule(
             continue
         metric = rule.metric
         segments = metric_segments(state, metric, rule)
-        dues = deadlines(segments, policy.clock(rule.clock), [mark.amount for mark in marks])
+        clock = policy.clock(rule.clock, rule.calendar)
+        dues = deadlines(segments, clock, [mark.amount for mark in marks])
         for mark, due in zip(marks, dues, strict=True):
             if due is not None:
                 timers.append(_new_timer(Timer, (due, mark.rank, metric, mark.rule)))
     if "escalation" in metrics and state.escalation_active:
         for esc in rules.escalations:
             if esc.key not in fired:
-                due = policy.clock(esc.clock).add(state.reported_at, esc.after)
+                due = policy.clock(esc.clock, esc.calendar).add(state.reported_at, esc.after)
                 timers.append(_new_timer(Timer, (due, esc.rank, "escalation", esc.rule)))
     timers.sort()
     if timers and timers[0].due_at < now:
@@ -184,7 +185,13 @@ def metric_running(state: TicketState, metric: str) -> bool:
 
 
 def _event(
-    state: TicketState, policy: Policy, kind: str, metric: str, rule: str, due_at: str, at: str
+    state: TicketState,
+    ref: dict[str, str],
+    kind: str,
+    metric: str,
+    rule: str,
+    due_at: str,
+    at: str,
 ) -> dict[str, Any]:
     """An outbound SLA event; `due_at` and `at` come formatted (see `_instants`).
 
@@ -200,7 +207,7 @@ def _event(
         "due_at": due_at,
         "at": at,
         "cycle": state.cycle,
-        "policy": policy.ref(),
+        "policy": ref,
         "customer_id": state.customer_id,
         "group": state.group,
         "assignee": state.assignee,
@@ -221,32 +228,31 @@ def _fire(
     due_at, fired_at = _instants(timer.due_at, at)
     if timer.metric == "escalation":
         esc = rules.escalations[int(timer.rule.split(":")[1]) - 1]
-        record = _event(
-            state, policy, "ticket.escalated", "escalation", timer.rule, due_at, fired_at
-        )
+        ref = policy.ref(esc.clock, esc.calendar)
+        record = _event(state, ref, "ticket.escalated", "escalation", timer.rule, due_at, fired_at)
         record["level"] = esc.level
         record["to"] = esc.to
         out.append(record)
         return
+    rule = rules.first_response if timer.metric == "first_response" else rules.resolution
+    ref = policy.ref() if rule is None else policy.ref(rule.clock, rule.calendar)
     if timer.rule == "breached":
-        out.append(
-            _event(state, policy, "sla.breached", timer.metric, "breached", due_at, fired_at)
-        )
+        out.append(_event(state, ref, "sla.breached", timer.metric, "breached", due_at, fired_at))
         if timer.metric == "resolution" and rules.resolution is not None:
             notice = _event(
                 state,
-                policy,
+                ref,
                 "customer.notification_required",
                 "resolution",
                 "notification",
                 due_at,
                 fired_at,
             )
-            clock = policy.clock(rules.resolution.clock)
+            clock = policy.clock(rules.resolution.clock, rules.resolution.calendar)
             notice["eta"] = format_instant(clock.add(timer.due_at, rules.resolution.target))
             out.append(notice)
         return
-    record = _event(state, policy, "sla.warning", timer.metric, timer.rule, due_at, fired_at)
+    record = _event(state, ref, "sla.warning", timer.metric, timer.rule, due_at, fired_at)
     record["threshold"] = float(timer.rule.split(":")[1])
     out.append(record)
 
@@ -266,12 +272,13 @@ def _met(
     if rule is None or rule.marks[-1].key in state.fired:  # the breach's key
         return
     segments = metric_segments(state, metric, rule)
-    clock = policy.clock(rule.clock)
+    clock = policy.clock(rule.clock, rule.calendar)
     due = _pending_breach(state, metric)
     if due is None:  # paused: no pending timer, measure it
         due = deadlines(segments, clock, [rule.target])[0]
     due_at, met_at = _instants(due if due is not None else at, at)
-    record = _event(state, policy, "sla.met", metric, f"met:{state.cycle}", due_at, met_at)
+    ref = policy.ref(rule.clock, rule.calendar)
+    record = _event(state, ref, "sla.met", metric, f"met:{state.cycle}", due_at, met_at)
     record["took_seconds"] = _consumed(segments, clock, at) / 1_000_000
     record["clock"] = rule.clock
     state.fired.append(f"{metric}:met:{state.cycle}")
@@ -297,12 +304,23 @@ def _fire_due(
     return True
 
 
+def _policy_of(state: TicketState, root: Policy) -> Policy:
+    """The policy of the file the ticket runs under (the file's only one, or its choice)."""
+    if not root.policies:
+        return root
+    found = root.by_name.get(state.policy_name)
+    return found if found is not None else root.select(state)
+
+
 def _adopt_policy(
-    state: TicketState, policy: Policy, now: Micros, out: list[dict[str, Any]]
+    state: TicketState, root: Policy, now: Micros, out: list[dict[str, Any]]
 ) -> None:
-    """A worker restarted with another policy version: recompute the ticket's timers under it."""
-    if state.policy_version != policy.version:
-        state.policy_version = policy.version
+    """A worker restarted with another policy version: choose the ticket's policy again and
+    recompute the ticket's timers under it."""
+    if state.policy_version != root.version:
+        state.policy_version = root.version
+        policy = root.select(state)
+        state.policy_name = policy.name if root.policies else ""
         if state.status != "closed" and state.severity in policy.severities:
             _schedule(state, policy, now, out)
 
@@ -312,6 +330,8 @@ def advance(state: TicketState, now: Micros, policy: Policy) -> Outcome:
     out: list[dict[str, Any]] = []
     if state.policy_version != policy.version:
         _adopt_policy(state, policy, state.last_event_at, out)
+    if policy.policies:
+        policy = _policy_of(state, policy)
     alive = _fire_due(state, policy, now, True, out)
     return Outcome(state if alive else None, out)
 
@@ -336,10 +356,13 @@ def handle(state: TicketState | None, event: TicketEvent, policy: Policy) -> Out
     out: list[dict[str, Any]] = []
     if state.policy_version != policy.version:
         _adopt_policy(state, policy, state.last_event_at, out)
+    root = policy
+    if policy.policies:
+        policy = _policy_of(state, root)
     timers = state.timers
     if timers and timers[0].due_at < now and not _fire_due(state, policy, now, False, out):
         if event.type == "ticket.opened":
-            opened = _open(event, policy)
+            opened = _open(event, root)
             opened.emitted[:0] = out
             return opened
         return Outcome(
@@ -354,26 +377,33 @@ def handle(state: TicketState | None, event: TicketEvent, policy: Policy) -> Out
     return Outcome(state, out)
 
 
-def _open(event: TicketEvent, policy: Policy) -> Outcome:
+def _open(event: TicketEvent, root: Policy) -> Outcome:
     severity = event.severity
-    if severity is None or severity not in policy.severities:
-        return Outcome(
-            None, rejected=f"field 'severity': {severity} is not defined in policy {policy.name!r}"
-        )
     at = event.at
     state = TicketState(
         ticket_id=event.ticket_id,
-        severity=severity,
+        severity=severity or 0,
         reported_at=at,
         last_event_at=at,
-        policy_version=policy.version,
+        policy_version=root.version,
         customer_id=event.customer_id,
         resolution_spans=[(at, None)],
         seen=[event.event_id],
         digests=[event.digest()],
         group=event.group,
         assignee=event.assignee,
+        channel=event.channel,
+        tags=event.tags,
+        attributes=event.attributes,
     )
+    policy = root
+    if root.policies:
+        policy = root.select(state)
+        state.policy_name = policy.name
+    if severity is None or severity not in policy.severities:
+        return Outcome(
+            None, rejected=f"field 'severity': {severity} is not defined in policy {policy.name!r}"
+        )
     out: list[dict[str, Any]] = []
     _schedule(state, policy, at, out)
     return Outcome(state, out)
@@ -494,8 +524,54 @@ def _apply_assigned(
     state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
 ) -> str | None:
     """The event states the current assignment: both fields replace what was known."""
+    before = state.group
     state.group = event.group
     state.assignee = event.assignee
+    reason = _rematch(state, policy, now, out)
+    if reason is not None:
+        state.group = before
+    return reason
+
+
+def _apply_updated(
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+) -> str | None:
+    """The routing attributes given replace what was known; the ticket may change policy."""
+    before = (state.group, state.channel, state.tags, state.attributes)
+    if event.has_group:
+        state.group = event.group
+    if event.channel is not None:
+        state.channel = event.channel
+    if event.tags is not None:
+        state.tags = event.tags
+    if event.attributes is not None:
+        state.attributes = event.attributes
+    reason = _rematch(state, policy, now, out)
+    if reason is not None:
+        state.group, state.channel, state.tags, state.attributes = before
+    return reason
+
+
+def _rematch(
+    state: TicketState, policy: Policy, now: Micros, out: list[dict[str, Any]]
+) -> str | None:
+    """After the ticket's attributes changed: if another policy of the file now matches, the
+    ticket moves to it and every unfired timer is recomputed from the report time under it
+    (overdue ones fire now, as after a severity change). A string: why it cannot move."""
+    root = policy.root
+    if not root.policies:
+        return None
+    chosen = root.select(state)
+    if chosen is policy:
+        return None
+    if state.severity not in chosen.severities:
+        return (
+            f"field 'severity': {state.severity} is not defined in policy {chosen.name!r}, "
+            "which the ticket's new attributes select"
+        )
+    state.policy_name = chosen.name
+    if state.status in ("open", "paused"):
+        _schedule(state, chosen, now, out)
     return None
 
 
@@ -516,4 +592,5 @@ _APPLY: Final[dict[str, _Apply]] = {
     "ticket.reopened": _apply_reopened,
     "ticket.assigned": _apply_assigned,
     "ticket.customer_notified": _apply_nothing,
+    "ticket.updated": _apply_updated,
 }

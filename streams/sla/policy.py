@@ -13,6 +13,7 @@ import tomllib
 from datetime import date as date_type
 from datetime import time
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,7 @@ import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
@@ -35,6 +37,7 @@ from streams.sla.ical import read_ical_closures
 from streams.sla.rules import (
     ClockName,
     EscalationRule,
+    Match,
     MetricName,
     MetricRule,
     Policy,
@@ -179,18 +182,45 @@ class MetricSpec(_Strict):
     pausable: Annotated[bool, Strict()] = False
     warn_at: list[Annotated[float, Strict(), Field(gt=0, lt=1)]] = []
     """Fractions of the target as TOML numbers (`["0.5"]`, a string, is rejected)."""
+    calendar: str | None = None
+    """The calendar a business clock counts on (default: the policy's)."""
 
 
 class EscalationSpec(_Strict):
     after: str
     clock: ClockName = "elapsed"
     to: str = Field(min_length=1)
+    calendar: str | None = None
 
 
 class SeveritySpec(_Strict):
     first_response: MetricSpec | None = None
     resolution: MetricSpec | None = None
     escalations: list[EscalationSpec] = []
+
+
+Values = Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)]
+"""One string or a list of them: the values a condition accepts."""
+
+
+class MatchSpec(_Strict):
+    """Conditions on the ticket, all of which must hold; none: every ticket."""
+
+    customer: Values = []
+    group: Values = []
+    channel: Values = []
+    tags: Values = []
+    """At least one of these tags."""
+    attributes: dict[str, Values] = {}
+
+
+class ChildPolicySpec(_Strict):
+    """One policy of a file that holds several (``[[policies]]``)."""
+
+    name: str = Field(min_length=1)
+    calendar: str | None = None
+    match: MatchSpec = MatchSpec()
+    severity: dict[Literal["1", "2", "3", "4"], SeveritySpec]
 
 
 class PolicySpec(_Strict):
@@ -200,6 +230,9 @@ class PolicySpec(_Strict):
     """The original single ``[calendar]`` table, or the name of the policy's default calendar
     in ``calendars`` (optional when there is only one)."""
     calendars: dict[str, CalendarSpec] = {}
+    severity: dict[Literal["1", "2", "3", "4"], SeveritySpec] | None = None
+    policies: list[ChildPolicySpec] = []
+    """Several policies, tried in order for each ticket; the last must match every ticket."""
 
     @model_validator(mode="after")
     def _calendar_named(self) -> PolicySpec:
@@ -214,6 +247,19 @@ class PolicySpec(_Strict):
                 )
         elif self.calendar not in self.calendars:
             raise ValueError(f"calendar {self.calendar!r} is not among [calendars]")
+        if "elapsed" in self.calendars:
+            raise ValueError("'elapsed' names the elapsed clock; give the calendar another name")
+        if (self.severity is None) == (not self.policies):
+            raise ValueError("give [severity.N] tables, or [[policies]] each with its own")
+        if self.policies:
+            names = [policy.name for policy in self.policies]
+            if len(set(names)) != len(names):
+                raise ValueError(f"policies: names must be unique, got {names}")
+            if self.policies[-1].match != MatchSpec():
+                raise ValueError(
+                    f"policies: the last policy ({names[-1]!r}) must match every ticket "
+                    "(no match conditions), so each ticket has a policy"
+                )
         return self
 
     def named_calendars(self) -> tuple[str, dict[str, CalendarSpec]]:
@@ -222,7 +268,6 @@ class PolicySpec(_Strict):
         if isinstance(self.calendar, CalendarSpec):
             return "default", {"default": self.calendar}
         return self.calendar or next(iter(self.calendars)), self.calendars
-    severity: dict[Literal["1", "2", "3", "4"], SeveritySpec]
 
 
 _CALENDAR_KEYS = (
@@ -314,42 +359,6 @@ def compile_policy(spec: PolicySpec, source: str, base: Path | None = None) -> P
             calendars[name] = build_calendar(cal, base)
         except (ValueError, KeyError, OSError) as exc:
             raise PolicyError(f"{source}: {calendar_key(key, str(exc))}: {exc}") from None
-    calendar = calendars[default]
-
-    def duration(text: str, key: str, clock: ClockName) -> Micros:
-        try:
-            return parse_duration(text, calendar.day_length, business=clock == "business")
-        except ValueError as exc:
-            raise PolicyError(f"{source}: {key}: {exc}") from None
-
-    def metric(m: MetricSpec | None, name: MetricName, key: str) -> MetricRule | None:
-        if m is None:
-            return None
-        return MetricRule(
-            metric=name,
-            target=duration(m.target, f"{key}.target", m.clock),
-            clock=m.clock,
-            pausable=m.pausable,
-            warn_at=tuple(sorted(set(m.warn_at))),
-        )
-
-    severities: dict[int, SeverityRules] = {}
-    for level, sev in spec.severity.items():
-        key = f"severity.{level}"
-        escalations = tuple(
-            EscalationRule(
-                level=index + 1,
-                after=duration(esc.after, f"{key}.escalations.{index}.after", esc.clock),
-                clock=esc.clock,
-                to=esc.to,
-            )
-            for index, esc in enumerate(sev.escalations)
-        )
-        severities[int(level)] = SeverityRules(
-            first_response=metric(sev.first_response, "first_response", f"{key}.first_response"),
-            resolution=metric(sev.resolution, "resolution", f"{key}.resolution"),
-            escalations=escalations,
-        )
     version = (
         spec.version
         or "sha256:"
@@ -357,7 +366,90 @@ def compile_policy(spec: PolicySpec, source: str, base: Path | None = None) -> P
             orjson.dumps(_hashed_content(spec), option=orjson.OPT_SORT_KEYS)
         ).hexdigest()[:12]
     )
-    return Policy(spec.name, version, calendar, severities, calendars)
+    if spec.severity is not None:
+        severities = _severities(spec.severity, calendars, default, source, "")
+        return Policy(spec.name, version, calendars[default], severities, calendars)
+    children: list[Policy] = []
+    for index, child in enumerate(spec.policies):
+        key = f"policies.{index}"
+        own = child.calendar or default
+        if own not in calendars:
+            raise PolicyError(f"{source}: {key}.calendar: {own!r} is not among [calendars]")
+        severities = _severities(child.severity, calendars, own, source, f"{key}.")
+        condition = child.match
+        match = Match(
+            customers=frozenset(condition.customer),
+            groups=frozenset(condition.group),
+            channels=frozenset(condition.channel),
+            tags=frozenset(condition.tags),
+            attributes={name: frozenset(v) for name, v in condition.attributes.items()},
+        )
+        children.append(
+            Policy(child.name, version, calendars[own], severities, calendars, match=match)
+        )
+    return Policy(spec.name, version, calendars[default], {}, calendars, policies=children)
+
+
+def _severities(
+    specs: dict[Literal["1", "2", "3", "4"], SeveritySpec],
+    calendars: dict[str, BusinessCalendar],
+    default: str,
+    source: str,
+    prefix: str,
+) -> dict[int, SeverityRules]:
+    """The compiled targets of one policy; `default` names its calendar, `prefix` its key."""
+
+    def calendar_of(name: str | None, key: str) -> str:
+        if name is None:
+            return default
+        if name not in calendars:
+            raise PolicyError(f"{source}: {key}.calendar: {name!r} is not among [calendars]")
+        return name
+
+    def duration(text: str, key: str, clock: ClockName, calendar: str) -> Micros:
+        try:
+            day = calendars[calendar].day_length
+            return parse_duration(text, day, business=clock == "business")
+        except ValueError as exc:
+            raise PolicyError(f"{source}: {key}: {exc}") from None
+
+    def metric(m: MetricSpec | None, name: MetricName, key: str) -> MetricRule | None:
+        if m is None:
+            return None
+        calendar = calendar_of(m.calendar, key)
+        return MetricRule(
+            metric=name,
+            target=duration(m.target, f"{key}.target", m.clock, calendar),
+            clock=m.clock,
+            pausable=m.pausable,
+            warn_at=tuple(sorted(set(m.warn_at))),
+            calendar=calendar,
+            written=m.target,
+        )
+
+    severities: dict[int, SeverityRules] = {}
+    for level, sev in specs.items():
+        key = f"{prefix}severity.{level}"
+        escalations = []
+        for index, esc in enumerate(sev.escalations):
+            where = f"{key}.escalations.{index}"
+            calendar = calendar_of(esc.calendar, where)
+            escalations.append(
+                EscalationRule(
+                    level=index + 1,
+                    after=duration(esc.after, f"{where}.after", esc.clock, calendar),
+                    clock=esc.clock,
+                    to=esc.to,
+                    calendar=calendar,
+                    written=esc.after,
+                )
+            )
+        severities[int(level)] = SeverityRules(
+            first_response=metric(sev.first_response, "first_response", f"{key}.first_response"),
+            resolution=metric(sev.resolution, "resolution", f"{key}.resolution"),
+            escalations=tuple(escalations),
+        )
+    return severities
 
 
 def build_calendar(cal: CalendarSpec, base: Path | None = None) -> BusinessCalendar:
@@ -425,31 +517,86 @@ def load_policy(path: str | Path | None = None) -> Policy:
     return parse_policy(text, str(path), Path(path).parent)
 
 
+_FIXED_ZONE = re.compile(r"^(Etc/)?(UTC|GMT|UCT)?[+-]\d|^[A-Z]{2,5}\d?([A-Z]{3})?$")
+
+
+def is_fixed_offset_zone(name: str) -> bool:
+    """Whether a time zone name is a fixed offset or an abbreviation (``EST``, ``UTC-5``,
+    ``Etc/GMT+5``, ``EST5EDT``) rather than a place (``America/Toronto``): such a zone does not
+    follow the place's daylight saving time. ``UTC`` itself is a deliberate choice, not one."""
+    if name in ("UTC", "Etc/UTC", "GMT", "Etc/GMT"):
+        return False
+    return name.startswith("Etc/") or bool(_FIXED_ZONE.match(name))
+
+
 def check_policy(policy: Policy) -> list[str]:
     """Warnings about a valid policy that is probably not what its author meant."""
     warnings: list[str] = []
-    day = policy.calendar.day_length
+    for name, cal in policy.calendars.items():
+        key = "calendar" if name == "default" else f"calendars.{name}"
+        if is_fixed_offset_zone(cal.timezone):
+            warnings.append(
+                f"{key}.timezone: {cal.timezone!r} is a fixed offset or abbreviation and ignores "
+                "daylight saving time; name the place (e.g. 'America/Toronto')"
+            )
+        for day, hours in zip(WEEKDAYS, cal.week, strict=True):
+            if any(a[1] > b[0] for a, b in pairwise(hours)):
+                warnings.append(f"{key}.hours.{day}: intervals overlap (counted once)")
+        for index, day in enumerate(WEEKDAYS):
+            today, eve = cal.week[index], cal.week[index - 1]
+            if today and eve and max(end for _, end in eve) > DAY + today[0][0]:
+                warnings.append(
+                    f"{key}.hours.{day}: the previous day's hours run past its opening "
+                    "(counted once)"
+                )
+    children = policy.policies or [policy]
+    for index, child in enumerate(children):
+        prefix = f"policies.{index}." if policy.policies else ""
+        if policy.policies and index < len(children) - 1 and child.match.is_catch_all():
+            later = ", ".join(repr(p.name) for p in children[index + 1 :])
+            warnings.append(
+                f"policies.{index}: {child.name!r} matches every ticket, so {later} can never match"
+            )
+        warnings += _check_severities(child, prefix)
+    return warnings
+
+
+def _elapsed_days(amount: Micros, written: str, business_day: Micros) -> bool:
+    """Whole elapsed days (`24h`, `2d`) on a business clock whose day is not 24h: almost
+    always meant as calendar days or business days. Written in `bd`, it is what it says."""
+    return amount % DAY == 0 and business_day != DAY and "bd" not in written.lower()
+
+
+def _check_severities(policy: Policy, prefix: str) -> list[str]:
+    warnings: list[str] = []
     for level in range(1, 5):
+        key = f"{prefix}severity.{level}"
         rules = policy.severities.get(level)
         if rules is None:
-            warnings.append(
-                f"severity.{level}: not defined; tickets of severity {level} are rejected"
-            )
+            warnings.append(f"{key}: not defined; tickets of severity {level} are rejected")
             continue
         fr, res = rules.first_response, rules.resolution
         if fr and res and fr.target > res.target:
-            warnings.append(
-                f"severity.{level}: first_response target is later than the resolution target"
-            )
+            warnings.append(f"{key}: first_response target is later than the resolution target")
         for name, rule in (("first_response", fr), ("resolution", res)):
-            if rule and rule.clock == "business" and rule.target % DAY == 0 and rule.target % day:
+            if rule is None or rule.clock != "business":
+                continue
+            day = policy.calendars[rule.calendar].day_length
+            if _elapsed_days(rule.target, rule.written, day):
                 warnings.append(
-                    f"severity.{level}.{name}: {format_duration(rule.target)} of business time is "
+                    f"{key}.{name}: {format_duration(rule.target)} of business time is "
                     f"{rule.target / day:.2f} business days; did you mean business days ('bd')?"
+                )
+        for esc in rules.escalations:
+            day = policy.calendars[esc.calendar].day_length
+            if esc.clock == "business" and _elapsed_days(esc.after, esc.written, day):
+                warnings.append(
+                    f"{key}.escalations.{esc.level - 1}: {format_duration(esc.after)} of business "
+                    f"time is {esc.after / day:.2f} business days; did you mean 'bd'?"
                 )
         afters = [esc.after for esc in rules.escalations]
         if afters != sorted(afters):
-            warnings.append(f"severity.{level}.escalations: levels are not in increasing order")
+            warnings.append(f"{key}.escalations: levels are not in increasing order")
         if rules.escalations and res is None:
-            warnings.append(f"severity.{level}: escalations without a resolution target")
+            warnings.append(f"{key}: escalations without a resolution target")
     return warnings

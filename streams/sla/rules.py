@@ -8,7 +8,7 @@ format so the SLA core compiles to native code (see setup.py) without pulling py
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from events.instants import Micros
 from streams.sla.clocks import BusinessCalendar, Clock, ElapsedClock
@@ -19,13 +19,19 @@ MetricName = Literal["first_response", "resolution"]
 
 @dataclass(frozen=True, slots=True)
 class MetricRule:
-    """A response or resolution target on one clock, with warning thresholds."""
+    """A response or resolution target on one clock, with warning thresholds.
+
+    `calendar` names the policy's business calendar the target counts on (when `clock` is
+    `business`)."""
 
     metric: MetricName
     target: Micros
     clock: ClockName
     pausable: bool
     warn_at: tuple[float, ...]
+    calendar: str = "default"
+    written: str = field(default="", compare=False)
+    """The target as the file spells it (`24h`, `3bd`), for `policy check`."""
     marks: tuple[Mark, ...] = field(init=False, repr=False, compare=False)
     """The metric's timers: each warning threshold, then the breach (derived, in order)."""
 
@@ -74,6 +80,8 @@ class EscalationRule:
     after: Micros
     clock: ClockName
     to: str
+    calendar: str = "default"
+    written: str = field(default="", compare=False)
     rule: str = field(init=False, repr=False, compare=False)
     """The timer's rule name, `level:<level>` (derived)."""
     key: str = field(init=False, repr=False, compare=False)
@@ -97,13 +105,81 @@ class SeverityRules:
         return self.first_response if name == "first_response" else self.resolution
 
 
+class Match:
+    """When a policy applies to a ticket: every condition given must hold (an empty Match holds
+    for every ticket). A condition lists the values it accepts; `tags` holds when the ticket
+    has at least one of them; `attributes` maps an attribute name to its accepted values."""
+
+    __slots__ = ("attributes", "channels", "customers", "groups", "tags")
+
+    def __init__(
+        self,
+        customers: frozenset[str] = frozenset(),
+        groups: frozenset[str] = frozenset(),
+        channels: frozenset[str] = frozenset(),
+        tags: frozenset[str] = frozenset(),
+        attributes: dict[str, frozenset[str]] | None = None,
+    ) -> None:
+        self.customers = customers
+        self.groups = groups
+        self.channels = channels
+        self.tags = tags
+        self.attributes: dict[str, frozenset[str]] = attributes or {}
+
+    def is_catch_all(self) -> bool:
+        return not (self.customers or self.groups or self.channels or self.tags or self.attributes)
+
+    def holds(self, ticket: TicketAttributes) -> bool:
+        if self.customers and ticket.customer_id not in self.customers:
+            return False
+        if self.groups and ticket.group not in self.groups:
+            return False
+        if self.channels and ticket.channel not in self.channels:
+            return False
+        if self.tags and self.tags.isdisjoint(ticket.tags):
+            return False
+        for name, accepted in self.attributes.items():
+            if ticket.attributes.get(name) not in accepted:
+                return False
+        return True
+
+
+class TicketAttributes(Protocol):
+    """What a policy is chosen on (a ticket's state has these)."""
+
+    @property
+    def customer_id(self) -> str | None: ...
+    @property
+    def group(self) -> str | None: ...
+    @property
+    def channel(self) -> str | None: ...
+    @property
+    def tags(self) -> list[str]: ...
+    @property
+    def attributes(self) -> dict[str, str]: ...
+
+
 class Policy:
     """A compiled policy: what the state machine needs, nothing it has to parse.
 
     `streams.sla.policy` builds it from the TOML file; a plain class so mypyc compiles it.
+    A file with several policies compiles to a root whose `policies` are tried in order for
+    each ticket (`select`: the first whose `match` holds; the last holds for every ticket);
+    the root's own severities are empty then. A file with one policy is its own only policy.
     """
 
-    __slots__ = ("_ref", "calendar", "calendars", "name", "severities", "version")
+    __slots__ = (
+        "_refs",
+        "by_name",
+        "calendar",
+        "calendars",
+        "match",
+        "name",
+        "policies",
+        "root",
+        "severities",
+        "version",
+    )
 
     def __init__(
         self,
@@ -112,6 +188,8 @@ class Policy:
         calendar: BusinessCalendar,
         severities: dict[int, SeverityRules],
         calendars: dict[str, BusinessCalendar] | None = None,
+        match: Match | None = None,
+        policies: list[Policy] | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -120,14 +198,39 @@ class Policy:
         self.calendars = calendars if calendars is not None else {"default": calendar}
         """Every calendar of the policy file by name."""
         self.severities = severities
-        self._ref = {"name": name, "version": version}
+        self.match = match if match is not None else Match()
+        self.policies: list[Policy] = policies if policies is not None else []
+        self.by_name: dict[str, Policy] = {p.name: p for p in self.policies}
+        self.root: Policy = self
+        for child in self.policies:
+            child.root = self
+        names = {name: cal for name, cal in self.calendars.items() if cal is calendar}
+        default = next(iter(names), "default")
+        self._refs: dict[str, dict[str, str]] = {
+            key: {"name": name, "version": version, "calendar": key}
+            for key in (*self.calendars, "elapsed")
+        }
+        self._refs[""] = self._refs.get(default, {"name": name, "version": version})
 
-    def clock(self, name: str) -> Clock:
-        return self.calendar if name == "business" else ELAPSED
+    def clock(self, name: str, calendar: str = "") -> Clock:
+        """The clock `name` (`business` or `elapsed`); a business clock counts on `calendar`
+        (default: the policy's calendar)."""
+        if name != "business":
+            return ELAPSED
+        return self.calendars[calendar] if calendar else self.calendar
 
-    def ref(self) -> dict[str, str]:
-        """`{"name", "version"}` for outbound events: one dict, shared; never change it."""
-        return self._ref
+    def select(self, ticket: TicketAttributes) -> Policy:
+        """The policy a ticket runs under: the first of `policies` whose match holds."""
+        for policy in self.policies:
+            if policy.match.holds(ticket):
+                return policy
+        return self
+
+    def ref(self, clock: str = "business", calendar: str = "") -> dict[str, str]:
+        """`{"name", "version", "calendar"}` for outbound events: the calendar that timed
+        the event (`elapsed` for the elapsed clock). One dict per calendar, shared: never
+        change it."""
+        return self._refs["elapsed" if clock != "business" else calendar]
 
 
 ELAPSED: Final = ElapsedClock()

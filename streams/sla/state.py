@@ -35,6 +35,8 @@ class TicketState:
 
     __slots__ = (
         "assignee",
+        "attributes",
+        "channel",
         "customer_id",
         "cycle",
         "digests",
@@ -44,6 +46,7 @@ class TicketState:
         "group",
         "last_event_at",
         "pauses",
+        "policy_name",
         "policy_version",
         "reported_at",
         "resolution_spans",
@@ -51,6 +54,7 @@ class TicketState:
         "seen",
         "severity",
         "status",
+        "tags",
         "ticket_id",
         "timers",
     )
@@ -76,6 +80,10 @@ class TicketState:
         group: str | None = None,
         assignee: str | None = None,
         digests: list[int] | None = None,
+        policy_name: str = "",
+        channel: str | None = None,
+        tags: list[str] | None = None,
+        attributes: dict[str, str] | None = None,
     ) -> None:
         self.ticket_id = ticket_id
         self.severity = severity
@@ -101,6 +109,12 @@ class TicketState:
         self.group = group
         self.assignee = assignee
         """Routing metadata as last assigned (`ticket.assigned`), copied into SLA events."""
+        self.policy_name = policy_name
+        """The policy of the file the ticket runs under ("" when the file holds one policy)."""
+        self.channel = channel
+        self.tags: list[str] = [] if tags is None else tags
+        self.attributes: dict[str, str] = {} if attributes is None else attributes
+        """What the policy is chosen on, with `customer_id` and `group` (`ticket.updated`)."""
 
     def __repr__(self) -> str:
         return f"TicketState({self.to_json_obj()!r})"
@@ -126,6 +140,10 @@ class TicketState:
             "group": self.group,
             "assignee": self.assignee,
             "digests": self.digests,
+            "policy_name": self.policy_name,
+            "channel": self.channel,
+            "tags": self.tags,
+            "attributes": self.attributes,
         }
 
     def copy(self) -> TicketState:
@@ -175,6 +193,10 @@ class TicketState:
             group=obj.get("group"),  # absent in states written before routing metadata
             assignee=obj.get("assignee"),
             digests=list(obj["digests"]) if "digests" in obj else None,  # absent in older states
+            policy_name=obj.get("policy_name", ""),  # absent before several policies a file
+            channel=obj.get("channel"),
+            tags=list(obj.get("tags", ())),
+            attributes=dict(obj.get("attributes", {})),
         )
 
     @property
