@@ -9,7 +9,7 @@ drop it.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -101,3 +101,35 @@ def _lifecycle(
     if rng.random() < 0.9:
         at += int(rng.uniform(1, 72) * HOUR) + SECOND
         yield event("ticket.closed", at)
+
+
+def with_routing(history: Iterable[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """The history with routing attributes for a file of several policies (the vendor example,
+    `deploy/examples/vendor-policy.toml`): a fifth of the tickets opened `tier = "gold"` on the
+    phone, a quarter in group `emea` tagged `eu` (and assigned within it), and one reply in ten
+    followed by a `ticket.updated` to `tier = "gold"` (the ticket may move policy)."""
+    rng = random.Random(seed)
+    emea: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for event in history:
+        if event["type"] == "ticket.opened":
+            roll = rng.random()
+            if roll < 0.2:
+                event = {**event, "attributes": {"tier": "gold"}, "channel": "phone"}
+            elif roll < 0.45:
+                event = {**event, "group": "emea", "tags": ["eu"]}
+                emea.add(event["ticket_id"])
+        elif event["type"] == "ticket.assigned" and event["ticket_id"] in emea:
+            event = {**event, "group": "emea"}
+        out.append(event)
+        if event["type"] == "ticket.responded" and rng.random() < 0.1:
+            out.append(
+                {
+                    "event_id": event["event_id"] + "-u",
+                    "ticket_id": event["ticket_id"],
+                    "type": "ticket.updated",
+                    "occurred_at": event["occurred_at"],
+                    "attributes": {"tier": "gold"},
+                }
+            )
+    return out

@@ -15,7 +15,7 @@ import orjson
 
 from events.instants import Micros, parse_instant
 from events.records import TicketEvent
-from streams.sla.machine import handle, metric_segments
+from streams.sla.machine import handle, metric_segments, policy_of
 from streams.sla.rules import MetricName, Policy
 from streams.sla.state import TicketState
 from streams.sla.status import sla_status
@@ -32,7 +32,7 @@ TICKET_COLUMNS: tuple[str, ...] = (
     "res_state", "res_due_at", "res_paused_remaining", "res_clock",
     "sla_state", "next_due_at", "escalation_level",
     "fr_elapsed", "fr_business", "res_elapsed", "res_business",
-    "policy_version", "state_json",
+    "policy_version", "state_json", "policy_name",
 )  # fmt: skip
 
 
@@ -101,7 +101,7 @@ def sla_fact(record: dict[str, Any]) -> SlaFact:
 def _consumed(state: TicketState, metric: MetricName, policy: Policy) -> Micros:
     rule = policy.severities[state.severity].metric(metric)
     assert rule is not None
-    clock = policy.clock(rule.clock)
+    clock = policy.clock(rule.clock, rule.calendar)
     total = 0
     for start, end in metric_segments(state, metric, rule):
         stop = state.last_event_at if end is None else min(end, state.last_event_at)
@@ -127,6 +127,7 @@ def ticket_row(
     state: TicketState, extras: Extras, facts: list[SlaFact], policy: Policy
 ) -> dict[str, Any]:
     """The `tickets` row of a ticket: a pure function of its state, extras and SLA events."""
+    policy = policy_of(state, policy)  # of the file's policies, the ticket's
     statuses = {s.metric: s for s in sla_status(state, policy, state.last_event_at)}
     row: dict[str, Any] = {
         "ticket_id": state.ticket_id,
@@ -142,6 +143,7 @@ def ticket_row(
         "cycle": state.cycle,
         "last_event_at": state.last_event_at,
         "policy_version": state.policy_version,
+        "policy_name": policy.name,
         "state_json": orjson.dumps(state.to_json_obj()).decode(),
     }
     if state.status in ("resolved", "closed") and state.resolution_spans:

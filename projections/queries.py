@@ -166,7 +166,7 @@ SlaEventType = Literal[
 ]
 MetricFilter = Literal["first_response", "resolution", "escalation"]
 Sort = Literal["due", "-due", "reported", "-reported", "severity", "ticket_id"]
-Grouping = Literal["severity", "customer", "day", "group", "none"]
+Grouping = Literal["severity", "customer", "day", "group", "policy", "none"]
 
 
 def _csv_or_none(value: Any) -> Any:
@@ -546,7 +546,7 @@ def compliance(
         raise BadParameter("from", "must be before 'to'")
     sql = (
         "SELECT severity, customer_id, group_name, reported_at, fr_state, res_state, "
-        "fr_elapsed, fr_business, res_elapsed, res_business FROM tickets "
+        "fr_elapsed, fr_business, res_elapsed, res_business, policy_name FROM tickets "
         "WHERE reported_at >= ? AND reported_at < ?"
     )
     args: list[Any] = [start, end]
@@ -564,6 +564,8 @@ def compliance(
             key = r[1] or ""
         elif group_by == "group":
             key = r[2] or ""
+        elif group_by == "policy":
+            key = r[10] or policy.name
         elif group_by == "day":
             key = datetime.fromtimestamp(r[3] / SECOND, UTC).astimezone(zone).date().isoformat()
         else:

@@ -90,6 +90,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        2,
+        "tickets: the policy each ticket runs under (a file may hold several)",
+        [
+            "ALTER TABLE tickets ADD COLUMN policy_name TEXT",
+            "CREATE INDEX tickets_policy ON tickets (policy_name, reported_at)",
+        ],
+    ),
 ]
 
 PROJECTION_TABLES = ("tickets", "sla_events", "escalations", "projector_offsets")

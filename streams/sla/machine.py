@@ -304,7 +304,7 @@ def _fire_due(
     return True
 
 
-def _policy_of(state: TicketState, root: Policy) -> Policy:
+def policy_of(state: TicketState, root: Policy) -> Policy:
     """The policy of the file the ticket runs under (the file's only one, or its choice)."""
     if not root.policies:
         return root
@@ -331,7 +331,7 @@ def advance(state: TicketState, now: Micros, policy: Policy) -> Outcome:
     if state.policy_version != policy.version:
         _adopt_policy(state, policy, state.last_event_at, out)
     if policy.policies:
-        policy = _policy_of(state, policy)
+        policy = policy_of(state, policy)
     alive = _fire_due(state, policy, now, True, out)
     return Outcome(state if alive else None, out)
 
@@ -358,7 +358,7 @@ def handle(state: TicketState | None, event: TicketEvent, policy: Policy) -> Out
         _adopt_policy(state, policy, state.last_event_at, out)
     root = policy
     if policy.policies:
-        policy = _policy_of(state, root)
+        policy = policy_of(state, root)
     timers = state.timers
     if timers and timers[0].due_at < now and not _fire_due(state, policy, now, False, out):
         if event.type == "ticket.opened":

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from events.instants import Micros
-from streams.sla.machine import deadlines, metric_running, metric_segments
+from streams.sla.machine import deadlines, metric_running, metric_segments, policy_of
 from streams.sla.rules import MetricName, Policy
 from streams.sla.state import TicketState
 
@@ -26,6 +26,7 @@ class MetricStatus:
 
 def sla_status(state: TicketState, policy: Policy, now: Micros) -> list[MetricStatus]:
     """Status of first response and resolution (metrics without a target are left out)."""
+    policy = policy_of(state, policy)
     rules = policy.severities.get(state.severity)
     if rules is None:
         return []
@@ -35,7 +36,7 @@ def sla_status(state: TicketState, policy: Policy, now: Micros) -> list[MetricSt
         rule = rules.metric(metric)
         if rule is None:
             continue
-        clock = policy.clock(rule.clock)
+        clock = policy.clock(rule.clock, rule.calendar)
         breached = f"{metric}:breached" in fired
         if not metric_running(state, metric):
             met = any(key.startswith(f"{metric}:met") for key in fired)

@@ -8,6 +8,7 @@ UTC+1). Values are hand-computed.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,59 +21,8 @@ from streams.sla.replay import Replayer
 from streams.sla.state import TicketState
 from tests.core.helpers import event, toronto, utc
 
-VENDOR = """
-name = "acme-support"
-version = "2027-01"
-calendar = "standard"
-
-[calendars.always]
-timezone = "America/Toronto"
-hours = "24x7"
-
-[calendars.standard]
-timezone = "America/Toronto"
-holidays = "CA-ON"
-[calendars.standard.hours]
-mon = ["09:00-17:00"]
-tue = ["09:00-17:00"]
-wed = ["09:00-17:00"]
-thu = ["09:00-17:00"]
-fri = ["09:00-17:00"]
-
-[calendars.warsaw]
-timezone = "Europe/Warsaw"
-holidays = "PL"
-[calendars.warsaw.hours]
-mon = ["08:00-16:00"]
-tue = ["08:00-16:00"]
-wed = ["08:00-16:00"]
-thu = ["08:00-16:00"]
-fri = ["08:00-16:00"]
-
-[[policies]]
-name = "premium"
-calendar = "always"
-match = { attributes = { tier = "gold" } }
-[policies.severity.1]
-first_response = { target = "30m" }
-resolution = { target = "4h", warn_at = [0.5] }
-escalations = [{ after = "1h", to = "duty-manager" }]
-
-[[policies]]
-name = "emea"
-calendar = "warsaw"
-match = { group = "emea" }
-[policies.severity.1]
-first_response = { target = "2h" }
-resolution = { target = "1bd" }
-
-[[policies]]
-name = "standard"
-[policies.severity.1]
-first_response = { target = "4h" }
-resolution = { target = "2bd" }
-escalations = [{ after = "1bd", clock = "business", to = "team-lead" }]
-"""
+VENDOR_FILE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "vendor-policy.toml"
+VENDOR = VENDOR_FILE.read_text()
 POLICY = parse_policy(VENDOR, "vendor.toml")
 
 
@@ -183,14 +133,19 @@ def test_update_without_a_change_of_policy_keeps_the_timers() -> None:
 
 
 def test_move_to_a_policy_without_the_severity_is_rejected_and_changes_nothing() -> None:
-    state = handle(None, event("opened", "2026-11-30 10:00", severity=1), POLICY).state
-    assert state is not None
-    state.severity = 2  # only the fallback would know severity 2 in this check
-    standard = '[policies.severity.1]\nfirst_response = { target = "4h" }'
-    two = parse_policy(VENDOR.replace(standard, standard.replace(".1]", ".2]")), "v.toml")
-    outcome = handle(state, event("updated", "2026-11-30 10:10", attributes={"tier": "gold"}), two)
+    premium_sev2 = (
+        '[policies.severity.2]\nfirst_response = { target = "1h" }\n'
+        'resolution = { target = "8h", pausable = true }\n'
+    )
+    assert premium_sev2 in VENDOR
+    policy = parse_policy(VENDOR.replace(premium_sev2, ""), "v.toml")
+    state = handle(None, event("opened", "2026-11-30 10:00", severity=2), policy).state
+    assert state is not None and state.policy_name == "standard"
+    timers = list(state.timers)
+    gold = event("updated", "2026-11-30 10:10", attributes={"tier": "gold"})
+    outcome = handle(state, gold, policy)
     assert outcome.rejected is not None and "'premium'" in outcome.rejected
-    assert state.attributes == {} and state.policy_name == "standard"
+    assert state.attributes == {} and state.policy_name == "standard" and state.timers == timers
 
 
 def test_state_round_trip_keeps_policy_and_attributes() -> None:

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from events.instants import DAY, format_instant, parse_instant
-from events.samples import generate_history
+from events.samples import generate_history, with_routing
 from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
 from tests.engine.helpers import (
@@ -179,3 +179,37 @@ def test_tail_prints_sla_events(event_run: Run, tmp_path: Path) -> None:
     assert len(lines) == 5
     ids = {e["event_id"] for e in event_run.reference}
     assert all(orjson.loads(line)["event_id"] in ids for line in lines)
+
+
+VENDOR_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "vendor-policy.toml"
+
+
+def test_several_policies_and_calendars_give_the_replays_events(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The vendor file (three policies on a 24x7, a Toronto and a Warsaw calendar) and a
+    history whose tickets are routed to each and moved between them by `ticket.updated`."""
+    history = with_routing(generate_history(300, seed=5), seed=5)
+    until = parse_instant(history[-1]["occurred_at"]) + 30 * DAY
+    lines = [orjson.dumps(item) for item in history]
+    reference = list(Replayer(load_policy(VENDOR_POLICY)).run(lines, until))
+    assert {e["policy"]["name"] for e in reference} == {"premium", "emea", "standard"}
+    assert {e["policy"]["calendar"] for e in reference} >= {"always", "warsaw", "standard"}
+    topics = new_topics("policies", partitions=3)
+    worker = Worker(
+        kafka_bootstrap, topics, tmp_path / "worker.log", clock="event", policy=VENDOR_POLICY
+    ).start()
+    try:
+        worker.wait_ready(partitions=3)
+        path = write_jsonl(tmp_path / "history.jsonl", lines)
+        done = cli(
+            "publish", str(path), "--tick", format_instant(until), *topics.flags(),
+            broker=kafka_bootstrap,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr.decode()
+        records = read_topic(kafka_bootstrap, topics.output, expect=len(reference), timeout=120)
+    finally:
+        worker.stop()
+    got = sla_events(records)
+    assert len(got) == len(reference), worker.log_tail()
+    assert per_ticket(got) == per_ticket(reference)
