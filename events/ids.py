@@ -24,5 +24,23 @@ def sla_event_id(ticket_id: str, reported_at: int, metric: str, rule: str, cycle
     """
     name = f"{ticket_id}\x1f{reported_at}\x1f{metric}\x1f{rule}\x1f{cycle}".encode()
     # uuid.uuid5 by hand (same result, see tests): no UUID object on the hot path.
+    return _uuid5(name)
+
+
+def _uuid5(name: bytes) -> str:
     h = hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).hexdigest()
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+def revised_id(event_id: str, revision: int) -> str:
+    """The id of an SLA event issued again after `revision` retractions of its slot.
+
+    Revision 0 is the event's own id; later ones are UUIDv5s of (id, revision), so consumers
+    that deduplicate on ids never mistake a corrected event for the one it replaces.
+    """
+    return event_id if revision == 0 else _uuid5(f"{event_id}\x1frevision\x1f{revision}".encode())
+
+
+def retraction_id(event_id: str) -> str:
+    """The id of the `sla.retracted` that withdraws the SLA event `event_id` (UUIDv5)."""
+    return _uuid5(f"{event_id}\x1fretracted".encode())

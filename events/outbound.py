@@ -74,8 +74,35 @@ class CustomerNotificationRequired(_SlaEventBase):
     )
 
 
+class SlaRetracted(_SlaEventBase):
+    """A correction: the SLA event `retracts` no longer holds.
+
+    Sent when a ticket event arrives after a timer it would have prevented or changed has
+    already fired (a reply delivered late): the fired event is withdrawn, and the events that
+    hold with the late event in its place follow, with new ids. Consumers delete (or mark) the
+    retracted event; `metric`, `due_at` and `cycle` are the retracted event's, `at` is the
+    `occurred_at` of the late ticket event.
+    """
+
+    type: Literal["sla.retracted"] = "sla.retracted"
+    event_id: str = Field(description="Deterministic: a UUIDv5 of the retracted event's id.")
+    retracts: str = Field(description="The event_id of the SLA event withdrawn.")
+    retracted_type: Literal[
+        "sla.warning",
+        "sla.breached",
+        "sla.met",
+        "ticket.escalated",
+        "customer.notification_required",
+    ] = Field(description="The type of the SLA event withdrawn.")
+
+
 SlaEvent = Annotated[
-    SlaWarning | SlaBreached | SlaMet | TicketEscalated | CustomerNotificationRequired,
+    SlaWarning
+    | SlaBreached
+    | SlaMet
+    | TicketEscalated
+    | CustomerNotificationRequired
+    | SlaRetracted,
     Field(discriminator="type"),
 ]
 sla_event_adapter: TypeAdapter[SlaEvent] = TypeAdapter(SlaEvent)
@@ -86,4 +113,5 @@ SLA_EVENT_TYPES: tuple[str, ...] = (
     "sla.met",
     "ticket.escalated",
     "customer.notification_required",
+    "sla.retracted",
 )

@@ -242,7 +242,12 @@ class ComplianceQuery(Params):
 
     start: When = Field("30d", alias="from", description="Start (default 30d before now).")
     end: When | None = Field(None, alias="to", description="End (default now).")
-    group_by: Grouping = Field("severity", description="Grouping (days are the calendar's).")
+    group_by: Grouping = Field(
+        "severity",
+        description="Grouping (days are the calendar's). By severity, each metric counts under "
+        "the severity it was decided under (that of its sla.met / sla.breached), so the totals "
+        "add up to the sla-events topic's; `tickets` counts tickets by current severity.",
+    )
 
 
 P = TypeVar("P", bound=Params)
@@ -540,13 +545,17 @@ def compliance(
     median time to first response and to resolution on the business and the elapsed clock.
 
     `compliance` of a metric is met / (met + breached): tickets still running don't count yet.
-    Days are the policy calendar's local days.
+    Days are the policy calendar's local days. By severity, each metric counts under the
+    severity it was decided under (the `severity` of its `sla.met` / `sla.breached`, as on the
+    sla-events topic), so the per-severity totals add up to the topic's; `tickets` counts
+    tickets by their current severity.
     """
     if end <= start:
         raise BadParameter("from", "must be before 'to'")
     sql = (
         "SELECT severity, customer_id, group_name, reported_at, fr_state, res_state, "
-        "fr_elapsed, fr_business, res_elapsed, res_business, policy_name FROM tickets "
+        "fr_elapsed, fr_business, res_elapsed, res_business, policy_name, ticket_id, cycle "
+        "FROM tickets "
         "WHERE reported_at >= ? AND reported_at < ?"
     )
     args: list[Any] = [start, end]
@@ -555,8 +564,22 @@ def compliance(
             sql += f" AND {column} = ?"
             args.append(value)
     rows = db.query(sql, args)
+    decided: dict[tuple[str, str, int], int] = {}
+    if group_by == "severity":
+        for d in db.query(
+            "SELECT e.ticket_id, e.metric, e.cycle, e.severity FROM sla_events e "
+            "JOIN tickets t ON t.ticket_id = e.ticket_id "
+            "WHERE t.reported_at >= ? AND t.reported_at < ? "
+            "AND e.type IN ('sla.met', 'sla.breached')",
+            (start, end),
+        ):
+            decided[(d[0], d[1], int(d[2]))] = int(d[3])
     zone = ZoneInfo(policy.calendar.timezone)
-    groups: dict[Any, list[tuple[Any, ...]]] = defaultdict(list)
+    metrics = (("first_response", 4, 6, 7), ("resolution", 5, 8, 9))
+    tickets: dict[Any, int] = defaultdict(int)
+    groups: dict[Any, dict[str, list[tuple[Any, ...]]]] = defaultdict(
+        lambda: {"first_response": [], "resolution": []}
+    )
     for r in rows:
         if group_by == "severity":
             key: Any = r[0]
@@ -570,15 +593,20 @@ def compliance(
             key = datetime.fromtimestamp(r[3] / SECOND, UTC).astimezone(zone).date().isoformat()
         else:
             key = "all"
-        groups[key].append(r)
+        tickets[key] += 1
+        for metric, state_i, _, _ in metrics:
+            metric_key = key
+            if decided and r[state_i] in ("met", "breached"):
+                cycle = 0 if metric == "first_response" else int(r[12])
+                metric_key = decided.get((r[11], metric, cycle), key)
+            groups[metric_key][metric].append(r)
+    for key in tickets:  # a group with tickets is listed even if its metrics count elsewhere
+        _ = groups[key]
     result = []
     for key in sorted(groups, key=lambda k: (isinstance(k, str), k)):
-        members = groups[key]
-        entry: dict[str, Any] = {"key": key, "tickets": len(members)}
-        for metric, state_i, elapsed_i, business_i in (
-            ("first_response", 4, 6, 7),
-            ("resolution", 5, 8, 9),
-        ):
+        entry: dict[str, Any] = {"key": key, "tickets": tickets.get(key, 0)}
+        for metric, state_i, elapsed_i, business_i in metrics:
+            members = groups[key][metric]
             met = sum(1 for m in members if m[state_i] == "met")
             breached = sum(1 for m in members if m[state_i] == "breached")
             entry[metric] = {

@@ -98,9 +98,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX tickets_policy ON tickets (policy_name, reported_at)",
         ],
     ),
+    (
+        3,
+        "retracted SLA events",
+        [
+            # Ids withdrawn by an `sla.retracted` correction: deleted from sla_events and
+            # escalations, and never stored again (a redelivered original stays out).
+            "CREATE TABLE retracted_events (event_id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL)",
+        ],
+    ),
 ]
 
-PROJECTION_TABLES = ("tickets", "sla_events", "escalations", "projector_offsets")
+PROJECTION_TABLES = (
+    "tickets", "sla_events", "escalations", "projector_offsets", "retracted_events",
+)  # fmt: skip
 """Every table a rebuild empties, in an order that respects no foreign keys (there are none)."""
 
 

@@ -116,7 +116,8 @@ class Store:
         cols = ", ".join(SLA_EVENT_COLUMNS)
         marks = ", ".join("?" for _ in SLA_EVENT_COLUMNS)
         self._sla_insert = (
-            f"INSERT INTO sla_events ({cols}) VALUES ({marks}) ON CONFLICT (event_id) DO NOTHING"
+            f"INSERT INTO sla_events ({cols}) SELECT {marks} WHERE NOT EXISTS "
+            "(SELECT 1 FROM retracted_events WHERE event_id = ?) ON CONFLICT (event_id) DO NOTHING"
         )
         self._batch: dict[str, _Cached] = {}
         self._offset_upsert = db.upsert_sql(
@@ -254,9 +255,17 @@ class Store:
         return result.kind
 
     def _apply_sla(self, record: dict[str, Any]) -> str:
-        """Store one SLA event (idempotent by event_id) and note it on its ticket."""
+        """Store one SLA event (idempotent by event_id) and note it on its ticket.
+
+        An `sla.retracted` deletes the event it names (and its escalation row) instead, and
+        records the id so that the original, if delivered again, is not stored again.
+        """
+        if record["type"] == "sla.retracted":
+            return self._retract(record)
         row = sla_event_row(record)
-        cursor = self.db.execute(self._sla_insert, [row[c] for c in SLA_EVENT_COLUMNS])
+        cursor = self.db.execute(
+            self._sla_insert, [*(row[c] for c in SLA_EVENT_COLUMNS), row["event_id"]]
+        )
         if cursor.rowcount == 0:
             self.counters.duplicates += 1
             return "duplicate"
@@ -270,6 +279,30 @@ class Store:
             )  # fmt: skip
         entry = self._entry(row["ticket_id"])
         entry.facts.append(fact)
+        entry.dirty = entry.state is not None
+        self.counters.applied += 1
+        return "applied"
+
+    def _retract(self, record: dict[str, Any]) -> str:
+        ticket_id, target = record["ticket_id"], record["retracts"]
+        cursor = self.db.execute(
+            "INSERT INTO retracted_events (event_id, ticket_id) VALUES (?, ?) "
+            "ON CONFLICT (event_id) DO NOTHING",
+            (target, ticket_id),
+        )
+        if cursor.rowcount == 0:
+            self.counters.duplicates += 1
+            return "duplicate"
+        self.db.execute("DELETE FROM sla_events WHERE event_id = ?", (target,))
+        self.db.execute("DELETE FROM escalations WHERE event_id = ?", (target,))
+        entry = self._entry(ticket_id)
+        entry.facts = [
+            SlaFact(f[0], f[1], int(f[2]), None if f[3] is None else int(f[3]))
+            for f in self.db.query(
+                "SELECT type, metric, cycle, level FROM sla_events WHERE ticket_id = ?",
+                (ticket_id,),
+            )
+        ]
         entry.dirty = entry.state is not None
         self.counters.applied += 1
         return "applied"

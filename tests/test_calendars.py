@@ -229,8 +229,15 @@ def test_bad_calendars_name_the_key(body: str, message: str) -> None:
 
 @pytest.mark.parametrize(
     ("zone", "fixed"),
-    [("EST", True), ("UTC-5", True), ("Etc/GMT+5", True), ("EST5EDT", True),
-     ("America/Toronto", False), ("UTC", False), ("Asia/Kolkata", False)],
+    [
+        ("EST", True),
+        ("UTC-5", True),
+        ("Etc/GMT+5", True),
+        ("EST5EDT", True),
+        ("America/Toronto", False),
+        ("UTC", False),
+        ("Asia/Kolkata", False),
+    ],
 )
 def test_fixed_offset_zones_are_accepted_with_a_warning(zone: str, fixed: bool) -> None:
     policy = policy_with(f'[calendars.c]\ntimezone = "{zone}"\nhours = "24x7"')
@@ -241,7 +248,7 @@ def test_fixed_offset_zones_are_accepted_with_a_warning(zone: str, fixed: bool) 
 
 
 def test_utc_minus_5_is_five_hours_behind_all_year() -> None:
-    cal = calendar("hours = { mon = [\"09:00-17:00\"] }").__class__(
+    cal = calendar('hours = { mon = ["09:00-17:00"] }').__class__(
         "UTC-5", week=[[(9 * HOUR, 17 * HOUR)], [], [], [], [], [], []]
     )
     # Monday 29 June 2026 (summer: Toronto would be UTC-4) opens 14:00Z.

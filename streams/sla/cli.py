@@ -9,9 +9,10 @@ from typing import IO, Any
 
 import orjson
 
-from events.instants import DAY, HOUR, format_duration, parse_instant
+from events.instants import DAY, HOUR, Micros, format_duration, parse_instant
 from streams.sla.backtest import backtest, format_table
 from streams.sla.clocks import BusinessCalendar
+from streams.sla.durations import parse_duration
 from streams.sla.policy import WEEKDAYS, PolicyError, check_policy, load_policy
 from streams.sla.replay import Replayer
 from streams.sla.rules import Match, Policy
@@ -34,6 +35,13 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     replay.add_argument("--policy", "-p", help="policy TOML (default: the shipped Clevr policy)")
     replay.add_argument(
         "--until", help="advance the clock to this RFC 3339 time at the end (default: last event)"
+    )
+    replay.add_argument(
+        "--max-delay",
+        default="15m",
+        help="bounded out-of-orderness: how far (event time) lines of different tickets may "
+        "come out of time order and still give the time-ordered result; later lines are "
+        "corrected (sla.retracted). A duration such as 15m, 2h or 0 (default: 15m)",
     )
     replay.add_argument(
         "--format",
@@ -183,6 +191,7 @@ def _table_line(record: dict[str, Any]) -> bytes:
         "sla.met": lambda r: f"took={format_duration(round(r['took_seconds'] * 1e6))} {r['clock']}",
         "ticket.escalated": lambda r: f"level={r['level']} to={r['to']}",
         "customer.notification_required": lambda r: f"eta={r['eta']}",
+        "sla.retracted": lambda r: f"retracts={r['retracted_type']} {r['retracts']}",
     }.get(record["type"], lambda r: "")(record)
     text = (
         f"{record['at']}  {record['ticket_id']:<8} sev{record['severity']}  "
@@ -241,6 +250,10 @@ def _replay(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(f"--until: {exc}")
     try:
+        max_delay = parse_delay(args.max_delay)
+    except ValueError as exc:
+        return _fail(f"--max-delay: {exc}")
+    try:
         source: IO[bytes] = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
     except OSError as exc:
         return _fail(f"--input: cannot read {args.input}: {exc.strerror}")
@@ -249,7 +262,7 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"line {line}: {reason}", file=sys.stderr)
 
     quiet_gc()
-    replayer = Replayer(policy)
+    replayer = Replayer(policy, max_delay)
     out = sys.stdout.buffer
     line = _table_line if args.format == "table" else _json_line
     batch: list[bytes] = []
@@ -265,7 +278,17 @@ def _replay(args: argparse.Namespace) -> int:
     print(
         f"replay: {c.events + c.invalid} lines, {c.emitted} SLA events, {c.invalid} invalid, "
         f"{c.rejected} rejected, {c.duplicates} duplicates, "
-        f"{len(replayer.tickets)} tickets in state",
+        f"{len(replayer.tickets)} tickets in state"
+        + (f", {c.late} late ({c.retracted} retracted)" if c.late or c.retracted else "")
+        + (f", {c.beyond_horizon} beyond the correction horizon" if c.beyond_horizon else ""),
         file=sys.stderr,
     )
     return 0
+
+
+def parse_delay(text: str) -> Micros:
+    """A bound such as `--max-delay` or `--allowed-lateness` in microseconds: `0` or a
+    duration (`15m`, `0.5s`, `2h`); raises ValueError naming what is wrong."""
+    if text.strip() in ("0", "0s", "0m"):
+        return 0
+    return parse_duration(text, DAY)

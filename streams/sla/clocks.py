@@ -330,8 +330,7 @@ class BusinessCalendar:
                 raise ValueError(f"closure on {day}: bad hours {start}-{end}")
         self.closed_spans: list[Interval] = _union(list(closed_spans))
         self.openings: dict[dt.date, tuple[Interval, ...]] = {
-            day: _check_hours(hours, f"opening on {day}")
-            for day, hours in (openings or {}).items()
+            day: _check_hours(hours, f"opening on {day}") for day, hours in (openings or {}).items()
         }
         lengths = [sum(end - start for start, end in hours) for hours in self.week if hours]
         self.day_length = max(lengths, key=lambda length: (lengths.count(length), length))

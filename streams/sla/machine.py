@@ -15,9 +15,13 @@ Rules (see README, "SLA rules"):
   in time);
 - a timer made overdue by a change (severity change, reopen, policy change) fires at the time
   of the change, with `due_at` showing the recomputed deadline;
-- out-of-order events: an event older than the ticket's latest event is applied at the time
-  of that latest event (time never runs backwards for a ticket); fired timers are never
-  retracted.
+- every event applies at its own time: one that comes after the ticket has moved past it (a
+  later event, or a fired timer due at or after it) is folded in where it belongs by replaying
+  the ticket's applied events (`TicketState.history`), and the difference is emitted as a
+  correction: `sla.retracted` for each SLA event that no longer holds, then the events that
+  now do (with new ids, see `events.ids.revised_id`);
+- a metric fulfilled while its clock is paused reports the deadline as if the clock resumed
+  at the fulfilment (the time left then, counted on from there): one rule for every metric.
 """
 
 from __future__ import annotations
@@ -25,15 +29,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from events.ids import sla_event_id
+from events.ids import retraction_id, revised_id, sla_event_id
 from events.instants import DAY, Micros, format_instant
 from events.records import TicketEvent
 from streams.sla.clocks import Clock
 from streams.sla.rules import MetricName, MetricRule, Policy
-from streams.sla.state import Span, TicketState, Timer
+from streams.sla.state import Span, Step, TicketState, Timer
 
 CLOSED_RETENTION: Final[Micros] = 7 * DAY
 """How long a closed ticket's ids are remembered, so redelivered events are still recognised."""
+CORRECTION_HORIZON: Final[Micros] = 7 * DAY
+"""How far behind its ticket's own time a late event may be and still be folded in with a
+correction; an older one is rejected (counted, dead-lettered by the engine): SLA events a week
+old are not rewritten. Equal to CLOSED_RETENTION, so a ticket in state can always be corrected
+within it."""
 
 
 class Outcome:
@@ -43,7 +52,7 @@ class Outcome:
     `__init__` stays interpreted, and one Outcome is built per event).
     """
 
-    __slots__ = ("duplicate", "emitted", "rejected", "state")
+    __slots__ = ("beyond_horizon", "duplicate", "emitted", "late", "rejected", "state")
 
     def __init__(
         self,
@@ -51,11 +60,17 @@ class Outcome:
         emitted: list[dict[str, Any]] | None = None,
         rejected: str | None = None,
         duplicate: bool = False,
+        late: bool = False,
+        beyond_horizon: bool = False,
     ) -> None:
         self.state = state
         self.emitted: list[dict[str, Any]] = [] if emitted is None else emitted
         self.rejected = rejected
         self.duplicate = duplicate
+        self.late = late
+        """The event came after its ticket had moved past its time (folded in by a replay)."""
+        self.beyond_horizon = beyond_horizon
+        """Rejected because it is older than CORRECTION_HORIZON behind its ticket's time."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,13 +127,23 @@ def _consumed(segments: list[Span], clock: Clock, upto: Micros) -> Micros:
     return total
 
 
-def metric_segments(state: TicketState, metric: MetricName, rule: MetricRule) -> list[Span]:
-    """The spans during which a metric's clock ran."""
+def metric_segments(
+    state: TicketState, metric: MetricName, rule: MetricRule, resume_at: Micros | None = None
+) -> list[Span]:
+    """The spans during which a metric's clock ran (or runs).
+
+    `resume_at`: treat a pause still open as ending then (a metric fulfilled while paused).
+    """
     if metric == "first_response":
         spans: list[Span] = [(state.reported_at, _first_response_end(state))]
     else:
         spans = state.resolution_spans
-    return _subtract(spans, state.pauses) if rule.pausable else spans
+    if not rule.pausable:
+        return spans
+    pauses = state.pauses
+    if resume_at is not None and pauses and pauses[-1][1] is None:
+        pauses = [*pauses[:-1], (pauses[-1][0], resume_at)]
+    return _subtract(spans, pauses)
 
 
 def _first_response_end(state: TicketState) -> Micros | None:
@@ -198,8 +223,11 @@ def _event(
     It carries the routing metadata as known when it fired (customer, group, assignee), so a
     consumer can route it without joining the ticket stream.
     """
+    event_id = sla_event_id(state.ticket_id, state.reported_at, metric, rule, state.cycle)
+    if state.revisions:
+        event_id = revised_id(event_id, state.revisions.get(event_id, 0))
     return {
-        "event_id": sla_event_id(state.ticket_id, state.reported_at, metric, rule, state.cycle),
+        "event_id": event_id,
         "type": kind,
         "ticket_id": state.ticket_id,
         "severity": state.severity,
@@ -267,11 +295,15 @@ def _pending_breach(state: TicketState, metric: str) -> Micros | None:
 def _met(
     state: TicketState, policy: Policy, metric: MetricName, at: Micros, out: list[dict[str, Any]]
 ) -> None:
-    """Emit `sla.met` if the metric is fulfilled at `at` without having breached."""
+    """Emit `sla.met` if the metric is fulfilled at `at` without having breached.
+
+    `due_at` is the deadline as it stands at `at`; fulfilled while paused, as if the clock had
+    resumed at `at` (the time left then, counted on from `at`): the same rule for every metric.
+    """
     rule = policy.severities[state.severity].metric(metric)
     if rule is None or rule.marks[-1].key in state.fired:  # the breach's key
         return
-    segments = metric_segments(state, metric, rule)
+    segments = metric_segments(state, metric, rule, at)
     clock = policy.clock(rule.clock, rule.calendar)
     due = _pending_breach(state, metric)
     if due is None:  # paused: no pending timer, measure it
@@ -301,6 +333,9 @@ def _fire_due(
         if timer.metric == "ticket":
             return False
         _fire(state, policy, timer, timer.due_at, out)
+        through = state.timers_through
+        if through is None or timer.due_at > through:
+            state.timers_through = timer.due_at
     return True
 
 
@@ -312,9 +347,7 @@ def policy_of(state: TicketState, root: Policy) -> Policy:
     return found if found is not None else root.select(state)
 
 
-def _adopt_policy(
-    state: TicketState, root: Policy, now: Micros, out: list[dict[str, Any]]
-) -> None:
+def _adopt_policy(state: TicketState, root: Policy, now: Micros, out: list[dict[str, Any]]) -> None:
     """A worker restarted with another policy version: choose the ticket's policy again and
     recompute the ticket's timers under it."""
     if state.policy_version != root.version:
@@ -352,6 +385,12 @@ def handle(state: TicketState | None, event: TicketEvent, policy: Policy) -> Out
             return Outcome(state, rejected=CONFLICT)
         return Outcome(state, duplicate=True)
     at = event.at
+    through = state.timers_through
+    if (at < state.last_event_at or (through is not None and at <= through)) and len(
+        state.history
+    ) == len(state.seen):
+        return _correct(state, event, policy)
+    # (A state written before histories were kept applies a late event at its latest time.)
     now = at if at > state.last_event_at else state.last_event_at
     out: list[dict[str, Any]] = []
     if state.policy_version != policy.version:
@@ -371,10 +410,160 @@ def handle(state: TicketState | None, event: TicketEvent, policy: Policy) -> Out
     reason = _apply(state, event, policy, now, out)
     if reason is not None:
         return Outcome(state, out, rejected=reason)
+    if len(state.history) == len(state.seen):
+        state.history.append(_step(event, now))
     state.seen.append(event.event_id)
     state.digests.append(event.digest())
     state.last_event_at = now
     return Outcome(state, out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Late events: fold in at their own time, emit the difference
+
+
+def _correct(state: TicketState, event: TicketEvent, policy: Policy) -> Outcome:
+    """Apply an event that comes after its ticket has moved past its time.
+
+    The ticket's applied events are replayed twice from its report, without and with the late
+    event in its place (by event time), each swept to the time the ticket's timers had fired
+    through; what the first emitted and the second does not is retracted, what the second
+    emits anew is issued. The state becomes the second replay's. `state` itself is unchanged
+    if the event is rejected.
+    """
+    at = event.at
+    through = state.timers_through
+    ticket_time = state.last_event_at if through is None else max(state.last_event_at, through)
+    if ticket_time - at > CORRECTION_HORIZON:
+        return Outcome(
+            state,
+            rejected=f"field 'occurred_at': {format_instant(at)} is more than "
+            f"{CORRECTION_HORIZON // DAY} days before ticket {state.ticket_id!r} reached "
+            f"{format_instant(ticket_time)}: beyond the correction horizon",
+            late=True,
+            beyond_horizon=True,
+        )
+    if event.type == "ticket.opened":
+        return Outcome(
+            state, rejected=f"ticket {state.ticket_id!r} is already open (opened by another event)"
+        )
+    steps = list(zip(state.history, state.seen, strict=True))
+    _, old, _ = _replay(state, steps, policy, -1)
+    position = len(steps)
+    while position > 0 and steps[position - 1][0][0] > at:
+        position -= 1
+    steps.insert(position, (_step(event), event.event_id))
+    after, new, reason = _replay(state, steps, policy, position)
+    if reason is not None or after is None:
+        return Outcome(state, rejected=reason or "the ticket's replay ended it", late=True)
+    revisions = dict(state.revisions)
+    fresh = {record["event_id"]: record for record in new}
+    kept = {record["event_id"]: record for record in old}
+    out: list[dict[str, Any]] = []
+    at_text = format_instant(at)
+    for record in old:
+        base = record["event_id"]
+        if fresh.get(base) != record:
+            revision = revisions.get(base, 0)
+            out.append(_retraction(record, revised_id(base, revision), at_text))
+            revisions[base] = revision + 1
+    for record in new:
+        base = record["event_id"]
+        if kept.get(base) != record:
+            revision = revisions.get(base, 0)
+            if revision:
+                record = {**record, "event_id": revised_id(base, revision)}
+            out.append(record)
+    after.revisions = revisions
+    digests = dict(zip(state.seen, state.digests, strict=False))
+    digests[event.event_id] = event.digest()
+    after.digests = [digests.get(event_id, 0) for event_id in after.seen]
+    return Outcome(after, out, late=True)
+
+
+def _replay(
+    state: TicketState, steps: list[tuple[Step, str]], policy: Policy, watch: int
+) -> tuple[TicketState | None, list[dict[str, Any]], str | None]:
+    """Fold a ticket's steps (in event-time order) from scratch, then sweep its timers through
+    `state.timers_through`; returns (state, emitted, why step `watch` was rejected or None).
+
+    A step the new order makes inapplicable (a resume before its pause) is left out.
+    """
+    current: TicketState | None = None
+    out: list[dict[str, Any]] = []
+    reason: str | None = None
+    for index, (step, event_id) in enumerate(steps):
+        outcome = handle(current, _event_of(step, event_id, state.ticket_id), policy)
+        out.extend(outcome.emitted)
+        if outcome.rejected is not None and index == watch:
+            reason = outcome.rejected
+        if outcome.state is not None or current is None:
+            current = outcome.state
+    through = state.timers_through
+    if current is not None and through is not None:
+        swept = advance(current, through, policy)
+        out.extend(swept.emitted)
+        current = swept.state
+    return current, out, reason
+
+
+def _step(event: TicketEvent, at: Micros | None = None) -> Step:
+    """What `_replay` needs again of an applied event (routing fields only when it has any)."""
+    extras: dict[str, Any] | None = None
+    if event.customer_id is not None or event.channel is not None or event.tags is not None:
+        extras = {"customer_id": event.customer_id, "channel": event.channel, "tags": event.tags}
+    if event.attributes is not None or not event.has_group:
+        extras = extras or {}
+        extras["attributes"] = event.attributes
+        extras["has_group"] = event.has_group
+    return (
+        event.at if at is None else at,
+        event.type,
+        event.severity,
+        event.assignee,
+        event.group,
+        extras,
+    )
+
+
+def _event_of(step: Step, event_id: str, ticket_id: str) -> TicketEvent:
+    at, kind, severity, assignee, group, extras = step
+    if extras is None:
+        return TicketEvent(kind, event_id, ticket_id, at, severity, None, assignee, group)
+    return TicketEvent(
+        kind,
+        event_id,
+        ticket_id,
+        at,
+        severity,
+        extras.get("customer_id"),
+        assignee,
+        group,
+        extras.get("channel"),
+        extras.get("tags"),
+        extras.get("attributes"),
+        extras.get("has_group", True),
+    )
+
+
+def _retraction(record: dict[str, Any], issued: str, at: str) -> dict[str, Any]:
+    """`sla.retracted`: the SLA event `issued` no longer holds (a late event changed it)."""
+    return {
+        "event_id": retraction_id(issued),
+        "type": "sla.retracted",
+        "ticket_id": record["ticket_id"],
+        "severity": record["severity"],
+        "metric": record["metric"],
+        "due_at": record["due_at"],
+        "at": at,
+        "cycle": record["cycle"],
+        "policy": record["policy"],
+        "customer_id": record["customer_id"],
+        "group": record["group"],
+        "assignee": record["assignee"],
+        "retracts": issued,
+        "retracted_type": record["type"],
+    }
 
 
 def _open(event: TicketEvent, root: Policy) -> Outcome:
@@ -395,6 +584,7 @@ def _open(event: TicketEvent, root: Policy) -> Outcome:
         channel=event.channel,
         tags=event.tags,
         attributes=event.attributes,
+        history=[_step(event)],
     )
     policy = root
     if root.policies:

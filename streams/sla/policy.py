@@ -127,6 +127,7 @@ class CalendarSpec(_Strict):
         if isinstance(value, str) and len(value) == 5:
             return value + ":00"  # as the first format's `time` field stored it (hashed)
         return value
+
     weekdays: list[WeekdayName] | None = Field(None, min_length=1)
     hours: dict[WeekdayName, list[str]] | None = None
     """Per weekday, its intervals; the string ``"24x7"`` is every day 00:00-24:00."""
@@ -140,7 +141,7 @@ class CalendarSpec(_Strict):
     def _shorthand(cls, value: Any) -> Any:
         if isinstance(value, str):
             if value.strip().lower() != "24x7":
-                raise ValueError(f"{value!r}: use \"24x7\" or a table of weekdays' intervals")
+                raise ValueError(f'{value!r}: use "24x7" or a table of weekdays\' intervals')
             return {day: ["00:00-24:00"] for day in WEEKDAYS}
         return value
 
@@ -296,6 +297,7 @@ def calendar_key(table: str, reason: str) -> str:
         if reason.startswith(start):
             return f"{table}.{key}"
     return table
+
 
 _FIRST_FORMAT: dict[str, frozenset[str]] = {
     "PolicySpec": frozenset({"name", "version", "calendar", "severity"}),

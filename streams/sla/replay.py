@@ -1,23 +1,38 @@
-"""Embedded replay: the SLA core over a JSONL history with event time as the clock.
+"""Embedded replay: the SLA core over a JSONL history, with a watermark as the clock.
 
-Timers due strictly before an event fire before it; at the end the clock advances to `until`
-(inclusive). Output is in firing order: by fire time, then ticket id, then the ticket's own
-order. The stream processor runs the same core, so both emit the same events.
+Event time, as in Flink: each ticket's events apply at their own `occurred_at`; timers of all
+tickets fire when the watermark passes their due time. The watermark is the latest event time
+seen (of accepted events only: a rejected record never moves it) minus `max_delay`, the bounded
+out-of-orderness: lines of different tickets may come up to `max_delay` out of time order and
+the result is the same as in time order. A ticket's own timers due before one of its events
+fire before that event anyway (`machine.handle`). An event that comes after its ticket has
+moved past its time is folded in with a correction (`sla.retracted`, then what now holds).
+
+Output is in firing order, whatever the input order within `max_delay`: by `at`; at one
+instant, what input events caused (in input order) before timers due then (a reply at the due
+instant is in time), timers by ticket id, then the ticket's own order. Corrections go out as
+soon as they are known. The stream processor runs the same core, so both emit the same events.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from events.codec import InvalidEvent, decode_ticket_event
-from events.instants import Micros
+from events.instants import MINUTE, Micros, parse_rfc3339
 from events.records import TicketEvent
 from streams.sla.machine import advance, handle
 from streams.sla.rules import Policy
 from streams.sla.state import TicketState
 from streams.sla.timer_index import TimerIndex
+
+DEFAULT_MAX_DELAY: Final[Micros] = 15 * MINUTE
+"""The `escalator replay --max-delay` default: how far out of time order lines of different
+tickets may come and still give the time-ordered result (webhook retries and connector
+restarts usually deliver within minutes; later lines are corrected, not lost)."""
 
 
 @dataclass(slots=True)
@@ -29,49 +44,129 @@ class ReplayCounts:
     duplicates: int = 0
     faults: int = 0
     """Tickets whose timer raised in the core: disarmed until their next event."""
+    late: int = 0
+    """Events older than the watermark when they came (beyond `max_delay`), duplicates and
+    otherwise rejected ones not counted."""
+    retracted: int = 0
+    """`sla.retracted` corrections emitted."""
+    beyond_horizon: int = 0
+    """Late events rejected because they are older than the correction horizon."""
+
+
+def _at(record: dict[str, Any]) -> Micros:
+    text: str = record["at"]
+    return parse_rfc3339(text)
 
 
 class Replayer:
-    """Many tickets under one event-time clock: a dict of states and one timer index."""
+    """Many tickets under one watermark: a dict of states, one timer index, an output buffer.
 
-    def __init__(self, policy: Policy) -> None:
+    `max_delay` (microseconds) is the bounded out-of-orderness; 0 (the default here) treats
+    the input as time-ordered, so `feed` returns everything an event causes at once.
+    """
+
+    def __init__(self, policy: Policy, max_delay: Micros = 0) -> None:
         self.policy = policy
+        self.max_delay = max_delay
         self.tickets: dict[str, TicketState] = {}
         self.index = TimerIndex()
         self.counts = ReplayCounts()
         self.clock: Micros | None = None
+        """The watermark: timers due before it have fired (at it too, after `advance`)."""
+        self.latest: Micros | None = None
+        """The latest event time of an accepted event."""
+        self._held: list[tuple[Micros, int, str, int, dict[str, Any]]] = []
+        """Output not yet final: (at, 0 event / 1 timer, ticket id or "", sequence, record)."""
+        self._seq = 0
+        self._cancelled: set[str] = set()
 
     def feed(self, event: TicketEvent) -> tuple[list[dict[str, Any]], str | None]:
-        """Fire what is due before the event, then apply it; returns (emitted, rejection)."""
+        """Apply one event, then fire what the watermark passed; returns (final output, rejection).
+
+        Output that is not final yet (it may still be preceded by output of lines to come) is
+        held and comes out with a later call.
+        """
         at = event.at
-        head = self.index.peek()
-        fired: list[dict[str, Any]] | None = None
-        if head is not None and head[0] < at:
-            fired = self.advance(at, inclusive=False)
-        elif self.clock is None or at > self.clock:
-            self.clock = at
         ticket_id = event.ticket_id
-        outcome = handle(self.tickets.get(ticket_id), event, self.policy)
         counts = self.counts
+        watermark = self.clock
+        outcome = handle(self.tickets.get(ticket_id), event, self.policy)
         counts.events += 1
+        if (
+            watermark is not None
+            and at < watermark
+            and not outcome.duplicate
+            and (outcome.rejected is None or outcome.beyond_horizon)
+        ):
+            counts.late += 1
         self._store(ticket_id, outcome.state)
         emitted = outcome.emitted
+        released: list[dict[str, Any]] = []
         if emitted:
             counts.emitted += len(emitted)
-        if fired:
-            fired.extend(emitted)
-            emitted = fired
+            if outcome.late:
+                self._correct(emitted, released)
+            else:
+                self._hold(emitted, at)
         if outcome.duplicate:
             counts.duplicates += 1
         if outcome.rejected is not None:
             counts.rejected += 1
-        return emitted, outcome.rejected
+            if outcome.beyond_horizon:
+                counts.beyond_horizon += 1
+        elif not outcome.duplicate and (self.latest is None or at > self.latest):
+            self.latest = at
+            mark = at - self.max_delay
+            if watermark is None or mark > watermark:
+                self._sweep(mark, False)
+        self._release(released)
+        return released, outcome.rejected
 
     def advance(self, now: Micros, inclusive: bool = True) -> list[dict[str, Any]]:
-        """Fire every timer due up to `now`, in global due-time order."""
+        """Move the watermark to `now`: fire every timer due before it (or at it, if inclusive)."""
+        self._sweep(now, inclusive)
+        out: list[dict[str, Any]] = []
+        self._release(out)
+        return out
+
+    def finish(self, until: Micros | None) -> list[dict[str, Any]]:
+        """The end of the input: advance to `until` (inclusive), then release everything held."""
+        out = self.advance(until) if until is not None else []
+        while self._held:
+            self._pop(out)
+        return out
+
+    # -- the output buffer
+
+    def _hold(self, emitted: list[dict[str, Any]], event_at: Micros) -> None:
+        """Hold an event's output: at its time it is event output; earlier, its own timers."""
+        held = self._held
+        for record in emitted:
+            at = _at(record)
+            self._seq += 1
+            if at >= event_at:
+                heapq.heappush(held, (at, 0, "", self._seq, record))
+            else:
+                heapq.heappush(held, (at, 1, record["ticket_id"], self._seq, record))
+
+    def _correct(self, emitted: list[dict[str, Any]], out: list[dict[str, Any]]) -> None:
+        """A correction goes out at once; retracting output still held just drops it."""
+        held_ids = {entry[4]["event_id"] for entry in self._held} if self._held else set()
+        for record in emitted:
+            if record["type"] == "sla.retracted":
+                self.counts.retracted += 1
+                if record["retracts"] in held_ids:
+                    self._cancelled.add(record["retracts"])
+                    self.counts.emitted -= 2
+                    continue
+            out.append(record)
+
+    def _sweep(self, now: Micros, inclusive: bool) -> None:
+        """Fire every timer due before `now` (or at it), in due-time order, into the buffer."""
         if self.clock is None or now > self.clock:
             self.clock = now
-        out: list[dict[str, Any]] = []
+        held = self._held
+        fired = 0
         while (head := self.index.pop_before(now, inclusive)) is not None:
             due, ticket_id = head
             try:
@@ -80,9 +175,27 @@ class Replayer:
                 self.counts.faults += 1
                 continue
             self._store(ticket_id, outcome.state)
-            out.extend(outcome.emitted)
-        self.counts.emitted += len(out)
-        return out
+            for record in outcome.emitted:
+                self._seq += 1
+                heapq.heappush(held, (due, 1, ticket_id, self._seq, record))
+            fired += len(outcome.emitted)
+        self.counts.emitted += fired
+
+    def _release(self, out: list[dict[str, Any]]) -> None:
+        """Move final output to `out`: before the watermark, or event output at it."""
+        held = self._held
+        watermark = self.clock
+        if watermark is None:
+            return
+        while held and (held[0][0] < watermark or (held[0][0] == watermark and held[0][1] == 0)):
+            self._pop(out)
+
+    def _pop(self, out: list[dict[str, Any]]) -> None:
+        record = heapq.heappop(self._held)[4]
+        if self._cancelled and record["event_id"] in self._cancelled:
+            self._cancelled.discard(record["event_id"])
+            return
+        out.append(record)
 
     def _store(self, ticket_id: str, state: TicketState | None) -> None:
         if state is None:
@@ -103,10 +216,13 @@ class Replayer:
 
 
 def replay_lines(
-    lines: Iterable[bytes | str], policy: Policy, until: Micros | None = None
+    lines: Iterable[bytes | str],
+    policy: Policy,
+    until: Micros | None = None,
+    max_delay: Micros = DEFAULT_MAX_DELAY,
 ) -> list[dict[str, Any]]:
     """All SLA events of a history, for callers that want a list."""
-    return list(Replayer(policy).run(lines, until))
+    return list(Replayer(policy, max_delay).run(lines, until))
 
 
 def _run(
@@ -115,7 +231,6 @@ def _run(
     until: Micros | None,
     on_invalid: Callable[[int, str], None] | None,
 ) -> Iterator[dict[str, Any]]:
-    last: Micros | None = None
     feed = replayer.feed
     for number, line in enumerate(lines, start=1):
         try:
@@ -138,9 +253,4 @@ def _run(
             yield from emitted
         if rejected is not None and on_invalid:
             on_invalid(number, rejected)
-        at = event.at
-        if last is None or at > last:
-            last = at
-    end = until if until is not None else last
-    if end is not None:
-        yield from replayer.advance(end)
+    yield from replayer.finish(until if until is not None else replayer.latest)

@@ -14,6 +14,10 @@ from events.instants import Micros
 Span = tuple[Micros, Micros | None]
 """[start, end) of an interval; `end` None while it is still running."""
 
+Step = tuple[Micros, str, int | None, str | None, str | None, dict[str, Any] | None]
+"""One applied ticket event as the fold needs it again: (occurred_at, type, severity, assignee,
+group, routing fields or None)."""
+
 
 class Timer(NamedTuple):
     """A pending timer: fires at `due_at` unless cancelled or recomputed first.
@@ -44,6 +48,7 @@ class TicketState:
         "fired",
         "first_response_stopped_at",
         "group",
+        "history",
         "last_event_at",
         "pauses",
         "policy_name",
@@ -51,12 +56,14 @@ class TicketState:
         "reported_at",
         "resolution_spans",
         "responded_at",
+        "revisions",
         "seen",
         "severity",
         "status",
         "tags",
         "ticket_id",
         "timers",
+        "timers_through",
     )
 
     def __init__(
@@ -84,6 +91,9 @@ class TicketState:
         channel: str | None = None,
         tags: list[str] | None = None,
         attributes: dict[str, str] | None = None,
+        history: list[Step] | None = None,
+        timers_through: Micros | None = None,
+        revisions: dict[str, int] | None = None,
     ) -> None:
         self.ticket_id = ticket_id
         self.severity = severity
@@ -115,6 +125,14 @@ class TicketState:
         self.tags: list[str] = [] if tags is None else tags
         self.attributes: dict[str, str] = {} if attributes is None else attributes
         """What the policy is chosen on, with `customer_id` and `group` (`ticket.updated`)."""
+        self.history: list[Step] = [] if history is None else history
+        """The applied events in event-time order, parallel to `seen`: a late event is folded
+        in at its own time by replaying them (see `machine`)."""
+        self.timers_through = timers_through
+        """The latest due time of a fired timer: an event at or before it comes too late to
+        have prevented that timer, and is applied with a correction."""
+        self.revisions: dict[str, int] = {} if revisions is None else revisions
+        """Base SLA event id -> times it was retracted, so a re-issued event gets a new id."""
 
     def __repr__(self) -> str:
         return f"TicketState({self.to_json_obj()!r})"
@@ -144,6 +162,9 @@ class TicketState:
             "channel": self.channel,
             "tags": self.tags,
             "attributes": self.attributes,
+            "history": self.history,
+            "timers_through": self.timers_through,
+            "revisions": self.revisions,
         }
 
     def copy(self) -> TicketState:
@@ -197,6 +218,9 @@ class TicketState:
             channel=obj.get("channel"),
             tags=list(obj.get("tags", ())),
             attributes=dict(obj.get("attributes", {})),
+            history=[(a, k, s, who, g, x) for a, k, s, who, g, x in obj.get("history", ())],
+            timers_through=obj.get("timers_through"),
+            revisions=dict(obj.get("revisions", {})),
         )
 
     @property

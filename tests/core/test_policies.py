@@ -50,8 +50,14 @@ def test_standard_is_the_catch_all_on_toronto_business_hours() -> None:
     out = run(event("opened", "2026-11-30 15:00", severity=1), until="2026-12-01 12:00")
     # 4h from Monday 15:00: 2h Monday, 2h Tuesday from 09:00 -> Tuesday 11:00.
     assert timeline(out) == [
-        ("sla.breached", "first_response", utc("2026-12-01 11:00"), utc("2026-12-01 11:00"),
-         "standard", "standard"),
+        (
+            "sla.breached",
+            "first_response",
+            utc("2026-12-01 11:00"),
+            utc("2026-12-01 11:00"),
+            "standard",
+            "standard",
+        ),
     ]
     assert out[0]["policy"]["version"] == "2027-01"
 
@@ -60,16 +66,46 @@ def test_gold_tier_runs_premium_24x7_with_its_escalation_on_the_elapsed_clock() 
     opened = event("opened", "2026-11-28 22:00", severity=1, attributes={"tier": "gold"})
     out = run(opened, until="2026-11-29 03:00")  # a Saturday night: 24x7 counts it
     assert timeline(out) == [
-        ("sla.breached", "first_response", utc("2026-11-28 22:30"), utc("2026-11-28 22:30"),
-         "premium", "always"),
-        ("ticket.escalated", "escalation", utc("2026-11-28 23:00"), utc("2026-11-28 23:00"),
-         "premium", "elapsed"),
-        ("sla.warning", "resolution", utc("2026-11-29 00:00"), utc("2026-11-29 00:00"),
-         "premium", "always"),
-        ("sla.breached", "resolution", utc("2026-11-29 02:00"), utc("2026-11-29 02:00"),
-         "premium", "always"),
-        ("customer.notification_required", "resolution", utc("2026-11-29 02:00"),
-         utc("2026-11-29 02:00"), "premium", "always"),
+        (
+            "sla.breached",
+            "first_response",
+            utc("2026-11-28 22:30"),
+            utc("2026-11-28 22:30"),
+            "premium",
+            "always",
+        ),
+        (
+            "ticket.escalated",
+            "escalation",
+            utc("2026-11-28 23:00"),
+            utc("2026-11-28 23:00"),
+            "premium",
+            "elapsed",
+        ),
+        (
+            "sla.warning",
+            "resolution",
+            utc("2026-11-29 00:00"),
+            utc("2026-11-29 00:00"),
+            "premium",
+            "always",
+        ),
+        (
+            "sla.breached",
+            "resolution",
+            utc("2026-11-29 02:00"),
+            utc("2026-11-29 02:00"),
+            "premium",
+            "always",
+        ),
+        (
+            "customer.notification_required",
+            "resolution",
+            utc("2026-11-29 02:00"),
+            utc("2026-11-29 02:00"),
+            "premium",
+            "always",
+        ),
     ]
 
 
@@ -80,12 +116,30 @@ def test_emea_group_counts_on_warsaw_hours() -> None:
         event("opened", "2026-11-30 07:00", severity=1, group="emea"), until="2026-12-01 08:00"
     )
     assert timeline(out) == [
-        ("sla.breached", "first_response", "2026-11-30T14:00:00Z", "2026-11-30T14:00:00Z",
-         "emea", "warsaw"),
-        ("sla.breached", "resolution", "2026-12-01T12:00:00Z", "2026-12-01T12:00:00Z",
-         "emea", "warsaw"),
-        ("customer.notification_required", "resolution", "2026-12-01T12:00:00Z",
-         "2026-12-01T12:00:00Z", "emea", "warsaw"),
+        (
+            "sla.breached",
+            "first_response",
+            "2026-11-30T14:00:00Z",
+            "2026-11-30T14:00:00Z",
+            "emea",
+            "warsaw",
+        ),
+        (
+            "sla.breached",
+            "resolution",
+            "2026-12-01T12:00:00Z",
+            "2026-12-01T12:00:00Z",
+            "emea",
+            "warsaw",
+        ),
+        (
+            "customer.notification_required",
+            "resolution",
+            "2026-12-01T12:00:00Z",
+            "2026-12-01T12:00:00Z",
+            "emea",
+            "warsaw",
+        ),
     ]
 
 
@@ -100,12 +154,30 @@ def test_update_moves_the_ticket_and_recomputes_from_the_report_time() -> None:
         until="2026-12-03 12:00",
     )
     assert timeline(out) == [
-        ("sla.breached", "first_response", utc("2026-11-30 10:30"), utc("2026-11-30 11:00"),
-         "premium", "always"),
-        ("ticket.escalated", "escalation", utc("2026-11-30 11:00"), utc("2026-11-30 11:00"),
-         "premium", "elapsed"),
-        ("sla.met", "resolution", utc("2026-11-30 14:00"), utc("2026-11-30 11:30"),
-         "premium", "always"),
+        (
+            "sla.breached",
+            "first_response",
+            utc("2026-11-30 10:30"),
+            utc("2026-11-30 11:00"),
+            "premium",
+            "always",
+        ),
+        (
+            "ticket.escalated",
+            "escalation",
+            utc("2026-11-30 11:00"),
+            utc("2026-11-30 11:00"),
+            "premium",
+            "elapsed",
+        ),
+        (
+            "sla.met",
+            "resolution",
+            utc("2026-11-30 14:00"),
+            utc("2026-11-30 11:30"),
+            "premium",
+            "always",
+        ),
     ]
     assert out[-1]["took_seconds"] == 90 * 60
 
@@ -118,8 +190,14 @@ def test_assignment_to_another_group_moves_the_ticket() -> None:
     )
     # Warsaw: reported 13:00, 2h -> 15:00 Warsaw = 14:00Z = 09:00 Toronto.
     assert timeline(out) == [
-        ("sla.breached", "first_response", "2026-11-30T14:00:00Z", "2026-11-30T14:00:00Z",
-         "emea", "warsaw"),
+        (
+            "sla.breached",
+            "first_response",
+            "2026-11-30T14:00:00Z",
+            "2026-11-30T14:00:00Z",
+            "emea",
+            "warsaw",
+        ),
     ]
 
 
@@ -149,8 +227,15 @@ def test_move_to_a_policy_without_the_severity_is_rejected_and_changes_nothing()
 
 
 def test_state_round_trip_keeps_policy_and_attributes() -> None:
-    opened = event("opened", "2026-11-30 10:00", severity=1, group="emea", channel="chat",
-                   tags=["a", "b"], attributes={"region": "emea"})
+    opened = event(
+        "opened",
+        "2026-11-30 10:00",
+        severity=1,
+        group="emea",
+        channel="chat",
+        tags=["a", "b"],
+        attributes={"region": "emea"},
+    )
     state = handle(None, opened, POLICY).state
     assert state is not None and state.policy_name == "emea"
     copy = TicketState.from_json_obj(state.to_json_obj())
@@ -167,8 +252,11 @@ def test_state_round_trip_keeps_policy_and_attributes() -> None:
         ('{ tags = ["vip"] }', {"tags": ["x"]}, "rest"),
         ('{ channel = "phone", group = "g" }', {"channel": "phone", "group": "g"}, "first"),
         ('{ channel = "phone", group = "g" }', {"channel": "phone"}, "rest"),
-        ('{ attributes = { region = ["emea", "apac"] } }', {"attributes": {"region": "apac"}},
-         "first"),
+        (
+            '{ attributes = { region = ["emea", "apac"] } }',
+            {"attributes": {"region": "apac"}},
+            "first",
+        ),
         ('{ attributes = { region = "emea" } }', {"attributes": {"tier": "emea"}}, "rest"),
     ],
 )
@@ -179,19 +267,26 @@ def test_match_conditions(conditions: str, fields: dict[str, Any], chosen: str) 
         '[policies.severity.1]\nfirst_response = { target = "1h" }\n'
         '[[policies]]\nname = "rest"\n[policies.severity.1]\nfirst_response = { target = "2h" }\n'
     )
-    state = handle(None, event("opened", "2026-11-30 10:00", severity=1, **fields),
-                   parse_policy(text, "m.toml")).state
+    state = handle(
+        None,
+        event("opened", "2026-11-30 10:00", severity=1, **fields),
+        parse_policy(text, "m.toml"),
+    ).state
     assert state is not None and state.policy_name == chosen
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (('name = "standard"', 'name = "standard"\nmatch = { group = "x" }'),
-         "the last policy ('standard') must match every ticket"),
+        (
+            ('name = "standard"', 'name = "standard"\nmatch = { group = "x" }'),
+            "the last policy ('standard') must match every ticket",
+        ),
         (('calendar = "warsaw"', 'calendar = "paris"'), "policies.1.calendar: 'paris'"),
-        (('target = "1bd" }', 'target = "1bd", calendar = "nowhere" }'),
-         "policies.1.severity.1.resolution.calendar: 'nowhere'"),
+        (
+            ('target = "1bd" }', 'target = "1bd", calendar = "nowhere" }'),
+            "policies.1.severity.1.resolution.calendar: 'nowhere'",
+        ),
         (('name = "emea"', 'name = "premium"'), "names must be unique"),
     ],
 )
@@ -207,9 +302,8 @@ def test_check_prints_each_policy_and_warns_about_a_shadowed_one() -> None:
     assert "policy emea: group in emea" in text and "policy standard: every ticket" in text
     assert "calendar warsaw: mon, tue, wed, thu, fri 08:00-16:00 Europe/Warsaw" in text
     assert "calendar always: 24x7 America/Toronto" in text
-    shadowed = parse_policy(VENDOR.replace("match = { group = \"emea\" }\n", ""), "v.toml")
-    assert (
-        "policies.1: 'emea' matches every ticket, so 'standard' can never match"
-        in check_policy(shadowed)
+    shadowed = parse_policy(VENDOR.replace('match = { group = "emea" }\n', ""), "v.toml")
+    assert "policies.1: 'emea' matches every ticket, so 'standard' can never match" in check_policy(
+        shadowed
     )
     assert not any("never match" in w for w in check_policy(POLICY))
