@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -40,6 +40,7 @@ from pydantic_settings import (
 )
 
 from events.vendors.jsm import ORGANIZATIONS_FIELD
+from streams.sla.durations import parse_delay
 
 DB_ENV = "ESCALATOR_DB"
 """The read-model database (SQLite path or postgresql:// DSN); deploy.postgres_local prints it."""
@@ -266,6 +267,24 @@ class EngineSettings(PolicySettings, LogSettings, HttpSettings, KafkaSettings):
         20.0, gt=0, validation_alias=env("ESCALATOR_REBALANCE_TIMEOUT"),
         description="consumer group rebalance timeout, seconds",
     )  # fmt: skip
+    max_delay: str = Field(
+        "15m",
+        validation_alias=env("ESCALATOR_MAX_DELAY"),
+        description="bounded out-of-orderness of the event-time watermark (event clock; wall "
+        "clock while a partition consumes a backlog), e.g. 15m or 0",
+    )
+    allowed_lateness: str = Field(
+        "0.1s",
+        validation_alias=env("ESCALATOR_ALLOWED_LATENESS"),
+        description="wall clock: how far the watermark trails the wall time on a caught-up "
+        "partition (timers fire that long after their due time), e.g. 0.1s or 0",
+    )
+
+    @field_validator("max_delay", "allowed_lateness")
+    @classmethod
+    def _delay(cls, value: str) -> str:
+        parse_delay(value)  # ValueError naming what is wrong
+        return value
 
 
 class RebuildSettings(

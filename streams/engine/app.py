@@ -45,8 +45,14 @@ from events.codec import sanitise
 from events.instants import SECOND, Micros, format_instant
 from streams.engine import faust_batch
 from streams.engine.health import BrokerHealth, quiet_repeats
-from streams.engine.processor import BatchResult, ClockMode, PartitionEngine
+from streams.engine.processor import (
+    DEFAULT_ALLOWED_LATENESS,
+    BatchResult,
+    ClockMode,
+    PartitionEngine,
+)
 from streams.engine.topics import PRODUCER_MAX_REQUEST_BYTES, dead_letter
+from streams.sla.replay import DEFAULT_MAX_DELAY
 from streams.sla.rules import Policy
 
 log = logging.getLogger("escalator.engine")
@@ -77,6 +83,11 @@ class EngineConfig:
     session_timeout: float = 10.0
     heartbeat_interval: float = 1.0
     rebalance_timeout: float = 20.0
+    max_delay: Micros = DEFAULT_MAX_DELAY
+    """Bounded out-of-orderness of the event-time watermark (event clock; wall clock in a
+    backlog), microseconds."""
+    allowed_lateness: Micros = DEFAULT_ALLOWED_LATENESS
+    """Wall clock: how far the watermark trails the wall time when caught up, microseconds."""
 
     def bootstrap_list(self) -> list[str]:
         return [s.strip() for s in self.broker.split(",") if s.strip()]
@@ -131,9 +142,25 @@ class Metrics:
         self.owned_partitions = Gauge(
             "escalator_owned_partitions", "Input partitions this worker owns", registry=r
         )
+        self.late_events = Counter(
+            "escalator_late_events",
+            "Ticket events dated before their partition's watermark when they came",
+            registry=r,
+        )
+        self.retractions = Counter(
+            "escalator_retractions",
+            "sla.retracted corrections produced (a late event changed a fired timer)",
+            registry=r,
+        )
+        self.beyond_horizon = Counter(
+            "escalator_beyond_horizon",
+            "Late events rejected as older than the correction horizon (dead-lettered)",
+            registry=r,
+        )
         self.lateness = Histogram(
             "escalator_timer_lateness_seconds",
-            "Wall time of emission minus due_at, for timer-driven SLA events (wall clock)",
+            "Wall time of emission minus due_at, for live timers (wall clock, partition caught "
+            "up, due since it caught up): a backlog's overdue timers are not counted",
             buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 60.0),
             registry=r,
         )
@@ -164,6 +191,12 @@ class Metrics:
             self.dead_letters.inc(len(result.dead_letters))
         if result.faults:
             self.timer_faults.inc(len(result.faults))
+        if result.late:
+            self.late_events.inc(result.late)
+        if result.retracted:
+            self.retractions.inc(result.retracted)
+        if result.beyond_horizon:
+            self.beyond_horizon.inc(result.beyond_horizon)
         for kind, count in result.out_types.items():
             child = self._sla_out.get(kind)
             if child is None:
@@ -281,6 +314,18 @@ class Engine:
             logging.shutdown()
             os._exit(70)
 
+    def _partition_engine(self, p: int) -> PartitionEngine:
+        cfg = self.config
+        return PartitionEngine(p, self.policy, cfg.clock, cfg.max_delay, cfg.allowed_lateness)
+
+    def _behind(self, p: int, last_offset: int) -> int:
+        """Records of input partition p after `last_offset`, from the fetched high watermark."""
+        try:
+            high = self.app.consumer.highwater(TP(self.config.input_topic, p))
+        except Exception:
+            return 0
+        return max(high - last_offset - 1, 0) if high is not None else 0
+
     def _producer(self, partition: int) -> Any:
         if not self.config.exactly_once:
             return faust_batch.plain_producer(self.app)
@@ -294,9 +339,10 @@ class Engine:
         """One partition's records: fold them, then produce everything into p's transaction."""
         engine = self.partitions.get(p)
         if engine is None:
-            engine = self.partitions[p] = PartitionEngine(p, self.policy, self.config.clock)
+            engine = self.partitions[p] = self._partition_engine(p)
         now = wall_now()
-        result = engine.process_batch([r.value for r in records], now)
+        behind = self._behind(p, records[-1].offset)
+        result = engine.process_batch([r.value for r in records], now, behind)
         self.offsets[p] = records[-1].offset
         producer = self._producer(p)
         send = producer.send
@@ -405,7 +451,7 @@ class Engine:
         reader.assign(tps)
         await reader.seek_to_beginning(*tps)
         ends = await reader.end_offsets(tps)
-        engines = {p: PartitionEngine(p, self.policy, self.config.clock) for p in wanted}
+        engines = {p: self._partition_engine(p) for p in wanted}
         records = 0
         pending = {tp for tp in tps if ends[tp] > 0}
         last_log = started
@@ -441,7 +487,7 @@ class Engine:
                 self._forget(p)
         for p in active:
             if p not in self.partitions:
-                self.partitions[p] = PartitionEngine(p, self.policy, self.config.clock)
+                self.partitions[p] = self._partition_engine(p)
         took = time.monotonic() - (self._recovery_started or time.monotonic())
         for p in active:
             engine = self.partitions[p]
@@ -472,7 +518,7 @@ class Engine:
         timers fire once ticks go through (late, never lost: they stay in the index).
         """
         now = wall_now()
-        due = [p for p, e in self.partitions.items() if (h := e.index.peek()) and h[0] <= now]
+        due = [p for p, e in self.partitions.items() if (d := e.next_due()) and d <= now]
         if not due or not self.ready:
             return
         try:

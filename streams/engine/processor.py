@@ -10,13 +10,19 @@ Ticket states stay decoded in memory (`states`); a state recovered from the chan
 as its bytes until a record touches the ticket. Each changed ticket is encoded once per batch,
 for the changelog (compacted: only its last state in the batch matters).
 
-Firing rules (they make the stream match `streams.sla.replay`):
-- `event` clock: a ticket event at t first fires the partition's timers due strictly before t;
-  a `clock.tick` at t fires every timer due at or before t.
-- `wall` clock: any record first fires every timer due at or before the wall clock (ticks are
-  written by the worker's ticker, so an idle partition still gets records to fire on).
-A ticket's own output never depends on when its timers are swept (`handle` fires them before
-the event anyway, with `at` = due time), so both modes and any sweep cadence agree per ticket.
+Firing rules: event time with a per-partition watermark (see the README, "Event time"); timers
+due before the watermark fire. Each ticket's events apply at their own `occurred_at` (a late one
+with a correction, see `streams.sla.machine`).
+- `event` clock: the watermark is the latest event time of an accepted event minus
+  `max_delay` (as in `streams.sla.replay`); a `clock.tick` at t moves it through t (inclusive).
+- `wall` clock (timers due at the watermark fire too): the wall time minus `allowed_lateness`
+  once the partition is caught up (no record behind the one processed, as the broker says), the
+  event-time watermark above (never past the wall mark) while it is consuming a backlog
+  (records behind, dated more than `max_delay` ago): a backfill gives what replay gives.
+  Input time never runs this clock: a tick only prompts a sweep, an event dated more than
+  FUTURE_SKEW ahead of the wall clock is rejected, and one less far ahead applies at the wall
+  time, so nothing fires early.
+A rejected record moves no clock. The watermark never goes back.
 
 A record is processed all or nothing: if the fold raises on it (a bug, or a value the core
 cannot represent), every state, timer and watermark change it made is undone, its output is
@@ -32,13 +38,22 @@ import orjson
 
 from events.codec import InvalidEvent, decode_input_record
 from events.inbound import ClockTick
-from events.instants import Micros
+from events.instants import SECOND, Micros, format_instant
+from events.records import TicketEvent
 from streams.sla.machine import advance, handle
+from streams.sla.replay import DEFAULT_MAX_DELAY
 from streams.sla.rules import Policy
 from streams.sla.state import TicketState
 from streams.sla.timer_index import TimerIndex
 
 ClockMode = Literal["wall", "event"]
+
+DEFAULT_ALLOWED_LATENESS: Final[Micros] = SECOND // 10
+"""The `--allowed-lateness` default: how long after its due time a live timer waits for input
+still in flight (a reply sent a moment before the deadline); later input is corrected."""
+FUTURE_SKEW: Final[Micros] = 60 * SECOND
+"""Wall clock: how far ahead of the worker's clock an event may be dated (upstream clock skew)
+and still be applied, at the worker's time; events dated further ahead are rejected."""
 
 _NEXT_DUE: Final = b'{"next_due":'
 _CLOSED_STATUSES: Final = frozenset({"resolved", "closed"})
@@ -115,14 +130,17 @@ class BatchResult:
     """
 
     __slots__ = (
+        "beyond_horizon",
         "changelog",
         "dead_letters",
         "duplicates",
         "events",
         "faults",
         "invalid",
+        "late",
         "out_types",
         "output",
+        "retracted",
         "ticks",
         "timer_dues",
     )
@@ -138,7 +156,14 @@ class BatchResult:
         self.out_types: dict[str, int] = {}
         """SLA events produced, by type."""
         self.timer_dues: list[Micros] = []
-        """Due time of each timer-driven SLA event produced (for lateness)."""
+        """Due time of each live timer-driven SLA event produced (for lateness): wall clock,
+        partition caught up, due since it caught up (a backlog's timers are not late)."""
+        self.late = 0
+        """Events dated before the watermark when they came (duplicates not counted)."""
+        self.retracted = 0
+        """`sla.retracted` corrections produced."""
+        self.beyond_horizon = 0
+        """Late events rejected as older than the correction horizon."""
         self.faults: list[tuple[str, str]] = []
         """(ticket id, reason) of each ticket whose timer raised and was disarmed."""
 
@@ -146,17 +171,31 @@ class BatchResult:
 class PartitionEngine:
     """States, timer index and clock of one owned partition of the input topic."""
 
-    def __init__(self, partition: int, policy: Policy, clock: ClockMode) -> None:
+    def __init__(
+        self,
+        partition: int,
+        policy: Policy,
+        clock: ClockMode,
+        max_delay: Micros = DEFAULT_MAX_DELAY,
+        allowed_lateness: Micros = DEFAULT_ALLOWED_LATENESS,
+    ) -> None:
         self.partition = partition
         self.policy = policy
         self.clock: ClockMode = clock
+        self.max_delay = max_delay
+        self.allowed_lateness = allowed_lateness
+        self.latest: Micros | None = None
+        """The latest event time of an accepted event on this partition."""
+        self.live_since: Micros | None = None
+        """Wall clock: the wall time the partition last caught up; None while behind."""
         self.index = TimerIndex()
         self.states: dict[str, TicketState | bytes] = {}
         """Ticket id -> state; bytes for a state recovered and not touched since."""
         self.open_tickets = 0
         """Tickets in `states` that are neither resolved nor closed."""
         self.watermark: Micros | None = None
-        """Event clock: the latest time this partition has advanced to."""
+        """Timers due before it have fired (at it too, after an event-clock tick);
+        microseconds, never goes back."""
         self._undo: dict[str, TicketState | bytes | None] = {}
         """The current record's first-touch snapshot of each ticket it changes."""
         self._dirty: dict[str, None] = {}
@@ -181,11 +220,18 @@ class PartitionEngine:
 
     # -- processing
 
-    def process_batch(self, values: list[bytes | None], wall_now: Micros) -> BatchResult:
-        """Process a partition's records in offset order; see `BatchResult` for the output."""
+    def process_batch(
+        self, values: list[bytes | None], wall_now: Micros, behind: int = 0
+    ) -> BatchResult:
+        """Process a partition's records in offset order; see `BatchResult` for the output.
+
+        `behind`: records on the partition after the batch's last one (its lag, from the
+        broker's high watermark); a record with none behind it is caught up.
+        """
         result = BatchResult()
+        last = len(values) - 1
         for position, raw in enumerate(values):
-            self._process(position, raw, wall_now, result)
+            self._process(position, raw, wall_now, behind + last - position, result)
         changelog = result.changelog
         states = self.states
         for ticket_id in self._dirty:
@@ -199,7 +245,7 @@ class PartitionEngine:
         return result
 
     def _process(
-        self, position: int, raw: bytes | None, wall_now: Micros, out: BatchResult
+        self, position: int, raw: bytes | None, wall_now: Micros, lag: int, out: BatchResult
     ) -> None:
         try:
             if raw is None:
@@ -211,31 +257,40 @@ class PartitionEngine:
             return
         emitted: list[dict[str, Any]] = []
         dues: list[Micros] = []
-        watermark = self.watermark
+        watermark, latest, live_since = self.watermark, self.latest, self.live_since
+        wall = self.clock == "wall"
+        if wall:
+            self._track_lag(wall_now, lag, None if isinstance(record, ClockTick) else record.at)
         rejected: str | None = None
         try:
             if isinstance(record, ClockTick):
-                now = record.at if self.clock == "event" else max(record.at, wall_now)
-                self._fire(now, True, emitted, dues)
+                # event clock: input complete through the tick's time; wall: only a prompt
+                if wall:
+                    self._sweep(self._wall_mark(wall_now), emitted, dues, True)
+                else:
+                    self._sweep(record.at, emitted, dues, True)
                 out.ticks += 1
             else:
-                if self.clock == "event":
-                    self._fire(record.at, False, emitted, dues)
-                else:
-                    self._fire(wall_now, True, emitted, dues)
-                ticket_id = record.ticket_id
-                outcome = handle(self._touch(ticket_id), record, self.policy)
-                emitted.extend(outcome.emitted)
-                if outcome.duplicate:
-                    out.duplicates += 1
-                else:
-                    self._store(ticket_id, outcome.state)
-                rejected = outcome.rejected
+                at = record.at
                 out.events += 1
+                if wall and at > wall_now + FUTURE_SKEW:
+                    rejected = (
+                        f"field 'occurred_at': {format_instant(at)} is ahead of the worker's "
+                        f"clock ({format_instant(wall_now)}) by more than "
+                        f"{FUTURE_SKEW // SECOND} s"
+                    )
+                else:
+                    if wall and at > wall_now:  # upstream clock skew: take it as now
+                        record = _at_time(record, wall_now)
+                    if wall:
+                        self._sweep(self._wall_mark(wall_now), emitted, dues, True)
+                    rejected = self._apply(record, emitted, out)
+                    if rejected is None:
+                        self._accepted(record.at, wall_now, emitted, dues)
         except Exception as error:  # a bug, or a value the core cannot represent
             # (`error`, not `exc`: mypyc gives a name one type per function.)
             self._rollback()
-            self.watermark = watermark
+            self.watermark, self.latest, self.live_since = watermark, latest, live_since
             reason = f"internal error: {type(error).__name__}"
             out.dead_letters.append((position, "internal", reason))
             return
@@ -251,15 +306,69 @@ class PartitionEngine:
                 types[kind] = types.get(kind, 0) + 1
             out.timer_dues.extend(dues)
 
-    def _fire(
-        self, now: Micros, inclusive: bool, out: list[dict[str, Any]], dues: list[Micros]
+    def _apply(
+        self, record: TicketEvent, emitted: list[dict[str, Any]], out: BatchResult
+    ) -> str | None:
+        """Fold one ticket event; returns why it was rejected, or None."""
+        ticket_id = record.ticket_id
+        watermark = self.watermark
+        outcome = handle(self._touch(ticket_id), record, self.policy)
+        emitted.extend(outcome.emitted)
+        if outcome.duplicate:
+            out.duplicates += 1
+            return None
+        self._store(ticket_id, outcome.state)
+        late = watermark is not None and record.at < watermark
+        if late and (outcome.rejected is None or outcome.beyond_horizon):
+            out.late += 1
+        if outcome.beyond_horizon:
+            out.beyond_horizon += 1
+        if outcome.late:
+            out.retracted += sum(1 for e in outcome.emitted if e["type"] == "sla.retracted")
+        return outcome.rejected
+
+    def _accepted(
+        self, at: Micros, wall_now: Micros, out: list[dict[str, Any]], dues: list[Micros]
     ) -> None:
-        """Advance every ticket of this partition whose next timer is due; in due order."""
-        if self.clock == "event" and (self.watermark is None or now > self.watermark):
-            self.watermark = now
+        """An accepted event moves the event time; then what the watermark passed fires."""
+        if self.latest is None or at > self.latest:
+            self.latest = at
+        if self.clock == "wall":
+            self._sweep(self._wall_mark(wall_now), out, dues, True)
+        else:
+            self._sweep(self.latest - self.max_delay, out, dues)
+
+    def _track_lag(self, wall_now: Micros, lag: int, at: Micros | None) -> None:
+        """Caught up (no record behind) or consuming a backlog (records behind, and this one
+        dated more than `max_delay` ago); live traffic with a few records queued under load,
+        or a tick, changes nothing."""
+        if lag <= 0:
+            if self.live_since is None:
+                self.live_since = wall_now
+        elif at is not None and at < wall_now - self.max_delay:
+            self.live_since = None
+
+    def _wall_mark(self, wall_now: Micros) -> Micros:
+        """The wall clock's watermark candidate: see the module docstring."""
+        mark = wall_now - self.allowed_lateness
+        if self.live_since is not None:
+            return mark
+        if self.latest is None:
+            return self.watermark if self.watermark is not None else 0
+        return min(mark, self.latest - self.max_delay)
+
+    def _sweep(
+        self, mark: Micros, out: list[dict[str, Any]], dues: list[Micros], inclusive: bool = False
+    ) -> None:
+        """Move the watermark to `mark` (never back); fire every timer due before it (or at
+        it, if inclusive), in due order, across the partition's tickets."""
+        watermark = self.watermark
+        if watermark is None or mark > watermark:
+            self.watermark = watermark = mark
         index = self.index
         policy = self.policy
-        while (head := index.pop_before(now, inclusive)) is not None:
+        live = self.live_since
+        while (head := index.pop_before(watermark, inclusive)) is not None:
             due, ticket_id = head
             state = self._touch(ticket_id)
             if state is None:  # pragma: no cover - the index only holds stored tickets
@@ -272,8 +381,16 @@ class PartitionEngine:
             self._store(ticket_id, outcome.state)
             for event in outcome.emitted:
                 out.append(event)
-                if event["type"] in TIMER_TYPES:
+                if live is not None and due >= live and event["type"] in TIMER_TYPES:
                     dues.append(due)
+
+    def next_due(self) -> Micros | None:
+        """When this partition next has something to fire: its earliest timer, plus the
+        allowed lateness on the wall clock (the ticker writes a tick then)."""
+        head = self.index.peek()
+        if head is None:
+            return None
+        return head[0] + (self.allowed_lateness if self.clock == "wall" else 0)
 
     def _touch(self, ticket_id: str) -> TicketState | None:
         """A ticket's state, decoded, after saving what the current record may change."""
@@ -336,3 +453,17 @@ class PartitionEngine:
                 else:
                     index.set(ticket_id, next_due_of(before))
         self._undo.clear()
+
+
+def _at_time(event: TicketEvent, at: Micros) -> TicketEvent:
+    """The same event, dated `at`."""
+    return TicketEvent(
+        event.type,
+        event.event_id,
+        event.ticket_id,
+        at,
+        event.severity,
+        event.customer_id,
+        event.assignee,
+        event.group,
+    )

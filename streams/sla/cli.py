@@ -9,10 +9,10 @@ from typing import IO, Any
 
 import orjson
 
-from events.instants import DAY, HOUR, Micros, format_duration, parse_instant
+from events.instants import DAY, HOUR, format_duration, parse_instant
 from streams.sla.backtest import backtest, format_table
 from streams.sla.clocks import BusinessCalendar
-from streams.sla.durations import parse_duration
+from streams.sla.durations import parse_delay
 from streams.sla.policy import WEEKDAYS, PolicyError, check_policy, load_policy
 from streams.sla.replay import Replayer
 from streams.sla.rules import Match, Policy
@@ -284,11 +284,3 @@ def _replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def parse_delay(text: str) -> Micros:
-    """A bound such as `--max-delay` or `--allowed-lateness` in microseconds: `0` or a
-    duration (`15m`, `0.5s`, `2h`); raises ValueError naming what is wrong."""
-    if text.strip() in ("0", "0s", "0m"):
-        return 0
-    return parse_duration(text, DAY)

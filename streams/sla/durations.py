@@ -57,3 +57,11 @@ def parse_duration(text: str, business_day: Micros, business: bool = False) -> M
     if not business and micros > MAX_ELAPSED:
         raise ValueError(f"duration {text!r} is longer than 100 years (the most supported)")
     return micros
+
+
+def parse_delay(text: str) -> Micros:
+    """A bound such as `--max-delay` or `--allowed-lateness` in microseconds: `0` or a
+    duration (`15m`, `0.5s`, `2h`); raises ValueError naming what is wrong."""
+    if text.strip() in ("0", "0s", "0m"):
+        return 0
+    return parse_duration(text, DAY)

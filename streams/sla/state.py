@@ -190,6 +190,9 @@ class TicketState:
             group=self.group,
             assignee=self.assignee,
             digests=list(self.digests),
+            history=list(self.history),
+            timers_through=self.timers_through,
+            revisions=dict(self.revisions),
         )
 
     @classmethod

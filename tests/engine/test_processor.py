@@ -201,7 +201,7 @@ def test_ticket_state_copy_is_independent_and_complete() -> None:
 @pytest.mark.parametrize("mode", ["wall", "event"])
 def test_ticks_fire_only_due_timers(mode: str) -> None:
     policy = load_policy("tests/engine/fast_policy.toml")
-    engine = PartitionEngine(0, policy, mode)  # type: ignore[arg-type]
+    engine = PartitionEngine(0, policy, mode, allowed_lateness=0)  # type: ignore[arg-type]
     opened_at = parse_instant("2026-11-23T13:00:00Z")
     opened = {
         "type": "ticket.opened",
