@@ -126,7 +126,7 @@ class Replayer:
         """Move the watermark to `now`: fire every timer due before it (or at it, if inclusive)."""
         self._sweep(now, inclusive)
         out: list[dict[str, Any]] = []
-        self._release(out)
+        self._release(out, inclusive)
         return out
 
     def finish(self, until: Micros | None) -> list[dict[str, Any]]:
@@ -181,13 +181,18 @@ class Replayer:
             fired += len(outcome.emitted)
         self.counts.emitted += fired
 
-    def _release(self, out: list[dict[str, Any]]) -> None:
-        """Move final output to `out`: before the watermark, or event output at it."""
+    def _release(self, out: list[dict[str, Any]], inclusive: bool = False) -> None:
+        """Move final output to `out`: before the watermark, or at it if the input is complete
+        through it (inclusive); else only event output at it (timers due then come after any
+        event of that instant still to come)."""
         held = self._held
         watermark = self.clock
         if watermark is None:
             return
-        while held and (held[0][0] < watermark or (held[0][0] == watermark and held[0][1] == 0)):
+        last_phase = 1 if inclusive else 0
+        while held and (
+            held[0][0] < watermark or (held[0][0] == watermark and held[0][1] <= last_phase)
+        ):
             self._pop(out)
 
     def _pop(self, out: list[dict[str, Any]]) -> None:
