@@ -267,23 +267,30 @@ class EngineSettings(PolicySettings, LogSettings, HttpSettings, KafkaSettings):
         20.0, gt=0, validation_alias=env("ESCALATOR_REBALANCE_TIMEOUT"),
         description="consumer group rebalance timeout, seconds",
     )  # fmt: skip
-    max_delay: str = Field(
-        "15m",
+    max_delay: float = Field(
+        900.0,
+        ge=0,
         validation_alias=env("ESCALATOR_MAX_DELAY"),
-        description="bounded out-of-orderness of the event-time watermark (event clock; wall "
-        "clock while a partition consumes a backlog), e.g. 15m or 0",
+        description="seconds (or a duration: 15m): bounded out-of-orderness of the event-time "
+        "watermark (event clock; wall clock while a partition consumes a backlog)",
     )
-    allowed_lateness: str = Field(
-        "0.1s",
+    allowed_lateness: float = Field(
+        0.1,
+        ge=0,
         validation_alias=env("ESCALATOR_ALLOWED_LATENESS"),
-        description="wall clock: how far the watermark trails the wall time on a caught-up "
-        "partition (timers fire that long after their due time), e.g. 0.1s or 0",
+        description="seconds: wall clock, how far the watermark trails the wall time on a "
+        "caught-up partition (timers fire that long after their due time)",
     )
 
-    @field_validator("max_delay", "allowed_lateness")
+    @field_validator("max_delay", "allowed_lateness", mode="before")
     @classmethod
-    def _delay(cls, value: str) -> str:
-        parse_delay(value)  # ValueError naming what is wrong
+    def _delay(cls, value: Any) -> Any:
+        """Seconds, or a duration such as `15m` (ValueError naming what is wrong)."""
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return parse_delay(value) / 1_000_000
         return value
 
 

@@ -25,7 +25,7 @@ from deploy.settings import (
     add_flags,
     service_settings,
 )
-from events.instants import format_instant, parse_instant
+from events.instants import SECOND, format_instant, parse_instant
 
 log = logging.getLogger("escalator.engine")
 
@@ -80,7 +80,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Start a worker; exits non-zero if the policy is invalid or the broker unreachable."""
     from streams.engine.app import EngineConfig, build_engine
     from streams.engine.topics import BrokerUnavailable, ensure_topics, topic_limits
-    from streams.sla.durations import parse_delay
     from streams.sla.policy import PolicyError, load_policy
 
     settings: EngineSettings | None = _settings("run", EngineSettings, args)
@@ -132,8 +131,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         session_timeout=settings.session_timeout,
         heartbeat_interval=settings.heartbeat_interval,
         rebalance_timeout=settings.rebalance_timeout,
-        max_delay=parse_delay(settings.max_delay),
-        allowed_lateness=parse_delay(settings.allowed_lateness),
+        max_delay=round(settings.max_delay * SECOND),
+        allowed_lateness=round(settings.allowed_lateness * SECOND),
     )
     engine = build_engine(config, policy)
     from streams.engine.faust_batch import quiet_worker

@@ -60,8 +60,12 @@ def parse_duration(text: str, business_day: Micros, business: bool = False) -> M
 
 
 def parse_delay(text: str) -> Micros:
-    """A bound such as `--max-delay` or `--allowed-lateness` in microseconds: `0` or a
-    duration (`15m`, `0.5s`, `2h`); raises ValueError naming what is wrong."""
-    if text.strip() in ("0", "0s", "0m"):
-        return 0
-    return parse_duration(text, DAY)
+    """A bound such as `--max-delay` or `--allowed-lateness` in microseconds: seconds (`900`,
+    `0`) or a duration (`15m`, `0.5s`, `2h`); raises ValueError naming what is wrong."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        return 0 if text.strip() in ("0s", "0m") else parse_duration(text, DAY)
+    if not 0 <= seconds < 1e12:
+        raise ValueError(f"{text!r} must be a number of seconds from 0, or a duration")
+    return round(seconds * SECOND)

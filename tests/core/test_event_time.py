@@ -350,7 +350,9 @@ def test_at_one_instant_event_output_comes_before_timers_then_by_ticket_id() -> 
     ]
 
 
-@pytest.mark.parametrize("text, micros", [("0", 0), ("15m", 15 * MINUTE), ("0.5s", SECOND // 2)])
+@pytest.mark.parametrize(
+    "text, micros", [("0", 0), ("15m", 15 * MINUTE), ("0.5s", SECOND // 2), ("900", 15 * MINUTE)]
+)
 def test_delays_are_durations(text: str, micros: Micros) -> None:
     assert parse_delay(text) == micros
     assert HOUR == 60 * MINUTE
