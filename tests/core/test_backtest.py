@@ -21,12 +21,20 @@ SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "tickets.
 UNTIL = "2026-12-01T18:00:00-05:00"
 
 
+PROPOSED = SAMPLE.with_name("proposed-policy.toml")
+
+
 def proposed_text() -> str:
+    """The shipped proposal (deploy/examples/proposed-policy.toml), checked to be the default
+    with exactly the two changes."""
     text = resources.files("streams.sla").joinpath("default_policy.toml").read_text()
     sev2 = 'resolution = { target = "1bd", clock = "business", pausable = true }\n'
     text = text.replace(sev2, sev2.replace("1bd", "2bd"), 1)
     sev1 = 'escalations = [{ after = "1h", clock = "elapsed", to = "senior-technical-staff" }]'
-    return text.replace(sev1, sev1[:-1] + ', { after = "2h", to = "duty-manager" }]', 1)
+    text = text.replace(sev1, sev1[:-1] + ', { after = "2h", to = "duty-manager" }]', 1)
+    shipped = PROPOSED.read_text()
+    assert shipped.endswith(text)
+    return shipped
 
 
 def test_backtest_on_the_sample_reports_changes_and_gained_escalations() -> None:

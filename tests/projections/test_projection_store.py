@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from events.instants import HOUR, format_instant, parse_instant
+from events.samples import generate_history, with_routing
 from projections.db import Database
+from projections.queries import compliance
 from projections.schema import MIGRATIONS, migrate, truncate
 from projections.store import Record, Store, dump_tables
+from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
 from streams.sla.rules import Policy
 from tests.projections.helpers import (
@@ -232,3 +237,32 @@ def test_deadlines_of_a_history_cut_midway_match_the_core(
             ), ticket_id
         states.update({fr_state, res_state})
     assert {"on_track", "breached", "met"} <= states
+
+
+def test_tickets_keep_their_policy_and_compliance_groups_by_it(db: Database) -> None:
+    """The vendor example (three policies): each ticket's row names the policy the core chose
+    for it, and compliance grouped by policy counts each policy's tickets and outcomes."""
+    vendor = load_policy(Path(__file__).resolve().parents[2] / "deploy/examples/vendor-policy.toml")
+    routed = with_routing(generate_history(120, seed=3), seed=3)
+    store = Store(db, vendor)
+    tickets, slas = _records(routed, vendor)
+    apply_interleaved(store, tickets, slas, seed=None)
+    replayer = Replayer(vendor)
+    emitted = list(replayer.run(lines(routed)))
+    rows = dict(db.query("SELECT ticket_id, policy_name FROM tickets"))
+    assert rows == {t: s.policy_name for t, s in replayer.tickets.items()}
+    assert set(rows.values()) == {"premium", "emea", "standard"}
+    start, end = parse_instant("2020-01-01T00:00:00Z"), parse_instant("2030-01-01T00:00:00Z")
+    groups = {g["key"]: g for g in compliance(db, vendor, start, end, "policy")["groups"]}
+    assert {k: g["tickets"] for k, g in groups.items()} == dict(Counter(rows.values()))
+    outcomes = Counter(  # a ticket that moved counts under the policy it ended with
+        (rows[e["ticket_id"]], e["metric"], e["type"])
+        for e in emitted
+        if e["type"] in ("sla.met", "sla.breached") and e["metric"] == "first_response"
+    )
+    for name, group in groups.items():
+        assert group["first_response"]["met"] == outcomes[(name, "first_response", "sla.met")]
+        assert (
+            group["first_response"]["breached"]
+            == outcomes[(name, "first_response", "sla.breached")]
+        )
