@@ -66,6 +66,7 @@ class Notifier:
         self._producer: AIOKafkaProducer | None = None
         self._session: aiohttp.ClientSession | None = None
         self._stopping = asyncio.Event()
+        self._abandoned = False
 
     # -- lifecycle
 
@@ -108,6 +109,10 @@ class Notifier:
             if not batches:
                 continue
             await asyncio.gather(*(self._partition(records) for records in batches.values()))
+            if self._abandoned:
+                # Stopping cut a retry short: nothing of this batch is committed, so whoever
+                # owns the partition next delivers the rest again, with the same keys.
+                break
             try:
                 await self._consumer.commit(
                     {tp: records[-1].offset + 1 for tp, records in batches.items()}
@@ -191,8 +196,18 @@ class Notifier:
                 return
             if attempt < channel.attempts:
                 self.stats["retries"] += 1
-                await asyncio.sleep(backoff_delay(channel, attempt, self.rng))
+                if await self._stopped_within(backoff_delay(channel, attempt, self.rng)):
+                    self._abandoned = True  # not delivered, not dead-lettered, not committed
+                    return
         await self._dead_letter(name, raw, record, f"{reason} (after {attempt} tries)", attempt)
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Wait out a backoff delay; True as soon as a stop is requested (SIGTERM)."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
 
     def _remember(self, key: tuple[str, str]) -> None:
         self.delivered[key] = None

@@ -349,3 +349,37 @@ def test_rules_refuse_secrets_and_unknown_channels() -> None:
                     "rules=[]\n", "r.toml")  # fmt: skip
     with pytest.raises(RulesError, match=r"unknown channel 'nope'"):
         parse_rules('rules=[{name="r", channels=["nope"]}]\n[channels]\n', "r.toml")
+
+
+async def test_a_stop_during_a_retry_backoff_is_prompt_and_leaves_the_event_for_redelivery(
+    kafka_bootstrap: str, topics: tuple[str, str, str], recorder: Recorder
+) -> None:
+    """SIGTERM (request_stop) while a delivery waits out a long backoff: the notifier stops at
+    once, neither dead-letters nor commits the event, and the next run delivers it (same key)."""
+    sla_topic, ticket_topic, dlq = topics
+    recorder.fail["/hook"] = [503] * 100
+    await produce(kafka_bootstrap, sla_topic, [sla(1)])
+    rules = f"""
+[channels.ops-hook]
+kind = "webhook"
+url = "{recorder.url}/hook"
+secret_env = "HOOK_SECRET"
+attempts = 10
+backoff = 60
+max_backoff = 60
+[[rules]]
+name = "all"
+channels = ["ops-hook"]
+"""
+    env = env_for(recorder)
+    harness = Harness(kafka_bootstrap, sla_topic, ticket_topic, rules, env, dlq)
+    async with harness as n:
+        await until(lambda: len(recorder.at("/hook")) == 0 and len(recorder.attempts) >= 1)
+        stop_requested = time.monotonic()
+    assert time.monotonic() - stop_requested < 10, "stop waited for the backoff"
+    assert n.stats["dead_lettered"] == 0
+    assert await committed_count(kafka_bootstrap, sla_topic, f"{sla_topic}-notify") == 0
+    recorder.fail["/hook"] = []
+    async with Harness(kafka_bootstrap, sla_topic, ticket_topic, rules, env, dlq):
+        await until(lambda: len(recorder.at("/hook")) == 1)
+    assert recorder.at("/hook")[0].headers["Idempotency-Key"] == sla(1)["event_id"]
