@@ -30,6 +30,7 @@ from deploy.local_service import free_port
 from events.instants import from_datetime, parse_instant
 
 DEMO_POLICY = Path(__file__).with_name("examples") / "demo-policy.toml"
+PARTITIONS = 4
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -111,14 +112,14 @@ def _follow_ups(now: datetime) -> list[dict[str, Any]]:
     ]
 
 
-def _publish(cli: list[str], broker: str, topics: list[str], records: list[dict[str, Any]]) -> None:
-    payload = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)
-    subprocess.run(
-        [*cli, "publish", "-", "--broker", broker, *topics],
-        input=payload,
-        check=True,
-        capture_output=True,
-    )
+async def _publish(broker: str, topic: str, partitions: int, records: list[dict[str, Any]]) -> None:
+    """Produce in this process: a CLI subprocess per batch took seconds to start under load,
+    long enough for a follow-up to reach the worker after the deadline it was meant to meet."""
+    from streams.engine.cli import publish_lines
+    from streams.engine.topics import ensure_topics, topic_limits
+
+    await ensure_topics(broker, [topic], partitions, 30.0, topic_limits(topic))
+    await publish_lines(broker, topic, [orjson.dumps(r) for r in records])
 
 
 async def _watch(broker: str, topic: str, seconds: float) -> int:
@@ -160,6 +161,17 @@ async def _watch(broker: str, topic: str, seconds: float) -> int:
     return seen
 
 
+async def _play(broker: str, tag: str, seconds: float) -> int:
+    """Publish the tickets, then their follow-ups 3 s later, while watching the SLA events."""
+    tickets = f"demo-{tag}-tickets"
+    await _publish(broker, tickets, PARTITIONS, _opened(datetime.now(UTC)))
+    print("demo: published 4 tickets (sev1 x2, sev2, sev3); watching SLA events ...\n", flush=True)
+    watching = asyncio.create_task(_watch(broker, f"demo-{tag}-sla", seconds))
+    await asyncio.sleep(3)
+    await _publish(broker, tickets, PARTITIONS, _follow_ups(datetime.now(UTC)))
+    return await watching
+
+
 def _demo(args: argparse.Namespace) -> int:
     tag = uuid.uuid4().hex[:8]
     topics = [
@@ -170,7 +182,7 @@ def _demo(args: argparse.Namespace) -> int:
         "--dlq-topic",
         f"demo-{tag}-dlq",
         "--partitions",
-        "4",
+        str(PARTITIONS),
     ]
     cli = [sys.executable, "-m", "deploy.cli"]
     with _broker() as broker, tempfile.TemporaryDirectory() as data:
@@ -209,14 +221,7 @@ def _demo(args: argparse.Namespace) -> int:
             except RuntimeError as exc:
                 print(f"demo: {exc}; worker log:\n{log.read_text()[-4000:]}", file=sys.stderr)
                 return 1
-            _publish(cli, broker, topics, _opened(datetime.now(UTC)))
-            print(
-                "demo: published 4 tickets (sev1 x2, sev2, sev3); watching SLA events ...\n",
-                flush=True,
-            )
-            time.sleep(3)
-            _publish(cli, broker, topics, _follow_ups(datetime.now(UTC)))
-            seen = asyncio.run(_watch(broker, f"demo-{tag}-sla", args.seconds))
+            seen = asyncio.run(_play(broker, tag, args.seconds))
             print(f"\ndemo: {seen} SLA events in {args.seconds:.0f} s", flush=True)
             return 0 if seen else 1
         finally:

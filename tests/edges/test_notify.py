@@ -328,17 +328,20 @@ channels = ["ops-hook"]
 
 
 async def committed_count(broker: str, topic: str, group: str) -> int:
-    """Records of `topic` whose offsets `group` has committed."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    """Records of `topic` whose offsets `group` has committed, as the group coordinator has them.
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=group)
-    await consumer.start()
+    Asked of the admin API: a fresh consumer's `partitions_for_topic` can still be empty (no
+    metadata yet), which once read as "nothing committed" and failed this test under load.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        offsets = [await consumer.committed(TopicPartition(topic, p)) for p in partitions]
+        offsets = await admin.list_consumer_group_offsets(group)
     finally:
-        await consumer.stop()
-    return sum(offset or 0 for offset in offsets)
+        await admin.close()
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
 
 
 def test_rules_refuse_secrets_and_unknown_channels() -> None:
