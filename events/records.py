@@ -26,6 +26,7 @@ class TicketEvent:
         "event_id",
         "group",
         "has_group",
+        "pinned_digest",
         "severity",
         "tags",
         "ticket_id",
@@ -63,6 +64,29 @@ class TicketEvent:
         self.attributes = attributes
         self.has_group = has_group
         """Whether the event gives `group` (a `ticket.updated` without it keeps the group)."""
+        self.pinned_digest = 0
+        """The digest of the event as received, when `redated` moved it (0: computed)."""
+
+    def redated(self, at: Micros) -> TicketEvent:
+        """The same event applied at `at` (a wall-clock worker takes an event dated slightly
+        ahead of its clock as now), keeping the digest of the event as received, so that its
+        redelivery, redated to another now, is still told apart from a reused id."""
+        moved = TicketEvent(
+            self.type,
+            self.event_id,
+            self.ticket_id,
+            at,
+            self.severity,
+            self.customer_id,
+            self.assignee,
+            self.group,
+            self.channel,
+            self.tags,
+            self.attributes,
+            self.has_group,
+        )
+        moved.pinned_digest = self.digest()
+        return moved
 
     def digest(self) -> int:
         """A CRC-32 of the event's content (everything but its ids), stable across processes.
@@ -70,6 +94,8 @@ class TicketEvent:
         Kept per seen event id, so a redelivery (same id, same content) is told apart from an
         id reused for a different event (same id, other content), which is rejected.
         """
+        if self.pinned_digest:
+            return self.pinned_digest
         content = (
             f"{self.type}|{self.at}|{self.severity}|{self.customer_id}|{self.assignee}|{self.group}"
         )

@@ -281,7 +281,7 @@ class PartitionEngine:
                     )
                 else:
                     if wall and at > wall_now:  # upstream clock skew: take it as now
-                        record = _at_time(record, wall_now)
+                        record = record.redated(wall_now)
                     if wall:
                         self._sweep(self._wall_mark(wall_now), emitted, dues, True)
                     rejected = self._apply(record, emitted, out)
@@ -453,17 +453,3 @@ class PartitionEngine:
                 else:
                     index.set(ticket_id, next_due_of(before))
         self._undo.clear()
-
-
-def _at_time(event: TicketEvent, at: Micros) -> TicketEvent:
-    """The same event, dated `at`."""
-    return TicketEvent(
-        event.type,
-        event.event_id,
-        event.ticket_id,
-        at,
-        event.severity,
-        event.customer_id,
-        event.assignee,
-        event.group,
-    )

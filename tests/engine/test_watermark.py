@@ -139,3 +139,31 @@ def test_lateness_is_measured_for_live_timers_only() -> None:
     _, result = run(engine, [tick(wall)], wall + 10 * SECOND)
     assert {key for key, _, _ in result.output} == {b"NEW"}
     assert len(result.timer_dues) == 5 and all(due > wall for due in result.timer_dues)
+
+
+def test_an_event_dated_ahead_keeps_its_content_and_its_redelivery_is_a_duplicate() -> None:
+    """Upstream clock skew: an event dated 10 s ahead applies at the worker's time with all its
+    fields (the gold tier picks the premium policy), and when the broker redelivers it later,
+    redated to another now, it is the same event again: nothing emitted, nothing dead-lettered.
+    Before: the redated copy dropped channel, tags and attributes (so the standard policy timed
+    the ticket), and its digest used the worker's time, so the redelivery was refused as an id
+    reused with other content."""
+    vendor = load_policy("deploy/examples/vendor-policy.toml")
+    wall = parse_instant("2026-11-30T12:00:00Z")
+    engine = PartitionEngine(0, vendor, "wall")
+    gold = orjson.dumps(
+        {
+            "type": "ticket.opened",
+            "event_id": "G-open",
+            "ticket_id": "G",
+            "severity": 1,
+            "attributes": {"tier": "gold"},
+            "occurred_at": format_instant(wall + 10 * SECOND),
+        }
+    )
+    out, result = run(engine, [gold], wall)
+    assert result.dead_letters == []
+    out, result = run(engine, [gold], wall + 5 * SECOND)  # redelivered after a restart
+    assert out == [] and result.dead_letters == []
+    out, _ = run(engine, [tick(wall)], wall + 400 * DAY // 100)  # four days on
+    assert out and {r["policy"]["name"] for r in out} == {"premium"}
