@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from events.instants import DAY, SECOND, Micros
 from projections.db import Database
+from projections.model import ticket_policy
 from projections.queries import (
     BadParameter,
     ComplianceQuery,
@@ -264,7 +265,7 @@ async def compliance_report(ctx: Ctx, q: Annotated[ComplianceQuery, Query()]) ->
     now = _now(ctx, q)
     start = resolve_when("from", q.start, now)
     end = now if q.end is None else resolve_when("to", q.end, now)
-    return await ctx.run(compliance, ctx.policy, start, end, q.group_by)
+    return await ctx.run(compliance, ctx.policy, start, end, q.group_by, None, None, q.policy)
 
 
 async def _dashboard_compliance(ctx: Context, q: DashboardQuery, now: Micros) -> dict[str, Any]:
@@ -288,13 +289,12 @@ async def _dashboard_compliance(ctx: Context, q: DashboardQuery, now: Micros) ->
 
 
 def _month(db: Database, policy: Policy, q: DashboardQuery, now: Micros) -> dict[str, Any]:
-    """30 days of compliance per severity and per day (the slow part of the board)."""
+    """30 days of compliance per severity, per day and per policy (the slow part of the
+    board), of the tickets the board's filters select."""
     start = now - 30 * DAY
     return {
-        name: []
-        if q.excludes(policy)
-        else compliance(db, policy, start, now, name, q.group, q.customer)["groups"]
-        for name in ("severity", "day")
+        name: compliance(db, policy, start, now, name, q.group, q.customer, q.policy)["groups"]
+        for name in ("severity", "day", "policy")
     }
 
 
@@ -304,7 +304,8 @@ async def dashboard_json(ctx: Ctx, q: Annotated[DashboardQuery, Query()]) -> Any
     month = await _dashboard_compliance(ctx, q, now)
     data["compliance"] = month["severity"]
     data["compliance_by_day"] = month["day"]
-    data["policy"] = ctx.policy.ref()
+    data["compliance_by_policy"] = month["policy"]
+    data["policy"] = ticket_policy(ctx.policy, q.policy).ref()  # the filter's, else the file's
     return data
 
 

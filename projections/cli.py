@@ -83,6 +83,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     comp.add_argument("--from", dest="start", default="30d")
     comp.add_argument("--to", dest="end", default=None)
     comp.add_argument("--group-by", default="severity")
+    for sub in (tickets, comp):  # `--policy` names the policy file, as on every service
+        sub.add_argument("--policy-name", help="only tickets running under this policy (name)")
     for sub in (tickets, one, esc, comp):
         add_flags(sub, QuerySettings)
         sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -255,21 +257,22 @@ def _render(what: str, data: dict[str, Any]) -> str:
     if what == "tickets":
         rows = [
             [t["ticket_id"], t["status"], t["severity"], t["customer_id"], t["group"],
-             t["assignee"], t["sla_state"], t["next_due_at"],
+             t["assignee"], t["policy"], t["sla_state"], t["next_due_at"],
              _left(t["metrics"].get("first_response")), _left(t["metrics"].get("resolution"))]
             for t in data["items"]
         ]  # fmt: skip
-        out = _table(["TICKET", "STATUS", "SEV", "CUSTOMER", "GROUP", "ASSIGNEE", "SLA",
-                      "NEXT DUE", "FIRST RESPONSE", "RESOLUTION"], rows)  # fmt: skip
+        out = _table(["TICKET", "STATUS", "SEV", "CUSTOMER", "GROUP", "ASSIGNEE", "POLICY",
+                      "SLA", "NEXT DUE", "FIRST RESPONSE", "RESOLUTION"], rows)  # fmt: skip
         if data["next_offset"] is not None:
             out += f"\n(more: --offset {data['next_offset']})"
         return out
     if what == "ticket":
         head = _table(
-            ["TICKET", "STATUS", "SEV", "CUSTOMER", "GROUP", "ASSIGNEE", "FIRST RESPONSE",
-             "RESOLUTION"],
+            ["TICKET", "STATUS", "SEV", "CUSTOMER", "GROUP", "ASSIGNEE", "POLICY", "CALENDAR",
+             "FIRST RESPONSE", "RESOLUTION"],
             [[data["ticket_id"], data["status"], data["severity"], data["customer_id"],
-              data["group"], data["assignee"], _left(data["metrics"].get("first_response")),
+              data["group"], data["assignee"], data["policy"], data["calendar"],
+              _left(data["metrics"].get("first_response")),
               _left(data["metrics"].get("resolution"))]],
         )  # fmt: skip
         timeline = _table(
@@ -324,7 +327,7 @@ def run_query(args: argparse.Namespace, policy: Policy, db: Database) -> dict[st
             given(status=args.status, sla_state=args.sla_state, severity=args.severity,
                   customer=args.customer, group=args.group, assignee=args.assignee,
                   breaching_within=args.breaching_within, sort=args.sort, limit=args.limit,
-                  offset=args.offset),
+                  offset=args.offset, policy=args.policy_name),
         )  # fmt: skip
         return list_tickets(db, policy, q, now)
     if what == "ticket":
@@ -333,10 +336,11 @@ def run_query(args: argparse.Namespace, policy: Policy, db: Database) -> dict[st
         e = parse_params(EscalationQuery, given(since=args.since, limit=args.limit))
         return list_escalations(db, resolve_when("since", e.since, now), now, args.open, e.limit)
     c = parse_params(ComplianceQuery, given(**{"from": args.start, "to": args.end,
-                                               "group_by": args.group_by}))  # fmt: skip
+                                               "group_by": args.group_by,
+                                               "policy": args.policy_name}))  # fmt: skip
     start = resolve_when("from", c.start, now)
     end = now if c.end is None else resolve_when("to", c.end, now)
-    return compliance(db, policy, start, end, c.group_by)
+    return compliance(db, policy, start, end, c.group_by, policy_name=c.policy)
 
 
 def open_existing(target: str) -> Database:

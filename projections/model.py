@@ -15,8 +15,9 @@ import orjson
 
 from events.instants import Micros, parse_instant
 from events.records import TicketEvent
+from streams.sla.clocks import Clock
 from streams.sla.machine import handle, metric_segments, policy_of
-from streams.sla.rules import MetricName, Policy
+from streams.sla.rules import ELAPSED, MetricName, Policy
 from streams.sla.state import TicketState
 from streams.sla.status import sla_status
 
@@ -32,7 +33,7 @@ TICKET_COLUMNS: tuple[str, ...] = (
     "res_state", "res_due_at", "res_paused_remaining", "res_clock",
     "sla_state", "next_due_at", "escalation_level",
     "fr_elapsed", "fr_business", "res_elapsed", "res_business",
-    "policy_version", "state_json", "policy_name",
+    "policy_version", "state_json", "policy_name", "fr_calendar", "res_calendar",
 )  # fmt: skip
 
 
@@ -86,8 +87,10 @@ def fold_ticket(
     if outcome.rejected is not None:
         # Timers may have fired inside handle before the rejection: the state still moved.
         return FoldResult(outcome.state, extras, "rejected", outcome.rejected)
-    if event.type == "ticket.assigned":
+    if event.type in ("ticket.assigned", "ticket.opened"):  # both state the assignment
         extras = Extras(event.assignee, event.group, extras.closed_at)
+    elif event.type == "ticket.updated" and event.has_group:  # routing moved it to a group
+        extras = Extras(extras.assignee, event.group, extras.closed_at)
     elif event.type == "ticket.closed" and extras.closed_at is None:
         extras = Extras(extras.assignee, extras.group_name, outcome.state.last_event_at)
     return FoldResult(outcome.state, extras, "applied")
@@ -150,12 +153,14 @@ def ticket_row(
         row["resolved_at"] = state.resolution_spans[-1][1]
     worst: str | None = None
     next_due: Micros | None = None
+    rules = policy.severities.get(state.severity)
     for metric in METRICS:
         p = _PREFIX[metric]
         status = statuses.get(metric)
         row[f"{p}_state"] = row[f"{p}_due_at"] = row[f"{p}_paused_remaining"] = None
-        row[f"{p}_clock"] = None
-        if status is None:
+        row[f"{p}_clock"] = row[f"{p}_calendar"] = None
+        rule = None if rules is None else rules.metric(metric)
+        if status is None or rule is None:
             continue
         flags = {
             f.type
@@ -166,9 +171,8 @@ def ticket_row(
         row[f"{p}_state"] = current
         row[f"{p}_due_at"] = status.due_at
         row[f"{p}_clock"] = status.clock
+        row[f"{p}_calendar"] = rule.calendar if rule.clock == "business" else None
         if status.state == "paused":
-            rule = policy.severities[state.severity].metric(metric)
-            assert rule is not None
             row[f"{p}_paused_remaining"] = rule.target - _consumed(state, metric, policy)
         if worst is None or STATE_RANK[current] > STATE_RANK[worst]:
             worst = current
@@ -178,16 +182,11 @@ def ticket_row(
     row["next_due_at"] = next_due
     levels = [f.level for f in facts if f.type == "ticket.escalated" and f.level is not None]
     row["escalation_level"] = max(levels, default=0)
-    calendar = policy.calendar
-    responded, resolved = row["first_response_at"], row["resolved_at"]
-    row["fr_elapsed"] = None if responded is None else responded - state.reported_at
-    row["fr_business"] = (
-        None if responded is None else calendar.between(state.reported_at, responded)
-    )
-    row["res_elapsed"] = None if resolved is None else resolved - state.reported_at
-    row["res_business"] = (
-        None if resolved is None else calendar.between(state.reported_at, resolved)
-    )
+    for p, done in (("fr", row["first_response_at"]), ("res", row["resolved_at"])):
+        # business time on the calendar that times the metric (its own, else the policy's)
+        calendar = policy.calendars.get(row[f"{p}_calendar"] or "", policy.calendar)
+        row[f"{p}_elapsed"] = None if done is None else done - state.reported_at
+        row[f"{p}_business"] = None if done is None else calendar.between(state.reported_at, done)
     return row
 
 
@@ -220,18 +219,35 @@ def sla_event_row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def ticket_policy(root: Policy, name: str | None) -> Policy:
+    """The policy a stored ticket runs under, by the name on its row (`tickets.policy_name`):
+    one of the file's policies, or the file's only one (also for a name the file no longer
+    has, and for rows written before the column existed)."""
+    return root.by_name.get(name or "", root)
+
+
+def metric_clock(policy: Policy, clock: str | None, calendar: str | None) -> Clock | None:
+    """The clock that times a stored metric: elapsed, or the business calendar its row names
+    (`fr_calendar`, `res_calendar`; a name of the policy file's calendars). A row without one
+    (written before the column existed) counts on its policy's calendar. None for no clock."""
+    if clock == "elapsed":
+        return ELAPSED
+    if clock != "business":
+        return None
+    return policy.calendars.get(calendar or "", policy.calendar)
+
+
 def remaining(
     state: str | None,
     due_at: Micros | None,
     paused_remaining: Micros | None,
-    clock: str | None,
-    policy: Policy,
+    clock: Clock | None,
     now: Micros,
 ) -> Micros | None:
-    """Time left at `now` on the metric's own clock (negative once overdue); query-time only."""
+    """Time left at `now` on the metric's own clock (`metric_clock`), in microseconds,
+    negative once overdue; query-time only."""
     if state == "paused":
         return paused_remaining
-    if state in ("met", "stopped") or due_at is None or clock not in ("business", "elapsed"):
+    if state in ("met", "stopped") or due_at is None or clock is None:
         return None
-    c = policy.clock(clock)
-    return c.between(now, due_at) if due_at >= now else -c.between(due_at, now)
+    return clock.between(now, due_at) if due_at >= now else -clock.between(due_at, now)

@@ -37,8 +37,10 @@ from events.instants import (
     format_instant,
     parse_rfc3339,
 )
+from events.outbound import Metric
 from projections.db import Database
-from projections.model import METRICS, remaining
+from projections.model import METRICS, metric_clock, remaining, ticket_policy
+from streams.sla.clocks import BusinessCalendar, Clock
 from streams.sla.rules import Policy
 
 MAX_LIMIT = 1000
@@ -164,7 +166,8 @@ SlaState = Literal["breached", "warning", "on_track", "paused", "met", "stopped"
 SlaEventType = Literal[
     "sla.warning", "sla.breached", "sla.met", "ticket.escalated", "customer.notification_required"
 ]
-MetricFilter = Literal["first_response", "resolution", "escalation"]
+MetricFilter = Metric
+"""The metrics the outbound contract names (`events.outbound`): a metric it adds is accepted."""
 Sort = Literal["due", "-due", "reported", "-reported", "severity", "ticket_id"]
 Grouping = Literal["severity", "customer", "day", "group", "policy", "none"]
 
@@ -211,6 +214,7 @@ class TicketQuery(Page):
     customer: str | None = Field(None, description="Customer id.")
     group: str | None = Field(None, description="Assigned group.")
     assignee: str | None = Field(None, description="Assignee.")
+    policy: str | None = Field(None, description="Only tickets running under this policy (name).")
     breaching_within: Window | None = Field(
         None,
         description="Next running deadline within this wall-clock window from now (e.g. 1h, "
@@ -242,9 +246,11 @@ class ComplianceQuery(Params):
 
     start: When = Field("30d", alias="from", description="Start (default 30d before now).")
     end: When | None = Field(None, alias="to", description="End (default now).")
+    policy: str | None = Field(None, description="Only tickets running under this policy (name).")
     group_by: Grouping = Field(
         "severity",
-        description="Grouping (days are the calendar's). By severity, each metric counts under "
+        description="Grouping (days are the local days of the `policy` filter's calendar, "
+        "else of the policy file's default calendar). By severity, each metric counts under "
         "the severity it was decided under (that of its sla.met / sla.breached), so the totals "
         "add up to the sla-events topic's; `tickets` counts tickets by current severity.",
     )
@@ -288,26 +294,40 @@ _TICKET_SELECT = (
     "SELECT ticket_id, status, severity, customer_id, assignee, group_name, reported_at, "
     "first_response_at, resolved_at, closed_at, cycle, sla_state, next_due_at, "
     "escalation_level, fr_state, fr_due_at, fr_paused_remaining, fr_clock, "
-    "res_state, res_due_at, res_paused_remaining, res_clock, last_event_at FROM tickets"
+    "res_state, res_due_at, res_paused_remaining, res_clock, last_event_at, "
+    "policy_name, policy_version, fr_calendar, res_calendar FROM tickets"
 )
+_METRIC_COLUMNS = ((14, 25), (18, 26))
+"""Per metric of METRICS: where its (state, due_at, paused_remaining, clock) start in a
+`_TICKET_SELECT` row, and where its calendar is."""
 
 
-def _ticket_json(row: tuple[Any, ...], policy: Policy, now: Micros) -> dict[str, Any]:
+def _ticket_json(row: tuple[Any, ...], root: Policy, now: Micros) -> dict[str, Any]:
+    """A ticket as the API shows it. Every time on it counts on the ticket's own policy (the
+    row's `policy_name`) and each metric on the calendar that times it (its row's calendar)."""
+    policy = ticket_policy(root, row[23])
+    ref = policy.ref()
+    rules = policy.severities.get(row[2])
     metrics: dict[str, Any] = {}
-    focus: tuple[Micros, Micros, str, str | None] | None = None
+    focus: tuple[Micros, Micros, str, Clock | None] | None = None
     """(remaining, target, state, clock) of the metric the ticket is closest to breaching on."""
-    for index, metric in zip((14, 18), METRICS, strict=True):
-        state, due, paused_left, clock = row[index : index + 4]
+    for (index, cal_index), metric in zip(_METRIC_COLUMNS, METRICS, strict=True):
+        state, due, paused_left, clock_name = row[index : index + 4]
         if state is None:
             continue
-        left = remaining(state, due, paused_left, clock, policy, now)
+        calendar = row[cal_index] if clock_name == "business" else None
+        if clock_name == "business" and calendar is None:  # a row from before migration 4
+            calendar = ref.get("calendar")
+        clock = metric_clock(policy, clock_name, calendar)
+        left = remaining(state, due, paused_left, clock, now)
         metrics[metric] = {
             "state": state,
             "due_at": _ts(due),
             "remaining_seconds": _secs(left),
-            "clock": clock,
+            "clock": clock_name,
+            "calendar": calendar,
         }
-        rule = policy.severities[row[2]].metric(metric) if row[2] in policy.severities else None
+        rule = None if rules is None else rules.metric(metric)
         if left is not None and rule is not None and (focus is None or left < focus[0]):
             focus = (left, rule.target, state, clock)
     stopped: str | None = None
@@ -317,7 +337,7 @@ def _ticket_json(row: tuple[Any, ...], policy: Policy, now: Micros) -> dict[str,
         fraction = round(1 - left / target, 4) if target > 0 else None
         if state == "paused":
             stopped = "paused"
-        elif clock == "business" and not policy.calendar.is_open(now):
+        elif isinstance(clock, BusinessCalendar) and not clock.is_open(now):
             stopped = "outside_business_hours"
     return {
         "ticket_id": row[0],
@@ -326,6 +346,9 @@ def _ticket_json(row: tuple[Any, ...], policy: Policy, now: Micros) -> dict[str,
         "customer_id": row[3],
         "assignee": row[4],
         "group": row[5],
+        "policy": row[23] or policy.name,
+        "policy_version": row[24],
+        "calendar": ref.get("calendar"),
         "reported_at": _ts(row[6]),
         "first_response_at": _ts(row[7]),
         "resolved_at": _ts(row[8]),
@@ -362,7 +385,7 @@ def list_tickets(db: Database, policy: Policy, q: TicketQuery, now: Micros) -> d
     if q.severity:
         _in("severity", q.severity, where, args)
     for column, value in (("customer_id", q.customer), ("group_name", q.group),
-                          ("assignee", q.assignee)):  # fmt: skip
+                          ("assignee", q.assignee), ("policy_name", q.policy)):  # fmt: skip
         if value is not None:
             where.append(f"{column} = ?")
             args.append(value)
@@ -482,19 +505,22 @@ def list_escalations(
     offset: int = 0,
     group: str | None = None,
     customer: str | None = None,
+    policy: str | None = None,
 ) -> dict[str, Any]:
     """Escalations in [since, now], newest first, with whether the ticket was resolved since;
-    optionally only those of one group's or one customer's tickets."""
+    optionally only those of one group's, one customer's or one policy's tickets."""
     sql = (
         "SELECT e.event_id, e.ticket_id, e.level, e.target, e.severity, e.cycle, "
-        "e.escalated_at, t.status, t.resolved_at, t.customer_id, t.assignee, t.group_name "
+        "e.escalated_at, t.status, t.resolved_at, t.customer_id, t.assignee, t.group_name, "
+        "t.policy_name "
         "FROM escalations e LEFT JOIN tickets t ON t.ticket_id = e.ticket_id "
         "WHERE e.escalated_at >= ? AND e.escalated_at <= ?"
     )
     args: list[Any] = [since, now]
     if open_only:
         sql += " AND NOT (t.status IN ('resolved', 'closed') AND t.resolved_at >= e.escalated_at)"
-    for column, value in (("t.group_name", group), ("t.customer_id", customer)):
+    for column, value in (("t.group_name", group), ("t.customer_id", customer),
+                          ("t.policy_name", policy)):  # fmt: skip
         if value is not None:
             sql += f" AND {column} = ?"
             args.append(value)
@@ -507,7 +533,7 @@ def list_escalations(
             "event_id": r[0], "ticket_id": r[1], "level": r[2], "to": r[3], "severity": r[4],
             "cycle": r[5], "escalated_at": format_instant(r[6]), "ticket_status": r[7],
             "resolved_since": resolved, "resolved_at": _ts(r[8]) if resolved else None,
-            "customer_id": r[9], "assignee": r[10], "group": r[11],
+            "customer_id": r[9], "assignee": r[10], "group": r[11], "policy": r[12],
         })  # fmt: skip
     return {
         "now": format_instant(now),
@@ -521,6 +547,13 @@ def list_escalations(
 
 # ------------------------------------------------------------------------------------------
 # Compliance
+
+
+def report_zone(root: Policy, policy_name: str | None = None) -> ZoneInfo:
+    """The time zone whose local days a report counts (a day grouping, "since midnight"):
+    that of the named policy's calendar when a view is filtered to one policy (its team's
+    days), else that of the policy file's default calendar."""
+    return ZoneInfo(ticket_policy(root, policy_name).calendar.timezone)
 
 
 def _stats(values: list[int]) -> dict[str, float | None]:
@@ -540,15 +573,18 @@ def compliance(
     group_by: str,
     group: str | None = None,
     customer: str | None = None,
+    policy_name: str | None = None,
 ) -> dict[str, Any]:
     """Per group: tickets reported in [start, end), met/breached per metric, and the mean and
     median time to first response and to resolution on the business and the elapsed clock.
 
     `compliance` of a metric is met / (met + breached): tickets still running don't count yet.
-    Days are the policy calendar's local days. By severity, each metric counts under the
-    severity it was decided under (the `severity` of its `sla.met` / `sla.breached`, as on the
-    sla-events topic), so the per-severity totals add up to the topic's; `tickets` counts
-    tickets by their current severity.
+    Only tickets running under `policy_name` when given (the row's own policy). Days are the
+    local days of that policy's calendar when given, else of the file's default calendar
+    (`report_zone`). Business times count on the calendar that timed each metric. By
+    severity, each metric counts under the severity it was decided under (the `severity` of
+    its `sla.met` / `sla.breached`, as on the sla-events topic), so the per-severity totals
+    add up to the topic's; `tickets` counts tickets by their current severity.
     """
     if end <= start:
         raise BadParameter("from", "must be before 'to'")
@@ -559,7 +595,8 @@ def compliance(
         "WHERE reported_at >= ? AND reported_at < ?"
     )
     args: list[Any] = [start, end]
-    for column, value in (("group_name", group), ("customer_id", customer)):
+    for column, value in (("group_name", group), ("customer_id", customer),
+                          ("policy_name", policy_name)):  # fmt: skip
         if value is not None:
             sql += f" AND {column} = ?"
             args.append(value)
@@ -574,7 +611,7 @@ def compliance(
             (start, end),
         ):
             decided[(d[0], d[1], int(d[2]))] = int(d[3])
-    zone = ZoneInfo(policy.calendar.timezone)
+    zone = report_zone(policy, policy_name)
     metrics = (("first_response", 4, 6, 7), ("resolution", 5, 8, 9))
     tickets: dict[Any, int] = defaultdict(int)
     groups: dict[Any, dict[str, list[tuple[Any, ...]]]] = defaultdict(
@@ -639,18 +676,16 @@ class DashboardQuery(Params):
 
     group: str | None = Field(None, description="Only this assigned group's tickets.")
     customer: str | None = Field(None, description="Only this customer's tickets.")
-    policy: str | None = Field(None, description="Only tickets governed by this policy (name).")
-
-    def excludes(self, policy: Policy) -> bool:
-        """True when the policy filter rules out every ticket: all tickets here are governed
-        by the one policy the service runs."""
-        return self.policy is not None and self.policy != policy.name
+    policy: str | None = Field(None, description="Only tickets running under this policy (name).")
 
 
-def _filters(q: DashboardQuery, policy: Policy, prefix: str = "") -> tuple[str, list[Any]]:
-    sql = " AND 1 = 0" if q.excludes(policy) else ""
+def _filters(q: DashboardQuery, prefix: str = "") -> tuple[str, list[Any]]:
+    """The view's filters on the tickets table (`prefix`: its alias); the policy filter is on
+    each ticket's own policy (`policy_name`)."""
+    sql = ""
     args: list[Any] = []
-    for column, value in (("group_name", q.group), ("customer_id", q.customer)):
+    for column, value in (("group_name", q.group), ("customer_id", q.customer),
+                          ("policy_name", q.policy)):  # fmt: skip
         if value is not None:
             sql += f" AND {prefix}{column} = ?"
             args.append(value)
@@ -666,7 +701,7 @@ def board_tiles(db: Database, policy: Policy, q: DashboardQuery, now: Micros) ->
     """The wall screen's counts at `now`: open tickets, breached now, at risk within the hour,
     tickets escalated in the last 24 hours, and today's compliance (SLA outcomes decided since
     local midnight of the policy calendar: met / (met + breached))."""
-    where, args = _filters(q, policy)
+    where, args = _filters(q)
     base = f"SELECT COUNT(*) FROM tickets WHERE {OPEN}{where}"
     opened = _count(db, base, args)
     breached = _count(db, f"{base} AND {BREACHED}", [*args, MAX_INSTANT, now])
@@ -676,7 +711,7 @@ def board_tiles(db: Database, policy: Policy, q: DashboardQuery, now: Micros) ->
         "AND next_due_at <= ?",
         [*args, now, now + HOUR],
     )
-    t_where, t_args = _filters(q, policy, "t.")
+    t_where, t_args = _filters(q, "t.")
     escalated = _count(
         db,
         "SELECT COUNT(DISTINCT e.ticket_id) FROM escalations e "
@@ -684,14 +719,14 @@ def board_tiles(db: Database, policy: Policy, q: DashboardQuery, now: Micros) ->
         f"WHERE e.escalated_at > ? AND e.escalated_at <= ?{t_where}",
         [now - DAY, now, *t_args],
     )
-    zone = ZoneInfo(policy.calendar.timezone)
+    zone = report_zone(policy, q.policy)
     local = datetime.fromtimestamp(now / SECOND, UTC).astimezone(zone)
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     today = round(midnight.timestamp() * SECOND)
     outcomes = db.query(
         "SELECT s.type, COUNT(*) FROM sla_events s LEFT JOIN tickets t "
         "ON t.ticket_id = s.ticket_id WHERE s.type IN ('sla.met', 'sla.breached') "
-        f"AND s.metric IN ('first_response', 'resolution') AND s.at >= ? AND s.at <= ?{t_where} "
+        f"AND s.at >= ? AND s.at <= ?{t_where} "
         "GROUP BY s.type",
         [today, now, *t_args],
     )
@@ -714,7 +749,7 @@ def board_tickets(
     """Open tickets for the wall: breached ones first (longest overdue first), then the rest
     by next deadline (paused ones, which have none, last). A breached ticket has no next
     running deadline, which is why it needs its own query rather than the `due` order."""
-    where, args = _filters(q, policy)
+    where, args = _filters(q)
     breached = db.query(
         f"{_TICKET_SELECT} WHERE {OPEN}{where} AND {BREACHED} ORDER BY "
         "CASE WHEN fr_state = 'breached' THEN fr_due_at WHEN res_state = 'breached' "
@@ -736,9 +771,7 @@ def dashboard_board(db: Database, policy: Policy, q: DashboardQuery, now: Micros
         "filters": {"group": q.group, "customer": q.customer, "policy": q.policy},
         "tiles": board_tiles(db, policy, q, now),
         "open": board_tickets(db, policy, q, now),
-        "escalations": []
-        if q.excludes(policy)
-        else list_escalations(db, now - DAY, now, limit=50, group=q.group, customer=q.customer)[
-            "items"
-        ],
+        "escalations": list_escalations(
+            db, now - DAY, now, limit=50, group=q.group, customer=q.customer, policy=q.policy
+        )["items"],
     }

@@ -30,11 +30,16 @@ class Metric(_Model):
         "overdue; frozen while paused."
     )
     clock: Literal["business", "elapsed"] | None
+    calendar: str | None = Field(
+        None,
+        description="The policy file's business calendar that times the metric (the metric's "
+        "own, else its policy's); null on the elapsed clock.",
+    )
 
 
-class Metrics(_Model):
-    first_response: Metric | None = None
-    resolution: Metric | None = None
+Metrics = dict[str, Metric]
+"""Per metric the ticket's policy times (`first_response`, `resolution`, ...): metric names
+are data, as on the SLA events."""
 
 
 class Ticket(_Model):
@@ -44,7 +49,19 @@ class Ticket(_Model):
     customer_id: str | None
     assignee: str | None
     group: str | None
-    policy: str | None = Field(None, description="Name of the policy that governs the ticket.")
+    policy: str | None = Field(
+        None,
+        description="Name of the policy the ticket runs under (chosen per ticket from the "
+        "policy file's policies by its attributes).",
+    )
+    policy_version: str | None = Field(
+        None, description="Version of the policy file the ticket was last evaluated under."
+    )
+    calendar: str | None = Field(
+        None,
+        description="Name of the ticket's policy's business calendar (a metric may name "
+        "another: see each metric's `calendar`).",
+    )
     reported_at: Instant | None
     first_response_at: Instant | None
     resolved_at: Instant | None
@@ -235,7 +252,7 @@ class Dashboard(_Model):
     escalations: list[Escalation]
     compliance: list[ComplianceGroup] = Field(description="Last 30 days per severity.")
     compliance_by_day: list[ComplianceGroup] = Field(description="Last 30 days per local day.")
-    compliance_by_policy: list[ComplianceGroup] | None = Field(
-        None, description="Last 30 days per policy, once tickets can have different policies."
+    compliance_by_policy: list[ComplianceGroup] = Field(
+        description="Last 30 days per policy (each ticket's own)."
     )
     policy: PolicyRef

@@ -107,6 +107,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE TABLE retracted_events (event_id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL)",
         ],
     ),
+    (
+        4,
+        "tickets: the business calendar that times each metric (a metric may name its own)",
+        [
+            # NULL on the elapsed clock, and on rows written before this migration until the
+            # ticket's next event (queries then use its policy's calendar).
+            "ALTER TABLE tickets ADD COLUMN fr_calendar TEXT",
+            "ALTER TABLE tickets ADD COLUMN res_calendar TEXT",
+        ],
+    ),
 ]
 
 PROJECTION_TABLES = (

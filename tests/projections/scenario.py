@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from events.instants import MINUTE, Micros, format_instant, parse_instant
@@ -60,4 +61,47 @@ def load_scenario(db: Database, policy: Policy, now: Micros = NOW) -> Store:
     store = Store(db, policy)
     store.apply_batch("ticket", as_records(TICKETS, lines(events)))
     store.apply_batch("sla", as_records(SLA, sla_records(events, policy, until=now)))
+    return store
+
+
+# ------------------------------------------------------------------------------------------
+# Several policies and calendars (#8 §2): the vendor example's three contracts
+
+VENDOR_POLICY = Path(__file__).resolve().parents[2] / "deploy/examples/vendor-policy.toml"
+OPENED = parse_instant("2026-11-24T13:00:00Z")
+"""Tuesday 08:00 in Toronto (EST, UTC-5): before the standard hours; 14:00 in Warsaw (CET,
+UTC+1): inside the EMEA team's 08:00-16:00."""
+AT = parse_instant("2026-11-24T13:30:00Z")
+"""08:30 Toronto (standard calendar closed), 14:30 Warsaw (open)."""
+LATER = parse_instant("2026-11-24T15:30:00Z")
+"""10:30 Toronto (open), 16:30 Warsaw (closed)."""
+
+
+def policies_events() -> list[dict[str, Any]]:
+    """Three severity-2 tickets opened at the same instant, one per vendor policy:
+
+    - P-1 (tier gold): `premium`, every metric on the 24x7 `always` calendar (Toronto);
+    - W-1 (group emea): `emea`, on `warsaw` (Mon-Fri 08:00-16:00 Europe/Warsaw); answered
+      at 14:00Z, 1h after the report, inside its 4h first-response target;
+    - S-1: `standard`, on `standard` (Mon-Fri 09:00-17:00 America/Toronto).
+    """
+    opened = format_instant(OPENED)
+    return [
+        {"event_id": "P-1-1", "ticket_id": "P-1", "type": "ticket.opened", "occurred_at": opened,
+         "severity": 2, "customer_id": "C-9", "attributes": {"tier": "gold"}},
+        {"event_id": "S-1-1", "ticket_id": "S-1", "type": "ticket.opened", "occurred_at": opened,
+         "severity": 2, "customer_id": "C-8"},
+        {"event_id": "W-1-1", "ticket_id": "W-1", "type": "ticket.opened", "occurred_at": opened,
+         "severity": 2, "customer_id": "C-7", "group": "emea"},
+        {"event_id": "W-1-2", "ticket_id": "W-1", "type": "ticket.responded",
+         "occurred_at": "2026-11-24T14:00:00Z"},
+    ]  # fmt: skip
+
+
+def load_policies_scenario(db: Database, root: Policy, until: Micros = LATER) -> Store:
+    """Project the three-policy tickets and the SLA events due up to `until` into `db`."""
+    events = policies_events()
+    store = Store(db, root)
+    store.apply_batch("ticket", as_records(TICKETS, lines(events)))
+    store.apply_batch("sla", as_records(SLA, sla_records(events, root, until=until)))
     return store

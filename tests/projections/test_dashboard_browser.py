@@ -275,3 +275,65 @@ async def _fits(page: Any) -> bool:
         "document.documentElement.scrollWidth <= innerWidth"
     )
     return fits
+
+
+async def test_each_ticket_shows_its_policy_and_a_team_screen_filters_by_it(
+    tmp_path: Path,
+) -> None:
+    """Three tickets under the vendor example's three policies (tests/projections/scenario.py):
+    each row names its own policy and calendar, `/?policy=emea` shows only the EMEA team's
+    ticket with its own counts, and compliance per policy is listed."""
+    _need_chromium()
+    from playwright.async_api import async_playwright
+
+    from streams.sla.policy import load_policy
+    from tests.projections.scenario import LATER, VENDOR_POLICY, load_policies_scenario
+
+    vendor = load_policy(VENDOR_POLICY)
+    db_target = str(tmp_path / "policies.sqlite3")
+    db = Database(db_target)
+    migrate(db)
+    load_policies_scenario(db, vendor)
+    db.close()
+    app = make_app(db_target, vendor, lambda: LATER)
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with serving(app) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            wall = await browser.new_page(viewport={"width": 1920, "height": 1080})
+            await wall.goto(base + "/")
+            await _loaded(wall)
+            assert await _visible_ids(wall) == ["P-1", "S-1", "W-1"]
+            rows = wall.locator("#open-tickets tr.ticket-row")
+            assert await rows.evaluate_all("rs => rs.map(r => r.dataset.policy)") == [
+                "premium", "standard", "emea",
+            ]  # fmt: skip
+            w_group = wall.locator('#open-tickets tr[data-ticket="W-1"] td.wide').first
+            assert await w_group.inner_text() == "emea · emea"  # group · policy
+            assert await w_group.get_attribute("title") == "policy emea, calendar warsaw"
+            # 16:30 in Warsaw: W-1's clock is stopped although Toronto is open
+            stopped = wall.locator("#open-tickets tr .stopped")
+            marked = "ms => ms.map(m => m.closest('tr').dataset.ticket)"
+            assert await stopped.evaluate_all(marked) == ["W-1"]
+            shares = wall.locator("#policies .policy-compliance")
+            assert await shares.evaluate_all("ss => ss.map(s => s.dataset.policy)") == [
+                "emea", "premium", "standard",
+            ]  # fmt: skip
+            assert await wall.locator("#policies").is_visible()
+            assert "premium: FR 0%" in await wall.locator("#policies").inner_text()
+            await wall.screenshot(path=str(ARTIFACTS / "dashboard-policies-1920x1080.png"))
+
+            await wall.goto(base + "/?policy=emea")
+            await _loaded(wall)
+            assert await _visible_ids(wall) == ["W-1"]
+            tiles = await _tiles(wall)
+            assert (tiles["tile-open"], tiles["tile-breached"], tiles["tile-compliance"]) == (
+                "1", "0", "100%",
+            )  # fmt: skip
+            assert "policy emea" in await wall.locator("#filters").inner_text()
+            await wall.goto(base + "/?policy=premium")
+            await _loaded(wall)
+            assert await _visible_ids(wall) == ["P-1"]
+            assert (await _tiles(wall))["tile-breached"] == "1"
+        finally:
+            await browser.close()

@@ -187,16 +187,18 @@ def test_a_failed_batch_stores_neither_rows_nor_offset(
 
 
 def test_remaining_is_computed_on_the_metric_clock(policy: Policy) -> None:
-    from projections.model import remaining
+    from projections.model import metric_clock, remaining
 
+    business = metric_clock(policy, "business", "default")
+    elapsed = metric_clock(policy, "elapsed", None)
     due = parse_instant("2026-11-27T23:30:00Z")  # Friday 18:30 Toronto
     monday = parse_instant("2026-11-30T14:00:00Z")  # Monday 09:00 Toronto
     friday = parse_instant("2026-11-27T22:30:00Z")  # Friday 17:30
-    assert remaining("on_track", due, None, "business", policy, friday) == HOUR
-    assert remaining("breached", due, None, "business", policy, monday) == -HOUR
-    assert remaining("on_track", due, None, "elapsed", policy, friday) == HOUR
-    assert remaining("paused", None, 5 * HOUR, "business", policy, monday) == 5 * HOUR
-    assert remaining("met", None, None, "business", policy, monday) is None
+    assert remaining("on_track", due, None, business, friday) == HOUR
+    assert remaining("breached", due, None, business, monday) == -HOUR
+    assert remaining("on_track", due, None, elapsed, friday) == HOUR
+    assert remaining("paused", None, 5 * HOUR, business, monday) == 5 * HOUR
+    assert remaining("met", None, None, business, monday) is None
     assert format_instant(due) == "2026-11-27T23:30:00Z"
 
 
