@@ -193,6 +193,7 @@ def ticket_row(
 SLA_EVENT_COLUMNS: tuple[str, ...] = (
     "event_id", "ticket_id", "type", "metric", "severity", "cycle", "due_at", "at", "level",
     "target", "threshold", "took_seconds", "clock", "eta", "policy_name", "policy_version",
+    "policy_calendar",
 )  # fmt: skip
 
 
@@ -216,6 +217,7 @@ def sla_event_row(record: dict[str, Any]) -> dict[str, Any]:
         "eta": None if eta is None else parse_instant(eta),
         "policy_name": record["policy"]["name"],
         "policy_version": record["policy"]["version"],
+        "policy_calendar": record["policy"].get("calendar"),
     }
 
 

@@ -422,7 +422,8 @@ def get_ticket(db: Database, policy: Policy, ticket_id: str, now: Micros) -> dic
             timeline.append({"at": row[index], "type": f"ticket.{kind}"})
     events = db.query(
         "SELECT event_id, type, metric, severity, cycle, due_at, at, level, target, threshold, "
-        "took_seconds, clock, eta FROM sla_events WHERE ticket_id = ? ORDER BY at, event_id",
+        "took_seconds, clock, eta, policy_calendar FROM sla_events WHERE ticket_id = ? "
+        "ORDER BY at, event_id",
         (ticket_id,),
     )
     for e in events:
@@ -431,7 +432,7 @@ def get_ticket(db: Database, policy: Policy, ticket_id: str, now: Micros) -> dic
             "cycle": e[4], "due_at": _ts(e[5]),
         }  # fmt: skip
         extra = {"level": e[7], "to": e[8], "threshold": e[9], "took_seconds": e[10],
-                 "clock": e[11], "eta": _ts(e[12])}  # fmt: skip
+                 "clock": e[11], "eta": _ts(e[12]), "calendar": e[13]}  # fmt: skip
         entry.update({k: v for k, v in extra.items() if v is not None})
         timeline.append(entry)
     timeline.sort(key=lambda item: (item["at"], item["type"] != "ticket.reported"))
@@ -469,7 +470,8 @@ def list_sla_events(
         args.append(metric)
     rows = db.query(
         "SELECT event_id, ticket_id, type, metric, severity, cycle, due_at, at, level, target, "
-        "threshold, took_seconds, clock, eta, policy_name, policy_version FROM sla_events "
+        "threshold, took_seconds, clock, eta, policy_name, policy_version, policy_calendar "
+        "FROM sla_events "
         f"WHERE {' AND '.join(where)} ORDER BY at DESC, event_id LIMIT ? OFFSET ?",
         [*args, limit + 1, offset],
     )
@@ -478,7 +480,8 @@ def list_sla_events(
         item = {
             "event_id": r[0], "ticket_id": r[1], "type": r[2], "metric": r[3],
             "severity": r[4], "cycle": r[5], "due_at": format_instant(r[6]),
-            "at": format_instant(r[7]), "policy": {"name": r[14], "version": r[15]},
+            "at": format_instant(r[7]),
+            "policy": {"name": r[14], "version": r[15], "calendar": r[16]},
         }  # fmt: skip
         extra = {"level": r[8], "to": r[9], "threshold": r[10], "took_seconds": r[11],
                  "clock": r[12], "eta": _ts(r[13])}  # fmt: skip

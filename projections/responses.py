@@ -106,6 +106,9 @@ class TimelineEntry(_Model):
     took_seconds: float | None = None
     clock: str | None = None
     eta: Instant | None = None
+    calendar: str | None = Field(
+        None, description="The calendar that timed the SLA event (`elapsed`: the elapsed clock)."
+    )
 
 
 class TicketDetail(Ticket):
@@ -116,6 +119,11 @@ class TicketDetail(Ticket):
 class PolicyRef(_Model):
     name: str
     version: str | int | None = None
+    calendar: str | None = Field(
+        None,
+        description="On an SLA event: the business calendar that timed it, or `elapsed` for "
+        "the elapsed clock (null when the event names none); on the dashboard: the policy's.",
+    )
 
 
 class SlaEvent(_Model):

@@ -117,6 +117,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE tickets ADD COLUMN res_calendar TEXT",
         ],
     ),
+    (
+        5,
+        "sla_events: the calendar that timed each event (as its policy reference names it)",
+        [
+            # `elapsed` for the elapsed clock; NULL for events that name none
+            "ALTER TABLE sla_events ADD COLUMN policy_calendar TEXT",
+        ],
+    ),
 ]
 
 PROJECTION_TABLES = (

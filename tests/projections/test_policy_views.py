@@ -104,6 +104,18 @@ async def test_remaining_time_counts_on_each_tickets_own_calendar(
     assert one["metrics"] == later["W-1"]["metrics"]
 
 
+async def test_sla_events_keep_the_calendar_that_timed_them(client: httpx.AsyncClient) -> None:
+    """The outbound events name the policy, its version and calendar: the sla-events view and
+    a ticket's timeline keep the calendar."""
+    page = await _get(client, "/api/sla-events?type=sla.breached&since=2026-11-24T00:00:00Z")
+    assert [(e["ticket_id"], e["metric"], e["policy"]) for e in page["items"]] == [
+        ("P-1", "first_response", {"name": "premium", "version": "2027-01", "calendar": "always"}),
+    ]  # fmt: skip
+    timeline = (await _get(client, "/api/tickets/W-1"))["timeline"]
+    met = [(e["type"], e["metric"], e["calendar"]) for e in timeline if e["type"] == "sla.met"]
+    assert met == [("sla.met", "first_response", "warsaw")]
+
+
 async def test_filters_and_compliance_by_each_tickets_policy(client: httpx.AsyncClient) -> None:
     """The policy filter is on each ticket's own policy, in every view; compliance groups by
     it. At 15:30Z P-1's first response has breached (premium) and W-1's was met (emea)."""
