@@ -15,11 +15,14 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from fastapi import FastAPI
 
 from events.instants import MINUTE, format_instant
 from projections.api import make_app
@@ -152,8 +155,6 @@ async def _check_page(base: str, kafka_bootstrap: str, ticket_topic: str) -> Non
 async def test_wall_screen_and_phone_layouts(tmp_path: Path, policy: Policy) -> None:
     """Known events (the scenario) at 1920x1080 and 390x844: tiles, breached first, no scroll."""
     _need_chromium()
-    from playwright.async_api import async_playwright
-
     db_target = str(tmp_path / "wall.sqlite3")
     db = Database(db_target)
     migrate(db)
@@ -165,6 +166,75 @@ async def test_wall_screen_and_phone_layouts(tmp_path: Path, policy: Policy) -> 
         return NOW + (time.time_ns() // 1000 - started)
 
     app = make_app(db_target, policy, clock)
+    async with _wall_screen(app) as (base, browser, wall):
+        assert await _tiles(wall) == {
+            "tile-open": "3", "tile-breached": "1", "tile-at-risk": "1",
+            "tile-escalated": "2", "tile-compliance": "80%",
+        }  # fmt: skip
+        assert await _visible_ids(wall) == ["C", "A", "B"]
+        first = wall.locator("#open-tickets tr.ticket-row").first
+        assert "r-breached" in (await first.get_attribute("class") or "")
+        countdown = await first.locator(".countdown").inner_text()
+        assert countdown.startswith("-"), countdown  # time past the deadline, negative
+        colour = await first.locator(".countdown").evaluate("e => getComputedStyle(e).color")
+        assert colour == "rgb(255, 77, 77)"  # red
+        a_row = wall.locator('#open-tickets tr[data-ticket="A"]')
+        assert "r-critical" in (await a_row.get_attribute("class") or "")  # 30 min left
+        assert await _fits(wall), "the wall screen scrolls"
+        assert await _clipped(wall) == []
+        for panel in ("#tiles", "#open-panel", "#esc-panel", "#chart-panel"):
+            box = await wall.locator(panel).bounding_box()
+            assert box is not None and box["y"] + box["height"] <= 1080, panel
+        assert await wall.locator("#compliance-trend circle.point").count() >= 2
+        assert await wall.locator("#compliance-chart rect.bar").count() >= 3
+        font = await first.evaluate("e => parseFloat(getComputedStyle(e.cells[0]).fontSize)")
+        assert font >= 20  # readable from across a room
+        await wall.screenshot(path=str(ARTIFACTS / "dashboard-1920x1080.png"))
+
+        # each team's screen: filters in the URL
+        await wall.goto(base + "/?group=l1")
+        await _loaded(wall)
+        assert await _visible_ids(wall) == ["B"]
+        assert (await _tiles(wall))["tile-open"] == "1"
+        assert "group l1" in await wall.locator("#filters").inner_text()
+        await wall.goto(base + "/?customer=C-1")
+        await _loaded(wall)
+        assert await _visible_ids(wall) == ["C", "A"]
+        await wall.goto(base + "/?policy=" + policy.name)
+        await _loaded(wall)
+        assert await _visible_ids(wall) == ["C", "A", "B"]
+        await wall.goto(base + "/?policy=some-other-policy")
+        await _loaded(wall, rows=False)
+        assert (await _tiles(wall))["tile-open"] == "0"
+
+        # outside business hours (Tuesday 21:00 in Toronto): the clock-stopped marker
+        await wall.goto(base + "/?now=2026-11-25T02:00:00Z")
+        await _loaded(wall)
+        marker = wall.locator('#open-tickets tr[data-ticket="B"] .stopped')
+        assert await marker.get_attribute("data-stopped") == "outside_business_hours"
+        await wall.screenshot(path=str(ARTIFACTS / "dashboard-1920x1080-after-hours.png"))
+
+        phone = await browser.new_page(viewport={"width": 390, "height": 844})
+        await phone.goto(base + "/")
+        await _loaded(phone)
+        assert await _visible_ids(phone) == ["C", "A", "B"]
+        assert (await _tiles(phone))["tile-breached"] == "1"
+        width = await phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"horizontal scroll on a phone: {width}px"
+        assert await _clipped(phone) == []
+        panels = [await phone.locator(p).bounding_box() for p in ("#open-panel", "#esc-panel")]
+        assert all(b is not None and b["width"] >= 340 for b in panels)  # one column
+        assert panels[0] is not None and panels[1] is not None
+        assert panels[1]["y"] > panels[0]["y"]  # stacked
+        await phone.screenshot(path=str(ARTIFACTS / "dashboard-390x844.png"), full_page=True)
+
+
+@asynccontextmanager
+async def _wall_screen(app: FastAPI) -> AsyncIterator[tuple[str, Any, Any]]:
+    """The app on 127.0.0.1 and headless Chromium showing its `/` at 1920x1080, loaded:
+    yields (base URL, browser, that page)."""
+    from playwright.async_api import async_playwright
+
     ARTIFACTS.mkdir(exist_ok=True)
     async with serving(app) as base, async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
@@ -172,66 +242,7 @@ async def test_wall_screen_and_phone_layouts(tmp_path: Path, policy: Policy) -> 
             wall = await browser.new_page(viewport={"width": 1920, "height": 1080})
             await wall.goto(base + "/")
             await _loaded(wall)
-            assert await _tiles(wall) == {
-                "tile-open": "3", "tile-breached": "1", "tile-at-risk": "1",
-                "tile-escalated": "2", "tile-compliance": "80%",
-            }  # fmt: skip
-            assert await _visible_ids(wall) == ["C", "A", "B"]
-            first = wall.locator("#open-tickets tr.ticket-row").first
-            assert "r-breached" in (await first.get_attribute("class") or "")
-            countdown = await first.locator(".countdown").inner_text()
-            assert countdown.startswith("-"), countdown  # time past the deadline, negative
-            colour = await first.locator(".countdown").evaluate("e => getComputedStyle(e).color")
-            assert colour == "rgb(255, 77, 77)"  # red
-            a_row = wall.locator('#open-tickets tr[data-ticket="A"]')
-            assert "r-critical" in (await a_row.get_attribute("class") or "")  # 30 min left
-            assert await _fits(wall), "the wall screen scrolls"
-            assert await _clipped(wall) == []
-            for panel in ("#tiles", "#open-panel", "#esc-panel", "#chart-panel"):
-                box = await wall.locator(panel).bounding_box()
-                assert box is not None and box["y"] + box["height"] <= 1080, panel
-            assert await wall.locator("#compliance-trend circle.point").count() >= 2
-            assert await wall.locator("#compliance-chart rect.bar").count() >= 3
-            font = await first.evaluate("e => parseFloat(getComputedStyle(e.cells[0]).fontSize)")
-            assert font >= 20  # readable from across a room
-            await wall.screenshot(path=str(ARTIFACTS / "dashboard-1920x1080.png"))
-
-            # each team's screen: filters in the URL
-            await wall.goto(base + "/?group=l1")
-            await _loaded(wall)
-            assert await _visible_ids(wall) == ["B"]
-            assert (await _tiles(wall))["tile-open"] == "1"
-            assert "group l1" in await wall.locator("#filters").inner_text()
-            await wall.goto(base + "/?customer=C-1")
-            await _loaded(wall)
-            assert await _visible_ids(wall) == ["C", "A"]
-            await wall.goto(base + "/?policy=" + policy.name)
-            await _loaded(wall)
-            assert await _visible_ids(wall) == ["C", "A", "B"]
-            await wall.goto(base + "/?policy=some-other-policy")
-            await _loaded(wall, rows=False)
-            assert (await _tiles(wall))["tile-open"] == "0"
-
-            # outside business hours (Tuesday 21:00 in Toronto): the clock-stopped marker
-            await wall.goto(base + "/?now=2026-11-25T02:00:00Z")
-            await _loaded(wall)
-            marker = wall.locator('#open-tickets tr[data-ticket="B"] .stopped')
-            assert await marker.get_attribute("data-stopped") == "outside_business_hours"
-            await wall.screenshot(path=str(ARTIFACTS / "dashboard-1920x1080-after-hours.png"))
-
-            phone = await browser.new_page(viewport={"width": 390, "height": 844})
-            await phone.goto(base + "/")
-            await _loaded(phone)
-            assert await _visible_ids(phone) == ["C", "A", "B"]
-            assert (await _tiles(phone))["tile-breached"] == "1"
-            width = await phone.evaluate("document.documentElement.scrollWidth")
-            assert width <= 390, f"horizontal scroll on a phone: {width}px"
-            assert await _clipped(phone) == []
-            panels = [await phone.locator(p).bounding_box() for p in ("#open-panel", "#esc-panel")]
-            assert all(b is not None and b["width"] >= 340 for b in panels)  # one column
-            assert panels[0] is not None and panels[1] is not None
-            assert panels[1]["y"] > panels[0]["y"]  # stacked
-            await phone.screenshot(path=str(ARTIFACTS / "dashboard-390x844.png"), full_page=True)
+            yield base, browser, wall
         finally:
             await browser.close()
 
@@ -284,8 +295,6 @@ async def test_each_ticket_shows_its_policy_and_a_team_screen_filters_by_it(
     each row names its own policy and calendar, `/?policy=emea` shows only the EMEA team's
     ticket with its own counts, and compliance per policy is listed."""
     _need_chromium()
-    from playwright.async_api import async_playwright
-
     from streams.sla.policy import load_policy
     from tests.projections.scenario import LATER, VENDOR_POLICY, load_policies_scenario
 
@@ -296,44 +305,36 @@ async def test_each_ticket_shows_its_policy_and_a_team_screen_filters_by_it(
     load_policies_scenario(db, vendor)
     db.close()
     app = make_app(db_target, vendor, lambda: LATER)
-    ARTIFACTS.mkdir(exist_ok=True)
-    async with serving(app) as base, async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            wall = await browser.new_page(viewport={"width": 1920, "height": 1080})
-            await wall.goto(base + "/")
-            await _loaded(wall)
-            assert await _visible_ids(wall) == ["P-1", "S-1", "W-1"]
-            rows = wall.locator("#open-tickets tr.ticket-row")
-            assert await rows.evaluate_all("rs => rs.map(r => r.dataset.policy)") == [
-                "premium", "standard", "emea",
-            ]  # fmt: skip
-            w_group = wall.locator('#open-tickets tr[data-ticket="W-1"] td.wide').first
-            assert await w_group.inner_text() == "emea · emea"  # group · policy
-            assert await w_group.get_attribute("title") == "policy emea, calendar warsaw"
-            # 16:30 in Warsaw: W-1's clock is stopped although Toronto is open
-            stopped = wall.locator("#open-tickets tr .stopped")
-            marked = "ms => ms.map(m => m.closest('tr').dataset.ticket)"
-            assert await stopped.evaluate_all(marked) == ["W-1"]
-            shares = wall.locator("#policies .policy-compliance")
-            assert await shares.evaluate_all("ss => ss.map(s => s.dataset.policy)") == [
-                "emea", "premium", "standard",
-            ]  # fmt: skip
-            assert await wall.locator("#policies").is_visible()
-            assert "premium: FR 0%" in await wall.locator("#policies").inner_text()
-            await wall.screenshot(path=str(ARTIFACTS / "dashboard-policies-1920x1080.png"))
+    async with _wall_screen(app) as (base, _browser, wall):
+        assert await _visible_ids(wall) == ["P-1", "S-1", "W-1"]
+        rows = wall.locator("#open-tickets tr.ticket-row")
+        assert await rows.evaluate_all("rs => rs.map(r => r.dataset.policy)") == [
+            "premium", "standard", "emea",
+        ]  # fmt: skip
+        w_group = wall.locator('#open-tickets tr[data-ticket="W-1"] td.wide').first
+        assert await w_group.inner_text() == "emea · emea"  # group · policy
+        assert await w_group.get_attribute("title") == "policy emea, calendar warsaw"
+        # 16:30 in Warsaw: W-1's clock is stopped although Toronto is open
+        stopped = wall.locator("#open-tickets tr .stopped")
+        marked = "ms => ms.map(m => m.closest('tr').dataset.ticket)"
+        assert await stopped.evaluate_all(marked) == ["W-1"]
+        shares = wall.locator("#policies .policy-compliance")
+        assert await shares.evaluate_all("ss => ss.map(s => s.dataset.policy)") == [
+            "emea", "premium", "standard",
+        ]  # fmt: skip
+        assert await wall.locator("#policies").is_visible()
+        assert "premium: FR 0%" in await wall.locator("#policies").inner_text()
+        await wall.screenshot(path=str(ARTIFACTS / "dashboard-policies-1920x1080.png"))
 
-            await wall.goto(base + "/?policy=emea")
-            await _loaded(wall)
-            assert await _visible_ids(wall) == ["W-1"]
-            tiles = await _tiles(wall)
-            assert (tiles["tile-open"], tiles["tile-breached"], tiles["tile-compliance"]) == (
-                "1", "0", "100%",
-            )  # fmt: skip
-            assert "policy emea" in await wall.locator("#filters").inner_text()
-            await wall.goto(base + "/?policy=premium")
-            await _loaded(wall)
-            assert await _visible_ids(wall) == ["P-1"]
-            assert (await _tiles(wall))["tile-breached"] == "1"
-        finally:
-            await browser.close()
+        await wall.goto(base + "/?policy=emea")
+        await _loaded(wall)
+        assert await _visible_ids(wall) == ["W-1"]
+        tiles = await _tiles(wall)
+        assert (tiles["tile-open"], tiles["tile-breached"], tiles["tile-compliance"]) == (
+            "1", "0", "100%",
+        )  # fmt: skip
+        assert "policy emea" in await wall.locator("#filters").inner_text()
+        await wall.goto(base + "/?policy=premium")
+        await _loaded(wall)
+        assert await _visible_ids(wall) == ["P-1"]
+        assert (await _tiles(wall))["tile-breached"] == "1"
