@@ -78,9 +78,12 @@ LATER = parse_instant("2026-11-24T15:30:00Z")
 
 
 def policies_events() -> list[dict[str, Any]]:
-    """Three severity-2 tickets opened at the same instant, one per vendor policy:
+    """Severity-2 tickets opened at the same instant, one per vendor policy, and a premium
+    severity-1 ticket:
 
     - P-1 (tier gold): `premium`, every metric on the 24x7 `always` calendar (Toronto);
+    - P-2 (tier gold, severity 1): `premium`; first response due 13:30Z, escalated to the
+      duty manager 1h after the report (14:00Z);
     - W-1 (group emea): `emea`, on `warsaw` (Mon-Fri 08:00-16:00 Europe/Warsaw); answered
       at 14:00Z, 1h after the report, inside its 4h first-response target;
     - S-1: `standard`, on `standard` (Mon-Fri 09:00-17:00 America/Toronto).
@@ -89,6 +92,8 @@ def policies_events() -> list[dict[str, Any]]:
     return [
         {"event_id": "P-1-1", "ticket_id": "P-1", "type": "ticket.opened", "occurred_at": opened,
          "severity": 2, "customer_id": "C-9", "attributes": {"tier": "gold"}},
+        {"event_id": "P-2-1", "ticket_id": "P-2", "type": "ticket.opened", "occurred_at": opened,
+         "severity": 1, "customer_id": "C-9", "attributes": {"tier": "gold"}},
         {"event_id": "S-1-1", "ticket_id": "S-1", "type": "ticket.opened", "occurred_at": opened,
          "severity": 2, "customer_id": "C-8"},
         {"event_id": "W-1-1", "ticket_id": "W-1", "type": "ticket.opened", "occurred_at": opened,

@@ -306,10 +306,10 @@ async def test_each_ticket_shows_its_policy_and_a_team_screen_filters_by_it(
     db.close()
     app = make_app(db_target, vendor, lambda: LATER)
     async with _wall_screen(app) as (base, _browser, wall):
-        assert await _visible_ids(wall) == ["P-1", "S-1", "W-1"]
+        assert await _visible_ids(wall) == ["P-2", "P-1", "S-1", "W-1"]
         rows = wall.locator("#open-tickets tr.ticket-row")
         assert await rows.evaluate_all("rs => rs.map(r => r.dataset.policy)") == [
-            "premium", "standard", "emea",
+            "premium", "premium", "standard", "emea",
         ]  # fmt: skip
         w_group = wall.locator('#open-tickets tr[data-ticket="W-1"] td.wide').first
         assert await w_group.inner_text() == "emea · emea"  # group · policy
@@ -334,7 +334,10 @@ async def test_each_ticket_shows_its_policy_and_a_team_screen_filters_by_it(
             "1", "0", "100%",
         )  # fmt: skip
         assert "policy emea" in await wall.locator("#filters").inner_text()
+        assert await wall.locator("#escalations tr.escalation-row").count() == 0
         await wall.goto(base + "/?policy=premium")
         await _loaded(wall)
-        assert await _visible_ids(wall) == ["P-1"]
-        assert (await _tiles(wall))["tile-breached"] == "1"
+        assert await _visible_ids(wall) == ["P-2", "P-1"]
+        assert (await _tiles(wall))["tile-breached"] == "2"
+        escalated = wall.locator("#escalations tr.escalation-row")
+        assert await escalated.evaluate_all("rs => rs.map(r => r.dataset.ticket)") == ["P-2"]

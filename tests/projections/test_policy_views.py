@@ -108,43 +108,52 @@ async def test_sla_events_keep_the_calendar_that_timed_them(client: httpx.AsyncC
     """The outbound events name the policy, its version and calendar: the sla-events view and
     a ticket's timeline keep the calendar."""
     page = await _get(client, "/api/sla-events?type=sla.breached&since=2026-11-24T00:00:00Z")
+    premium = {"name": "premium", "version": "2027-01", "calendar": "always"}
     assert [(e["ticket_id"], e["metric"], e["policy"]) for e in page["items"]] == [
-        ("P-1", "first_response", {"name": "premium", "version": "2027-01", "calendar": "always"}),
+        ("P-1", "first_response", premium), ("P-2", "first_response", premium),
     ]  # fmt: skip
     timeline = (await _get(client, "/api/tickets/W-1"))["timeline"]
     met = [(e["type"], e["metric"], e["calendar"]) for e in timeline if e["type"] == "sla.met"]
     assert met == [("sla.met", "first_response", "warsaw")]
+    timeline = (await _get(client, "/api/tickets/P-2"))["timeline"]
+    escalated = [(e["at"], e["calendar"]) for e in timeline if e["type"] == "ticket.escalated"]
+    # escalations count on the elapsed clock unless they say otherwise: 1h after 13:00Z
+    assert escalated == [("2026-11-24T14:00:00Z", "elapsed")]
 
 
 async def test_filters_and_compliance_by_each_tickets_policy(client: httpx.AsyncClient) -> None:
     """The policy filter is on each ticket's own policy, in every view; compliance groups by
-    it. At 15:30Z P-1's first response has breached (premium) and W-1's was met (emea)."""
+    it. At 15:30Z the first responses of P-1 and P-2 have breached (premium), W-1's was met
+    (emea), and P-2 was escalated (premium)."""
     assert list(await _tickets(client, "&policy=emea")) == ["W-1"]
     report = await _get(client, "/api/compliance?group_by=policy&from=2026-11-24T00:00:00Z")
     outcomes = {g["key"]: (g["tickets"], g["first_response"]["met"],
                            g["first_response"]["breached"]) for g in report["groups"]}  # fmt: skip
-    assert outcomes == {"emea": (1, 1, 0), "premium": (1, 0, 1), "standard": (1, 0, 0)}
+    assert outcomes == {"emea": (1, 1, 0), "premium": (2, 0, 2), "standard": (1, 0, 0)}
     emea = await _get(client, "/api/compliance?group_by=day&policy=emea&from=2026-11-24T00:00:00Z")
     assert emea["timezone"] == "Europe/Warsaw"  # the filtered team's days
     assert [(g["key"], g["tickets"]) for g in emea["groups"]] == [("2026-11-24", 1)]
 
     board = await _get(client, "/api/dashboard")
-    assert [t["ticket_id"] for t in board["open"]] == ["P-1", "S-1", "W-1"]
-    assert [t["policy"] for t in board["open"]] == ["premium", "standard", "emea"]
+    assert [t["ticket_id"] for t in board["open"]] == ["P-2", "P-1", "S-1", "W-1"]
+    assert [t["policy"] for t in board["open"]] == ["premium", "premium", "standard", "emea"]
     assert [g["key"] for g in board["compliance_by_policy"]] == ["emea", "premium", "standard"]
-    assert (board["tiles"]["open"], board["tiles"]["breached"]) == (3, 1)
+    assert (board["tiles"]["open"], board["tiles"]["breached"]) == (4, 2)
+    assert [(e["ticket_id"], e["policy"]) for e in board["escalations"]] == [("P-2", "premium")]
     emea_board = await _get(client, "/api/dashboard?policy=emea")
     assert [t["ticket_id"] for t in emea_board["open"]] == ["W-1"]
-    assert emea_board["tiles"] | {} == {
+    assert emea_board["tiles"] == {
         "open": 1, "breached": 0, "at_risk_1h": 0, "escalated_24h": 0,
         "compliance_today": 1.0, "met_today": 1, "breached_today": 0,
     }  # fmt: skip
     assert [g["key"] for g in emea_board["compliance"]] == [2]
     assert [g["key"] for g in emea_board["compliance_by_policy"]] == ["emea"]
-    assert emea_board["policy"]["name"] == "emea"
+    assert (emea_board["policy"]["name"], emea_board["escalations"]) == ("emea", [])
     premium = await _get(client, "/api/dashboard?policy=premium")
-    assert [t["ticket_id"] for t in premium["open"]] == ["P-1"]
-    assert (premium["tiles"]["breached"], premium["tiles"]["compliance_today"]) == (1, 0.0)
+    assert [t["ticket_id"] for t in premium["open"]] == ["P-2", "P-1"]
+    tiles = premium["tiles"]
+    assert (tiles["breached"], tiles["escalated_24h"], tiles["compliance_today"]) == (2, 1, 0.0)
+    assert [e["ticket_id"] for e in premium["escalations"]] == ["P-2"]
     nobody = await _get(client, "/api/dashboard?policy=no-such-policy")
     assert (nobody["open"], nobody["tiles"]["open"], nobody["compliance_by_policy"]) == (
         [], 0, [],
@@ -164,7 +173,7 @@ def test_cli_shows_and_filters_by_policy(
                       "--from", "2026-11-24T00:00:00Z"]) == 0  # fmt: skip
     groups = orjson.loads(capsys.readouterr().out)["groups"]
     assert {g["key"]: g["first_response"]["breached"] for g in groups} == {
-        "emea": 0, "premium": 1, "standard": 0,
+        "emea": 0, "premium": 2, "standard": 0,
     }  # fmt: skip
     assert escalator(["query", "ticket", "P-1", *base]) == 0
     head = capsys.readouterr().out.splitlines()
@@ -247,3 +256,29 @@ async def test_rows_from_before_the_calendar_columns_use_their_policys_calendar(
     w = get_ticket(db, vendor, "W-1", LATER)
     db.close()
     assert w is not None and _left(w, "resolution") == (50400.0, "warsaw")
+
+
+def test_a_ticket_moved_to_another_policy_shows_the_new_one(db: Database, vendor: Policy) -> None:
+    """`ticket.updated` routes S-2 to the EMEA team: its row names the group and the policy it
+    moved to, and its times count on the Warsaw calendar from the original report time."""
+    events = [
+        {"event_id": "S-2-1", "ticket_id": "S-2", "type": "ticket.opened",
+         "occurred_at": "2026-11-24T13:00:00Z", "severity": 2, "customer_id": "C-8"},
+        {"event_id": "S-2-2", "ticket_id": "S-2", "type": "ticket.updated",
+         "occurred_at": "2026-11-24T13:30:00Z", "group": "emea"},
+    ]  # fmt: skip
+    store = Store(db, vendor)
+    records = as_records(TICKETS, lines(events))
+    store.apply_batch("ticket", records[:1])
+    before = get_ticket(db, vendor, "S-2", LATER)
+    assert before is not None and (before["group"], before["policy"]) == (None, "standard")
+    store.apply_batch("ticket", records[1:])
+    store.apply_batch("sla", as_records(SLA, sla_records(events, vendor, until=LATER)))
+    s2 = get_ticket(db, vendor, "S-2", LATER)
+    assert s2 is not None
+    assert (s2["group"], s2["policy"], s2["calendar"]) == ("emea", "emea", "warsaw")
+    # first response 4h on Warsaw hours from the report (14:00 Warsaw): 14:00-16:00 Tue, then
+    # 08:00-10:00 Wed; at 16:30 Warsaw 2h are left (7200 s) and the clock is stopped
+    assert _left(s2, "first_response") == (7200.0, "warsaw")
+    assert s2["metrics"]["first_response"]["due_at"] == "2026-11-25T09:00:00Z"
+    assert s2["clock_stopped"] == "outside_business_hours"
