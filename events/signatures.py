@@ -2,7 +2,10 @@
 
 Inbound (vendors sign, we verify): Zendesk `base64(HMAC-SHA256(secret, timestamp + body))`;
 `X-Hub-Signature: <algorithm>=<hex HMAC(secret, body)>` (Jira Cloud with SHA-256, Zammad with
-SHA-1); a bearer token where a sender cannot sign. Outbound (we sign, receivers verify):
+SHA-1); a bearer token where a sender cannot sign. A signed timestamp more than
+`REPLAY_TOLERANCE` from our clock is refused, so a captured request cannot be replayed later
+(Zendesk: "These signatures will also help prevent against replay attacks").
+Outbound (we sign, receivers verify):
 `X-Escalator-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>." + body)>` with the
 timestamp (Unix seconds) in `X-Escalator-Timestamp`, so a receiver can refuse old replays.
 Secrets never appear in a message or a log line.
@@ -14,18 +17,37 @@ import base64
 import hashlib
 import hmac
 
+from events.instants import parse_instant
+
 WEBHOOK_SIGNATURE_HEADER = "X-Escalator-Signature"
 WEBHOOK_TIMESTAMP_HEADER = "X-Escalator-Timestamp"
+REPLAY_TOLERANCE = 300
+"""Seconds a signed timestamp may differ from the receiver's clock (the common 5 minutes)."""
 
 
 def _digest(secret: str, message: bytes, algorithm: str = "sha256") -> bytes:
     return hmac.new(secret.encode(), message, getattr(hashlib, algorithm)).digest()
 
 
-def verify_zendesk(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
-    """Zendesk's scheme (docs: "Verifying webhook authenticity")."""
+def _recent(timestamp: str, now: int, tolerance: int) -> bool:
+    """Whether `timestamp` (Unix seconds, or RFC 3339 as Zendesk sends it) is within
+    `tolerance` seconds of `now` (Unix seconds); an unreadable one is not."""
+    text = timestamp.strip()
+    try:
+        seconds = int(text) if text.isdigit() else parse_instant(text) // 1_000_000
+    except ValueError:
+        return False
+    return abs(now - seconds) <= tolerance
+
+
+def verify_zendesk(
+    secret: str, timestamp: str, body: bytes, signature: str, now: int,
+    tolerance: int = REPLAY_TOLERANCE,
+) -> bool:  # fmt: skip
+    """Zendesk's scheme (docs: "Verifying webhook authenticity"), signed at most `tolerance`
+    seconds from `now` (Unix seconds)."""
     expected = base64.b64encode(_digest(secret, timestamp.encode() + body)).decode()
-    return hmac.compare_digest(expected, signature.strip())
+    return _recent(timestamp, now, tolerance) and hmac.compare_digest(expected, signature.strip())
 
 
 def sign_zendesk(secret: str, timestamp: str, body: bytes) -> str:
@@ -55,12 +77,9 @@ def sign_webhook(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def verify_webhook(
-    secret: str, timestamp: str, body: bytes, signature: str, now: int, tolerance: int = 300
-) -> bool:
+    secret: str, timestamp: str, body: bytes, signature: str, now: int,
+    tolerance: int = REPLAY_TOLERANCE,
+) -> bool:  # fmt: skip
     """What a receiver of our webhooks does: signature matches and timestamp is recent."""
-    try:
-        age = abs(now - int(timestamp))
-    except ValueError:
-        return False
     expected = "v1=" + _digest(secret, f"{timestamp}.".encode() + body).hex()
-    return age <= tolerance and hmac.compare_digest(expected, signature.strip())
+    return _recent(timestamp, now, tolerance) and hmac.compare_digest(expected, signature.strip())

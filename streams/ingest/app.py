@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -114,6 +115,7 @@ class Ingest:
                 headers.get(zendesk.TIMESTAMP_HEADER, ""),
                 body,
                 headers.get(zendesk.SIGNATURE_HEADER, ""),
+                int(time.time()),
             )
         if source == "jsm":
             return verify_hub(secret, body, headers.get(jsm.SIGNATURE_HEADER, ""), "sha256")

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
-from events.signatures import sign_hub, sign_zendesk
+from events.signatures import REPLAY_TOLERANCE, sign_hub, sign_zendesk
 from streams.ingest.app import build_app
 from streams.ingest.settings import IngestSettings
 from tests.edges import payloads as p
@@ -116,7 +116,7 @@ async def test_missing_or_wrong_token_is_refused(service: Service) -> None:
 
 async def test_zendesk_webhook_signed_is_taken_unsigned_is_refused(service: Service) -> None:
     body = orjson.dumps(p.zendesk("created"))
-    stamp = "2026-11-30T14:00:01Z"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # Zendesk's format
     good = sign_zendesk("zd-secret", stamp, body)
     headers = {
         "X-Zendesk-Webhook-Signature": good,
@@ -131,6 +131,15 @@ async def test_zendesk_webhook_signed_is_taken_unsigned_is_refused(service: Serv
     tampered = body.replace(b"HIGH", b"URGENT")
     status, _ = await service.post("/v1/webhooks/zendesk", tampered, **headers)
     assert status == 401
+    # a captured request replayed later, or signed for later, is refused (signature valid)
+    for shift in (-REPLAY_TOLERANCE - 60, REPLAY_TOLERANCE + 60):
+        old = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + shift))
+        replayed = {
+            "X-Zendesk-Webhook-Signature": sign_zendesk("zd-secret", old, body),
+            "X-Zendesk-Webhook-Signature-Timestamp": old,
+        }
+        status, answer = await service.post("/v1/webhooks/zendesk", body, **replayed)
+        assert status == 401, (shift, answer)
 
 
 async def test_jsm_and_zammad_hub_signatures(service: Service) -> None:
