@@ -34,7 +34,7 @@ from events.instants import DAY, Micros, format_instant
 from events.records import TicketEvent
 from streams.sla.clocks import Clock
 from streams.sla.rules import MetricName, MetricRule, Policy
-from streams.sla.state import Span, Step, TicketState, Timer
+from streams.sla.state import Span, TicketState, Timer
 
 CLOSED_RETENTION: Final[Micros] = 7 * DAY
 """How long a closed ticket's ids are remembered, so redelivered events are still recognised."""
@@ -379,16 +379,16 @@ def handle(state: TicketState | None, event: TicketEvent, policy: Policy) -> Out
         if event.type == "ticket.opened":
             return _open(event, policy)
         return Outcome(None, rejected=f"unknown ticket {event.ticket_id!r}: no ticket.opened seen")
-    if event.event_id in state.seen:
-        known = state.digests[state.seen.index(event.event_id)]
+    seen = state.seen
+    if event.event_id in seen:
+        known = state.known_digest(seen.index(event.event_id))
         if known and known != event.digest():
             return Outcome(state, rejected=CONFLICT)
         return Outcome(state, duplicate=True)
     at = event.at
     through = state.timers_through
-    if (at < state.last_event_at or (through is not None and at <= through)) and len(
-        state.history
-    ) == len(state.seen):
+    complete = state.has_history()
+    if (at < state.last_event_at or (through is not None and at <= through)) and complete:
         return _correct(state, event, policy)
     # (A state written before histories were kept applies a late event at its latest time.)
     now = at if at > state.last_event_at else state.last_event_at
@@ -410,10 +410,11 @@ def handle(state: TicketState | None, event: TicketEvent, policy: Policy) -> Out
     reason = _apply(state, event, policy, now, out)
     if reason is not None:
         return Outcome(state, out, rejected=reason)
-    if len(state.history) == len(state.seen):
-        state.history.append(_step(event, now))
-    state.seen.append(event.event_id)
-    state.digests.append(event.digest())
+    if complete:
+        state.record(event, now)
+    seen.append(event.event_id)
+    if state.digests is not None:
+        state.digests.append(event.digest())
     state.last_event_at = now
     return Outcome(state, out)
 
@@ -447,16 +448,16 @@ def _correct(state: TicketState, event: TicketEvent, policy: Policy) -> Outcome:
         return Outcome(
             state, rejected=f"ticket {state.ticket_id!r} is already open (opened by another event)"
         )
-    steps = list(zip(state.history, state.seen, strict=True))
-    _, old, _ = _replay(state, steps, policy, -1)
-    position = len(steps)
-    while position > 0 and steps[position - 1][0][0] > at:
+    events = state.applied_events()
+    _, old, _ = _replay(state, events, policy, -1)
+    position = len(events)
+    while position > 0 and events[position - 1].at > at:
         position -= 1
-    steps.insert(position, (_step(event), event.event_id))
-    after, new, reason = _replay(state, steps, policy, position)
+    events.insert(position, event)
+    after, new, reason = _replay(state, events, policy, position)
     if reason is not None or after is None:
         return Outcome(state, rejected=reason or "the ticket's replay ended it", late=True)
-    revisions = dict(state.revisions)
+    revisions = dict(state.revisions) if state.revisions else {}
     fresh = {record["event_id"]: record for record in new}
     kept = {record["event_id"]: record for record in old}
     out: list[dict[str, Any]] = []
@@ -474,26 +475,27 @@ def _correct(state: TicketState, event: TicketEvent, policy: Policy) -> Outcome:
             if revision:
                 record = {**record, "event_id": revised_id(base, revision)}
             out.append(record)
-    after.revisions = revisions
-    digests = dict(zip(state.seen, state.digests, strict=False))
-    digests[event.event_id] = event.digest()
-    after.digests = [digests.get(event_id, 0) for event_id in after.seen]
+    after.revisions = revisions or None
+    if state.digests is not None:  # digests of a state older than them: kept as they were
+        digests = dict(zip(state.seen, state.digests, strict=False))
+        digests[event.event_id] = event.digest()
+        after.digests = [digests.get(event_id, 0) for event_id in after.seen]
     return Outcome(after, out, late=True)
 
 
 def _replay(
-    state: TicketState, steps: list[tuple[Step, str]], policy: Policy, watch: int
+    state: TicketState, events: list[TicketEvent], policy: Policy, watch: int
 ) -> tuple[TicketState | None, list[dict[str, Any]], str | None]:
-    """Fold a ticket's steps (in event-time order) from scratch, then sweep its timers through
-    `state.timers_through`; returns (state, emitted, why step `watch` was rejected or None).
+    """Fold a ticket's events (in event-time order) from scratch, then sweep its timers through
+    `state.timers_through`; returns (state, emitted, why event `watch` was rejected or None).
 
-    A step the new order makes inapplicable (a resume before its pause) is left out.
+    An event the new order makes inapplicable (a resume before its pause) is left out.
     """
     current: TicketState | None = None
     out: list[dict[str, Any]] = []
     reason: str | None = None
-    for index, (step, event_id) in enumerate(steps):
-        outcome = handle(current, _event_of(step, event_id, state.ticket_id), policy)
+    for index, event in enumerate(events):
+        outcome = handle(current, event, policy)
         out.extend(outcome.emitted)
         if outcome.rejected is not None and index == watch:
             reason = outcome.rejected
@@ -505,45 +507,6 @@ def _replay(
         out.extend(swept.emitted)
         current = swept.state
     return current, out, reason
-
-
-def _step(event: TicketEvent, at: Micros | None = None) -> Step:
-    """What `_replay` needs again of an applied event (routing fields only when it has any)."""
-    extras: dict[str, Any] | None = None
-    if event.customer_id is not None or event.channel is not None or event.tags is not None:
-        extras = {"customer_id": event.customer_id, "channel": event.channel, "tags": event.tags}
-    if event.attributes is not None or not event.has_group:
-        extras = extras or {}
-        extras["attributes"] = event.attributes
-        extras["has_group"] = event.has_group
-    return (
-        event.at if at is None else at,
-        event.type,
-        event.severity,
-        event.assignee,
-        event.group,
-        extras,
-    )
-
-
-def _event_of(step: Step, event_id: str, ticket_id: str) -> TicketEvent:
-    at, kind, severity, assignee, group, extras = step
-    if extras is None:
-        return TicketEvent(kind, event_id, ticket_id, at, severity, None, assignee, group)
-    return TicketEvent(
-        kind,
-        event_id,
-        ticket_id,
-        at,
-        severity,
-        extras.get("customer_id"),
-        assignee,
-        group,
-        extras.get("channel"),
-        extras.get("tags"),
-        extras.get("attributes"),
-        extras.get("has_group", True),
-    )
 
 
 def _retraction(record: dict[str, Any], issued: str, at: str) -> dict[str, Any]:
@@ -578,14 +541,13 @@ def _open(event: TicketEvent, root: Policy) -> Outcome:
         customer_id=event.customer_id,
         resolution_spans=[(at, None)],
         seen=[event.event_id],
-        digests=[event.digest()],
         group=event.group,
         assignee=event.assignee,
         channel=event.channel,
         tags=event.tags,
         attributes=event.attributes,
-        history=[_step(event)],
     )
+    state.record(event, at)
     policy = root
     if root.policies:
         policy = root.select(state)

@@ -7,16 +7,31 @@ pause simply cuts a span. A ticket has a handful of spans, so this stays small.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, NamedTuple
 
 from events.instants import Micros
+from events.records import TicketEvent
 
 Span = tuple[Micros, Micros | None]
 """[start, end) of an interval; `end` None while it is still running."""
 
-Step = tuple[Micros, str, int | None, str | None, str | None, dict[str, Any] | None]
-"""One applied ticket event as the fold needs it again: (occurred_at, type, severity, assignee,
-group, routing fields or None)."""
+Detail = tuple[
+    int | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    list[str] | None,
+    dict[str, str] | None,
+    bool,
+]
+"""What an applied event said besides its id, type and time: (severity, customer_id, assignee,
+group, channel, tags, attributes, has_group); None in the history when it said nothing more
+(most events: a reply, a pause, a resolution)."""
+
+STEP: int = 3
+"""Slots per applied event in `TicketState.history`: occurred_at, type, detail."""
 
 
 class Timer(NamedTuple):
@@ -91,7 +106,7 @@ class TicketState:
         channel: str | None = None,
         tags: list[str] | None = None,
         attributes: dict[str, str] | None = None,
-        history: list[Step] | None = None,
+        history: list[Any] | None = None,
         timers_through: Micros | None = None,
         revisions: dict[str, int] | None = None,
     ) -> None:
@@ -112,9 +127,11 @@ class TicketState:
         self.escalation_active = escalation_active
         self.fired: list[str] = [] if fired is None else fired
         self.seen: list[str] = [] if seen is None else seen
-        self.digests: list[int] = [0] * len(self.seen) if digests is None else digests
-        """`events.records.TicketEvent.digest` of each `seen` event (0: unknown, older state):
-        a redelivery repeats it, an id reused for other content does not."""
+        self.digests = digests
+        """`events.records.TicketEvent.digest` of each `seen` event, kept only for a state
+        restored without a full history (0: unknown, a state older than digests); None: taken
+        from the history when an id comes again (`known_digest`). A redelivery repeats the
+        digest, an id reused for other content does not."""
         self.timers: list[Timer] = [] if timers is None else timers
         self.group = group
         self.assignee = assignee
@@ -125,14 +142,17 @@ class TicketState:
         self.tags: list[str] = [] if tags is None else tags
         self.attributes: dict[str, str] = {} if attributes is None else attributes
         """What the policy is chosen on, with `customer_id` and `group` (`ticket.updated`)."""
-        self.history: list[Step] = [] if history is None else history
-        """The applied events in event-time order, parallel to `seen`: a late event is folded
-        in at its own time by replaying them (see `machine`)."""
+        self.history: list[Any] = [] if history is None else history
+        """The applied events in event-time order, parallel to `seen`, flat: STEP slots each
+        (occurred_at, type, Detail or None), so an event costs three list slots and no object
+        of its own. A late event is folded in at its own time by replaying them (see
+        `machine`); a redelivered id is checked against its event's digest."""
         self.timers_through = timers_through
         """The latest due time of a fired timer: an event at or before it comes too late to
         have prevented that timer, and is applied with a correction."""
-        self.revisions: dict[str, int] = {} if revisions is None else revisions
-        """Base SLA event id -> times it was retracted, so a re-issued event gets a new id."""
+        self.revisions = revisions or None
+        """Base SLA event id -> times it was retracted, so a re-issued event gets a new id
+        (None until a first correction: most tickets never have one)."""
 
     def __repr__(self) -> str:
         return f"TicketState({self.to_json_obj()!r})"
@@ -157,14 +177,14 @@ class TicketState:
             "timers": [[t.due_at, t.metric, t.rule, list(t.rank)] for t in self.timers],
             "group": self.group,
             "assignee": self.assignee,
-            "digests": self.digests,
+            "digests": self.digests,  # null: taken from the steps
             "policy_name": self.policy_name,
             "channel": self.channel,
             "tags": self.tags,
             "attributes": self.attributes,
-            "history": self.history,
+            "steps": self.history,
             "timers_through": self.timers_through,
-            "revisions": self.revisions,
+            "revisions": self.revisions or {},
         }
 
     def copy(self) -> TicketState:
@@ -189,18 +209,30 @@ class TicketState:
             timers=list(self.timers),
             group=self.group,
             assignee=self.assignee,
-            digests=list(self.digests),
+            digests=None if self.digests is None else list(self.digests),
             policy_name=self.policy_name,
             channel=self.channel,
             tags=list(self.tags),
             attributes=dict(self.attributes),
             history=list(self.history),
             timers_through=self.timers_through,
-            revisions=dict(self.revisions),
+            revisions=None if self.revisions is None else dict(self.revisions),
         )
 
     @classmethod
     def from_json_obj(cls, obj: dict[str, Any]) -> TicketState:
+        """A state from `to_json_obj`, or as written by older versions (no digests, no history,
+        or the history as one list per event, `history`)."""
+        seen = list(obj["seen"])
+        if "steps" in obj:
+            history = _steps_from_json(obj["steps"])
+        else:
+            history = _steps_from_lists(obj.get("history", ()))
+        digests: list[int] | None = [0] * len(seen)  # absent: a state older than digests
+        if "digests" in obj:
+            stored = obj["digests"]
+            complete = len(history) == STEP * len(seen)
+            digests = None if stored is None or complete else list(stored)
         return cls(
             ticket_id=obj["ticket_id"],
             severity=obj["severity"],
@@ -216,16 +248,16 @@ class TicketState:
             pauses=[(s, e) for s, e in obj["pauses"]],
             escalation_active=obj["escalation_active"],
             fired=list(obj["fired"]),
-            seen=list(obj["seen"]),
+            seen=seen,
             timers=[Timer(d, (rk[0], rk[1]), m, r) for d, m, r, rk in obj["timers"]],
             group=obj.get("group"),  # absent in states written before routing metadata
             assignee=obj.get("assignee"),
-            digests=list(obj["digests"]) if "digests" in obj else None,  # absent in older states
+            digests=digests,
             policy_name=obj.get("policy_name", ""),  # absent before several policies a file
             channel=obj.get("channel"),
             tags=list(obj.get("tags", ())),
             attributes=dict(obj.get("attributes", {})),
-            history=[(a, k, s, who, g, x) for a, k, s, who, g, x in obj.get("history", ())],
+            history=history,
             timers_through=obj.get("timers_through"),
             revisions=dict(obj.get("revisions", {})),
         )
@@ -234,3 +266,117 @@ class TicketState:
     def next_due(self) -> Micros | None:
         """When this ticket's earliest pending timer fires, for the timer index."""
         return self.timers[0].due_at if self.timers else None
+
+    def has_history(self) -> bool:
+        """Whether every seen event is in the history (not so in states older than it)."""
+        return len(self.history) == STEP * len(self.seen)
+
+    def record(self, event: TicketEvent, at: Micros) -> None:
+        """Append an applied event to the history, as applied at `at` (its event time)."""
+        history = self.history
+        history.append(at)
+        history.append(sys.intern(event.type))  # one string per type, not one per event
+        history.append(_detail(event))
+
+    def applied(self, index: int) -> TicketEvent:
+        """The history's `index`-th applied event, as it came (its id from `seen`)."""
+        return _event(self.history, STEP * index, self.seen[index], self.ticket_id)
+
+    def applied_events(self) -> list[TicketEvent]:
+        """The history's applied events in event-time order, for a replay."""
+        history, seen, ticket_id = self.history, self.seen, self.ticket_id
+        return [_event(history, STEP * i, seen[i], ticket_id) for i in range(len(seen))]
+
+    def known_digest(self, index: int) -> int:
+        """The digest of the `index`-th seen event (0: unknown, a state older than digests)."""
+        if self.digests is not None:
+            return self.digests[index]
+        return self.applied(index).digest() if self.has_history() else 0
+
+
+def _detail(event: TicketEvent) -> Detail | None:
+    if (
+        event.severity is None
+        and event.customer_id is None
+        and event.assignee is None
+        and event.group is None
+        and event.channel is None
+        and event.tags is None
+        and event.attributes is None
+        and not event.has_group
+    ):
+        return None
+    return (
+        event.severity,
+        event.customer_id,
+        event.assignee,
+        event.group,
+        event.channel,
+        event.tags,
+        event.attributes,
+        event.has_group,
+    )
+
+
+def _event(history: list[Any], at: int, event_id: str, ticket_id: str) -> TicketEvent:
+    detail: Detail | None = history[at + 2]
+    if detail is None:
+        return TicketEvent(history[at + 1], event_id, ticket_id, history[at], has_group=False)
+    severity, customer_id, assignee, group, channel, tags, attributes, has_group = detail
+    return TicketEvent(
+        history[at + 1],
+        event_id,
+        ticket_id,
+        history[at],
+        severity,
+        customer_id,
+        assignee,
+        group,
+        channel,
+        tags,
+        attributes,
+        has_group,
+    )
+
+
+def _steps_from_json(flat: list[Any]) -> list[Any]:
+    """`steps` as written by `to_json_obj` (each detail a JSON array)."""
+    history: list[Any] = []
+    for index in range(0, len(flat) - STEP + 1, STEP):
+        history.append(flat[index])
+        history.append(sys.intern(flat[index + 1]))
+        detail = flat[index + 2]
+        if detail is None:
+            history.append(None)
+        else:
+            severity, customer_id, assignee, group, channel, tags, attributes, has_group = detail
+            history.append(
+                (severity, customer_id, assignee, group, channel, tags, attributes, has_group)
+            )
+    return history
+
+
+def _steps_from_lists(steps: Any) -> list[Any]:
+    """The history as the first versions with one wrote it: one list per event, (occurred_at,
+    type, severity, assignee, group, routing fields or None)."""
+    history: list[Any] = []
+    for at, kind, severity, assignee, group, extras in steps:
+        fields: dict[str, Any] = {} if extras is None else extras
+        event = TicketEvent(
+            kind,
+            "",
+            "",
+            at,
+            severity,
+            fields.get("customer_id"),
+            assignee,
+            group,
+            fields.get("channel"),
+            fields.get("tags"),
+            fields.get("attributes"),
+            fields.get("has_group", True),
+        )
+        history.append(at)
+        history.append(sys.intern(kind))
+        history.append(_detail(event))
+    return history

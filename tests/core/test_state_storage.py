@@ -1,0 +1,130 @@
+"""How a ticket state keeps its applied events (issue #9's history, kept compact for #8's speed
+and memory): what it must still do after a trip through the changelog's JSON, and for states
+written by earlier versions (history as one list per event with a digest list beside it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from events.codec import decode_ticket_event, ticket_event_from_obj
+from events.samples import generate_history, with_routing
+from streams.sla.machine import CONFLICT, handle
+from streams.sla.policy import load_policy
+from streams.sla.state import TicketState
+
+POLICY = load_policy()
+VENDOR = load_policy("deploy/examples/vendor-policy.toml")
+
+PREVIOUS_FORM = (
+    b'{"ticket_id":"T-1","severity":2,"reported_at":1796115600000000,'
+    b'"last_event_at":1796137200000000,"policy_version":"sha256:6372b21f93c6",'
+    b'"status":"resolved","customer_id":"C-1","cycle":0,"responded_at":null,'
+    b'"first_response_stopped_at":1796137200000000,'
+    b'"resolution_spans":[[1796115600000000,1796137200000000]],"pauses":[],'
+    b'"escalation_active":false,"fired":["resolution:met:0"],"seen":["e1","e2","e3"],'
+    b'"timers":[],"group":"l1","assignee":"agent-1",'
+    b'"digests":[1557368539,1280821673,3268963176],"policy_name":"","channel":null,'
+    b'"tags":[],"attributes":{},"history":[[1796115600000000,"ticket.opened",2,null,null,'
+    b'{"customer_id":"C-1","channel":null,"tags":null,"attributes":null,"has_group":false}],'
+    b'[1796115900000000,"ticket.assigned",null,"agent-1","l1",null],'
+    b'[1796137200000000,"ticket.resolved",null,null,null,'
+    b'{"attributes":null,"has_group":false}]],"timers_through":null,"revisions":{}}'
+)
+"""A state as the code of 2026-11-30 (de31418) wrote it to the changelog: opened Tuesday
+2026-12-01 09:00Z at severity 2, assigned 09:05Z, resolved 15:00Z, never responded."""
+
+
+def event(event_id: str, kind: str, at: str, **fields: Any) -> Any:
+    return decode_ticket_event(
+        orjson.dumps(
+            {
+                "event_id": event_id,
+                "ticket_id": "T-1",
+                "type": f"ticket.{kind}",
+                "occurred_at": f"2026-12-01T{at}:00Z",
+                **fields,
+            }
+        )
+    )
+
+
+OPENED = event("e1", "opened", "09:00", severity=2, customer_id="C-1")
+ASSIGNED = event("e2", "assigned", "09:05", assignee="agent-1", group="l1")
+RESOLVED = event("e3", "resolved", "15:00")
+
+
+def fresh() -> TicketState:
+    state = None
+    for ev in (OPENED, ASSIGNED, RESOLVED):
+        state = handle(state, ev, POLICY).state
+    assert state is not None
+    return state
+
+
+def through_json(state: TicketState) -> TicketState:
+    return TicketState.from_json_obj(orjson.loads(orjson.dumps(state.to_json_obj())))
+
+
+def test_a_state_in_the_previous_form_is_read_as_the_same_state() -> None:
+    old = TicketState.from_json_obj(orjson.loads(PREVIOUS_FORM))
+    assert old.to_json_obj() == fresh().to_json_obj()
+    assert [e.digest() for e in old.applied_events()] == [1557368539, 1280821673, 3268963176]
+
+
+def test_a_state_in_the_previous_form_corrects_a_late_reply_and_checks_reused_ids() -> None:
+    late_reply = event("e4", "responded", "10:00")
+    for state in (TicketState.from_json_obj(orjson.loads(PREVIOUS_FORM)), fresh()):
+        corrected = handle(state, late_reply, POLICY)
+        assert corrected.late and corrected.rejected is None
+        assert [(r["type"], r["metric"], r["at"]) for r in corrected.emitted] == [
+            ("sla.met", "first_response", "2026-12-01T10:00:00Z")
+        ]
+        assert handle(state, ASSIGNED, POLICY).duplicate
+        reused = event("e2", "assigned", "09:05", assignee="agent-2", group="l1")
+        assert handle(state, reused, POLICY).rejected == CONFLICT
+        after = corrected.state
+        assert after is not None
+        assert handle(after, late_reply, POLICY).duplicate
+        assert handle(through_json(after), late_reply, POLICY).duplicate
+        moved = event("e4", "responded", "10:01")
+        assert handle(through_json(after), moved, POLICY).rejected == CONFLICT
+
+
+def test_every_kind_of_event_is_kept_exactly_through_the_changelog_form() -> None:
+    """Redelivering any applied event after a changelog round trip is a duplicate, and the
+    same id with any field changed is rejected: the kept history gives back each event's
+    content (routing fields, tags, attributes, a group given or not) exactly."""
+    history = with_routing(generate_history(300, seed=4), seed=4)
+    states: dict[str, TicketState] = {}
+    applied: dict[str, list[Any]] = {}
+    for obj in history:
+        ev = ticket_event_from_obj(obj)
+        outcome = handle(states.get(ev.ticket_id), ev, VENDOR)
+        if outcome.state is not None and outcome.rejected is None and not outcome.duplicate:
+            states[ev.ticket_id] = outcome.state
+            applied.setdefault(ev.ticket_id, []).append(obj)
+    kinds = set()
+    for ticket_id, state in states.items():
+        restored = through_json(state)
+        assert restored.to_json_obj() == state.to_json_obj()
+        for obj in applied[ticket_id]:
+            kinds.add(obj["type"])
+            again = ticket_event_from_obj(obj)
+            assert handle(restored, again, VENDOR).duplicate, obj
+            other = ticket_event_from_obj({**obj, "occurred_at": "2026-11-20T00:00:00Z"})
+            assert handle(restored, other, VENDOR).rejected == CONFLICT, obj
+        assert [e.digest() for e in restored.applied_events()] == [
+            ticket_event_from_obj(obj).digest() for obj in applied[ticket_id]
+        ]
+    assert {"ticket.opened", "ticket.assigned", "ticket.updated", "ticket.paused"} <= kinds
+
+
+def test_a_state_without_digests_still_takes_a_repeated_id_for_a_redelivery() -> None:
+    old = orjson.loads(PREVIOUS_FORM)
+    del old["digests"], old["history"]
+    restored = TicketState.from_json_obj(old)
+    reused = event("e2", "assigned", "09:05", assignee="agent-2", group="l1")
+    assert handle(restored, reused, POLICY).duplicate
