@@ -25,10 +25,11 @@ Detail = tuple[
     list[str] | None,
     dict[str, str] | None,
     bool,
+    int,
 ]
 """What an applied event said besides its id, type and time: (severity, customer_id, assignee,
-group, channel, tags, attributes, has_group); None in the history when it said nothing more
-(most events: a reply, a pause, a resolution)."""
+group, channel, tags, attributes, has_group, pinned_digest); None in the history when it said
+nothing more (most events: a reply, a pause, a resolution)."""
 
 STEP: int = 3
 """Slots per applied event in `TicketState.history`: occurred_at, type, detail."""
@@ -231,8 +232,14 @@ class TicketState:
         digests: list[int] | None = [0] * len(seen)  # absent: a state older than digests
         if "digests" in obj:
             stored = obj["digests"]
-            complete = len(history) == STEP * len(seen)
-            digests = None if stored is None or complete else list(stored)
+            digests = None if stored is None else list(stored)
+            if digests is not None and len(history) == STEP * len(seen):
+                ticket_id = obj["ticket_id"]
+                derived = [
+                    _event(history, STEP * i, "", ticket_id).digest() for i in range(len(seen))
+                ]
+                if derived == digests:  # else a redated event's digest: the list is kept
+                    digests = None
         return cls(
             ticket_id=obj["ticket_id"],
             severity=obj["severity"],
@@ -304,6 +311,7 @@ def _detail(event: TicketEvent) -> Detail | None:
         and event.tags is None
         and event.attributes is None
         and not event.has_group
+        and not event.pinned_digest
     ):
         return None
     return (
@@ -315,6 +323,7 @@ def _detail(event: TicketEvent) -> Detail | None:
         event.tags,
         event.attributes,
         event.has_group,
+        event.pinned_digest,
     )
 
 
@@ -322,8 +331,8 @@ def _event(history: list[Any], at: int, event_id: str, ticket_id: str) -> Ticket
     detail: Detail | None = history[at + 2]
     if detail is None:
         return TicketEvent(history[at + 1], event_id, ticket_id, history[at], has_group=False)
-    severity, customer_id, assignee, group, channel, tags, attributes, has_group = detail
-    return TicketEvent(
+    severity, customer_id, assignee, group, channel, tags, attributes, has_group, pinned = detail
+    event = TicketEvent(
         history[at + 1],
         event_id,
         ticket_id,
@@ -337,6 +346,8 @@ def _event(history: list[Any], at: int, event_id: str, ticket_id: str) -> Ticket
         attributes,
         has_group,
     )
+    event.pinned_digest = pinned  # a redated event's digest as received (see `redated`)
+    return event
 
 
 def _steps_from_json(flat: list[Any]) -> list[Any]:
@@ -349,9 +360,22 @@ def _steps_from_json(flat: list[Any]) -> list[Any]:
         if detail is None:
             history.append(None)
         else:
-            severity, customer_id, assignee, group, channel, tags, attributes, has_group = detail
+            severity, customer_id, assignee, group, channel, tags, attributes, has_group = detail[
+                :8
+            ]
+            pinned = detail[8] if len(detail) > 8 else 0
             history.append(
-                (severity, customer_id, assignee, group, channel, tags, attributes, has_group)
+                (
+                    severity,
+                    customer_id,
+                    assignee,
+                    group,
+                    channel,
+                    tags,
+                    attributes,
+                    has_group,
+                    pinned,
+                )
             )
     return history
 

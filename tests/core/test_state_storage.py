@@ -128,3 +128,22 @@ def test_a_state_without_digests_still_takes_a_repeated_id_for_a_redelivery() ->
     restored = TicketState.from_json_obj(old)
     reused = event("e2", "assigned", "09:05", assignee="agent-2", group="l1")
     assert handle(restored, reused, POLICY).duplicate
+
+
+def test_an_event_applied_redated_keeps_the_digest_it_came_with() -> None:
+    """A wall-clock worker applies an event dated ahead of its clock at its own now
+    (`TicketEvent.redated`); its redelivery, redated to another now, is still a duplicate after
+    a changelog round trip, in the new form and in the previous one."""
+    ahead = event("e2", "assigned", "09:06", assignee="agent-1", group="l1")
+    state = handle(handle(None, OPENED, POLICY).state, ahead.redated(ASSIGNED.at), POLICY).state
+    assert state is not None
+    again = ahead.redated(ASSIGNED.at + 1_000_000)
+    for restored in (through_json(state), state):
+        assert handle(restored, again, POLICY).duplicate
+        assert handle(restored, ASSIGNED, POLICY).rejected == CONFLICT
+    old = orjson.loads(PREVIOUS_FORM)
+    old["digests"][1] = ahead.digest()  # as the previous code stored the redated event
+    restored = TicketState.from_json_obj(old)
+    assert handle(restored, again, POLICY).duplicate
+    assert handle(restored, ASSIGNED, POLICY).rejected == CONFLICT
+    assert handle(through_json(restored), again, POLICY).duplicate
