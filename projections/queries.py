@@ -702,8 +702,8 @@ def _count(db: Database, sql: str, args: list[Any]) -> int:
 
 def board_tiles(db: Database, policy: Policy, q: DashboardQuery, now: Micros) -> dict[str, Any]:
     """The wall screen's counts at `now`: open tickets, breached now, at risk within the hour,
-    tickets escalated in the last 24 hours, and today's compliance (SLA outcomes decided since
-    local midnight of the policy calendar: met / (met + breached))."""
+    tickets escalated in the last 24 hours, and today's compliance (SLA outcomes of every
+    metric decided since local midnight, `report_zone`: met / (met + breached))."""
     where, args = _filters(q)
     base = f"SELECT COUNT(*) FROM tickets WHERE {OPEN}{where}"
     opened = _count(db, base, args)
