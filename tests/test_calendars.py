@@ -166,15 +166,20 @@ END:VCALENDAR\r
 """
 
 
-def test_ical_all_day_and_timed_events_close(tmp_path: Path) -> None:
-    (tmp_path / "closed.ics").write_bytes(ICS)
-    policy_file = tmp_path / "p.toml"
+def ical_calendar(folder: Path, ics: bytes, zone: str = "America/Toronto") -> BusinessCalendar:
+    """Mon-Fri 09:00-17:00 in ``zone`` with the iCalendar file ``ics`` beside the policy."""
+    (folder / "closed.ics").write_bytes(ics)
+    policy_file = folder / "p.toml"
     policy_file.write_text(
-        'name = "t"\n[calendars.office]\ntimezone = "America/Toronto"\n'
+        f'name = "t"\n[calendars.office]\ntimezone = "{zone}"\n'
         + week("09:00-17:00", ALL_DAYS[:5])
         + '\nical = "closed.ics"\n[severity.1]\nfirst_response = { target = "1h" }\n'
     )
-    cal = load_policy(policy_file).calendar
+    return load_policy(policy_file).calendar
+
+
+def test_ical_all_day_and_timed_events_close(tmp_path: Path) -> None:
+    cal = ical_calendar(tmp_path, ICS)
     # Friday 25 Dec 16:00: 1h Friday; 28-29 Dec closed; Wed 30th 4h 09:00-13:00, 1h from 15:00.
     assert due(cal, "2026-12-25T16:00:00-05:00", 6 * HOUR) == "2026-12-30T21:00:00Z"
     assert not cal.is_open(parse_instant("2026-12-30T14:00:00-05:00"))
@@ -189,7 +194,7 @@ def test_ical_recurring_event_is_refused_with_the_file_and_uid(tmp_path: Path) -
         f'name = "t"\n[calendars.o]\ntimezone = "UTC"\n{week("09:00-17:00")}\nical = "r.ics"\n'
         '[severity.1]\nfirst_response = { target = "1h" }\n'
     )
-    with pytest.raises(PolicyError, match=r"calendars\.o: r\.ics: event 'offsite': recurring"):
+    with pytest.raises(PolicyError, match=r"calendars\.o\.ical: r\.ics: event 'offsite': recur"):
         load_policy(policy_file)
 
 
@@ -237,6 +242,17 @@ def test_bad_calendars_name_the_key(body: str, message: str) -> None:
         ("America/Toronto", False),
         ("UTC", False),
         ("Asia/Kolkata", False),
+        # found trying #8: places' old all-caps names are places, and UTC by any name is UTC
+        ("GB", False),
+        ("NZ", False),
+        ("PRC", False),
+        ("UCT", False),
+        ("Etc/Zulu", False),
+        ("GMT0", False),
+        ("MST", True),
+        ("CET", True),
+        ("UTC+3", True),
+        ("Etc/GMT-14", True),
     ],
 )
 def test_fixed_offset_zones_are_accepted_with_a_warning(zone: str, fixed: bool) -> None:
@@ -288,3 +304,115 @@ def test_overlapping_intervals_warn_and_count_once() -> None:
     cal = policy.calendar
     start = parse_instant("2026-11-30T00:00:00Z")
     assert cal.between(start, start + 2 * DAY) == 22 * HOUR
+
+
+# -- found trying the issue as a new user (helper "tryout") ---------------------------------------
+
+FLOATING_ICS = b"""BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//tryout//EN\r
+BEGIN:VEVENT\r
+UID:drill\r
+DTSTART:20270607T100000\r
+DURATION:PT1H30M\r
+SUMMARY:Fire drill\r
+END:VEVENT\r
+END:VCALENDAR\r
+"""
+
+
+def test_ical_on_a_fixed_offset_zone_reads_floating_times_at_that_offset(tmp_path: Path) -> None:
+    """A fixed-offset zone (accepted with a warning) works with an iCalendar file too: the
+    file's floating times are read at that offset (it used to fail: 'No time zone found')."""
+    cal = ical_calendar(tmp_path, FLOATING_ICS, "UTC-5")
+    # Monday 7 June 2027 09:00 at UTC-5 (14:00Z, summer, no DST): 1h to 10:00, closed until
+    # 11:30, 2h more: 13:30 at UTC-5 = 18:30Z (Toronto time would give 17:30Z).
+    assert due(cal, "2027-06-07T09:00:00-05:00", 3 * HOUR) == "2027-06-07T18:30:00Z"
+
+
+@pytest.mark.parametrize(
+    ("closure", "message"),
+    [
+        ('{ date = 2026-12-24, from = "24:00" }', "calendars.c.closures.0.from: "),
+        ('{ date = 2026-12-24, from = "12:60" }', "calendars.c.closures.0.from: "),
+        ('{ date = 2026-12-24, to = "9am" }', "calendars.c.closures.0.to: "),
+        (
+            '{ date = 2026-12-24, from = "14:00", to = "12:00" }',
+            "calendars.c.closures.0: Value error, 'to' (12:00) must be after 'from' (14:00)",
+        ),
+        (
+            '{ date = 2026-12-24, from = "12:00", to = "12:00" }',
+            "calendars.c.closures.0: Value error, 'to' (12:00) must be after 'from' (12:00)",
+        ),
+    ],
+)
+def test_bad_partial_closures_name_the_closure_and_its_key(closure: str, message: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        calendar(f"{week('09:00-17:00')}\nclosures = [2026-12-28, {closure}]")
+    assert message.replace(".0", ".1") in str(caught.value)
+    assert "000000" not in str(caught.value)  # no raw microseconds
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("missing.ics", None, "cannot read"),
+        ("closures.ics", b"name = 'not ical'\n", "not an iCalendar file"),
+        ("holidays.ics", ICS.replace(b"UID:offsite", b"UID:offsite\r\nRRULE:FREQ=WEEKLY"), "recur"),
+    ],
+)
+def test_ical_errors_name_the_ical_key(
+    tmp_path: Path, name: str, content: bytes | None, reason: str
+) -> None:
+    """Whatever the file is called (closures.ics, holidays.ics), its errors are the `ical`
+    key's, not `closures`' or `holidays'`."""
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    policy_file = tmp_path / "p.toml"
+    policy_file.write_text(
+        f'name = "t"\n[calendars.o]\ntimezone = "UTC"\n{week("09:00-17:00")}\nical = "{name}"\n'
+        '[severity.1]\nfirst_response = { target = "1h" }\n'
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_policy(policy_file)
+    assert f"p.toml: calendars.o.ical: {name}: " in str(caught.value)
+    assert reason in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "holidays",
+    [
+        '{ country = "DE", subdivision = "Augsburg" }',
+        '{ country = "DE", subdivision = "augsburg" }',
+        '"DE-Augsburg"',
+    ],
+)
+def test_holiday_subdivisions_spelled_as_the_holidays_package_does(holidays: str) -> None:
+    """Subdivisions that are not upper-case codes (Augsburg, FR 'Zone A', NL 'Noord', aliases
+    such as 'Ontario') were upper-cased and refused. Augsburg's Peace Festival is 8 August."""
+    cal = policy_with(
+        f'[calendars.c]\ntimezone = "Europe/Berlin"\n{week("09:00-17:00", ALL_DAYS[:5])}\n'
+        f"holidays = {holidays}"
+    ).calendar
+    # Monday 7 August 2028 16:00 CEST: 1h Monday, Tuesday 8th closed, Wednesday 09:00 + 1h.
+    assert due(cal, "2028-08-07T16:00:00+02:00", 2 * HOUR) == "2028-08-09T08:00:00Z"
+
+
+@pytest.mark.parametrize("spec", ['"CA-Ontario"', '"CA-on"', '"ca-ON"'])
+def test_holiday_subdivision_aliases_and_case(spec: str) -> None:
+    cal = calendar(f'hours = "24x7"\nholidays = {spec}')
+    assert due(cal, "2027-06-30T22:00:00-04:00", 4 * HOUR) == "2027-07-02T06:00:00Z"
+
+
+def test_a_closure_error_is_not_buried_under_the_other_union_branch() -> None:
+    """A closure is a date or a table: an error says what is wrong with the value given, not
+    also that it is not of the other kind."""
+    with pytest.raises(PolicyError) as caught:
+        calendar(f'{week("09:00-17:00")}\nclosures = [{{ date = 2026-12-24, from = "24:00" }}]')
+    assert "valid date" not in str(caught.value)
+    with pytest.raises(PolicyError) as caught:
+        calendar(f"{week('09:00-17:00')}\nclosures = [2026-12-24T10:00:00]")
+    assert str(caught.value) == (
+        "t.toml: calendars.c.closures.0: Datetimes provided to dates should have zero time - "
+        "e.g. be exact dates"
+    )

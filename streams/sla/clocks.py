@@ -53,6 +53,7 @@ __all__ = [
     "ElapsedClock",
     "Micros",
     "NoBusinessTimeError",
+    "time_zone",
 ]
 
 _EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -146,9 +147,11 @@ class _Year:
 _OFFSET_NAME = re.compile(r"^(?:UTC|GMT)([+-])(\d{1,2})(?::?00)?$")
 
 
-def _zone(name: str) -> ZoneInfo:
-    """An IANA zone; also ``UTC-5`` / ``GMT+2`` (whole hours), read as the fixed-offset zone
-    ``Etc/GMT+5`` / ``Etc/GMT-2`` (whose POSIX signs are inverted). ValueError otherwise."""
+def time_zone(name: str) -> ZoneInfo:
+    """A calendar's zone: an IANA name; also ``UTC-5`` / ``GMT+2`` (whole hours), read as the
+    fixed-offset zone ``Etc/GMT+5`` / ``Etc/GMT-2`` (whose POSIX signs are inverted).
+    ValueError otherwise. Everything that reads a calendar's wall times uses this (the
+    iCalendar reader, the projections' report days), so a name accepted here works there."""
     fixed = _OFFSET_NAME.match(name)
     key = name
     if fixed is not None:
@@ -195,9 +198,14 @@ HolidaySpec = tuple[str, str | None, tuple[str, ...]]
 
 
 def _parse_holiday_spec(spec: str, categories: Iterable[str] = ()) -> HolidaySpec:
-    """``"CA-ON"`` -> Canada, Ontario; ``"US"`` -> whole country. ValueError names a bad spec."""
+    """``"CA-ON"`` -> Canada, Ontario; ``"US"`` -> whole country. ValueError names a bad spec.
+
+    The subdivision is spelled as the ``holidays`` package does, whatever the case written:
+    most are upper-case codes (``ON``), some are names (DE ``Augsburg``, FR ``Zone A``) and
+    codes have aliases (``Ontario``); the package itself is case-sensitive."""
     country, _, subdiv = spec.strip().partition("-")
-    parsed = (country.upper(), subdiv.upper() or None, tuple(categories))
+    country = country.upper()
+    parsed = (country, _subdivision(country, subdiv.strip()), tuple(categories))
     if not country:
         raise ValueError(f"bad holiday spec {spec!r}: expected COUNTRY or COUNTRY-SUBDIVISION")
     try:
@@ -205,6 +213,22 @@ def _parse_holiday_spec(spec: str, categories: Iterable[str] = ()) -> HolidaySpe
     except (NotImplementedError, KeyError, ValueError) as exc:
         raise ValueError(f"bad holiday spec {spec!r}: {exc}") from exc
     return parsed
+
+
+def _subdivision(country: str, written: str) -> str | None:
+    """``written`` as the ``holidays`` package spells one of ``country``'s subdivisions or their
+    aliases (compared without case), else as written (the package then names it unknown)."""
+    if not written:
+        return None
+    codes: list[str] = list(holidays_lib.list_supported_countries().get(country, ()))
+    try:
+        aliases = holidays_lib.country_holidays(country).get_subdivision_aliases()
+    except (NotImplementedError, KeyError, AttributeError):
+        aliases = {}
+    for code in codes + [name for names in aliases.values() for name in names]:
+        if code.casefold() == written.casefold():
+            return str(code)
+    return written
 
 
 def _holiday_dates(spec: HolidaySpec, year: int) -> set[dt.date]:
@@ -293,7 +317,9 @@ class BusinessCalendar:
         closed_spans: Iterable[Interval] = (),
         openings: Mapping[dt.date, Iterable[Interval]] | None = None,
     ) -> None:
-        self._tz = _zone(timezone)
+        self._tz = time_zone(timezone)
+        self.zone: ZoneInfo = self._tz
+        """The zone of :func:`time_zone` (local days, wall times)."""
         if week is None:
             if opens is None or closes is None:
                 raise ValueError("give either opens, closes and weekdays, or a week of hours")

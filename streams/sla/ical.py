@@ -2,7 +2,8 @@
 
 All-day events (``DTSTART;VALUE=DATE``) close whole local dates, ``DTEND`` exclusive (one day
 when it is absent); timed events close the instants ``[DTSTART, DTEND)`` (``DURATION`` is also
-read; a floating time is local time in the calendar's zone, its first occurrence in a fold).
+read; a floating time is local time in the calendar's zone, its first occurrence in a fold
+and, as RFC 5545 says, at the offset before a DST gap for a time the gap skips).
 Parsed with the ``icalendar`` library. Recurring events (``RRULE``/``RDATE``) are refused with
 a clear error rather than silently read as one occurrence.
 """
@@ -15,6 +16,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 
 from events.instants import SECOND, Micros
+from streams.sla.clocks import time_zone
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -36,7 +38,7 @@ def read_ical_closures(
         calendar = icalendar.Calendar.from_ical(data)
     except ValueError as exc:
         raise ValueError(f"{source}: not an iCalendar file: {exc}") from None
-    zone = ZoneInfo(timezone)
+    zone = time_zone(timezone)  # the calendar's reading: `UTC-5` too
     dates: set[dt.date] = set()
     spans: list[tuple[Micros, Micros]] = []
     for event in calendar.walk("VEVENT"):

@@ -101,9 +101,30 @@ class HolidaysSpec(_Strict):
 
 
 class PartialClosureSpec(_Strict):
+    """Part of a day closed: wall times ``from`` (default 00:00) to ``to`` (default 24:00) of
+    ``date``, checked here so an error names the closure's own key."""
+
     date: date_type
     from_: str = Field("00:00", alias="from")
     to: str = "24:00"
+
+    @field_validator("from_")
+    @classmethod
+    def _opens(cls, value: str) -> str:
+        parse_wall_time(value)
+        return value
+
+    @field_validator("to")
+    @classmethod
+    def _closes(cls, value: str) -> str:
+        parse_wall_time(value, closing=True)
+        return value
+
+    @model_validator(mode="after")
+    def _in_order(self) -> PartialClosureSpec:
+        if parse_wall_time(self.to, closing=True) <= parse_wall_time(self.from_):
+            raise ValueError(f"'to' ({self.to}) must be after 'from' ({self.from_})")
+        return self
 
 
 class OpeningSpec(_Strict):
@@ -200,8 +221,11 @@ class SeveritySpec(_Strict):
     escalations: list[EscalationSpec] = []
 
 
-Values = Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)]
-"""One string or a list of them: the values a condition accepts."""
+Values = Annotated[
+    list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v), Field(min_length=1)
+]
+"""One string or a non-empty list of them: the values a condition accepts (an empty list would
+accept nothing, or read as no condition: neither is what its author meant)."""
 
 
 class MatchSpec(_Strict):
@@ -337,15 +361,38 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc if not _BRANCH.match(str(p))) or "(top level)"
 
 
+_MISMATCH = frozenset({"string_type", "date_type", "model_type", "dict_type", "list_type"})
+"""Error types that only say a value is not of one union branch's kind."""
+
+
+def _branch_at(loc: tuple[int | str, ...]) -> int | None:
+    return next((i for i, p in enumerate(loc) if _BRANCH.match(str(p))), None)
+
+
 def _reasons(exc: ValidationError) -> str:
-    """One ``key: reason`` per error; a union's branch that the value is plainly not of (a
-    table given where a name could also go) is not reported."""
+    """One ``key: reason`` per error. A union branch that the value is plainly not of (a table
+    given where a date could also go) is not reported when another branch says what is wrong
+    with the value (a closure's bad time, a date with a time of day)."""
     errors = exc.errors(include_url=False, include_input=False)
+
+    def said_elsewhere(err: Any) -> bool:
+        k = _branch_at(err["loc"])
+        if err["type"] not in _MISMATCH or k is None:
+            return False
+        return any(
+            other["type"] not in _MISMATCH
+            and _branch_at(other["loc"]) == k
+            and other["loc"][:k] == err["loc"][:k]
+            and other["loc"][k] != err["loc"][k]
+            for other in errors
+        )
+
     return "; ".join(
         dict.fromkeys(
             f"{_location(err['loc'])}: {err['msg']}"
             for err in errors
             if not (len(errors) > 1 and err["type"] == "string_type" and err["loc"][-1] == "str")
+            and not said_elsewhere(err)
         )
     )
 
@@ -359,6 +406,8 @@ def compile_policy(spec: PolicySpec, source: str, base: Path | None = None) -> P
         key = "calendar" if isinstance(spec.calendar, CalendarSpec) else f"calendars.{name}"
         try:
             calendars[name] = build_calendar(cal, base)
+        except IcalError as exc:
+            raise PolicyError(f"{source}: {key}.ical: {exc}") from None
         except (ValueError, KeyError, OSError) as exc:
             raise PolicyError(f"{source}: {calendar_key(key, str(exc))}: {exc}") from None
     version = (
@@ -454,9 +503,14 @@ def _severities(
     return severities
 
 
+class IcalError(ValueError):
+    """The calendar's ``ical`` file is unreadable or invalid (its own key, whatever the file is
+    called: a message starting ``closures.ics:`` must not read as the ``closures`` key's)."""
+
+
 def build_calendar(cal: CalendarSpec, base: Path | None = None) -> BusinessCalendar:
     """A :class:`BusinessCalendar` from its spec; reads the ``ical`` file (relative to
-    ``base``). Raises ValueError (or OSError for an unreadable file) with the reason."""
+    ``base``). Raises ValueError with the reason (:class:`IcalError` for the ``ical`` file)."""
     holidays = cal.holidays
     categories: list[str] = []
     if isinstance(holidays, HolidaysSpec):
@@ -475,7 +529,14 @@ def build_calendar(cal: CalendarSpec, base: Path | None = None) -> BusinessCalen
     spans: list[Interval] = []
     if cal.ical is not None:
         path = Path(cal.ical) if base is None else base / cal.ical
-        dates, spans = read_ical_closures(path.read_bytes(), cal.timezone, str(cal.ical))
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise IcalError(f"{cal.ical}: cannot read: {exc.strerror}") from None
+        try:
+            dates, spans = read_ical_closures(data, cal.timezone, str(cal.ical))
+        except ValueError as exc:
+            raise IcalError(str(exc)) from None
         closures |= dates
     return BusinessCalendar(
         cal.timezone,
@@ -519,16 +580,26 @@ def load_policy(path: str | Path | None = None) -> Policy:
     return parse_policy(text, str(path), Path(path).parent)
 
 
-_FIXED_ZONE = re.compile(r"^(Etc/)?(UTC|GMT|UCT)?[+-]\d|^[A-Z]{2,5}\d?([A-Z]{3})?$")
+_ABBREVIATED_ZONES = frozenset(
+    {"EST", "MST", "HST", "EST5EDT", "CST6CDT", "MST7MDT", "PST8PDT", "CET", "EET", "MET", "WET"}
+)
+"""The tz database's zones named by an abbreviation rather than a place (its `backward` file):
+all-caps names such as ``GB``, ``NZ`` or ``PRC`` are places (links to Europe/London, ...)."""
+_UTC_NAMES = frozenset(
+    {"UTC", "UCT", "GMT", "GMT0", "GMT+0", "GMT-0", "Greenwich", "Universal", "Zulu"}
+)
+_OFFSET_ZONE = re.compile(r"^(UTC|GMT|UCT)?[+-]\d")
 
 
 def is_fixed_offset_zone(name: str) -> bool:
     """Whether a time zone name is a fixed offset or an abbreviation (``EST``, ``UTC-5``,
-    ``Etc/GMT+5``, ``EST5EDT``) rather than a place (``America/Toronto``): such a zone does not
-    follow the place's daylight saving time. ``UTC`` itself is a deliberate choice, not one."""
-    if name in ("UTC", "Etc/UTC", "GMT", "Etc/GMT"):
+    ``Etc/GMT+5``, ``EST5EDT``) rather than a place (``America/Toronto``, or a place's old name
+    such as ``GB``): such a zone does not follow the place's daylight saving time. UTC itself
+    (``UTC``, ``Etc/UTC``, ``Zulu``, ...) is a deliberate choice, not one."""
+    bare = name.removeprefix("Etc/")
+    if bare in _UTC_NAMES:
         return False
-    return name.startswith("Etc/") or bool(_FIXED_ZONE.match(name))
+    return name.startswith("Etc/") or name in _ABBREVIATED_ZONES or bool(_OFFSET_ZONE.match(name))
 
 
 def check_policy(policy: Policy) -> list[str]:
@@ -559,8 +630,31 @@ def check_policy(policy: Policy) -> list[str]:
             warnings.append(
                 f"policies.{index}: {child.name!r} matches every ticket, so {later} can never match"
             )
+        elif policy.policies and not child.match.is_catch_all():
+            earlier = next(
+                (i for i, p in enumerate(children[:index]) if _covers(p.match, child.match)), None
+            )
+            if earlier is not None:
+                warnings.append(
+                    f"policies.{index}: {child.name!r} can never match: every ticket it matches "
+                    f"matches {children[earlier].name!r} (policies.{earlier}) first"
+                )
         warnings += _check_severities(child, prefix)
     return warnings
+
+
+def _covers(first: Match, later: Match) -> bool:
+    """Whether every ticket ``later`` matches is matched by ``first`` (so, tried first, it
+    shadows ``later``): each of ``first``'s conditions is one ``later`` also sets, accepting
+    no value ``first`` refuses (for ``tags``, no tag outside ``first``'s)."""
+    pairs = [
+        (first.customers, later.customers),
+        (first.groups, later.groups),
+        (first.channels, later.channels),
+        (first.tags, later.tags),
+    ]
+    pairs += [(v, later.attributes.get(name, frozenset())) for name, v in first.attributes.items()]
+    return all(not wide or (narrow and narrow <= wide) for wide, narrow in pairs)
 
 
 def _elapsed_days(amount: Micros, written: str, business_day: Micros) -> bool:

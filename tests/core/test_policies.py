@@ -307,3 +307,53 @@ def test_check_prints_each_policy_and_warns_about_a_shadowed_one() -> None:
         shadowed
     )
     assert not any("never match" in w for w in check_policy(POLICY))
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later", "shadowed"),
+    [
+        # gold tickets of any group go to premium first: gold EMEA tickets never reach emea.
+        (
+            '{ attributes = { tier = "gold" } }',
+            '{ group = "emea", attributes = { tier = "gold" } }',
+            True,
+        ),
+        ('{ group = ["emea", "apac"] }', '{ group = "emea", channel = "phone" }', True),
+        ('{ tags = ["vip", "vvip"] }', '{ tags = "vip" }', True),
+        # not shadowed: each lets through tickets the earlier refuses.
+        ('{ attributes = { tier = "gold" } }', '{ group = "emea" }', False),
+        ('{ tags = "vip" }', '{ tags = ["vip", "vvip"] }', False),
+        ('{ group = "emea", channel = "phone" }', '{ group = "emea" }', False),
+    ],
+)
+def test_check_warns_about_a_policy_shadowed_by_an_earlier_narrower_match(
+    earlier: str, later: str, shadowed: bool
+) -> None:
+    """Not only a catch-all shadows: an earlier policy whose conditions every ticket of a later
+    one meets takes all its tickets (issue #8 §4: a policy that can never match)."""
+    text = VENDOR.replace('match = { attributes = { tier = "gold" } }', f"match = {earlier}")
+    text = text.replace('match = { group = "emea" }', f"match = {later}")
+    warnings = check_policy(parse_policy(text, "v.toml"))
+    expected = (
+        "policies.1: 'emea' can never match: every ticket it matches matches 'premium' "
+        "(policies.0) first"
+    )
+    assert (expected in warnings) == shadowed
+    assert not any("'standard' can never match" in w for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("condition", "key"),
+    [
+        ("{ tags = [] }", "policies.0.match.tags"),
+        ("{ customer = [] }", "policies.0.match.customer"),
+        ("{ attributes = { tier = [] } }", "policies.0.match.attributes.tier"),
+    ],
+)
+def test_an_empty_list_of_accepted_values_is_refused(condition: str, key: str) -> None:
+    """`tags = []` used to read as no condition (premium for every ticket) and `tier = []` as
+    one no ticket meets; either way not what was written."""
+    text = VENDOR.replace('match = { attributes = { tier = "gold" } }', f"match = {condition}")
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text, "v.toml")
+    assert str(caught.value).startswith(f"v.toml: {key}: Value should have at least 1 item")

@@ -16,7 +16,7 @@ from projections.db import Database
 from projections.queries import compliance
 from projections.schema import MIGRATIONS, migrate, truncate
 from projections.store import Record, Store, dump_tables
-from streams.sla.policy import load_policy
+from streams.sla.policy import load_policy, parse_policy
 from streams.sla.replay import Replayer
 from streams.sla.rules import Policy
 from tests.projections.helpers import (
@@ -268,3 +268,23 @@ def test_tickets_keep_their_policy_and_compliance_groups_by_it(db: Database) -> 
             group["first_response"]["breached"]
             == outcomes[(name, "first_response", "sla.breached")]
         )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=Exception,
+    reason="found by tryout (#8 §1), for views to fix: report_zone() reads the zone with "
+    "ZoneInfo(calendar.timezone), which refuses 'UTC-5' (a zone policies accept with a "
+    "warning); use the calendar's own zone, BusinessCalendar.zone",
+)
+def test_compliance_on_a_calendar_in_a_fixed_offset_zone(db: Database) -> None:
+    """A policy whose calendar is in `UTC-5` loads and replays; its compliance report must too
+    (its days are UTC-5 days)."""
+    fixed = parse_policy(
+        'name = "fixed"\n[calendars.c]\ntimezone = "UTC-5"\nhours = "24x7"\n'
+        '[severity.1]\nfirst_response = { target = "1h" }\n',
+        "fixed.toml",
+    )
+    start, end = parse_instant("2026-11-30T05:00:00Z"), parse_instant("2026-12-01T05:00:00Z")
+    report = compliance(db, fixed, start, end, "severity")
+    assert report["groups"] == []
