@@ -23,30 +23,56 @@ from streams.sla.rules import Policy
 Outcomes = dict[tuple[str, str, int], tuple[str, int, str]]
 """(ticket, metric, cycle) -> (policy name, severity, `met` or `breached`)."""
 
+Escalation = tuple[str, int, int, str]
+"""(ticket, cycle, level, to)."""
+
+Skipped = list[dict[str, Any]]
+"""Input lines a run skipped: ``{"line": N, "reason": ...}`` (invalid, or rejected by the
+policy, e.g. a severity it does not define)."""
+
 
 def _run(
     lines: Iterable[bytes], policy: Policy, until: Micros | None
-) -> tuple[Outcomes, set[tuple[str, int, int, str]]]:
+) -> tuple[Outcomes, set[Escalation], Skipped]:
+    """Outcomes and escalations as they stand at the end: an event withdrawn by an
+    `sla.retracted` correction (a late input line) no longer counts."""
     outcomes: Outcomes = {}
-    escalations: set[tuple[str, int, int, str]] = set()
-    for record in Replayer(policy).run(lines, until):
+    escalations: set[Escalation] = set()
+    outcome_of: dict[str, tuple[str, str, int]] = {}  # event id -> the outcome it set
+    escalation_of: dict[str, Escalation] = {}
+    skipped: Skipped = []
+
+    def skip(line: int, reason: str) -> None:
+        skipped.append({"line": line, "reason": reason})
+
+    for record in Replayer(policy).run(lines, until, skip):
         kind = record["type"]
         key = (record["ticket_id"], record["metric"], record["cycle"])
         if kind in ("sla.met", "sla.breached"):
             outcome = "met" if kind == "sla.met" else "breached"
             outcomes[key] = (record["policy"]["name"], record["severity"], outcome)
+            outcome_of[record["event_id"]] = key
         elif kind == "ticket.escalated":
-            escalations.add((record["ticket_id"], record["cycle"], record["level"], record["to"]))
-    return outcomes, escalations
+            escalation = (record["ticket_id"], record["cycle"], record["level"], record["to"])
+            escalations.add(escalation)
+            escalation_of[record["event_id"]] = escalation
+        elif kind == "sla.retracted":
+            withdrawn = outcome_of.pop(record["retracts"], None)
+            if withdrawn is not None:
+                outcomes.pop(withdrawn, None)
+            escalations.discard(escalation_of.pop(record["retracts"], ("", 0, 0, "")))
+    return outcomes, escalations, skipped
 
 
 def backtest(
     lines: list[bytes], current: Policy, proposed: Policy, until: Micros | None = None
 ) -> dict[str, Any]:
     """The comparison as a JSON-ready dict: `summary` rows (policy, severity, metric, met and
-    breached under each, differences), `changed` tickets, `escalations_gained`/`_lost`."""
-    before, escalated_before = _run(lines, current, until)
-    after, escalated_after = _run(lines, proposed, until)
+    breached under each, differences), `changed` tickets, `escalations_gained`/`_lost`, and
+    the input lines each run `skipped` (a line one policy rejects and the other runs, such as a
+    severity only one defines, explains outcomes that look like changes)."""
+    before, escalated_before, skipped_before = _run(lines, current, until)
+    after, escalated_after, skipped_after = _run(lines, proposed, until)
     counts: Counter[tuple[str, int, str, str, str]] = Counter()
     for side, outcomes in (("current", before), ("proposed", after)):
         for (_, metric, _), (name, severity, outcome) in outcomes.items():
@@ -82,7 +108,7 @@ def backtest(
         if (before.get(key) or ("", 0, "-"))[2] != (after.get(key) or ("", 0, "-"))[2]
     ]
 
-    def listed(found: set[tuple[str, int, int, str]]) -> list[dict[str, Any]]:
+    def listed(found: set[Escalation]) -> list[dict[str, Any]]:
         return [
             {"ticket_id": t, "cycle": c, "level": level, "to": to}
             for t, c, level, to in sorted(found)
@@ -95,6 +121,7 @@ def backtest(
         "changed": changed,
         "escalations_gained": listed(escalated_after - escalated_before),
         "escalations_lost": listed(escalated_before - escalated_after),
+        "skipped": {"current": skipped_before, "proposed": skipped_after},
     }
 
 
@@ -135,4 +162,16 @@ def format_table(report: dict[str, Any]) -> str:
         found = report[f"escalations_{label}"]
         lines.append(f"escalations {label}: {len(found)}")
         lines += [f"  {e['ticket_id']}  level {e['level']} to {e['to']}" for e in found]
+    skipped = report["skipped"]
+    both = [s for s in skipped["current"] if s in skipped["proposed"]]
+    lines.append(
+        f"lines skipped (invalid or rejected): {len(skipped['current'])} current, "
+        f"{len(skipped['proposed'])} proposed"
+    )
+    for side in ("current", "proposed"):
+        lines += [
+            f"  line {s['line']} ({side} only): {s['reason']}"
+            for s in skipped[side]
+            if s not in both
+        ]
     return "\n".join(lines)

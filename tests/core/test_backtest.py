@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 
 from events.instants import parse_instant
-from streams.sla.backtest import backtest
+from streams.sla.backtest import backtest, format_table
 from streams.sla.policy import load_policy, parse_policy
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "tickets.jsonl"
@@ -82,3 +82,55 @@ def test_backtest_command_prints_a_table_and_json(tmp_path: Path) -> None:
     assert "escalations gained: 2" in table
     as_json = subprocess.run([*base, "--format", "json"], capture_output=True, check=True)
     assert orjson.loads(as_json.stdout)["escalations_lost"] == []
+
+
+LATE = [
+    b'{"event_id":"1","ticket_id":"L","type":"ticket.opened",'
+    b'"occurred_at":"2026-11-30T09:00:00-05:00","severity":1}',
+    b'{"event_id":"1","ticket_id":"O","type":"ticket.opened",'
+    b'"occurred_at":"2026-11-30T12:00:00-05:00","severity":4}',
+    b'{"event_id":"2","ticket_id":"L","type":"ticket.resolved",'
+    b'"occurred_at":"2026-11-30T09:45:00-05:00"}',
+]
+"""Sev1 ticket L reported Monday 09:00; ticket O at 12:00 moves the watermark (15 min behind)
+to 11:45, past L's first-response deadline (10:00), its 1h escalation (10:00) and, in the
+proposal, its 2h escalation (11:00); then a late line: L was resolved at 09:45."""
+
+
+def test_backtest_drops_what_a_late_line_retracts() -> None:
+    """Found trying #8 §4: breaches and escalations withdrawn by `sla.retracted` still counted
+    (and a retracted level-2 escalation read as one gained)."""
+    proposed = parse_policy(proposed_text(), "proposed.toml")
+    report = backtest(LATE, load_policy(), proposed, parse_instant("2026-11-30T18:00:00-05:00"))
+    # Resolved at 09:45 before any deadline: resolution met in 45 business minutes under both;
+    # no reply, so no first-response outcome; no escalation was due by then.
+    assert report["summary"] == [
+        {"policy": "clevr-helpdesk", "severity": 1, "metric": "resolution",
+         "met_current": 1, "breached_current": 0, "met_proposed": 1, "breached_proposed": 0,
+         "met_difference": 0, "breached_difference": 0},
+    ]  # fmt: skip
+    assert report["changed"] == []
+    assert report["escalations_gained"] == report["escalations_lost"] == []
+
+
+def test_backtest_reports_lines_one_policy_rejects() -> None:
+    """A severity the proposal drops used to vanish silently from the comparison."""
+    text = proposed_text()
+    proposed = parse_policy(text[: text.index("[severity.4]")], "proposed.toml")
+    report = backtest(LATE, load_policy(), proposed, parse_instant("2026-11-30T18:00:00-05:00"))
+    assert report["skipped"] == {
+        "current": [],
+        "proposed": [
+            {
+                "line": 2,
+                "reason": "field 'severity': 4 is not defined in policy 'clevr-helpdesk'",
+            }
+        ],
+    }
+    assert (
+        "lines skipped (invalid or rejected): 0 current, 1 proposed\n"
+        "  line 2 (proposed only): field 'severity': 4 is not defined in policy 'clevr-helpdesk'"
+    ) in format_table(report)
+    sample = backtest(SAMPLE.read_bytes().splitlines(), load_policy(), proposed)
+    assert [s["line"] for s in sample["skipped"]["current"]] == [11, 14, 16]
+    assert "lines skipped (invalid or rejected): 3 current, 3 proposed" in format_table(sample)
