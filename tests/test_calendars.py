@@ -281,7 +281,7 @@ def test_whole_elapsed_days_on_a_business_clock_warn_even_when_the_day_divides_t
     )
     # 24h is exactly 3 business days of 8h: still probably meant as one elapsed day.
     assert check_policy(policy) == [
-        "severity.1.first_response: 1d of business time is 3.00 business days; did you mean "
+        "severity.1.first_response: '24h' of business time is 3.00 business days; did you mean "
         "business days ('bd')?",
         "severity.2: not defined; tickets of severity 2 are rejected",
         "severity.3: not defined; tickets of severity 3 are rejected",
@@ -415,4 +415,39 @@ def test_a_closure_error_is_not_buried_under_the_other_union_branch() -> None:
     assert str(caught.value) == (
         "t.toml: calendars.c.closures.0: Datetimes provided to dates should have zero time - "
         "e.g. be exact dates"
+    )
+
+
+def test_ical_cancelled_events_do_not_close(tmp_path: Path) -> None:
+    """An export keeps cancelled events with STATUS:CANCELLED (RFC 5545 3.8.1.11): the offsite
+    that was called off must not close the office."""
+    cancelled = ICS.replace(b"UID:offsite\r\n", b"UID:offsite\r\nSTATUS:CANCELLED\r\n")
+    assert cancelled != ICS
+    cal = ical_calendar(tmp_path, cancelled)
+    # Wednesday 30 Dec 09:00, 6h: 09:00-15:00 with the 13:00-15:00 offsite called off.
+    assert due(cal, "2026-12-30T09:00:00-05:00", 6 * HOUR) == "2026-12-30T20:00:00Z"
+    assert cal.is_open(parse_instant("2026-12-30T14:00:00-05:00"))
+
+
+def test_elapsed_day_warning_quotes_what_the_file_says() -> None:
+    """'1d of business time' read as an elapsed day, the very thing the warning is about; the
+    warning quotes the amount as written (24h, 2d, 1440m)."""
+    policy = parse_policy(
+        'name = "t"\n[calendars.c]\ntimezone = "UTC"\n'
+        + week("09:00-17:00", ALL_DAYS[:5])
+        + '\n[severity.1]\nfirst_response = { target = "1440m" }\n'
+        'resolution = { target = "2d" }\n'
+        'escalations = [{ after = "48h", clock = "business", to = "lead" }]\n',
+        "t.toml",
+    )
+    warnings = check_policy(policy)
+    assert (
+        "severity.1.first_response: '1440m' of business time is 3.00 business days; did you "
+        "mean business days ('bd')?" in warnings
+    )
+    assert "severity.1.resolution: '2d' of business time is 6.00 business days" in "\n".join(
+        warnings
+    )
+    assert "severity.1.escalations.0: '48h' of business time is 6.00 business days" in "\n".join(
+        warnings
     )

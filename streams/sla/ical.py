@@ -4,8 +4,9 @@ All-day events (``DTSTART;VALUE=DATE``) close whole local dates, ``DTEND`` exclu
 when it is absent); timed events close the instants ``[DTSTART, DTEND)`` (``DURATION`` is also
 read; a floating time is local time in the calendar's zone, its first occurrence in a fold
 and, as RFC 5545 says, at the offset before a DST gap for a time the gap skips).
-Parsed with the ``icalendar`` library. Recurring events (``RRULE``/``RDATE``) are refused with
-a clear error rather than silently read as one occurrence.
+Cancelled events (``STATUS:CANCELLED``) close nothing. Parsed with the ``icalendar`` library.
+Recurring events (``RRULE``/``RDATE``) are refused with a clear error rather than silently
+read as one occurrence.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def read_ical_closures(
     for event in calendar.walk("VEVENT"):
         uid = str(event.get("UID", "?"))
         where = f"{source}: event {uid!r}"
+        if str(event.get("STATUS", "")).upper() == "CANCELLED":
+            continue  # kept in exports, but called off (RFC 5545 3.8.1.11)
         if "RRULE" in event or "RDATE" in event:
             raise ValueError(f"{where}: recurring events are not supported; list each date")
         if "DTSTART" not in event:

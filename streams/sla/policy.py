@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from events.instants import DAY, SECOND, Micros, format_duration
+from events.instants import DAY, SECOND, Micros
 from streams.sla.clocks import WEEKDAY_NAMES, BusinessCalendar, Interval
 from streams.sla.durations import parse_duration
 from streams.sla.ical import read_ical_closures
@@ -680,14 +680,14 @@ def _check_severities(policy: Policy, prefix: str) -> list[str]:
             day = policy.calendars[rule.calendar].day_length
             if _elapsed_days(rule.target, rule.written, day):
                 warnings.append(
-                    f"{key}.{name}: {format_duration(rule.target)} of business time is "
+                    f"{key}.{name}: {rule.written!r} of business time is "
                     f"{rule.target / day:.2f} business days; did you mean business days ('bd')?"
                 )
         for esc in rules.escalations:
             day = policy.calendars[esc.calendar].day_length
             if esc.clock == "business" and _elapsed_days(esc.after, esc.written, day):
                 warnings.append(
-                    f"{key}.escalations.{esc.level - 1}: {format_duration(esc.after)} of business "
+                    f"{key}.escalations.{esc.level - 1}: {esc.written!r} of business "
                     f"time is {esc.after / day:.2f} business days; did you mean 'bd'?"
                 )
         afters = [esc.after for esc in rules.escalations]
