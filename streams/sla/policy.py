@@ -572,7 +572,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
         text = resources.files("streams.sla").joinpath(DEFAULT_POLICY_RESOURCE).read_text()
         return parse_policy(text, DEFAULT_POLICY_RESOURCE)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not TOML
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:

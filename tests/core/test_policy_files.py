@@ -91,6 +91,15 @@ def test_a_file_that_is_not_utf8_gives_a_clear_error(tmp_path: Path) -> None:
     assert b"not UTF-8 text" in result.stderr and b"Traceback" not in result.stderr
 
 
+def test_a_utf8_file_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    """Windows editors save UTF-8 with a BOM; it was read as TOML and refused ('Invalid
+    statement (at line 1, column 1)'). Found trying #8 as a new user."""
+    text = policy_text('target = "4h"')
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_policy(path).version == parse_policy(text, "p.toml").version
+
+
 @pytest.mark.parametrize(
     ("calendar", "key"),
     [
