@@ -58,7 +58,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "per policy, severity and metric, met and breached counts under each and the "
         "difference, the tickets whose outcome changes, and escalations gained or lost.",
     )
-    backtest.add_argument("--input", "-i", required=True, help="JSONL ticket events")
+    backtest.add_argument("--input", "-i", required=True, help="JSONL ticket events, or -")
     backtest.add_argument("--policy", "-p", help="current policy (default: the shipped one)")
     backtest.add_argument("--against", "-a", required=True, help="proposed policy TOML")
     backtest.add_argument("--until", help="advance both clocks to this RFC 3339 time at the end")
@@ -228,8 +228,11 @@ def _backtest(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(f"--until: {exc}")
     try:
-        with open(args.input, "rb") as source:
-            lines = source.readlines()
+        if args.input == "-":
+            lines = sys.stdin.buffer.readlines()
+        else:
+            with open(args.input, "rb") as source:
+                lines = source.readlines()
     except OSError as exc:
         return _fail(f"--input: cannot read {args.input}: {exc.strerror}")
     quiet_gc()

@@ -6,6 +6,7 @@ The proposal (hand-checked against the README's walk-through of the sample): Sev
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from importlib import resources
@@ -134,3 +135,30 @@ def test_backtest_reports_lines_one_policy_rejects() -> None:
     sample = backtest(SAMPLE.read_bytes().splitlines(), load_policy(), proposed)
     assert [s["line"] for s in sample["skipped"]["current"]] == [11, 14, 16]
     assert "lines skipped (invalid or rejected): 3 current, 3 proposed" in format_table(sample)
+
+
+def test_backtest_reads_the_history_from_stdin_like_replay() -> None:
+    """`--input -` as for replay (`escalator sample | escalator backtest --input - ...`); it
+    failed: 'cannot read -'."""
+    base = [sys.executable, "-m", "deploy.cli", "backtest", "--against", str(PROPOSED),
+            "--until", UNTIL]  # fmt: skip
+    from_file = subprocess.run([*base, "--input", str(SAMPLE)], capture_output=True, check=True)
+    piped = subprocess.run(
+        [*base, "--input", "-"], input=SAMPLE.read_bytes(), capture_output=True, check=False
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == from_file.stdout
+
+
+def test_readme_backtest_example_is_what_a_user_gets() -> None:
+    readme = (SAMPLE.parents[2] / "README.md").read_text()
+    block = re.search(r"```console\n\$ (escalator backtest [^\n]+)\n(.*?)```", readme, re.S)
+    assert block, "README has no backtest example"
+    args = block.group(1).split()[1:]
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.cli", *args],
+        capture_output=True,
+        cwd=SAMPLE.parents[2],
+        check=True,
+    )
+    assert result.stdout.decode() == block.group(2)
