@@ -451,3 +451,30 @@ def test_elapsed_day_warning_quotes_what_the_file_says() -> None:
     assert "severity.1.escalations.0: '48h' of business time is 6.00 business days" in "\n".join(
         warnings
     )
+
+
+def test_business_days_on_the_elapsed_clock_warn() -> None:
+    """`after = "1bd"` without `clock = "business"` (escalations default to elapsed) is one
+    business day's length of wall time, 8h here: an escalation at 17:00 for a ticket reported
+    at 09:00, not the next morning. Found trying #8 as a new user."""
+    policy = parse_policy(
+        'name = "t"\n[calendars.c]\ntimezone = "UTC"\n'
+        + week("09:00-17:00", ALL_DAYS[:5])
+        + '\n[severity.1]\nfirst_response = { target = "1bd" }\n'
+        'resolution = { target = "2bd", clock = "elapsed" }\n'
+        'escalations = [{ after = "1bd", to = "lead" }, { after = "1d", to = "boss" }]\n',
+        "t.toml",
+    )
+    warnings = [w for w in check_policy(policy) if "elapsed clock" in w]
+    assert warnings == [
+        "severity.1.resolution: '2bd' on the elapsed clock is 16h of wall time; did you mean "
+        "clock = 'business'?",
+        "severity.1.escalations.0: '1bd' on the elapsed clock is 8h of wall time; did you mean "
+        "clock = 'business'?",
+    ]
+    always = parse_policy(
+        'name = "t"\n[calendars.c]\ntimezone = "UTC"\nhours = "24x7"\n'
+        '[severity.1]\nescalations = [{ after = "1bd", to = "lead" }]\n',
+        "t.toml",
+    )
+    assert not any("elapsed clock" in w for w in check_policy(always))  # 1bd is 24h there

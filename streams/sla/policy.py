@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from events.instants import DAY, SECOND, Micros
+from events.instants import DAY, SECOND, Micros, format_duration
 from streams.sla.clocks import WEEKDAY_NAMES, BusinessCalendar, Interval
 from streams.sla.durations import parse_duration
 from streams.sla.ical import read_ical_closures
@@ -663,6 +663,19 @@ def _elapsed_days(amount: Micros, written: str, business_day: Micros) -> bool:
     return amount % DAY == 0 and business_day != DAY and "bd" not in written.lower()
 
 
+def _business_days_elapsed(
+    key: str, written: str, amount: Micros, business_day: Micros
+) -> list[str]:
+    """Business days (`1bd`) on the elapsed clock (the escalations' default) are that many
+    business days' length of wall time: almost always meant on the business clock."""
+    if "bd" not in written.lower() or business_day == DAY:
+        return []
+    return [
+        f"{key}: {written!r} on the elapsed clock is {format_duration(amount)} of wall time; "
+        "did you mean clock = 'business'?"
+    ]
+
+
 def _check_severities(policy: Policy, prefix: str) -> list[str]:
     warnings: list[str] = []
     for level in range(1, 5):
@@ -675,9 +688,12 @@ def _check_severities(policy: Policy, prefix: str) -> list[str]:
         if fr and res and fr.target > res.target:
             warnings.append(f"{key}: first_response target is later than the resolution target")
         for name, rule in (("first_response", fr), ("resolution", res)):
-            if rule is None or rule.clock != "business":
+            if rule is None:
                 continue
             day = policy.calendars[rule.calendar].day_length
+            if rule.clock != "business":
+                warnings += _business_days_elapsed(f"{key}.{name}", rule.written, rule.target, day)
+                continue
             if _elapsed_days(rule.target, rule.written, day):
                 warnings.append(
                     f"{key}.{name}: {rule.written!r} of business time is "
@@ -685,6 +701,9 @@ def _check_severities(policy: Policy, prefix: str) -> list[str]:
                 )
         for esc in rules.escalations:
             day = policy.calendars[esc.calendar].day_length
+            if esc.clock == "elapsed":
+                where = f"{key}.escalations.{esc.level - 1}"
+                warnings += _business_days_elapsed(where, esc.written, esc.after, day)
             if esc.clock == "business" and _elapsed_days(esc.after, esc.written, day):
                 warnings.append(
                     f"{key}.escalations.{esc.level - 1}: {esc.written!r} of business "
