@@ -556,7 +556,7 @@ def report_zone(root: Policy, policy_name: str | None = None) -> ZoneInfo:
     """The time zone whose local days a report counts (a day grouping, "since midnight"):
     that of the named policy's calendar when a view is filtered to one policy (its team's
     days), else that of the policy file's default calendar."""
-    return ZoneInfo(ticket_policy(root, policy_name).calendar.timezone)
+    return ticket_policy(root, policy_name).calendar.zone
 
 
 def _stats(values: list[int]) -> dict[str, float | None]:

@@ -270,13 +270,6 @@ def test_tickets_keep_their_policy_and_compliance_groups_by_it(db: Database) -> 
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Exception,
-    reason="found by tryout (#8 §1), for views to fix: report_zone() reads the zone with "
-    "ZoneInfo(calendar.timezone), which refuses 'UTC-5' (a zone policies accept with a "
-    "warning); use the calendar's own zone, BusinessCalendar.zone",
-)
 def test_compliance_on_a_calendar_in_a_fixed_offset_zone(db: Database) -> None:
     """A policy whose calendar is in `UTC-5` loads and replays; its compliance report must too
     (its days are UTC-5 days)."""
