@@ -129,7 +129,9 @@ async def bench_kafka(
 
 
 def synthetic_rows(count: int, now: int, rng: random.Random) -> tuple[list[Any], list[Any]]:
-    """Tickets like a busy help desk's: 10% open with deadlines over the next 5 days."""
+    """Tickets like a busy help desk's: 10% open with deadlines over the next 5 days, under the
+    shipped policy (`clevr-helpdesk`, its `default` calendar); rows in TICKET_COLUMNS and
+    SLA_EVENT_COLUMNS order."""
     tickets: list[Any] = []
     events: list[Any] = []
     state_json = '{"synthetic": true}'
@@ -162,7 +164,7 @@ def synthetic_rows(count: int, now: int, rng: random.Random) -> tuple[list[Any],
             ticket_id, status, severity, customer, f"agent-{rng.randrange(80)}", group,
             reported, responded, resolved, resolved if status == "closed" else None, 0,
             resolved or reported, *fr, *res, worst, nxt, 0, fr_e, fr_b, res_e, res_b,
-            "bench", state_json,
+            "bench", state_json, "clevr-helpdesk", "default", "default",
         ))  # fmt: skip
         for n, kind in enumerate(("sla.warning", "sla.met", "ticket.escalated")):
             at = reported + (n + 1) * 30 * MINUTE
@@ -171,7 +173,8 @@ def synthetic_rows(count: int, now: int, rng: random.Random) -> tuple[list[Any],
                 1 if kind == "ticket.escalated" else None,
                 "senior" if kind == "ticket.escalated" else None,
                 0.5 if kind == "sla.warning" else None,
-                60.0 if kind == "sla.met" else None, "business", None, "clevr", "bench",
+                60.0 if kind == "sla.met" else None, "business", None, "clevr-helpdesk", "bench",
+                "default",
             ))  # fmt: skip
     return tickets, events
 
