@@ -89,9 +89,11 @@ def describe_policy(policy: Policy) -> str:
         label = "calendar" if len(policy.calendars) == 1 else f"calendar {name}"
         closures = len(cal.closures) + len(cal.partial_closures) + len(cal.closed_spans)
         openings = f"; extra openings: {len(cal.openings)}" if cal.openings else ""
+        kinds = cal.holiday_categories
+        categories = f" ({', '.join(kinds)})" if cal.holidays and kinds else ""
         lines.append(
             f"{label}: {describe_week(cal)} {cal.timezone}"
-            f"; holidays: {cal.holidays or 'none'}; closures: {closures}{openings}"
+            f"; holidays: {cal.holidays or 'none'}{categories}; closures: {closures}{openings}"
             f"; 1 business day = {format_duration(cal.day_length)}"
         )
     for child in policy.policies or [policy]:

@@ -363,6 +363,8 @@ class BusinessCalendar:
         self._holiday_spec: HolidaySpec | None = (
             _parse_holiday_spec(holidays, holiday_categories) if holidays is not None else None
         )
+        self.holiday_categories: tuple[str, ...] = tuple(holiday_categories)
+        """The ``holidays`` package's categories closed on (empty: its default, public)."""
         self._holiday_cache: dict[int, frozenset[dt.date]] = {}
         self._years: dict[int, _Year] = {}
         self._last: _Year | None = None

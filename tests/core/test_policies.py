@@ -357,3 +357,14 @@ def test_an_empty_list_of_accepted_values_is_refused(condition: str, key: str) -
     with pytest.raises(PolicyError) as caught:
         parse_policy(text, "v.toml")
     assert str(caught.value).startswith(f"v.toml: {key}: Value should have at least 1 item")
+
+
+def test_check_shows_the_holiday_categories_a_calendar_closes_on() -> None:
+    """A calendar closed on optional holidays too read 'holidays: CA-ON' like one closed on
+    public holidays only; policy check now names the categories (found trying #8)."""
+    text = VENDOR.replace('holidays = "CA-ON"', 'holidays = { country = "CA", subdivision = "ON", '
+                          'categories = ["public", "optional"] }')  # fmt: skip
+    assert text != VENDOR
+    described = describe_policy(parse_policy(text, "v.toml"))
+    assert "holidays: CA-ON (public, optional);" in described
+    assert "holidays: PL;" in describe_policy(POLICY)  # the package's default: public
