@@ -100,26 +100,35 @@ class Replayer:
         ):
             counts.late += 1
         self._store(ticket_id, outcome.state)
+        if outcome.duplicate:
+            counts.duplicates += 1
+        latest = self.latest
+        in_order = False
+        if outcome.rejected is not None:
+            counts.rejected += 1
+            if outcome.beyond_horizon:
+                counts.beyond_horizon += 1
+        elif not outcome.duplicate and (latest is None or at >= latest):
+            in_order = True
+            if latest is None or at > latest:
+                self.latest = at
+                mark = at - self.max_delay
+                if watermark is None or mark > watermark:
+                    self._sweep(mark, False)
         emitted = outcome.emitted
         released: list[dict[str, Any]] = []
         if emitted:
             counts.emitted += len(emitted)
             if outcome.late:
                 self._correct(emitted, released)
+            elif in_order and not self._held and self.max_delay == 0:
+                # Time-ordered input: the watermark is at this event, so all it caused (its own
+                # timers due before it, in due order, then its own output) is final, in order.
+                return emitted, None
             else:
                 self._hold(emitted, at)
-        if outcome.duplicate:
-            counts.duplicates += 1
-        if outcome.rejected is not None:
-            counts.rejected += 1
-            if outcome.beyond_horizon:
-                counts.beyond_horizon += 1
-        elif not outcome.duplicate and (self.latest is None or at > self.latest):
-            self.latest = at
-            mark = at - self.max_delay
-            if watermark is None or mark > watermark:
-                self._sweep(mark, False)
-        self._release(released)
+        if self._held:
+            self._release(released)
         return released, outcome.rejected
 
     def advance(self, now: Micros, inclusive: bool = True) -> list[dict[str, Any]]:
@@ -249,10 +258,11 @@ def _run(
             continue
         try:
             emitted, rejected = feed(event)
-        except Exception as exc:  # a fault in the core must not stop the replay
+        except Exception as fault:  # a fault in the core must not stop the replay
+            # (not `exc`: mypyc gives a name one type per function, InvalidEvent above)
             replayer.counts.invalid += 1
             if on_invalid:
-                on_invalid(number, f"internal error: {type(exc).__name__}")
+                on_invalid(number, f"internal error: {type(fault).__name__}")
             continue
         if emitted:
             yield from emitted

@@ -8,7 +8,7 @@ pause simply cuts a span. A ticket has a handful of spans, so this stays small.
 from __future__ import annotations
 
 import sys
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from events.instants import Micros
 from events.records import TicketEvent
@@ -31,7 +31,7 @@ Detail = tuple[
 group, channel, tags, attributes, has_group, pinned_digest); None in the history when it said
 nothing more (most events: a reply, a pause, a resolution)."""
 
-STEP: int = 3
+STEP: Final = 3
 """Slots per applied event in `TicketState.history`: occurred_at, type, detail."""
 
 

@@ -19,7 +19,6 @@ import pytest
 
 from events.codec import InvalidEvent, decode_input_record, decode_ticket_event, sanitise
 from events.instants import parse_instant
-from streams.sla import replay as replay_module
 from streams.sla.machine import CONFLICT, handle
 from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
@@ -220,14 +219,6 @@ END:VCALENDAR\r
 """
 
 
-@pytest.mark.xfail(
-    condition=not replay_module.__file__.endswith(".py"),
-    strict=True,
-    reason="found by tryout (#8), for perf (replay.py) to fix: in the compiled replay, _run's "
-    "`except Exception as exc` reuses the name the `except InvalidEvent as exc` above it "
-    "typed as InvalidEvent (mypyc gives a name one type per function, see processor.py), so "
-    "a fault in the core raises TypeError and stops the replay with a traceback; rename it",
-)
 def test_a_core_fault_from_real_input_costs_one_line_in_the_compiled_replay(
     tmp_path: Path,
 ) -> None:
