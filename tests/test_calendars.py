@@ -478,3 +478,22 @@ def test_business_days_on_the_elapsed_clock_warn() -> None:
         "t.toml",
     )
     assert not any("elapsed clock" in w for w in check_policy(always))  # 1bd is 24h there
+
+
+@pytest.mark.parametrize(
+    ("closure", "expected"),
+    [
+        # Wednesday's shift (23:00 to Thursday 07:00) closed; Tuesday's runs into Wednesday.
+        ("2026-12-02", "2026-12-02T12:00:00Z"),
+        # Wednesday 00:00-24:00 on the wall clock: Tuesday's shift stops at midnight, and
+        # Wednesday's shift opens at Thursday 00:00 (7h) after 1h on Tuesday.
+        ("{ date = 2026-12-02 }", "2026-12-03T12:00:00Z"),
+    ],
+)
+def test_a_whole_date_and_its_wall_clock_hours_close_night_shifts_differently(
+    closure: str, expected: str
+) -> None:
+    """As the README says (found ambiguous trying #8): a date closes the shift starting on it,
+    `from`/`to` (default the whole day) the date's wall-clock hours."""
+    cal = calendar(f"{week('23:00-07:00', ('tue', 'wed', 'thu'))}\nclosures = [{closure}]")
+    assert due(cal, "2026-12-01T22:00:00-05:00", 8 * HOUR) == expected
