@@ -93,9 +93,18 @@ class TicketSeverityChanged(_TicketEventBase):
 
 @with_config(_CONFIG)
 class TicketResponded(_TicketEventBase):
-    """An agent replied to the customer: fulfils first response."""
+    """A public reply or update from an agent to the customer: fulfils first response, the
+    open next-response round, and the current periodic-update period."""
 
     type: Literal["ticket.responded"]
+
+
+@with_config(_CONFIG)
+class TicketCustomerReplied(_TicketEventBase):
+    """A public message from the customer (not the one that opened the ticket): starts a
+    next-response round if the agent had answered since the customer's last message."""
+
+    type: Literal["ticket.customer_replied"]
 
 
 @with_config(_CONFIG)
@@ -152,7 +161,8 @@ TicketEventPayload = Annotated[
     | TicketClosed
     | TicketAssigned
     | TicketCustomerNotified
-    | TicketUpdated,
+    | TicketUpdated
+    | TicketCustomerReplied,
     Field(discriminator="type"),
 ]
 """Any inbound ticket event as JSON, told apart by its `type`: the integrators' contract."""
@@ -169,6 +179,7 @@ TICKET_EVENT_TYPES: tuple[str, ...] = (
     "ticket.assigned",
     "ticket.customer_notified",
     "ticket.updated",
+    "ticket.customer_replied",
 )
 
 ticket_event_adapter: TypeAdapter[TicketEventPayload] = TypeAdapter(TicketEventPayload)

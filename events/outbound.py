@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-Metric = Literal["first_response", "resolution", "escalation"]
+Metric = Literal["first_response", "resolution", "next_response", "periodic_update", "escalation"]
 Timestamp = Annotated[str, Field(description="RFC 3339, UTC, e.g. 2026-11-30T15:30:00Z")]
 
 
@@ -41,11 +41,23 @@ class _SlaEventBase(BaseModel):
     customer_id: str | None = Field(description="The ticket's customer (organisation), if known.")
     group: str | None = Field(description="The ticket's group when the event fired, if known.")
     assignee: str | None = Field(description="The ticket's assignee when the event fired.")
+    round: int | None = Field(
+        None,
+        ge=1,
+        description="next_response and periodic_update only: the round this event is about "
+        "(1-based: the customer reply, or the update period, counted over the ticket).",
+    )
 
 
 class SlaWarning(_SlaEventBase):
     type: Literal["sla.warning"] = "sla.warning"
     threshold: float = Field(gt=0, lt=1, description="Fraction of the target elapsed.")
+    before_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="A warning by lead time (`warn_before`): how long before the breach it "
+        "fires, in seconds on the metric's clock.",
+    )
 
 
 class SlaBreached(_SlaEventBase):
@@ -62,6 +74,12 @@ class TicketEscalated(_SlaEventBase):
     type: Literal["ticket.escalated"] = "ticket.escalated"
     level: int = Field(ge=1, description="1-based escalation level.")
     to: str = Field(description="Who the ticket is escalated to.")
+    repeat: int | None = Field(
+        None,
+        ge=1,
+        description="A repeated escalation of the level (`repeat_every`): 1 for the first "
+        "repeat; absent on the level's first escalation.",
+    )
 
 
 class CustomerNotificationRequired(_SlaEventBase):

@@ -26,6 +26,7 @@ Rules (see README, "SLA rules"):
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -33,7 +34,7 @@ from events.ids import retraction_id, revised_id, sla_event_id
 from events.instants import DAY, Micros, format_instant
 from events.records import TicketEvent
 from streams.sla.clocks import Clock
-from streams.sla.rules import MetricName, MetricRule, Policy
+from streams.sla.rules import EscalationRule, MetricName, MetricRule, Policy
 from streams.sla.state import STEP, Span, TicketState, Timer
 
 CLOSED_RETENTION: Final[Micros] = 7 * DAY
@@ -136,8 +137,11 @@ def metric_segments(
     """
     if metric == "first_response":
         spans: list[Span] = [(state.reported_at, _first_response_end(state))]
-    else:
+    elif metric == "resolution":
         spans = state.resolution_spans
+    else:
+        since = state.reply_since if metric == "next_response" else state.update_since
+        spans = [] if since is None else [(since, None)]
     if not rule.pausable:
         return spans
     pauses = state.pauses
@@ -154,11 +158,18 @@ def _first_response_end(state: TicketState) -> Micros | None:
 # Scheduling
 
 
-_ALL: Final = ("first_response", "resolution", "escalation")
+_ALL: Final = ("first_response", "resolution", "next_response", "periodic_update", "escalation")
 _new_timer = tuple.__new__
 """`_new_timer(Timer, (due_at, rank, metric, rule))`: a Timer without NamedTuple's Python-level
 `__new__` (half the cost; timers are built on every schedule)."""
-_CLOCKED: Final = ("first_response", "resolution")
+_CLOCKED: Final = ("first_response", "resolution", "next_response", "periodic_update")
+_NEXT_RESPONSE: Final = ("next_response",)
+_PERIODIC: Final = ("periodic_update",)
+
+
+def _round(state: TicketState, metric: str) -> int:
+    """The number of the metric's current round (see `rules.ROUNDED`)."""
+    return state.reply_round if metric == "next_response" else state.update_round
 
 
 def _schedule(
@@ -175,24 +186,29 @@ def _schedule(
     rules = policy.severities[state.severity]
     fired = state.fired
     timers = [t for t in state.timers if t.metric not in metrics] if state.timers else []
-    for rule in (rules.first_response, rules.resolution):
-        if rule is None or rule.metric not in metrics or not metric_running(state, rule.metric):
+    for rule in rules.clocked:
+        metric = rule.metric
+        if metric not in metrics or not metric_running(state, metric):
             continue
-        marks = [mark for mark in rule.marks if mark.key not in fired]
+        suffix = f"@{_round(state, metric)}" if rule.rounds else ""
+        marks = [mark for mark in rule.marks if mark.key + suffix not in fired]
         if not marks:
             continue
-        metric = rule.metric
         segments = metric_segments(state, metric, rule)
         clock = policy.clock(rule.clock, rule.calendar)
         dues = deadlines(segments, clock, [mark.amount for mark in marks])
         for mark, due in zip(marks, dues, strict=True):
             if due is not None:
-                timers.append(_new_timer(Timer, (due, mark.rank, metric, mark.rule)))
+                timers.append(_new_timer(Timer, (due, mark.rank, metric, mark.rule + suffix)))
     if "escalation" in metrics and state.escalation_active:
         for esc in rules.escalations:
             if esc.key not in fired:
                 due = policy.clock(esc.clock, esc.calendar).add(state.reported_at, esc.after)
                 timers.append(_new_timer(Timer, (due, esc.rank, "escalation", esc.rule)))
+            elif esc.repeat_every:
+                repeat = _overdue_repeat(state, policy, esc, now)
+                if repeat is not None:
+                    timers.append(repeat)
     timers.sort()
     if timers and timers[0].due_at < now:
         overdue = [t for t in timers if t.due_at < now]
@@ -206,7 +222,59 @@ def _schedule(
 def metric_running(state: TicketState, metric: str) -> bool:
     if metric == "first_response":
         return _first_response_end(state) is None
-    return state.status in ("open", "paused")
+    if metric == "resolution":
+        return state.status in ("open", "paused")
+    since = state.reply_since if metric == "next_response" else state.update_since
+    return since is not None and state.status in ("open", "paused")
+
+
+# Repeating escalations. Repeat n of a level is due when `after + n * repeat_every` has passed
+# on the level's clock since the report; with c = clock.between(report, t), the due instant
+# add(report, A) is at or before t exactly when c >= A (`add` is the earliest instant that has
+# consumed A). A change that makes repeats overdue fires only the latest of them, once.
+
+
+def _last_repeat(state: TicketState, esc: EscalationRule) -> int:
+    """The number of the level's latest fired repeat (0: none yet)."""
+    prefix = esc.repeat_key
+    for key in reversed(state.fired):
+        if key.startswith(prefix):
+            return int(key[len(prefix) :])
+    return 0
+
+
+def _repeat_timer(state: TicketState, policy: Policy, esc: EscalationRule, n: int) -> Timer | None:
+    if esc.max_repeats is not None and n > esc.max_repeats:
+        return None
+    due = policy.clock(esc.clock, esc.calendar).add(
+        state.reported_at, esc.after + n * esc.repeat_every
+    )
+    return _new_timer(Timer, (due, esc.rank, "escalation", f"{esc.rule}:repeat:{n}"))
+
+
+def _overdue_repeat(
+    state: TicketState, policy: Policy, esc: EscalationRule, now: Micros
+) -> Timer | None:
+    """The level's next repeat to arm after its fired ones; if several are already due before
+    `now` (a reopen after a long resolve), the latest of them (it fires at `now`)."""
+    n = _last_repeat(state, esc) + 1
+    clock = policy.clock(esc.clock, esc.calendar)
+    if now > state.reported_at:
+        consumed = clock.between(state.reported_at, now - 1)  # due <= now - 1: overdue
+        latest = (consumed - esc.after) // esc.repeat_every
+        if latest > n:
+            n = latest if esc.max_repeats is None else min(latest, esc.max_repeats)
+    return _repeat_timer(state, policy, esc, n)
+
+
+def _next_repeat(
+    state: TicketState, policy: Policy, esc: EscalationRule, fired: int, at: Micros
+) -> Timer | None:
+    """After the level (`fired` = 0) or its repeat `fired` went out at `at`: the first repeat
+    due after `at` (those due before it, when it fired late, are covered by it)."""
+    consumed = policy.clock(esc.clock, esc.calendar).between(state.reported_at, at)
+    first = (consumed - esc.after) // esc.repeat_every + 1 if consumed >= esc.after else 1
+    return _repeat_timer(state, policy, esc, max(fired + 1, first))
 
 
 def _event(
@@ -255,17 +323,28 @@ def _fire(
     rules = policy.severities[state.severity]
     due_at, fired_at = _instants(timer.due_at, at)
     if timer.metric == "escalation":
-        esc = rules.escalations[int(timer.rule.split(":")[1]) - 1]
+        parts = timer.rule.split(":")
+        esc = rules.escalations[int(parts[1]) - 1]
         ref = policy.ref(esc.clock, esc.calendar)
         record = _event(state, ref, "ticket.escalated", "escalation", timer.rule, due_at, fired_at)
         record["level"] = esc.level
         record["to"] = esc.to
+        if len(parts) > 3:
+            record["repeat"] = int(parts[3])
         out.append(record)
+        if esc.repeat_every:
+            repeat = _next_repeat(state, policy, esc, int(parts[3]) if len(parts) > 3 else 0, at)
+            if repeat is not None:
+                insort(state.timers, repeat)
         return
-    rule = rules.first_response if timer.metric == "first_response" else rules.resolution
+    rule = rules.metric(timer.metric)  # type: ignore[arg-type]
     ref = policy.ref() if rule is None else policy.ref(rule.clock, rule.calendar)
-    if timer.rule == "breached":
-        out.append(_event(state, ref, "sla.breached", timer.metric, "breached", due_at, fired_at))
+    name, _, number = timer.rule.partition("@")
+    if name == "breached":
+        record = _event(state, ref, "sla.breached", timer.metric, timer.rule, due_at, fired_at)
+        if number:
+            record["round"] = int(number)
+        out.append(record)
         if timer.metric == "resolution" and rules.resolution is not None:
             notice = _event(
                 state,
@@ -281,13 +360,20 @@ def _fire(
             out.append(notice)
         return
     record = _event(state, ref, "sla.warning", timer.metric, timer.rule, due_at, fired_at)
-    record["threshold"] = float(timer.rule.split(":")[1])
+    mark = rule.by_rule.get(name) if rule is not None else None
+    if mark is not None and mark.before:  # by lead time: the fraction elapsed then
+        record["threshold"] = mark.fraction
+        record["before_seconds"] = mark.before / 1_000_000
+    else:
+        record["threshold"] = float(name.split(":")[1])
+    if number:
+        record["round"] = int(number)
     out.append(record)
 
 
 def _pending_breach(state: TicketState, metric: str) -> Micros | None:
     for timer in state.timers:
-        if timer.rule == "breached" and timer.metric == metric:
+        if timer.metric == metric and timer.rule.startswith("breached"):
             return timer.due_at
     return None
 
@@ -301,7 +387,11 @@ def _met(
     resumed at `at` (the time left then, counted on from `at`): the same rule for every metric.
     """
     rule = policy.severities[state.severity].metric(metric)
-    if rule is None or rule.marks[-1].key in state.fired:  # the breach's key
+    if rule is None:
+        return
+    number = _round(state, metric) if rule.rounds else 0
+    suffix = f"@{number}" if number else ""
+    if rule.marks[-1].key + suffix in state.fired:  # the breach's key
         return
     segments = metric_segments(state, metric, rule, at)
     clock = policy.clock(rule.clock, rule.calendar)
@@ -310,10 +400,13 @@ def _met(
         due = deadlines(segments, clock, [rule.target])[0]
     due_at, met_at = _instants(due if due is not None else at, at)
     ref = policy.ref(rule.clock, rule.calendar)
-    record = _event(state, ref, "sla.met", metric, f"met:{state.cycle}", due_at, met_at)
+    met = f"met@{number}" if number else f"met:{state.cycle}"
+    record = _event(state, ref, "sla.met", metric, met, due_at, met_at)
     record["took_seconds"] = _consumed(segments, clock, at) / 1_000_000
     record["clock"] = rule.clock
-    state.fired.append(f"{metric}:met:{state.cycle}")
+    if number:
+        record["round"] = number
+    state.fired.append(f"{metric}:{met}")
     out.append(record)
 
 
@@ -610,6 +703,39 @@ def _apply_responded(
         _met(state, policy, "first_response", now, out)
         state.responded_at = now
         state.timers = [t for t in state.timers if t.metric != "first_response"]
+    rules = policy.severities[state.severity]
+    if state.reply_since is not None:  # answers the customer's reply: the round is done
+        if rules.next_response is not None:
+            _met(state, policy, "next_response", now, out)
+            state.timers = [t for t in state.timers if t.metric != "next_response"]
+        state.reply_since = None
+    if state.status in ("open", "paused"):  # an update: the period is done, the next begins
+        if state.update_since is not None:
+            _met(state, policy, "periodic_update", now, out)
+        state.update_round += 1
+        state.update_since = now
+        if rules.periodic_update is not None:
+            _schedule(state, policy, now, out, _PERIODIC)
+    return None
+
+
+def _apply_customer_replied(
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+) -> str | None:
+    """A public message from the customer: starts a next-response round if the ticket was
+    answered since the customer's last message (first response given, no round open). A reply
+    while a round is open leaves it running from the oldest unanswered message (Zendesk's next
+    reply time); one before the first response is first response's; one on a resolved ticket
+    starts nothing (a reopen, then a reply, does)."""
+    if (
+        state.reply_since is None
+        and state.status in ("open", "paused")
+        and _first_response_end(state) is not None
+    ):
+        state.reply_round += 1
+        state.reply_since = now
+        if policy.severities[state.severity].next_response is not None:
+            _schedule(state, policy, now, out, _NEXT_RESPONSE)
     return None
 
 
@@ -647,6 +773,8 @@ def _apply_resolved(
         state.status = "resolved"
         state.escalation_active = False
         state.timers = []
+        state.reply_since = None  # an open round stops without sla.met (as first response)
+        state.update_since = None
     return None
 
 
@@ -668,8 +796,13 @@ def _apply_reopened(
     state.cycle += 1
     state.resolution_spans.append((now, None))
     state.escalation_active = True
-    _schedule(state, policy, now, out, ("resolution", "escalation"))
+    state.update_round += 1  # an update is due a period after the reopen
+    state.update_since = now
+    _schedule(state, policy, now, out, _REOPENED)
     return None
+
+
+_REOPENED: Final = ("resolution", "periodic_update", "escalation")
 
 
 def _apply_assigned(
@@ -737,6 +870,7 @@ _APPLY: Final[dict[str, _Apply]] = {
     "ticket.opened": _apply_opened,
     "ticket.severity_changed": _apply_severity_changed,
     "ticket.responded": _apply_responded,
+    "ticket.customer_replied": _apply_customer_replied,
     "ticket.paused": _apply_paused,
     "ticket.resumed": _apply_resumed,
     "ticket.resolved": _apply_resolved,

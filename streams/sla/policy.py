@@ -206,6 +206,15 @@ class MetricSpec(_Strict):
     """Fractions of the target as TOML numbers (`["0.5"]`, a string, is rejected)."""
     calendar: str | None = None
     """The calendar a business clock counts on (default: the policy's)."""
+    warn_before: list[str] = []
+    """Warnings a fixed time before the breach, on the metric's clock (`["30m"]`)."""
+
+
+class PeriodicSpec(MetricSpec):
+    """`periodic_update`: `target` is the period; paused time does not count by default (an
+    update is due while the ticket is open and not paused)."""
+
+    pausable: Annotated[bool, Strict()] = True
 
 
 class EscalationSpec(_Strict):
@@ -213,12 +222,24 @@ class EscalationSpec(_Strict):
     clock: ClockName = "elapsed"
     to: str = Field(min_length=1)
     calendar: str | None = None
+    repeat_every: str | None = None
+    """Escalate again each time this much more has passed (on the level's clock)."""
+    max_repeats: Annotated[int, Strict(), Field(ge=1)] | None = None
+    """At most this many repeats (default: until the ticket is resolved)."""
+
+    @model_validator(mode="after")
+    def _repeats(self) -> EscalationSpec:
+        if self.max_repeats is not None and self.repeat_every is None:
+            raise ValueError("max_repeats needs repeat_every")
+        return self
 
 
 class SeveritySpec(_Strict):
     first_response: MetricSpec | None = None
     resolution: MetricSpec | None = None
     escalations: list[EscalationSpec] = []
+    next_response: MetricSpec | None = None
+    periodic_update: PeriodicSpec | None = None
 
 
 Values = Annotated[
@@ -468,13 +489,25 @@ def _severities(
         if m is None:
             return None
         calendar = calendar_of(m.calendar, key)
+        target = duration(m.target, f"{key}.target", m.clock, calendar)
+        leads = []
+        for index, text in enumerate(m.warn_before):
+            where = f"{key}.warn_before.{index}"
+            lead = duration(text, where, m.clock, calendar)
+            if lead >= target:
+                raise PolicyError(
+                    f"{source}: {where}: {text!r} is not shorter than the target ({m.target}): "
+                    "the warning would come at or before the start"
+                )
+            leads.append(lead)
         return MetricRule(
             metric=name,
-            target=duration(m.target, f"{key}.target", m.clock, calendar),
+            target=target,
             clock=m.clock,
             pausable=m.pausable,
             warn_at=tuple(sorted(set(m.warn_at))),
             calendar=calendar,
+            warn_before=tuple(sorted(set(leads), reverse=True)),
             written=m.target,
         )
 
@@ -485,6 +518,7 @@ def _severities(
         for index, esc in enumerate(sev.escalations):
             where = f"{key}.escalations.{index}"
             calendar = calendar_of(esc.calendar, where)
+            every = esc.repeat_every
             escalations.append(
                 EscalationRule(
                     level=index + 1,
@@ -492,6 +526,10 @@ def _severities(
                     clock=esc.clock,
                     to=esc.to,
                     calendar=calendar,
+                    repeat_every=0
+                    if every is None
+                    else duration(every, f"{where}.repeat_every", esc.clock, calendar),
+                    max_repeats=esc.max_repeats,
                     written=esc.after,
                 )
             )
@@ -499,6 +537,10 @@ def _severities(
             first_response=metric(sev.first_response, "first_response", f"{key}.first_response"),
             resolution=metric(sev.resolution, "resolution", f"{key}.resolution"),
             escalations=tuple(escalations),
+            next_response=metric(sev.next_response, "next_response", f"{key}.next_response"),
+            periodic_update=metric(
+                sev.periodic_update, "periodic_update", f"{key}.periodic_update"
+            ),
         )
     return severities
 

@@ -10,19 +10,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
-from events.instants import Micros
+from events.instants import Micros, format_duration
 from streams.sla.clocks import BusinessCalendar, Clock, ElapsedClock
 
 ClockName = Literal["business", "elapsed"]
-MetricName = Literal["first_response", "resolution"]
+MetricName = Literal["first_response", "resolution", "next_response", "periodic_update"]
+ROUNDED: Final = ("next_response", "periodic_update")
+"""Metrics counted in rounds (each customer reply, each update period): a round's timers and
+ids carry its number (`breached@3`), so each round fires its own warning, breach and met."""
 
 
 @dataclass(frozen=True, slots=True)
 class MetricRule:
-    """A response or resolution target on one clock, with warning thresholds.
+    """A target on one clock, with warnings by fraction (`warn_at`) and by lead time
+    (`warn_before`, microseconds before the breach on the same clock, as Zendesk's and
+    Zammad's "alert N minutes before the breach").
 
-    `calendar` names the policy's business calendar the target counts on (when `clock` is
-    `business`)."""
+    For `next_response` and `periodic_update` the target applies to each round (each customer
+    reply, each update period). `calendar` names the policy's business calendar the target
+    counts on (when `clock` is `business`)."""
 
     metric: MetricName
     target: Micros
@@ -30,13 +36,21 @@ class MetricRule:
     pausable: bool
     warn_at: tuple[float, ...]
     calendar: str = "default"
+    warn_before: tuple[Micros, ...] = ()
     written: str = field(default="", compare=False)
     """The target as the file spells it (`24h`, `3bd`), for `policy check`."""
     marks: tuple[Mark, ...] = field(init=False, repr=False, compare=False)
-    """The metric's timers: each warning threshold, then the breach (derived, in order)."""
+    """The metric's timers: each warning by the time it needs, then the breach (derived)."""
+    by_rule: dict[str, Mark] = field(init=False, repr=False, compare=False)
+    """Each mark by its rule name (derived)."""
+    rounds: bool = field(init=False, repr=False, compare=False)
+    """Whether the metric is counted in rounds (see ROUNDED; derived)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "marks", _marks(self))
+        marks = _marks(self)
+        object.__setattr__(self, "marks", marks)
+        object.__setattr__(self, "by_rule", {mark.rule: mark for mark in marks})
+        object.__setattr__(self, "rounds", self.metric in ROUNDED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +65,23 @@ class Mark:
     fraction: float
     key: str
     rank: tuple[int, float]
+    before: Micros = 0
+    """For a warning by lead time: how long before the breach it fires (0 otherwise)."""
 
 
-_METRIC_RANK: dict[str, int] = {"first_response": 0, "resolution": 1}
+_METRIC_RANK: dict[str, int] = {
+    "first_response": 0,
+    "resolution": 1,
+    "next_response": 1,
+    "periodic_update": 1,
+}
+"""Order among timers due at one instant (then by fraction, metric name, rule); the metrics
+added after the first two come after first response, so the seed's order is unchanged."""
 
 
 def _marks(rule: MetricRule) -> tuple[Mark, ...]:
+    """The warnings (by fraction and by lead time), sorted by the clock time they need, then
+    the breach: `machine.deadlines` takes the amounts in ascending order."""
     rank = _METRIC_RANK[rule.metric]
     warnings = [
         Mark(
@@ -68,19 +93,36 @@ def _marks(rule: MetricRule) -> tuple[Mark, ...]:
         )
         for f in rule.warn_at
     ]
+    for lead in rule.warn_before:
+        name = f"warning:before:{format_duration(lead)}"
+        fraction = (rule.target - lead) / rule.target
+        warnings.append(
+            Mark(
+                name, rule.target - lead, fraction, f"{rule.metric}:{name}", (rank, fraction), lead
+            )
+        )
+    if rule.warn_before:
+        warnings.sort(key=lambda mark: (mark.amount, mark.rule))
     breach = Mark("breached", rule.target, 1.0, f"{rule.metric}:breached", (rank, 1.0))
     return (*warnings, breach)
 
 
 @dataclass(frozen=True, slots=True)
 class EscalationRule:
-    """Escalate to `to` once `after` has passed since the report, on `clock` (never paused)."""
+    """Escalate to `to` once `after` has passed since the report, on `clock` (never paused).
+
+    With `repeat_every` (microseconds, 0: never) the level escalates again each time that
+    much more has passed since the report (`after + n * repeat_every`, repeat n = 1, 2, ...),
+    at most `max_repeats` times (None: until the ticket is resolved), as an on-call escalation
+    policy repeats (PagerDuty's "repeat this policy N times")."""
 
     level: int
     after: Micros
     clock: ClockName
     to: str
     calendar: str = "default"
+    repeat_every: Micros = 0
+    max_repeats: int | None = None
     written: str = field(default="", compare=False)
     rule: str = field(init=False, repr=False, compare=False)
     """The timer's rule name, `level:<level>` (derived)."""
@@ -88,11 +130,14 @@ class EscalationRule:
     """Its fired-key, `escalation:level:<level>` (derived)."""
     rank: tuple[int, float] = field(init=False, repr=False, compare=False)
     """Its order among timers due at the same instant (derived)."""
+    repeat_key: str = field(init=False, repr=False, compare=False)
+    """The fired-key of a repeat without its number, `escalation:level:<level>:repeat:`."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rule", f"level:{self.level}")
         object.__setattr__(self, "key", f"escalation:level:{self.level}")
         object.__setattr__(self, "rank", (2, float(self.level)))
+        object.__setattr__(self, "repeat_key", f"escalation:level:{self.level}:repeat:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +145,21 @@ class SeverityRules:
     first_response: MetricRule | None
     resolution: MetricRule | None
     escalations: tuple[EscalationRule, ...]
+    next_response: MetricRule | None = None
+    periodic_update: MetricRule | None = None
+    clocked: tuple[MetricRule, ...] = field(init=False, repr=False, compare=False)
+    """The metrics with a target, in order (derived): what the state machine schedules."""
+
+    def __post_init__(self) -> None:
+        rules = (self.first_response, self.resolution, self.next_response, self.periodic_update)
+        object.__setattr__(self, "clocked", tuple(rule for rule in rules if rule is not None))
 
     def metric(self, name: MetricName) -> MetricRule | None:
-        return self.first_response if name == "first_response" else self.resolution
+        if name == "first_response":
+            return self.first_response
+        if name == "resolution":
+            return self.resolution
+        return self.next_response if name == "next_response" else self.periodic_update
 
 
 class Match:

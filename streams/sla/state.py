@@ -69,6 +69,8 @@ class TicketState:
         "pauses",
         "policy_name",
         "policy_version",
+        "reply_round",
+        "reply_since",
         "reported_at",
         "resolution_spans",
         "responded_at",
@@ -80,6 +82,8 @@ class TicketState:
         "ticket_id",
         "timers",
         "timers_through",
+        "update_round",
+        "update_since",
     )
 
     def __init__(
@@ -110,6 +114,10 @@ class TicketState:
         history: list[Any] | None = None,
         timers_through: Micros | None = None,
         revisions: dict[str, int] | None = None,
+        reply_round: int = 0,
+        reply_since: Micros | None = None,
+        update_round: int = 0,
+        update_since: Micros | None = None,
     ) -> None:
         self.ticket_id = ticket_id
         self.severity = severity
@@ -154,6 +162,16 @@ class TicketState:
         self.revisions = revisions or None
         """Base SLA event id -> times it was retracted, so a re-issued event gets a new id
         (None until a first correction: most tickets never have one)."""
+        self.reply_round = reply_round
+        """Next-response rounds started: +1 per customer reply that found the ticket answered."""
+        self.reply_since = reply_since
+        """When the open next-response round started (the oldest unanswered customer reply);
+        None when the last public message was the agent's (or the ticket is resolved)."""
+        self.update_round = update_round
+        """Periodic-update rounds started: +1 per agent update (and per reopen)."""
+        self.update_since = update_since
+        """When the current update period started (the latest agent update or reopen); None
+        before the first response and while resolved."""
 
     def __repr__(self) -> str:
         return f"TicketState({self.to_json_obj()!r})"
@@ -186,6 +204,10 @@ class TicketState:
             "steps": self.history,
             "timers_through": self.timers_through,
             "revisions": self.revisions or {},
+            "reply_round": self.reply_round,
+            "reply_since": self.reply_since,
+            "update_round": self.update_round,
+            "update_since": self.update_since,
         }
 
     def copy(self) -> TicketState:
@@ -218,6 +240,10 @@ class TicketState:
             history=list(self.history),
             timers_through=self.timers_through,
             revisions=None if self.revisions is None else dict(self.revisions),
+            reply_round=self.reply_round,
+            reply_since=self.reply_since,
+            update_round=self.update_round,
+            update_since=self.update_since,
         )
 
     @classmethod
@@ -267,6 +293,10 @@ class TicketState:
             history=history,
             timers_through=obj.get("timers_through"),
             revisions=dict(obj.get("revisions", {})),
+            reply_round=obj.get("reply_round", 0),  # absent before next_response
+            reply_since=obj.get("reply_since"),
+            update_round=obj.get("update_round", 0),
+            update_since=obj.get("update_since"),
         )
 
     @property

@@ -243,8 +243,20 @@ def test_first_response_while_paused_reports_the_deadline_as_if_resumed() -> Non
     ]
 
 
-FULFILS: dict[str, str] = {"first_response": "responded", "resolution": "resolved"}
+FULFILS: dict[str, str] = {
+    "first_response": "responded",
+    "resolution": "resolved",
+    "next_response": "responded",
+    "periodic_update": "responded",
+}
 """The event that fulfils each metric; a metric added to the core must be added here."""
+STARTS: dict[str, list[str]] = {
+    "first_response": [],
+    "resolution": [],
+    "next_response": ["responded", "customer_replied"],
+    "periodic_update": ["responded"],
+}
+"""What starts a round of the metric at the report instant, after `ticket.opened`."""
 
 ALL_PAUSABLE = parse_policy(
     """
@@ -257,6 +269,8 @@ weekdays = ["mon", "tue", "wed", "thu", "fri"]
 [severity.3]
 first_response = { target = "6h", pausable = true }
 resolution = { target = "3bd", pausable = true }
+next_response = { target = "2h", pausable = true }
+periodic_update = { target = "5h" }
 """,
     "pausable.toml",
 )
@@ -275,6 +289,7 @@ def test_met_due_at_is_the_time_left_counted_on_from_the_fulfilment(
     opened = parse_instant("2026-02-02T05:00:00Z") + start * MINUTE
     at = opened
     body: list[bytes] = [_obj("opened", opened, 0, severity=3)]
+    body += [_obj(kind, opened, 100 + n) for n, kind in enumerate(STARTS[metric])]
     kinds = ["paused", "resumed"]
     for number, gap in enumerate(gaps[:-1], start=1):
         at += gap * MINUTE
