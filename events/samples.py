@@ -133,3 +133,45 @@ def with_routing(history: Iterable[dict[str, Any]], seed: int) -> list[dict[str,
                 }
             )
     return out
+
+
+def with_conversation(history: Iterable[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """The history with customers writing back: after a third of the agents' replies the
+    customer answers (`ticket.customer_replied`, 10 minutes to 4 hours later), sometimes twice,
+    and half of those get an agent's answer within hours (`ticket.responded`), so
+    next_response rounds are met, breached, left open or cut by a resolve. Sorted by time."""
+    rng = random.Random(seed)
+    events = list(history)
+    closed = {
+        event["ticket_id"]: _instant(event) for event in events if event["type"] == "ticket.closed"
+    }
+    timed: list[tuple[Micros, dict[str, Any]]] = []
+    for event in events:
+        at = _instant(event)
+        timed.append((at, event))
+        if event["type"] != "ticket.responded" or rng.random() >= 0.33:
+            continue
+        end = closed.get(event["ticket_id"])
+        follows = [(f"-c{n}", "ticket.customer_replied") for n in range(rng.choice((1, 1, 2)))]
+        if rng.random() < 0.5:
+            follows.append(("-a", "ticket.responded"))
+        for suffix, kind in follows:
+            at += int(rng.uniform(10, 240) * MINUTE)
+            if end is None or at < end:  # nothing after the close (it would be rejected)
+                timed.append((at, _follow(event, suffix, kind, at)))
+    order = sorted(range(len(timed)), key=lambda index: (timed[index][0], index))
+    return [timed[index][1] for index in order]
+
+
+def _instant(event: dict[str, Any]) -> Micros:
+    return from_datetime(datetime.fromisoformat(event["occurred_at"]))
+
+
+def _follow(event: dict[str, Any], suffix: str, kind: str, at: Micros) -> dict[str, Any]:
+    return {
+        "event_id": event["event_id"] + suffix,
+        "ticket_id": event["ticket_id"],
+        "type": kind,
+        "occurred_at": _stamp(at),
+        "source": "sample",
+    }

@@ -120,12 +120,12 @@ def map_payload(payload: Any, organizations_field: str = ORGANIZATIONS_FIELD) ->
             raise Unmappable("field 'comment': missing")
         comment_id = ident(comment.get("id"))
         public = comment.get("jsdPublic") is True
-        agent = dig(comment, "author", "accountType") not in ("customer", None)
-        if not (public and agent):
-            return Mapped(ignored="not a public agent comment")
+        author = dig(comment, "author", "accountType")
+        if not public or author is None:
+            return Mapped(ignored="not a public comment by a known author")
         at = rfc3339(comment.get("created", payload.get("timestamp")), "comment.created")
         base_id = f"jsm:comment:{comment_id or payload.get('timestamp')}"
-        add("ticket.responded")
+        add("ticket.customer_replied" if author == "customer" else "ticket.responded")
     elif kind == "jira:issue_deleted":
         add("ticket.closed")
     else:

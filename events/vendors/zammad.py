@@ -34,6 +34,8 @@ from events.vendors.common import (
 )
 
 SOURCE = "zammad"
+_ARTICLE = {"Agent": "ticket.responded", "Customer": "ticket.customer_replied"}
+"""A public article by its `sender`: an agent's answers, a customer's starts next response."""
 SIGNATURE_HEADER = "X-Hub-Signature"
 STATE: dict[str, Category] = {
     "new": "open",
@@ -114,14 +116,11 @@ def map_payload(payload: Any, memory: StatusMemory) -> Mapped:
         contract_event("ticket.assigned", f"{stamp}:assigned", tid, updated, SOURCE, **routing),
     ]
     article = payload.get("article")
-    if (
-        isinstance(article, dict)
-        and article.get("sender") == "Agent"
-        and article.get("internal") is False
-    ):
+    sender = article.get("sender") if isinstance(article, dict) else None
+    if isinstance(article, dict) and sender in _ARTICLE and article.get("internal") is False:
         out.append(
             contract_event(
-                "ticket.responded",
+                _ARTICLE[str(sender)],
                 f"zammad:article:{ident(article.get('id'))}",
                 tid,
                 rfc3339(article.get("created_at", updated_text), "article.created_at"),

@@ -136,10 +136,10 @@ def map_payload(payload: Any) -> Mapped:
         comment = event.get("comment")
         if not isinstance(comment, dict):
             raise Unmappable("field 'event.comment': missing")
-        if comment.get("is_public") is True and dig(comment, "author", "is_staff") is True:
-            add("ticket.responded")
-        else:
-            return Mapped(ignored="not a public agent comment")
+        staff = dig(comment, "author", "is_staff")
+        if comment.get("is_public") is not True or not isinstance(staff, bool):
+            return Mapped(ignored="not a public comment by a known author")
+        add("ticket.responded" if staff else "ticket.customer_replied")
     elif name in ("agent_assignment_changed", "group_assignment_changed"):
         add("ticket.assigned", **routing)
     elif name in ("soft_deleted", "permanently_deleted", "marked_as_spam"):

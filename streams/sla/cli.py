@@ -101,6 +101,7 @@ def describe_policy(policy: Policy) -> str:
         if policy.policies:
             lines.append(f"policy {child.name}: {describe_match(child.match)}")
         lines += _targets(child)
+        lines += _more_targets(child)
     return "\n".join(lines)
 
 
@@ -159,6 +160,43 @@ def _targets(policy: Policy) -> list[str]:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
+    return lines
+
+
+def _spelled(policy: Policy, amount: int, clock: str, calendar: str) -> str:
+    """A duration on a clock: `2h business`, `2h business warsaw`, `30m elapsed`."""
+    where = "" if clock != "business" or len(policy.calendars) == 1 else f" {calendar}"
+    return f"{format_duration(amount)} {clock}{where}"
+
+
+def _more_targets(policy: Policy) -> list[str]:
+    """One line per severity that uses next_response, periodic_update, warn_before or
+    repeating escalations (nothing for a policy that uses none of them)."""
+    lines: list[str] = []
+    for level in sorted(policy.severities):
+        rules = policy.severities[level]
+        parts: list[str] = []
+        for rule in rules.clocked:
+            label = rule.metric.replace("_", " ")
+            text = ""
+            if rule.rounds:
+                every = "every " if rule.metric == "periodic_update" else ""
+                text = f"{label} {every}{_spelled(policy, rule.target, rule.clock, rule.calendar)}"
+                text += ", pausable" if rule.pausable else ""
+                if rule.warn_at:
+                    text += ", warn at " + ", ".join(f"{f:g}" for f in rule.warn_at)
+            if rule.warn_before:
+                leads = ", ".join(format_duration(lead) for lead in rule.warn_before)
+                text = f"{text or label}, warn {leads} before the breach"
+            if text:
+                parts.append(text)
+        for esc in rules.escalations:
+            if esc.repeat_every:
+                times = "until resolved" if esc.max_repeats is None else f"{esc.max_repeats}x"
+                every = _spelled(policy, esc.repeat_every, esc.clock, esc.calendar)
+                parts.append(f"L{esc.level} repeats every {every} ({times})")
+        if parts:
+            lines.append(f"  severity {level}: " + "; ".join(parts))
     return lines
 
 

@@ -390,10 +390,10 @@ def _branch_at(loc: tuple[int | str, ...]) -> int | None:
     return next((i for i, p in enumerate(loc) if _BRANCH.match(str(p))), None)
 
 
-def _reasons(exc: ValidationError) -> str:
-    """One ``key: reason`` per error. A union branch that the value is plainly not of (a table
-    given where a date could also go) is not reported when another branch says what is wrong
-    with the value (a closure's bad time, a date with a time of day)."""
+def _reasons(exc: ValidationError, text: str = "") -> str:
+    """One ``key: reason (line N)`` per error. A union branch that the value is plainly not of
+    (a table given where a date could also go) is not reported when another branch says what
+    is wrong with the value (a closure's bad time, a date with a time of day)."""
     errors = exc.errors(include_url=False, include_input=False)
 
     def said_elsewhere(err: Any) -> bool:
@@ -410,12 +410,74 @@ def _reasons(exc: ValidationError) -> str:
 
     return "; ".join(
         dict.fromkeys(
-            f"{_location(err['loc'])}: {err['msg']}"
+            f"{_location(err['loc'])}: {err['msg']}{_at_line(text, _location(err['loc']))}"
             for err in errors
             if not (len(errors) > 1 and err["type"] == "string_type" and err["loc"][-1] == "str")
             and not said_elsewhere(err)
         )
     )
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_ASSIGNMENT = re.compile(r"^\s*([A-Za-z0-9_\-\.\" ]+?)\s*=\s*(.*)$")
+
+
+def _parts(dotted: str) -> list[str]:
+    return [part.strip().strip('"') for part in dotted.split(".")]
+
+
+def key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Where each key of a TOML policy is written: its dotted path (array elements by index,
+    as error locations name them) -> 1-based line. Tables, ``[[policies]]`` elements, keys,
+    and the elements of an array written one per line (``escalations = [`` then ``{...},``).
+    A plain scan of the lines, good enough to point at a key; tomllib gives no positions."""
+    where: dict[tuple[str, ...], int] = {}
+    counts: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    array: tuple[str, ...] | None = None
+    element = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if array is not None:
+            if stripped.startswith("]"):
+                array = None
+            elif stripped.startswith(("{", '"', "[")):
+                where.setdefault((*array, str(element)), number)
+                element += 1
+            continue
+        header = _HEADER.match(line)
+        if header is not None:
+            path = tuple(_parts(header[2]))
+            if header[1] == "[[":
+                index = counts.get(path, -1) + 1
+                counts[path] = index
+                table = (*path, str(index))
+            else:  # a sub-table of the latest element of an array of tables
+                head = path[:1]
+                table = (*head, str(counts[head]), *path[1:]) if head in counts else path
+            where.setdefault(table, number)
+            continue
+        assignment = _ASSIGNMENT.match(line)
+        if assignment is None or stripped.startswith("#"):
+            continue
+        key = (*table, *_parts(assignment[1]))
+        where.setdefault(key, number)
+        if assignment[2].strip() == "[":
+            array, element = key, 0
+    return where
+
+
+def _at_line(text: str, key: str) -> str:
+    """`` (line N)``: where the policy text writes `key` (its longest written prefix)."""
+    if not text:
+        return ""
+    lines = key_lines(text)
+    path = tuple(_parts(key))
+    while path:
+        if path in lines:
+            return f" (line {lines[path]})"
+        path = path[:-1]
+    return ""
 
 
 def compile_policy(spec: PolicySpec, source: str, base: Path | None = None) -> Policy:
@@ -531,6 +593,7 @@ def _severities(
                     else duration(every, f"{where}.repeat_every", esc.clock, calendar),
                     max_repeats=esc.max_repeats,
                     written=esc.after,
+                    repeat_written=every or "",
                 )
             )
         severities[int(level)] = SeverityRules(
@@ -604,8 +667,13 @@ def parse_policy(text: str, source: str, base: Path | None = None) -> Policy:
     try:
         spec = PolicySpec.model_validate(raw)
     except ValidationError as exc:
-        raise PolicyError(f"{source}: {_reasons(exc)}") from None
-    return compile_policy(spec, source, base)
+        raise PolicyError(f"{source}: {_reasons(exc, text)}") from None
+    try:
+        return compile_policy(spec, source, base)
+    except PolicyError as exc:
+        message = str(exc)
+        key = message[len(source) + 2 :].partition(": ")[0]
+        raise PolicyError(message + _at_line(text, key)) from None
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
@@ -729,9 +797,8 @@ def _check_severities(policy: Policy, prefix: str) -> list[str]:
         fr, res = rules.first_response, rules.resolution
         if fr and res and fr.target > res.target:
             warnings.append(f"{key}: first_response target is later than the resolution target")
-        for name, rule in (("first_response", fr), ("resolution", res)):
-            if rule is None:
-                continue
+        for rule in rules.clocked:
+            name = rule.metric
             day = policy.calendars[rule.calendar].day_length
             if rule.clock != "business":
                 warnings += _business_days_elapsed(f"{key}.{name}", rule.written, rule.target, day)
@@ -750,6 +817,16 @@ def _check_severities(policy: Policy, prefix: str) -> list[str]:
                 warnings.append(
                     f"{key}.escalations.{esc.level - 1}: {esc.written!r} of business "
                     f"time is {esc.after / day:.2f} business days; did you mean 'bd'?"
+                )
+            every = esc.repeat_every
+            if every and esc.clock == "elapsed":
+                where = f"{key}.escalations.{esc.level - 1}.repeat_every"
+                warnings += _business_days_elapsed(where, esc.repeat_written, every, day)
+            if every and esc.clock == "business" and _elapsed_days(every, esc.repeat_written, day):
+                warnings.append(
+                    f"{key}.escalations.{esc.level - 1}.repeat_every: "
+                    f"{esc.repeat_written!r} of business time is "
+                    f"{esc.repeat_every / day:.2f} business days; did you mean 'bd'?"
                 )
         afters = [esc.after for esc in rules.escalations]
         if afters != sorted(afters):

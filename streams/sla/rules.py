@@ -124,6 +124,8 @@ class EscalationRule:
     repeat_every: Micros = 0
     max_repeats: int | None = None
     written: str = field(default="", compare=False)
+    repeat_written: str = field(default="", compare=False)
+    """`repeat_every` as the file spells it, for `policy check`."""
     rule: str = field(init=False, repr=False, compare=False)
     """The timer's rule name, `level:<level>` (derived)."""
     key: str = field(init=False, repr=False, compare=False)

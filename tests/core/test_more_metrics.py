@@ -13,7 +13,8 @@ import pytest
 
 from events.ids import sla_event_id
 from events.outbound import sla_event_adapter
-from streams.sla.policy import PolicyError, parse_policy
+from streams.sla.cli import describe_policy
+from streams.sla.policy import PolicyError, check_policy, parse_policy
 from streams.sla.replay import Replayer
 from streams.sla.rules import Policy
 from tests.core.helpers import event, toronto, utc
@@ -46,6 +47,9 @@ resolution = { target = "1bd", pausable = true, warn_at = [0.5], warn_before = [
 """,
     "more.toml",
 )
+
+
+PLAIN = 'name = "plain"\n' + CALENDAR + '[severity.1]\nfirst_response = { target = "1h" }\n'
 
 
 def run(*events: Any, until: str | None = None, policy: Policy = POLICY) -> list[dict[str, Any]]:
@@ -413,3 +417,51 @@ def test_policy_errors_name_the_key(severity: str, needle: str) -> None:
     with pytest.raises(PolicyError) as caught:
         parse_policy(text, "more.toml")
     assert needle in str(caught.value)
+    assert str(caught.value).endswith("(line 9)")  # the severity's line in `text`
+
+
+def test_errors_point_at_the_line_of_an_array_element_or_a_policy() -> None:
+    text = (
+        'name = "m"\ncalendar = "office"\n'  # lines 1-2
+        + CALENDAR.replace("[calendar]", "[calendars.office]")  # lines 3-8
+        + "[[policies]]\n"  # 9
+        + 'name = "a"\nmatch = { group = "x" }\n'  # 10-11
+        + "[policies.severity.1]\n"  # 12
+        + "escalations = [\n"  # 13
+        + '  { after = "1h", to = "lead" },\n'  # 14
+        + '  { after = "2h", to = "boss", repeat_every = "1x" },\n'  # 15
+        + "]\n"  # 16
+        + '[[policies]]\nname = "b"\n[policies.severity.1]\n'  # 17-19
+        + 'periodic_update = { target = "1h", pausable = "yes" }\n'  # 20
+    )
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text, "m.toml")
+    assert str(caught.value) == (
+        "m.toml: policies.1.severity.1.periodic_update.pausable: Input should be a valid "
+        "boolean (line 20)"
+    )
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text.replace('"yes"', "true"), "m.toml")
+    assert str(caught.value).startswith(
+        "m.toml: policies.0.severity.1.escalations.1.repeat_every: invalid duration '1x'"
+    )
+    assert str(caught.value).endswith("(line 15)")
+
+
+def test_policy_check_prints_the_new_keys_and_warns_about_elapsed_days() -> None:
+    text = describe_policy(POLICY)
+    assert "  severity 1: next response 2h business, warn at 0.5, warn 15m before the breach" in (
+        text
+    )
+    assert "  severity 2: periodic update every 2h business, pausable" in text
+    assert "  severity 3: L1 repeats every 2h elapsed (2x); L2 repeats every 1h elapsed " in text
+    assert "  severity 4: resolution, warn 1h before the breach" in text
+    assert "  severity 1:" not in describe_policy(parse_policy(PLAIN, "plain.toml"))
+    days = parse_policy(
+        'name = "d"\n' + CALENDAR + '[severity.1]\nnext_response = { target = "24h" }\n'
+        'escalations = [{ after = "1bd", clock = "business", to = "x", repeat_every = "48h" }]\n',
+        "d.toml",
+    )
+    warnings = "\n".join(check_policy(days))
+    assert "severity.1.next_response: '24h' of business time is 3.00 business days" in warnings
+    assert "severity.1.escalations.0.repeat_every: '48h' of business time is 6.00 bus" in warnings

@@ -98,17 +98,22 @@ def test_zendesk_status_changed(previous: str, current: str, expected: list[str]
     assert (mapped.ignored is not None) == (not expected)
 
 
-def test_zendesk_first_public_agent_comment_is_a_response() -> None:
-    def comment(public: bool, staff: bool) -> dict[str, Any]:
+def test_zendesk_public_comment_is_a_response_or_a_customer_reply_by_its_author() -> None:
+    def comment(public: bool, staff: bool | None) -> dict[str, Any]:
         author = {"id": "1", "is_staff": staff, "name": "Someone"}
         event = {
             "comment": {"id": "9", "body": p.SECRET_TEXT, "is_public": public, "author": author}
         }
         return p.zendesk("comment_added", event)
 
+    ignored = "not a public comment by a known author"
     assert kinds(zendesk.map_payload(comment(True, True)).events) == ["ticket.responded"]
-    assert zendesk.map_payload(comment(False, True)).ignored == "not a public agent comment"
-    assert zendesk.map_payload(comment(True, False)).ignored == "not a public agent comment"
+    customer = zendesk.map_payload(comment(True, False)).events
+    assert kinds(customer) == ["ticket.customer_replied"]
+    assert p.SECRET_TEXT not in str(customer)  # ids and time only, never the comment
+    assert zendesk.map_payload(comment(False, True)).ignored == ignored
+    assert zendesk.map_payload(comment(False, False)).ignored == ignored  # internal note
+    assert zendesk.map_payload(comment(True, None)).ignored == ignored  # author unknown
 
 
 def test_zendesk_priority_group_and_agent_changes() -> None:
@@ -163,12 +168,15 @@ def test_jsm_status_changes(
     assert kinds(mapped.events) == expected
 
 
-def test_jsm_public_agent_comment_is_a_response_customer_or_internal_is_not() -> None:
+def test_jsm_public_agent_comment_is_a_response_a_customers_a_reply_internal_neither() -> None:
     agent = jsm.map_payload(p.jira_comment(True, "atlassian"))
     assert kinds(agent.events) == ["ticket.responded"]
     assert agent.events[0]["occurred_at"] == "2026-11-30T14:20:00+00:00"
     assert jsm.map_payload(p.jira_comment(False, "atlassian")).ignored
-    assert jsm.map_payload(p.jira_comment(True, "customer")).ignored
+    customer = jsm.map_payload(p.jira_comment(True, "customer")).events
+    assert kinds(customer) == ["ticket.customer_replied"]
+    assert customer[0]["occurred_at"] == "2026-11-30T14:20:00+00:00"
+    assert jsm.map_payload(p.jira_comment(False, "customer")).ignored
 
 
 def test_jsm_priority_change_and_unknown_event() -> None:
@@ -221,6 +229,16 @@ def test_zammad_internal_note_or_customer_article_is_not_a_response() -> None:
     for article in (p.zammad_article("Agent", True), p.zammad_article("Customer", False)):
         mapped = zammad_map(p.zammad("open", article=article), memory)
         assert "ticket.responded" not in kinds(mapped.events)
+
+
+def test_zammad_public_customer_article_is_a_customer_reply() -> None:
+    memory = StatusMemory()
+    zammad_map(p.zammad("open"), memory)
+    mapped = zammad_map(p.zammad("open", article=p.zammad_article("Customer", False)), memory)
+    assert kinds(mapped.events)[-1] == "ticket.customer_replied"
+    assert mapped.events[-1]["event_id"].startswith("zammad:article:")
+    note = zammad_map(p.zammad("open", article=p.zammad_article("Customer", True)), memory)
+    assert "ticket.customer_replied" not in kinds(note.events)
 
 
 def test_zammad_state_is_remembered_only_once_produced() -> None:

@@ -14,9 +14,10 @@ import orjson
 import pytest
 
 from events.instants import DAY, format_instant, parse_instant
-from events.samples import generate_history, with_routing
+from events.samples import generate_history, with_conversation, with_routing
 from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
+from streams.sla.rules import ROUNDED
 from tests.engine.helpers import (
     Topics,
     Worker,
@@ -188,13 +189,18 @@ def test_several_policies_and_calendars_give_the_replays_events(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     """The vendor file (three policies on a 24x7, a Toronto and a Warsaw calendar) and a
-    history whose tickets are routed to each and moved between them by `ticket.updated`."""
-    history = with_routing(generate_history(300, seed=5), seed=5)
+    history whose tickets are routed to each and moved between them by `ticket.updated`, with
+    customers writing back (next_response rounds), periodic updates, warnings by lead time and
+    repeating escalations (issue #8 section 3)."""
+    history = with_conversation(with_routing(generate_history(300, seed=5), seed=5), seed=5)
     until = parse_instant(history[-1]["occurred_at"]) + 30 * DAY
     lines = [orjson.dumps(item) for item in history]
     reference = list(Replayer(load_policy(VENDOR_POLICY)).run(lines, until))
     assert {e["policy"]["name"] for e in reference} == {"premium", "emea", "standard"}
     assert {e["policy"]["calendar"] for e in reference} >= {"always", "warsaw", "standard"}
+    kinds = {(e["type"], e["metric"]) for e in reference if "round" in e}
+    assert kinds >= {(t, m) for t in ("sla.met", "sla.breached") for m in ROUNDED}
+    assert any("repeat" in e for e in reference) and any("before_seconds" in e for e in reference)
     topics = new_topics("policies", partitions=3)
     worker = Worker(
         kafka_bootstrap, topics, tmp_path / "worker.log", clock="event", policy=VENDOR_POLICY
