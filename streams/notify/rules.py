@@ -23,9 +23,11 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from events.outbound import Metric
 
 CHANNEL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 """Channel names become part of Kafka topic names (the per-channel dead-letter topic)."""
@@ -174,7 +176,8 @@ def route(rules: Rules, event: dict[str, Any]) -> list[str]:
     return list(names)
 
 
-ALL_METRICS = ("first_response", "resolution", "escalation")
+ALL_METRICS: tuple[str, ...] = get_args(Metric)
+"""Every metric of the outbound contract (a PagerDuty incident per ticket and metric)."""
 
 
 def pagerduty_metrics(rules: Rules, channel: str) -> list[str]:

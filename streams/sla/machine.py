@@ -158,7 +158,7 @@ def _first_response_end(state: TicketState) -> Micros | None:
 # Scheduling
 
 
-_ALL: Final = ("first_response", "resolution", "next_response", "periodic_update", "escalation")
+_ALL: Final = ("first_response", "resolution", "escalation", "next_response", "periodic_update")
 _new_timer = tuple.__new__
 """`_new_timer(Timer, (due_at, rank, metric, rule))`: a Timer without NamedTuple's Python-level
 `__new__` (half the cost; timers are built on every schedule)."""
@@ -190,8 +190,12 @@ def _schedule(
         metric = rule.metric
         if metric not in metrics or not metric_running(state, metric):
             continue
-        suffix = f"@{_round(state, metric)}" if rule.rounds else ""
-        marks = [mark for mark in rule.marks if mark.key + suffix not in fired]
+        if rule.rounds:  # the round's own timers: `breached@3`
+            suffix = f"@{_round(state, metric)}"
+            marks = [mark for mark in rule.marks if mark.key + suffix not in fired]
+        else:
+            suffix = ""
+            marks = [mark for mark in rule.marks if mark.key not in fired]
         if not marks:
             continue
         segments = metric_segments(state, metric, rule)
@@ -199,7 +203,8 @@ def _schedule(
         dues = deadlines(segments, clock, [mark.amount for mark in marks])
         for mark, due in zip(marks, dues, strict=True):
             if due is not None:
-                timers.append(_new_timer(Timer, (due, mark.rank, metric, mark.rule + suffix)))
+                name = mark.rule + suffix if suffix else mark.rule
+                timers.append(_new_timer(Timer, (due, mark.rank, metric, name)))
     if "escalation" in metrics and state.escalation_active:
         for esc in rules.escalations:
             if esc.key not in fired:
@@ -337,9 +342,17 @@ def _fire(
             if repeat is not None:
                 insort(state.timers, repeat)
         return
-    rule = rules.metric(timer.metric)  # type: ignore[arg-type]
+    metric = timer.metric
+    if metric == "first_response":
+        rule = rules.first_response
+    elif metric == "resolution":
+        rule = rules.resolution
+    else:
+        rule = rules.metric(metric)  # type: ignore[arg-type]
     ref = policy.ref() if rule is None else policy.ref(rule.clock, rule.calendar)
-    name, _, number = timer.rule.partition("@")
+    name, number = timer.rule, ""
+    if rule is not None and rule.rounds:
+        name, _, number = name.partition("@")
     if name == "breached":
         record = _event(state, ref, "sla.breached", timer.metric, timer.rule, due_at, fired_at)
         if number:
@@ -360,7 +373,7 @@ def _fire(
             out.append(notice)
         return
     record = _event(state, ref, "sla.warning", timer.metric, timer.rule, due_at, fired_at)
-    mark = rule.by_rule.get(name) if rule is not None else None
+    mark = rule.by_rule.get(name) if rule is not None and rule.warn_before else None
     if mark is not None and mark.before:  # by lead time: the fraction elapsed then
         record["threshold"] = mark.fraction
         record["before_seconds"] = mark.before / 1_000_000
@@ -390,8 +403,8 @@ def _met(
     if rule is None:
         return
     number = _round(state, metric) if rule.rounds else 0
-    suffix = f"@{number}" if number else ""
-    if rule.marks[-1].key + suffix in state.fired:  # the breach's key
+    breach = rule.marks[-1].key + f"@{number}" if number else rule.marks[-1].key
+    if breach in state.fired:
         return
     segments = metric_segments(state, metric, rule, at)
     clock = policy.clock(rule.clock, rule.calendar)
@@ -703,18 +716,18 @@ def _apply_responded(
         _met(state, policy, "first_response", now, out)
         state.responded_at = now
         state.timers = [t for t in state.timers if t.metric != "first_response"]
-    rules = policy.severities[state.severity]
     if state.reply_since is not None:  # answers the customer's reply: the round is done
-        if rules.next_response is not None:
+        if policy.severities[state.severity].next_response is not None:
             _met(state, policy, "next_response", now, out)
             state.timers = [t for t in state.timers if t.metric != "next_response"]
         state.reply_since = None
-    if state.status in ("open", "paused"):  # an update: the period is done, the next begins
-        if state.update_since is not None:
+    if state.status == "open" or state.status == "paused":  # an update: the next period begins
+        periodic = policy.severities[state.severity].periodic_update is not None
+        if periodic and state.update_since is not None:
             _met(state, policy, "periodic_update", now, out)
         state.update_round += 1
         state.update_since = now
-        if rules.periodic_update is not None:
+        if periodic:
             _schedule(state, policy, now, out, _PERIODIC)
     return None
 
