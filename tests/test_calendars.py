@@ -414,7 +414,7 @@ def test_a_closure_error_is_not_buried_under_the_other_union_branch() -> None:
         calendar(f"{week('09:00-17:00')}\nclosures = [2026-12-24T10:00:00]")
     assert str(caught.value) == (
         "t.toml: calendars.c.closures.0: Datetimes provided to dates should have zero time - "
-        "e.g. be exact dates"
+        "e.g. be exact dates (line 6)"
     )
 
 
