@@ -19,9 +19,11 @@ from streams.sla.clocks import Clock
 from streams.sla.machine import handle, metric_segments, policy_of
 from streams.sla.rules import ELAPSED, MetricName, Policy
 from streams.sla.state import TicketState
-from streams.sla.status import sla_status
+from streams.sla.status import MetricStatus, sla_status
 
 METRICS: tuple[MetricName, ...] = ("first_response", "resolution")
+"""The metrics with columns of their own on `tickets` (fr_*, res_*: indexes, compliance, rows
+written before migration 6). Every metric, these included, is listed in `metrics_json`."""
 _PREFIX = {"first_response": "fr", "resolution": "res"}
 STATE_RANK = {"breached": 5, "warning": 4, "on_track": 3, "paused": 2, "met": 1, "stopped": 0}
 """How bad a metric state is: a ticket's `sla_state` is its worst metric's."""
@@ -34,6 +36,7 @@ TICKET_COLUMNS: tuple[str, ...] = (
     "sla_state", "next_due_at", "escalation_level",
     "fr_elapsed", "fr_business", "res_elapsed", "res_business",
     "policy_version", "state_json", "policy_name", "fr_calendar", "res_calendar",
+    "metrics_json",
 )  # fmt: skip
 
 
@@ -45,6 +48,8 @@ class SlaFact:
     metric: str
     cycle: int
     level: int | None = None
+    round: int | None = None
+    """The round of a rounded metric's event (next_response, periodic_update)."""
 
 
 @dataclass(slots=True)
@@ -97,11 +102,12 @@ def fold_ticket(
 
 
 def sla_fact(record: dict[str, Any]) -> SlaFact:
-    level = record.get("level")
-    return SlaFact(record["type"], record["metric"], int(record["cycle"]), level)
+    level, number = record.get("level"), record.get("round")
+    return SlaFact(record["type"], record["metric"], int(record["cycle"]), level, number)
 
 
 def _consumed(state: TicketState, metric: MetricName, policy: Policy) -> Micros:
+    """Clock time the metric's current run (its round, for a rounded one) has used so far."""
     rule = policy.severities[state.severity].metric(metric)
     assert rule is not None
     clock = policy.clock(rule.clock, rule.calendar)
@@ -124,6 +130,17 @@ def _combine(core_state: str, flags: set[str]) -> str:
     if core_state == "warning" or "sla.warning" in flags:
         return "warning"
     return "on_track"
+
+
+def _flags(facts: list[SlaFact], status: MetricStatus, cycle: int) -> set[str]:
+    """Types of the SLA events seen for the metric's current run: first response's of any
+    cycle, a rounded metric's of its round, resolution's of the current cycle."""
+    metric = status.metric
+    if status.round is not None:
+        return {f.type for f in facts if f.metric == metric and f.round == status.round}
+    if metric == "first_response":
+        return {f.type for f in facts if f.metric == metric}
+    return {f.type for f in facts if f.metric == metric and f.cycle == cycle}
 
 
 def ticket_row(
@@ -156,28 +173,35 @@ def ticket_row(
     rules = policy.severities.get(state.severity)
     for metric in METRICS:
         p = _PREFIX[metric]
-        status = statuses.get(metric)
         row[f"{p}_state"] = row[f"{p}_due_at"] = row[f"{p}_paused_remaining"] = None
         row[f"{p}_clock"] = row[f"{p}_calendar"] = None
+    listed: list[dict[str, Any]] = []
+    for status in statuses.values():
+        metric = status.metric
         rule = None if rules is None else rules.metric(metric)
-        if status is None or rule is None:
+        if rule is None:
             continue
-        flags = {
-            f.type
-            for f in facts
-            if f.metric == metric and (metric == "first_response" or f.cycle == state.cycle)
-        }
-        current = _combine(status.state, flags)
-        row[f"{p}_state"] = current
-        row[f"{p}_due_at"] = status.due_at
-        row[f"{p}_clock"] = status.clock
-        row[f"{p}_calendar"] = rule.calendar if rule.clock == "business" else None
+        current = _combine(status.state, _flags(facts, status, state.cycle))
+        paused_left = None
         if status.state == "paused":
-            row[f"{p}_paused_remaining"] = rule.target - _consumed(state, metric, policy)
+            paused_left = rule.target - _consumed(state, metric, policy)
+        listed.append({
+            "metric": metric, "state": current, "due_at": status.due_at,
+            "paused_remaining": paused_left, "clock": status.clock,
+            "calendar": status.calendar, "round": status.round,
+        })  # fmt: skip
+        prefix = _PREFIX.get(metric)
+        if prefix is not None:
+            row[f"{prefix}_state"] = current
+            row[f"{prefix}_due_at"] = status.due_at
+            row[f"{prefix}_clock"] = status.clock
+            row[f"{prefix}_calendar"] = status.calendar
+            row[f"{prefix}_paused_remaining"] = paused_left
         if worst is None or STATE_RANK[current] > STATE_RANK[worst]:
             worst = current
         if current in ("on_track", "warning") and status.due_at is not None:
             next_due = status.due_at if next_due is None else min(next_due, status.due_at)
+    row["metrics_json"] = orjson.dumps(listed).decode()
     row["sla_state"] = worst
     row["next_due_at"] = next_due
     levels = [f.level for f in facts if f.type == "ticket.escalated" and f.level is not None]
@@ -193,7 +217,7 @@ def ticket_row(
 SLA_EVENT_COLUMNS: tuple[str, ...] = (
     "event_id", "ticket_id", "type", "metric", "severity", "cycle", "due_at", "at", "level",
     "target", "threshold", "took_seconds", "clock", "eta", "policy_name", "policy_version",
-    "policy_calendar",
+    "policy_calendar", "round", "repeat", "before_seconds",
 )  # fmt: skip
 
 
@@ -218,6 +242,9 @@ def sla_event_row(record: dict[str, Any]) -> dict[str, Any]:
         "policy_name": record["policy"]["name"],
         "policy_version": record["policy"]["version"],
         "policy_calendar": record["policy"].get("calendar"),
+        "round": record.get("round"),
+        "repeat": record.get("repeat"),
+        "before_seconds": record.get("before_seconds"),
     }
 
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -295,11 +296,28 @@ _TICKET_SELECT = (
     "first_response_at, resolved_at, closed_at, cycle, sla_state, next_due_at, "
     "escalation_level, fr_state, fr_due_at, fr_paused_remaining, fr_clock, "
     "res_state, res_due_at, res_paused_remaining, res_clock, last_event_at, "
-    "policy_name, policy_version, fr_calendar, res_calendar FROM tickets"
+    "policy_name, policy_version, fr_calendar, res_calendar, metrics_json FROM tickets"
 )
 _METRIC_COLUMNS = ((14, 25), (18, 26))
 """Per metric of METRICS: where its (state, due_at, paused_remaining, clock) start in a
-`_TICKET_SELECT` row, and where its calendar is."""
+`_TICKET_SELECT` row, and where its calendar is (rows written before migration 6)."""
+
+
+def _stored_metrics(row: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """Every metric stored on a `_TICKET_SELECT` row (`metrics_json`, see model.ticket_row);
+    for a row written before migration 6, first response and resolution from their columns."""
+    if row[27] is not None:
+        listed: list[dict[str, Any]] = orjson.loads(row[27])
+        return listed
+    found = []
+    for (index, cal_index), metric in zip(_METRIC_COLUMNS, METRICS, strict=True):
+        state, due, paused_left, clock_name = row[index : index + 4]
+        if state is not None:
+            found.append({
+                "metric": metric, "state": state, "due_at": due, "paused_remaining": paused_left,
+                "clock": clock_name, "calendar": row[cal_index], "round": None,
+            })  # fmt: skip
+    return found
 
 
 def _ticket_json(row: tuple[Any, ...], root: Policy, now: Micros) -> dict[str, Any]:
@@ -311,15 +329,14 @@ def _ticket_json(row: tuple[Any, ...], root: Policy, now: Micros) -> dict[str, A
     metrics: dict[str, Any] = {}
     focus: tuple[Micros, Micros, str, Clock | None] | None = None
     """(remaining, target, state, clock) of the metric the ticket is closest to breaching on."""
-    for (index, cal_index), metric in zip(_METRIC_COLUMNS, METRICS, strict=True):
-        state, due, paused_left, clock_name = row[index : index + 4]
-        if state is None:
-            continue
-        calendar = row[cal_index] if clock_name == "business" else None
+    for stored in _stored_metrics(row):
+        metric, state, due = stored["metric"], stored["state"], stored["due_at"]
+        clock_name = stored["clock"]
+        calendar = stored["calendar"] if clock_name == "business" else None
         if clock_name == "business" and calendar is None:  # a row from before migration 4
             calendar = ref.get("calendar")
         clock = metric_clock(policy, clock_name, calendar)
-        left = remaining(state, due, paused_left, clock, now)
+        left = remaining(state, due, stored["paused_remaining"], clock, now)
         metrics[metric] = {
             "state": state,
             "due_at": _ts(due),
@@ -327,6 +344,8 @@ def _ticket_json(row: tuple[Any, ...], root: Policy, now: Micros) -> dict[str, A
             "clock": clock_name,
             "calendar": calendar,
         }
+        if stored["round"] is not None:
+            metrics[metric]["round"] = stored["round"]
         rule = None if rules is None else rules.metric(metric)
         if left is not None and rule is not None and (focus is None or left < focus[0]):
             focus = (left, rule.target, state, clock)
@@ -422,7 +441,8 @@ def get_ticket(db: Database, policy: Policy, ticket_id: str, now: Micros) -> dic
             timeline.append({"at": row[index], "type": f"ticket.{kind}"})
     events = db.query(
         "SELECT event_id, type, metric, severity, cycle, due_at, at, level, target, threshold, "
-        "took_seconds, clock, eta, policy_calendar FROM sla_events WHERE ticket_id = ? "
+        "took_seconds, clock, eta, policy_calendar, round, repeat, before_seconds "
+        "FROM sla_events WHERE ticket_id = ? "
         "ORDER BY at, event_id",
         (ticket_id,),
     )
@@ -432,7 +452,8 @@ def get_ticket(db: Database, policy: Policy, ticket_id: str, now: Micros) -> dic
             "cycle": e[4], "due_at": _ts(e[5]),
         }  # fmt: skip
         extra = {"level": e[7], "to": e[8], "threshold": e[9], "took_seconds": e[10],
-                 "clock": e[11], "eta": _ts(e[12]), "calendar": e[13]}  # fmt: skip
+                 "clock": e[11], "eta": _ts(e[12]), "calendar": e[13], "round": e[14],
+                 "repeat": e[15], "before_seconds": e[16]}  # fmt: skip
         entry.update({k: v for k, v in extra.items() if v is not None})
         timeline.append(entry)
     timeline.sort(key=lambda item: (item["at"], item["type"] != "ticket.reported"))
@@ -470,8 +491,8 @@ def list_sla_events(
         args.append(metric)
     rows = db.query(
         "SELECT event_id, ticket_id, type, metric, severity, cycle, due_at, at, level, target, "
-        "threshold, took_seconds, clock, eta, policy_name, policy_version, policy_calendar "
-        "FROM sla_events "
+        "threshold, took_seconds, clock, eta, policy_name, policy_version, policy_calendar, "
+        "round, repeat, before_seconds FROM sla_events "
         f"WHERE {' AND '.join(where)} ORDER BY at DESC, event_id LIMIT ? OFFSET ?",
         [*args, limit + 1, offset],
     )
@@ -484,7 +505,8 @@ def list_sla_events(
             "policy": {"name": r[14], "version": r[15], "calendar": r[16]},
         }  # fmt: skip
         extra = {"level": r[8], "to": r[9], "threshold": r[10], "took_seconds": r[11],
-                 "clock": r[12], "eta": _ts(r[13])}  # fmt: skip
+                 "clock": r[12], "eta": _ts(r[13]), "round": r[17], "repeat": r[18],
+                 "before_seconds": r[19]}  # fmt: skip
         item.update({k: v for k, v in extra.items() if v is not None})
         items.append(item)
     return {
@@ -620,19 +642,22 @@ def compliance(
     groups: dict[Any, dict[str, list[tuple[Any, ...]]]] = defaultdict(
         lambda: {"first_response": [], "resolution": []}
     )
-    for r in rows:
+
+    def key_of(r: tuple[Any, ...]) -> Any:
         if group_by == "severity":
-            key: Any = r[0]
-        elif group_by == "customer":
-            key = r[1] or ""
-        elif group_by == "group":
-            key = r[2] or ""
-        elif group_by == "policy":
-            key = r[10] or policy.name
-        elif group_by == "day":
-            key = datetime.fromtimestamp(r[3] / SECOND, UTC).astimezone(zone).date().isoformat()
-        else:
-            key = "all"
+            return r[0]
+        if group_by == "customer":
+            return r[1] or ""
+        if group_by == "group":
+            return r[2] or ""
+        if group_by == "policy":
+            return r[10] or policy.name
+        if group_by == "day":
+            return datetime.fromtimestamp(r[3] / SECOND, UTC).astimezone(zone).date().isoformat()
+        return "all"
+
+    for r in rows:
+        key = key_of(r)
         tickets[key] += 1
         for metric, state_i, _, _ in metrics:
             metric_key = key
@@ -640,8 +665,9 @@ def compliance(
                 cycle = 0 if metric == "first_response" else int(r[12])
                 metric_key = decided.get((r[11], metric, cycle), key)
             groups[metric_key][metric].append(r)
-    for key in tickets:  # a group with tickets is listed even if its metrics count elsewhere
-        _ = groups[key]
+    rounds = _round_decisions(db, start, end, group_by, {r[11]: key_of(r) for r in rows})
+    for key in [*tickets, *rounds]:  # a group with tickets is listed even if its metrics
+        _ = groups[key]  # count elsewhere
     result = []
     for key in sorted(groups, key=lambda k: (isinstance(k, str), k)):
         entry: dict[str, Any] = {"key": key, "tickets": tickets.get(key, 0)}
@@ -656,6 +682,9 @@ def compliance(
                 "elapsed": _stats([m[elapsed_i] for m in members if m[elapsed_i] is not None]),
                 "business": _stats([m[business_i] for m in members if m[business_i] is not None]),
             }
+        entry["metrics"] = {
+            metric: _round_compliance(decisions) for metric, decisions in rounds[key].items()
+        }
         result.append(entry)
     return {
         "from": format_instant(start),
@@ -663,6 +692,49 @@ def compliance(
         "group_by": group_by,
         "timezone": str(zone),
         "groups": result,
+    }
+
+
+def _round_decisions(
+    db: Database, start: Micros, end: Micros, group_by: str, keys: dict[str, Any]
+) -> dict[Any, dict[str, list[tuple[str, float | None, str | None]]]]:
+    """Per group and metric, the decided rounds (type, took_seconds, clock) of the metrics
+    counted in rounds and any other metric beyond first response and resolution, from their
+    `sla.met` / `sla.breached` events: one decision per round. `keys`: the group of each
+    ticket the report counts (by severity: the severity the round was decided under)."""
+    found: dict[Any, dict[str, list[tuple[str, float | None, str | None]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for e in db.query(
+        "SELECT e.ticket_id, e.metric, e.type, e.severity, e.took_seconds, e.clock "
+        "FROM sla_events e JOIN tickets t ON t.ticket_id = e.ticket_id "
+        "WHERE t.reported_at >= ? AND t.reported_at < ? "
+        "AND e.type IN ('sla.met', 'sla.breached') "
+        "AND e.metric NOT IN ('first_response', 'resolution')",
+        (start, end),
+    ):
+        if e[0] not in keys:  # filtered out (group, customer, policy)
+            continue
+        key = int(e[3]) if group_by == "severity" else keys[e[0]]
+        found[key][e[1]].append((e[2], e[4], e[5]))
+    return found
+
+
+def _round_compliance(decisions: list[tuple[str, float | None, str | None]]) -> dict[str, Any]:
+    """`MetricCompliance` of a rounded metric: each round met or breached counts once; the
+    times are the met rounds' (`took_seconds`, on the clock that timed them)."""
+    met = sum(1 for d in decisions if d[0] == "sla.met")
+    breached = len(decisions) - met
+    took = {
+        clock: [round(d[1] * SECOND) for d in decisions if d[1] is not None and d[2] == clock]
+        for clock in ("elapsed", "business")
+    }
+    return {
+        "met": met,
+        "breached": breached,
+        "compliance": round(met / (met + breached), 4) if met + breached else None,
+        "elapsed": _stats(took["elapsed"]),
+        "business": _stats(took["business"]),
     }
 
 

@@ -35,6 +35,12 @@ class Metric(_Model):
         description="The policy file's business calendar that times the metric (the metric's "
         "own, else its policy's); null on the elapsed clock.",
     )
+    round: int | None = Field(
+        None,
+        description="next_response and periodic_update: the number of the current round (each "
+        "customer reply that finds the ticket answered, each update period), or of the last "
+        "one once it is done; absent on the other metrics.",
+    )
 
 
 Metrics = dict[str, Metric]
@@ -109,6 +115,15 @@ class TimelineEntry(_Model):
     calendar: str | None = Field(
         None, description="The calendar that timed the SLA event (`elapsed`: the elapsed clock)."
     )
+    round: int | None = Field(
+        None, description="next_response and periodic_update: the round the event is about."
+    )
+    repeat: int | None = Field(
+        None, description="A repeated escalation of its level (`repeat_every`): 1, 2, ..."
+    )
+    before_seconds: float | None = Field(
+        None, description="A warning by lead time (`warn_before`): seconds before the breach."
+    )
 
 
 class TicketDetail(Ticket):
@@ -142,6 +157,15 @@ class SlaEvent(_Model):
     took_seconds: float | None = None
     clock: str | None = None
     eta: Instant | None = None
+    round: int | None = Field(
+        None, description="next_response and periodic_update: the round the event is about."
+    )
+    repeat: int | None = Field(
+        None, description="A repeated escalation of its level (`repeat_every`): 1, 2, ..."
+    )
+    before_seconds: float | None = Field(
+        None, description="A warning by lead time (`warn_before`): seconds before the breach."
+    )
 
 
 class SlaEventPage(_Model):
@@ -195,6 +219,12 @@ class ComplianceGroup(_Model):
     tickets: int
     first_response: MetricCompliance
     resolution: MetricCompliance
+    metrics: dict[str, MetricCompliance] = Field(
+        default_factory=dict,
+        description="Every other metric decided for the group's tickets (next_response, "
+        "periodic_update, ...), by metric name: each round met or breached counts once; times "
+        "are the met rounds' on the clock that timed them.",
+    )
 
 
 class ComplianceReport(_Model):

@@ -125,6 +125,22 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE sla_events ADD COLUMN policy_calendar TEXT",
         ],
     ),
+    (
+        6,
+        "every metric of a ticket (next_response, periodic_update, ...); rounds and repeats",
+        [
+            # A JSON list of every metric the ticket's policy times, each with its state, due
+            # instant, time left while paused, clock, calendar and round (model.ticket_row).
+            # NULL on rows written before this migration until the ticket's next event (the
+            # API then lists first_response and resolution from their columns).
+            "ALTER TABLE tickets ADD COLUMN metrics_json TEXT",
+            # The outbound fields of rounded metrics, repeated escalations and warnings by
+            # lead time; NULL where the event has none.
+            "ALTER TABLE sla_events ADD COLUMN round INTEGER",
+            "ALTER TABLE sla_events ADD COLUMN repeat INTEGER",
+            "ALTER TABLE sla_events ADD COLUMN before_seconds DOUBLE PRECISION",
+        ],
+    ),
 ]
 
 PROJECTION_TABLES = (

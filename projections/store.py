@@ -157,13 +157,12 @@ class Store:
                 entry.state = TicketState.from_json_obj(orjson.loads(r[1]))
                 entry.extras = Extras(r[2], r[3], r[4])
             facts = self.db.query(
-                f"SELECT ticket_id, type, metric, cycle, level FROM sla_events "
+                f"SELECT ticket_id, type, metric, cycle, level, round FROM sla_events "
                 f"WHERE ticket_id IN ({marks})",
                 chunk,
             )
             for f in facts:
-                level = None if f[4] is None else int(f[4])
-                self._batch[f[0]].facts.append(SlaFact(f[1], f[2], int(f[3]), level))
+                self._batch[f[0]].facts.append(_fact(f[1:]))
 
     def _entry(self, ticket_id: str) -> _Cached:
         if ticket_id not in self._batch:
@@ -297,9 +296,9 @@ class Store:
         self.db.execute("DELETE FROM escalations WHERE event_id = ?", (target,))
         entry = self._entry(ticket_id)
         entry.facts = [
-            SlaFact(f[0], f[1], int(f[2]), None if f[3] is None else int(f[3]))
+            _fact(f)
             for f in self.db.query(
-                "SELECT type, metric, cycle, level FROM sla_events WHERE ticket_id = ?",
+                "SELECT type, metric, cycle, level, round FROM sla_events WHERE ticket_id = ?",
                 (ticket_id,),
             )
         ]
@@ -380,6 +379,15 @@ class Store:
         """Stored next offsets per (topic, partition): where a restarted projector resumes."""
         rows = self.db.query("SELECT topic, partition_id, next_offset FROM projector_offsets")
         return {(r[0], int(r[1])): int(r[2]) for r in rows}
+
+
+def _fact(row: tuple[Any, ...]) -> SlaFact:
+    """An SlaFact from (type, metric, cycle, level, round) as stored in `sla_events`."""
+    level, number = row[3], row[4]
+    return SlaFact(
+        row[0], row[1], int(row[2]),
+        None if level is None else int(level), None if number is None else int(number),
+    )  # fmt: skip
 
 
 class _FoldFault(Exception):

@@ -22,39 +22,65 @@ class MetricStatus:
     remaining: Micros | None
     """Time left on the metric's own clock at `now` (negative once breached)."""
     clock: str
+    calendar: str | None = None
+    """The policy's calendar that times the metric (its rule's); None on the elapsed clock."""
+    round: int | None = None
+    """For a metric counted in rounds (`rules.ROUNDED`: next_response, periodic_update): the
+    number of the current round (or the last one, once done); None for the others."""
+    target: Micros = 0
+    """The metric's target (per round for rounded metrics), microseconds on its clock."""
 
 
 def sla_status(state: TicketState, policy: Policy, now: Micros) -> list[MetricStatus]:
-    """Status of first response and resolution (metrics without a target are left out)."""
+    """Status of every metric the ticket's policy defines for its severity, in the policy's
+    order (first response, resolution, next response, periodic update; metrics without a
+    target are left out). A rounded metric reports its current round (or its last, once done):
+    next_response has one once a customer reply to an answered ticket started it,
+    periodic_update once a period runs (from each agent update and each reopen); a rounded
+    metric that never ran is left out."""
     policy = policy_of(state, policy)
     rules = policy.severities.get(state.severity)
     if rules is None:
         return []
     fired = set(state.fired)
     result: list[MetricStatus] = []
-    for metric in ("first_response", "resolution"):
-        rule = rules.metric(metric)
-        if rule is None:
-            continue
+    for rule in rules.clocked:
+        metric = rule.metric
+        number: int | None = None
+        suffix = ""
+        if rule.rounds:
+            number = state.reply_round if metric == "next_response" else state.update_round
+            if number == 0 and not metric_running(state, metric):
+                continue  # never started: nothing to show
+            suffix = f"@{number}"
+        calendar = rule.calendar if rule.clock == "business" else None
         clock = policy.clock(rule.clock, rule.calendar)
-        breached = f"{metric}:breached" in fired
+        breached = f"{metric}:breached{suffix}" in fired
         if not metric_running(state, metric):
-            met = any(key.startswith(f"{metric}:met") for key in fired)
+            if rule.rounds:
+                met = f"{metric}:met{suffix}" in fired
+            else:
+                met = any(key.startswith(f"{metric}:met") for key in fired)
             done: MetricState = "breached" if breached else "met" if met else "stopped"
-            result.append(MetricStatus(metric, done, None, None, rule.clock))
+            result.append(
+                MetricStatus(metric, done, None, None, rule.clock, calendar, number, rule.target)
+            )
             continue
         due = deadlines(metric_segments(state, metric, rule), clock, [rule.target])[0]
         paused = rule.pausable and state.status == "paused"
         remaining = None
         if due is not None:
             remaining = clock.between(now, due) if due >= now else -clock.between(due, now)
+        warned = any(mark.key + suffix in fired for mark in rule.marks[:-1])
         if breached:
             current: MetricState = "breached"
         elif paused:
             current = "paused"
-        elif any(key.startswith(f"{metric}:warning") for key in fired):
+        elif warned:
             current = "warning"
         else:
             current = "on_track"
-        result.append(MetricStatus(metric, current, due, remaining, rule.clock))
+        result.append(
+            MetricStatus(metric, current, due, remaining, rule.clock, calendar, number, rule.target)
+        )
     return result
