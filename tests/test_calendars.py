@@ -185,17 +185,47 @@ def test_ical_all_day_and_timed_events_close(tmp_path: Path) -> None:
     assert not cal.is_open(parse_instant("2026-12-30T14:00:00-05:00"))
 
 
-def test_ical_recurring_event_is_refused_with_the_file_and_uid(tmp_path: Path) -> None:
-    (tmp_path / "r.ics").write_bytes(
-        ICS.replace(b"SUMMARY:Team", b"RRULE:FREQ=WEEKLY\r\nSUMMARY:T")
-    )
-    policy_file = tmp_path / "p.toml"
-    policy_file.write_text(
-        f'name = "t"\n[calendars.o]\ntimezone = "UTC"\n{week("09:00-17:00")}\nical = "r.ics"\n'
-        '[severity.1]\nfirst_response = { target = "1h" }\n'
-    )
-    with pytest.raises(PolicyError, match=r"calendars\.o\.ical: r\.ics: event 'offsite': recur"):
-        load_policy(policy_file)
+RECURRING = b"""BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//test//EN\r
+BEGIN:VEVENT\r
+UID:founders\r
+DTSTART;VALUE=DATE:20250303\r
+RRULE:FREQ=YEARLY\r
+SUMMARY:Founders' day\r
+END:VEVENT\r
+BEGIN:VEVENT\r
+UID:fridays\r
+DTSTART;TZID=America/Toronto:20261106T130000\r
+DTEND;TZID=America/Toronto:20261106T170000\r
+RRULE:FREQ=WEEKLY;BYDAY=FR\r
+EXDATE;TZID=America/Toronto:20261204T130000\r
+SUMMARY:Friday afternoons off\r
+END:VEVENT\r
+BEGIN:VEVENT\r
+UID:fridays\r
+RECURRENCE-ID;TZID=America/Toronto:20261211T130000\r
+DTSTART;TZID=America/Toronto:20261210T130000\r
+DTEND;TZID=America/Toronto:20261210T170000\r
+SUMMARY:Moved to Thursday\r
+END:VEVENT\r
+END:VCALENDAR\r
+"""
+
+
+def test_ical_recurring_events_close_each_occurrence(tmp_path: Path) -> None:
+    """RRULE, EXDATE and a moved occurrence (RECURRENCE-ID), as calendar exports have them."""
+    cal = ical_calendar(tmp_path, RECURRING)
+    # Yearly from 2025: Wed 3 March 2027 closed. Tue 2 Mar 16:00 + 3h: 1h Tuesday, Wednesday
+    # closed, 2h Thursday from 09:00 -> 11:00 EST = 16:00Z.
+    assert due(cal, "2027-03-02T16:00:00-05:00", 3 * HOUR) == "2027-03-04T16:00:00Z"
+    # Weekly Friday 13:00-17:00 closed: Fri 27 Nov 12:00 + 2h: 1h to 13:00, 1h Monday 30 Nov
+    # from 09:00 -> 10:00 EST = 15:00Z.
+    assert due(cal, "2026-11-27T12:00:00-05:00", 2 * HOUR) == "2026-11-30T15:00:00Z"
+    assert cal.is_open(parse_instant("2026-12-04T14:00:00-05:00"))  # EXDATE: worked
+    assert cal.is_open(parse_instant("2026-12-11T14:00:00-05:00"))  # moved to Thursday ...
+    assert not cal.is_open(parse_instant("2026-12-10T14:00:00-05:00"))  # ... which closes
+    assert not cal.is_open(parse_instant("2099-12-25T14:00:00-05:00"))  # a Friday, far on
 
 
 def test_default_calendar_is_named_or_the_only_one() -> None:
@@ -358,7 +388,16 @@ def test_bad_partial_closures_name_the_closure_and_its_key(closure: str, message
     [
         ("missing.ics", None, "cannot read"),
         ("closures.ics", b"name = 'not ical'\n", "not an iCalendar file"),
-        ("holidays.ics", ICS.replace(b"UID:offsite", b"UID:offsite\r\nRRULE:FREQ=WEEKLY"), "recur"),
+        (
+            "holidays.ics",
+            ICS.replace(b"DTSTART;TZID=America/Toronto:20261230T130000\r\n", b""),
+            "event 'offsite': no DTSTART",
+        ),
+        (
+            "holidays.ics",
+            RECURRING.replace(b"FREQ=YEARLY", b"FREQ=SOMETIMES"),
+            "recurring events: UNTIL parameter is missing: FREQ=SOMETIMES",
+        ),
     ],
 )
 def test_ical_errors_name_the_ical_key(
