@@ -7,7 +7,6 @@ pause simply cuts a span. A ticket has a handful of spans, so this stays small.
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Final, NamedTuple
 
 from events.instants import Micros
@@ -34,6 +33,11 @@ nothing more (most events: a reply, a pause, a resolution)."""
 STEP: Final = 3
 """Slots per applied event in `TicketState.history`: occurred_at, type, detail."""
 
+_KEYS: Final[dict[str, str]] = {}
+"""Each timer key's one string (a policy has a few dozen: metric, threshold or level)."""
+_KINDS: Final[dict[str, str]] = {}
+"""Each event type's one string, shared by every history (types are the contract's few)."""
+
 
 class Timer(NamedTuple):
     """A pending timer: fires at `due_at` unless cancelled or recomputed first.
@@ -47,7 +51,9 @@ class Timer(NamedTuple):
     rule: str
 
     def key(self) -> str:
-        return f"{self.metric}:{self.rule}"
+        """`metric:rule`, as `TicketState.fired` keeps it: one string per key for all tickets."""
+        key = f"{self.metric}:{self.rule}"
+        return _KEYS.setdefault(key, key)
 
 
 class TicketState:
@@ -312,7 +318,8 @@ class TicketState:
         """Append an applied event to the history, as applied at `at` (its event time)."""
         history = self.history
         history.append(at)
-        history.append(sys.intern(event.type))  # one string per type, not one per event
+        kind = event.type
+        history.append(_KINDS.setdefault(kind, kind))  # one string per type, not per event
         history.append(_detail(event))
 
     def applied(self, index: int) -> TicketEvent:
@@ -385,7 +392,8 @@ def _steps_from_json(flat: list[Any]) -> list[Any]:
     history: list[Any] = []
     for index in range(0, len(flat) - STEP + 1, STEP):
         history.append(flat[index])
-        history.append(sys.intern(flat[index + 1]))
+        kind = flat[index + 1]
+        history.append(_KINDS.setdefault(kind, kind))
         detail = flat[index + 2]
         if detail is None:
             history.append(None)
@@ -431,6 +439,6 @@ def _steps_from_lists(steps: Any) -> list[Any]:
             fields.get("has_group", True),
         )
         history.append(at)
-        history.append(sys.intern(kind))
+        history.append(_KINDS.setdefault(kind, kind))
         history.append(_detail(event))
     return history
