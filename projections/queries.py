@@ -665,7 +665,9 @@ def compliance(
                 cycle = 0 if metric == "first_response" else int(r[12])
                 metric_key = decided.get((r[11], metric, cycle), key)
             groups[metric_key][metric].append(r)
-    rounds = _round_decisions(db, start, end, group_by, {r[11]: key_of(r) for r in rows})
+    rounds: dict[Any, dict[str, list[tuple[str, float | None, str | None]]]] = defaultdict(dict)
+    if _times_other_metrics(policy):  # the seed's policy does not: no second scan
+        rounds = _round_decisions(db, start, end, group_by, {r[11]: key_of(r) for r in rows})
     for key in [*tickets, *rounds]:  # a group with tickets is listed even if its metrics
         _ = groups[key]  # count elsewhere
     result = []
@@ -693,6 +695,16 @@ def compliance(
         "timezone": str(zone),
         "groups": result,
     }
+
+
+def _times_other_metrics(root: Policy) -> bool:
+    """Whether any policy of the file times a metric beyond first response and resolution."""
+    return any(
+        rule.metric not in METRICS
+        for policy in (root, *root.policies)
+        for rules in policy.severities.values()
+        for rule in rules.clocked
+    )
 
 
 def _round_decisions(
