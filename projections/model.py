@@ -23,7 +23,8 @@ from streams.sla.status import MetricStatus, sla_status
 
 METRICS: tuple[MetricName, ...] = ("first_response", "resolution")
 """The metrics with columns of their own on `tickets` (fr_*, res_*: indexes, compliance, rows
-written before migration 6). Every metric, these included, is listed in `metrics_json`."""
+written before migration 6). A ticket timed on any other metric has every metric, these
+included, listed in `metrics_json` (NULL otherwise)."""
 _PREFIX = {"first_response": "fr", "resolution": "res"}
 STATE_RANK = {"breached": 5, "warning": 4, "on_track": 3, "paused": 2, "met": 1, "stopped": 0}
 """How bad a metric state is: a ticket's `sla_state` is its worst metric's."""
@@ -201,7 +202,10 @@ def ticket_row(
             worst = current
         if current in ("on_track", "warning") and status.due_at is not None:
             next_due = status.due_at if next_due is None else min(next_due, status.due_at)
-    row["metrics_json"] = orjson.dumps(listed).decode()
+    # Only a ticket timed on more than its columns' metrics needs the list (the seed's never is:
+    # its row stays as cheap to write as before migration 6; queries read the columns then).
+    extra = any(m["metric"] not in _PREFIX for m in listed)
+    row["metrics_json"] = orjson.dumps(listed).decode() if extra else None
     row["sla_state"] = worst
     row["next_due_at"] = next_due
     levels = [f.level for f in facts if f.type == "ticket.escalated" and f.level is not None]

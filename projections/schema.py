@@ -131,8 +131,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         [
             # A JSON list of every metric the ticket's policy times, each with its state, due
             # instant, time left while paused, clock, calendar and round (model.ticket_row).
-            # NULL on rows written before this migration until the ticket's next event (the
-            # API then lists first_response and resolution from their columns).
+            # NULL when the ticket's metrics are only first_response and resolution, and on
+            # rows written before this migration (the API then lists them from their columns).
             "ALTER TABLE tickets ADD COLUMN metrics_json TEXT",
             # The outbound fields of rounded metrics, repeated escalations and warnings by
             # lead time; NULL where the event has none.

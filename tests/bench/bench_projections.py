@@ -165,7 +165,7 @@ def synthetic_rows(count: int, now: int, rng: random.Random) -> tuple[list[Any],
             reported, responded, resolved, resolved if status == "closed" else None, 0,
             resolved or reported, *fr, *res, worst, nxt, 0, fr_e, fr_b, res_e, res_b,
             "bench", state_json, "clevr-helpdesk", "default", "default",
-            _metrics_json(fr, res),
+            None,  # metrics_json: the seed times only first response and resolution
         ))  # fmt: skip
         for n, kind in enumerate(("sla.warning", "sla.met", "ticket.escalated")):
             at = reported + (n + 1) * 30 * MINUTE
@@ -178,16 +178,6 @@ def synthetic_rows(count: int, now: int, rng: random.Random) -> tuple[list[Any],
                 "default", None, None, None,
             ))  # fmt: skip
     return tickets, events
-
-
-def _metrics_json(*metrics: tuple[str, int | None, None, str]) -> str:
-    """`tickets.metrics_json` of a synthetic row: its first response and resolution."""
-    names = ("first_response", "resolution")
-    return orjson.dumps([
-        {"metric": name, "state": m[0], "due_at": m[1], "paused_remaining": m[2],
-         "clock": m[3], "calendar": "default", "round": None}
-        for name, m in zip(names, metrics, strict=True)
-    ]).decode()  # fmt: skip
 
 
 def load_synthetic(target: str, count: int, now: int) -> float:
