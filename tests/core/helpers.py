@@ -11,7 +11,10 @@ import orjson
 
 from events.codec import ticket_event_from_obj
 from events.instants import Micros, format_instant, from_datetime
+from events.outbound import sla_event_adapter
 from events.records import TicketEvent
+from streams.sla.replay import Replayer
+from streams.sla.rules import Policy
 
 TORONTO = ZoneInfo("America/Toronto")
 _ids = count(1)
@@ -49,3 +52,19 @@ def line(kind: str, when: str, ticket: str = "T1", **fields: Any) -> bytes:
 def brief(records: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
     """(type, metric, due_at, at) of each SLA event, the part most tests assert on."""
     return [(r["type"], r["metric"], r["due_at"], r["at"]) for r in records]
+
+
+def replay(events: tuple[Any, ...], policy: Policy, until: str | None) -> list[dict[str, Any]]:
+    """The SLA events `policy` gives for `events` (each accepted), then up to `until`
+    (Toronto wall time), each checked against the outbound contract."""
+    replayer = Replayer(policy)
+    out: list[dict[str, Any]] = []
+    for ev in events:
+        emitted, rejected = replayer.feed(ev)
+        assert rejected is None, rejected
+        out.extend(emitted)
+    if until is not None:
+        out.extend(replayer.advance(toronto(until)))
+    for record in out:
+        sla_event_adapter.validate_python(record)  # every output honours the contract
+    return out

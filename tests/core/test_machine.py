@@ -10,29 +10,18 @@ from typing import Any
 
 import pytest
 
-from events.outbound import sla_event_adapter
 from streams.sla.machine import advance, handle
 from streams.sla.policy import load_policy, parse_policy
 from streams.sla.replay import Replayer
 from streams.sla.rules import Policy
 from streams.sla.state import TicketState
-from tests.core.helpers import brief, event, toronto, utc
+from tests.core.helpers import brief, event, replay, toronto, utc
 
 POLICY = load_policy()
 
 
 def run(*events: Any, until: str | None = None, policy: Policy = POLICY) -> list[dict[str, Any]]:
-    replayer = Replayer(policy)
-    out: list[dict[str, Any]] = []
-    for ev in events:
-        emitted, rejected = replayer.feed(ev)
-        assert rejected is None, rejected
-        out.extend(emitted)
-    if until is not None:
-        out.extend(replayer.advance(toronto(until)))
-    for record in out:
-        sla_event_adapter.validate_python(record)  # every output honours the contract
-    return out
+    return replay(events, policy, until)
 
 
 def test_seed_example_sev2_friday_evening() -> None:

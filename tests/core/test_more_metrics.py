@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 
 from events.ids import sla_event_id
-from events.outbound import sla_event_adapter
 from streams.sla.cli import describe_policy
 from streams.sla.policy import PolicyError, check_policy, parse_policy
 from streams.sla.replay import Replayer
 from streams.sla.rules import Policy
-from tests.core.helpers import event, toronto, utc
+from tests.core.helpers import event, replay, toronto, utc
 
 CALENDAR = """
 [calendar]
@@ -53,17 +52,7 @@ PLAIN = 'name = "plain"\n' + CALENDAR + '[severity.1]\nfirst_response = { target
 
 
 def run(*events: Any, until: str | None = None, policy: Policy = POLICY) -> list[dict[str, Any]]:
-    replayer = Replayer(policy)
-    out: list[dict[str, Any]] = []
-    for ev in events:
-        emitted, rejected = replayer.feed(ev)
-        assert rejected is None, rejected
-        out.extend(emitted)
-    if until is not None:
-        out.extend(replayer.advance(toronto(until)))
-    for record in out:
-        sla_event_adapter.validate_python(record)  # every output honours the contract
-    return out
+    return replay(events, policy, until)
 
 
 def rows(out: list[dict[str, Any]], metric: str | None = None) -> list[tuple[Any, ...]]:

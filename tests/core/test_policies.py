@@ -13,13 +13,11 @@ from typing import Any
 
 import pytest
 
-from events.outbound import sla_event_adapter
 from streams.sla.cli import describe_policy
 from streams.sla.machine import handle
 from streams.sla.policy import PolicyError, check_policy, parse_policy
-from streams.sla.replay import Replayer
 from streams.sla.state import TicketState
-from tests.core.helpers import event, toronto, utc
+from tests.core.helpers import event, replay, utc
 
 VENDOR_FILE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "vendor-policy.toml"
 VENDOR = VENDOR_FILE.read_text()
@@ -27,16 +25,7 @@ POLICY = parse_policy(VENDOR, "vendor.toml")
 
 
 def run(*events: Any, until: str) -> list[dict[str, Any]]:
-    replayer = Replayer(POLICY)
-    out: list[dict[str, Any]] = []
-    for ev in events:
-        emitted, rejected = replayer.feed(ev)
-        assert rejected is None, rejected
-        out.extend(emitted)
-    out.extend(replayer.advance(toronto(until)))
-    for record in out:
-        sla_event_adapter.validate_python(record)
-    return out
+    return replay(events, POLICY, until)
 
 
 def timeline(out: list[dict[str, Any]]) -> list[tuple[str, str, str, str, str, str]]:

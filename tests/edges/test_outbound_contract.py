@@ -9,27 +9,16 @@ from events.cloudevents import (
     read_headers,
     sla_event_headers,
 )
-from events.outbound import sla_event_adapter
 from events.schema import schemas
 from streams.sla.policy import load_policy
-from streams.sla.replay import Replayer
 from streams.sla.state import TicketState
-from tests.core.helpers import event, toronto
+from tests.core.helpers import event, replay
 
 POLICY = load_policy()
 
 
 def fold(*events: Any, until: str) -> list[dict[str, Any]]:
-    replayer = Replayer(POLICY)
-    out: list[dict[str, Any]] = []
-    for ev in events:
-        emitted, rejected = replayer.feed(ev)
-        assert rejected is None, rejected
-        out.extend(emitted)
-    out.extend(replayer.advance(toronto(until)))
-    for record in out:
-        sla_event_adapter.validate_python(record)
-    return out
+    return replay(events, POLICY, until)
 
 
 def test_events_carry_customer_group_assignee_and_policy_as_known_when_fired() -> None:
