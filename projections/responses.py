@@ -8,7 +8,7 @@ answer (`response_model_exclude_unset`), keys present as null stay null.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -98,6 +98,20 @@ class TicketPage(_Model):
     next_offset: int | None
 
 
+Round = Annotated[
+    int | None,
+    Field(description="next_response and periodic_update: the round the event is about."),
+]
+Repeat = Annotated[
+    int | None, Field(description="A repeated escalation of its level (`repeat_every`): 1, 2, ...")
+]
+BeforeSeconds = Annotated[
+    float | None,
+    Field(description="A warning by lead time (`warn_before`): seconds before the breach."),
+]
+"""Fields an SLA event carries for the metrics of #8 §3, in a ticket's timeline and in listings."""
+
+
 class TimelineEntry(_Model):
     at: Instant
     type: str
@@ -115,15 +129,9 @@ class TimelineEntry(_Model):
     calendar: str | None = Field(
         None, description="The calendar that timed the SLA event (`elapsed`: the elapsed clock)."
     )
-    round: int | None = Field(
-        None, description="next_response and periodic_update: the round the event is about."
-    )
-    repeat: int | None = Field(
-        None, description="A repeated escalation of its level (`repeat_every`): 1, 2, ..."
-    )
-    before_seconds: float | None = Field(
-        None, description="A warning by lead time (`warn_before`): seconds before the breach."
-    )
+    round: Round = None
+    repeat: Repeat = None
+    before_seconds: BeforeSeconds = None
 
 
 class TicketDetail(Ticket):
@@ -157,15 +165,9 @@ class SlaEvent(_Model):
     took_seconds: float | None = None
     clock: str | None = None
     eta: Instant | None = None
-    round: int | None = Field(
-        None, description="next_response and periodic_update: the round the event is about."
-    )
-    repeat: int | None = Field(
-        None, description="A repeated escalation of its level (`repeat_every`): 1, 2, ..."
-    )
-    before_seconds: float | None = Field(
-        None, description="A warning by lead time (`warn_before`): seconds before the breach."
-    )
+    round: Round = None
+    repeat: Repeat = None
+    before_seconds: BeforeSeconds = None
 
 
 class SlaEventPage(_Model):
