@@ -112,16 +112,6 @@ def _follow_ups(now: datetime) -> list[dict[str, Any]]:
     ]
 
 
-async def _publish(broker: str, topic: str, partitions: int, records: list[dict[str, Any]]) -> None:
-    """Produce in this process: a CLI subprocess per batch took seconds to start under load,
-    long enough for a follow-up to reach the worker after the deadline it was meant to meet."""
-    from streams.engine.cli import publish_lines
-    from streams.engine.topics import ensure_topics, topic_limits
-
-    await ensure_topics(broker, [topic], partitions, 30.0, topic_limits(topic))
-    await publish_lines(broker, topic, [orjson.dumps(r) for r in records])
-
-
 async def _watch(broker: str, topic: str, seconds: float) -> int:
     consumer = AIOKafkaConsumer(
         topic,
@@ -162,13 +152,20 @@ async def _watch(broker: str, topic: str, seconds: float) -> int:
 
 
 async def _play(broker: str, tag: str, seconds: float) -> int:
-    """Publish the tickets, then their follow-ups 3 s later, while watching the SLA events."""
+    """Publish the tickets, then their follow-ups 3 s later, while watching the SLA events.
+
+    Produced in this process: a CLI subprocess per batch took seconds to start under load,
+    long enough for a follow-up to reach the worker after the deadline it was meant to meet."""
+    from streams.engine.cli import publish_lines
+    from streams.engine.topics import ensure_topics, topic_limits
+
     tickets = f"demo-{tag}-tickets"
-    await _publish(broker, tickets, PARTITIONS, _opened(datetime.now(UTC)))
+    await ensure_topics(broker, [tickets], PARTITIONS, 30.0, topic_limits(tickets))
+    await publish_lines(broker, tickets, [orjson.dumps(r) for r in _opened(datetime.now(UTC))])
     print("demo: published 4 tickets (sev1 x2, sev2, sev3); watching SLA events ...\n", flush=True)
     watching = asyncio.create_task(_watch(broker, f"demo-{tag}-sla", seconds))
     await asyncio.sleep(3)
-    await _publish(broker, tickets, PARTITIONS, _follow_ups(datetime.now(UTC)))
+    await publish_lines(broker, tickets, [orjson.dumps(r) for r in _follow_ups(datetime.now(UTC))])
     return await watching
 
 
