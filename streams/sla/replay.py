@@ -90,7 +90,17 @@ class Replayer:
         ticket_id = event.ticket_id
         counts = self.counts
         watermark = self.clock
-        outcome = handle(self.tickets.get(ticket_id), event, self.policy)
+        state = self.tickets.get(ticket_id)
+        # Time-ordered input with nothing held: if the ticket has no timer of its own due
+        # before the event, all the event causes is at its time, after whatever the sweep
+        # fires for other tickets, and both go out in order without the buffer.
+        direct = (
+            self.max_delay == 0
+            and not self._held
+            and (state is None or not state.timers or state.timers[0].due_at >= at)
+            and (state is None or state.policy_version == self.policy.version)
+        )
+        outcome = handle(state, event, self.policy)
         counts.events += 1
         if (
             watermark is not None
@@ -104,6 +114,7 @@ class Replayer:
             counts.duplicates += 1
         latest = self.latest
         in_order = False
+        released: list[dict[str, Any]] = []
         if outcome.rejected is not None:
             counts.rejected += 1
             if outcome.beyond_horizon:
@@ -114,17 +125,20 @@ class Replayer:
                 self.latest = at
                 mark = at - self.max_delay
                 if watermark is None or mark > watermark:
-                    self._sweep(mark, False)
+                    self._sweep(mark, False, released if direct else None)
         emitted = outcome.emitted
-        released: list[dict[str, Any]] = []
         if emitted:
             counts.emitted += len(emitted)
             if outcome.late:
                 self._correct(emitted, released)
             elif in_order and not self._held and self.max_delay == 0:
                 # Time-ordered input: the watermark is at this event, so all it caused (its own
-                # timers due before it, in due order, then its own output) is final, in order.
-                return emitted, None
+                # timers due before it, in due order, then its own output) is final, in order,
+                # after what the sweep fired directly for other tickets (all due before it).
+                if not released:
+                    return emitted, None
+                released.extend(emitted)
+                return released, None
             else:
                 self._hold(emitted, at)
         if self._held:
@@ -170,8 +184,9 @@ class Replayer:
                     continue
             out.append(record)
 
-    def _sweep(self, now: Micros, inclusive: bool) -> None:
-        """Fire every timer due before `now` (or at it), in due-time order, into the buffer."""
+    def _sweep(self, now: Micros, inclusive: bool, out: list[dict[str, Any]] | None = None) -> None:
+        """Fire every timer due before `now` (or at it), in due-time order, into the buffer,
+        or straight to `out` when it is given (nothing held, nothing else to merge with)."""
         if self.clock is None or now > self.clock:
             self.clock = now
         held = self._held
@@ -184,9 +199,12 @@ class Replayer:
                 self.counts.faults += 1
                 continue
             self._store(ticket_id, outcome.state)
-            for record in outcome.emitted:
-                self._seq += 1
-                heapq.heappush(held, (due, 1, ticket_id, self._seq, record))
+            if out is not None:
+                out.extend(outcome.emitted)
+            else:
+                for record in outcome.emitted:
+                    self._seq += 1
+                    heapq.heappush(held, (due, 1, ticket_id, self._seq, record))
             fired += len(outcome.emitted)
         self.counts.emitted += fired
 

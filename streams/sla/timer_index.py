@@ -41,10 +41,11 @@ class TimerIndex:
         """The earliest (due, ticket id), or None."""
         heap, due, armed = self._heap, self._due, self._armed
         while heap:
-            when, ticket = heap[0]
+            entry = heap[0]
+            when, ticket = entry
             current = due.get(ticket)
             if current == when:
-                return when, ticket
+                return entry  # the heap's own tuple: nothing built per call
             heapq.heappop(heap)
             if armed.get(ticket) == when:  # the ticket's own entry, not an older duplicate
                 if current is None:
