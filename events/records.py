@@ -8,6 +8,7 @@ ticket says can reach our state, output or logs.
 
 from __future__ import annotations
 
+import sys
 import zlib
 from typing import Any
 
@@ -119,11 +120,18 @@ def from_payload(payload: dict[str, Any], at: Micros) -> TicketEvent:
         payload["ticket_id"],
         at,
         payload.get("severity"),
-        payload.get("customer_id"),
-        payload.get("assignee"),
-        payload.get("group"),
-        payload.get("channel"),
+        _shared(payload.get("customer_id")),
+        _shared(payload.get("assignee")),
+        _shared(payload.get("group")),
+        _shared(payload.get("channel")),
         payload.get("tags"),
         payload.get("attributes"),
         "group" in payload,
     )
+
+
+def _shared(value: str | None) -> str | None:
+    """One string object for each customer, group, assignee and channel, whichever event
+    named it: ticket states and their histories keep these, and a few thousand customers and
+    agents are named over and over (an interned string is freed once nothing refers to it)."""
+    return None if value is None else sys.intern(value)

@@ -796,7 +796,7 @@ def _apply_closed(
 ) -> str | None:
     _apply_resolved(state, event, policy, now, out)
     state.status = "closed"
-    state.timers = [Timer(now + CLOSED_RETENTION, (3, 0.0), "ticket", "purge")]
+    state.timers = [_new_timer(Timer, (now + CLOSED_RETENTION, _PURGE_RANK, "ticket", "purge"))]
     return None
 
 
@@ -816,6 +816,8 @@ def _apply_reopened(
 
 
 _REOPENED: Final = ("resolution", "periodic_update", "escalation")
+_PURGE_RANK: Final = (3, 0.0)
+"""The purge timer's rank (after every SLA timer due at the same instant), one tuple for all."""
 
 
 def _apply_assigned(

@@ -33,6 +33,10 @@ nothing more (most events: a reply, a pause, a resolution)."""
 STEP: Final = 3
 """Slots per applied event in `TicketState.history`: occurred_at, type, detail."""
 
+NO_TAGS: Final[list[str]] = []
+NO_ATTRIBUTES: Final[dict[str, str]] = {}
+"""The tags and attributes of the many tickets without any: one shared empty list and dict
+(never changed in place: an event replaces a ticket's tags and attributes as a whole)."""
 _KEYS: Final[dict[str, str]] = {}
 """Each timer key's one string (a policy has a few dozen: metric, threshold or level)."""
 _KINDS: Final[dict[str, str]] = {}
@@ -154,9 +158,11 @@ class TicketState:
         self.policy_name = policy_name
         """The policy of the file the ticket runs under ("" when the file holds one policy)."""
         self.channel = channel
-        self.tags: list[str] = [] if tags is None else tags
-        self.attributes: dict[str, str] = {} if attributes is None else attributes
-        """What the policy is chosen on, with `customer_id` and `group` (`ticket.updated`)."""
+        self.tags: list[str] = NO_TAGS if tags is None else tags
+        self.attributes: dict[str, str] = NO_ATTRIBUTES if attributes is None else attributes
+        """What the policy is chosen on, with `customer_id` and `group` (`ticket.updated`).
+        Replaced, never changed in place: states and copies share them (most tickets have
+        none, see NO_TAGS)."""
         self.history: list[Any] = [] if history is None else history
         """The applied events in event-time order, parallel to `seen`, flat: STEP slots each
         (occurred_at, type, Detail or None), so an event costs three list slots and no object
@@ -241,8 +247,8 @@ class TicketState:
             digests=None if self.digests is None else list(self.digests),
             policy_name=self.policy_name,
             channel=self.channel,
-            tags=list(self.tags),
-            attributes=dict(self.attributes),
+            tags=self.tags,  # replaced, never changed in place: shared
+            attributes=self.attributes,
             history=list(self.history),
             timers_through=self.timers_through,
             revisions=None if self.revisions is None else dict(self.revisions),
@@ -294,8 +300,8 @@ class TicketState:
             digests=digests,
             policy_name=obj.get("policy_name", ""),  # absent before several policies a file
             channel=obj.get("channel"),
-            tags=list(obj.get("tags", ())),
-            attributes=dict(obj.get("attributes", {})),
+            tags=list(obj["tags"]) if obj.get("tags") else None,  # none: the shared NO_TAGS
+            attributes=dict(obj["attributes"]) if obj.get("attributes") else None,
             history=history,
             timers_through=obj.get("timers_through"),
             revisions=dict(obj.get("revisions", {})),

@@ -147,3 +147,21 @@ def test_an_event_applied_redated_keeps_the_digest_it_came_with() -> None:
     assert handle(restored, again, POLICY).duplicate
     assert handle(restored, ASSIGNED, POLICY).rejected == CONFLICT
     assert handle(through_json(restored), again, POLICY).duplicate
+
+
+def test_tickets_without_tags_share_nothing_that_another_ticket_changes() -> None:
+    """Tickets without tags or attributes share one empty list and dict (memory, see
+    `state.NO_TAGS`): an update that gives one ticket tags and attributes, and the copy the
+    engine takes before it, leave another ticket (and a state read back from JSON) without."""
+    one = handle(None, event("a1", "opened", "09:00", severity=2), VENDOR).state
+    two = handle(None, event("b1", "opened", "09:00", severity=2), VENDOR).state
+    assert one is not None and two is not None
+    before = one.copy()
+    updated = event("a2", "updated", "09:05", tags=["vip"], attributes={"tier": "gold"})
+    one = handle(one, updated, VENDOR).state
+    assert one is not None
+    assert (one.tags, one.attributes, one.policy_name) == (["vip"], {"tier": "gold"}, "premium")
+    assert (two.tags, two.attributes, two.policy_name) == ([], {}, "standard")
+    assert (before.tags, before.attributes) == ([], {})
+    again = TicketState.from_json_obj(orjson.loads(orjson.dumps(two.to_json_obj())))
+    assert (again.tags, again.attributes) == ([], {})
