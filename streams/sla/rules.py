@@ -228,6 +228,7 @@ class Policy:
     """
 
     __slots__ = (
+        "_default",
         "_refs",
         "by_name",
         "calendar",
@@ -265,6 +266,8 @@ class Policy:
             child.root = self
         names = {name: cal for name, cal in self.calendars.items() if cal is calendar}
         default = next(iter(names), "default")
+        self._default: str | None = default if names else None
+        """The name of the policy's own calendar (`clock` finds it without a lookup)."""
         self._refs: dict[str, dict[str, str]] = {
             key: {"name": name, "version": version, "calendar": key}
             for key in (*self.calendars, "elapsed")
@@ -276,7 +279,9 @@ class Policy:
         (default: the policy's calendar)."""
         if name != "business":
             return ELAPSED
-        return self.calendars[calendar] if calendar else self.calendar
+        if not calendar or calendar == self._default:  # most rules count on it
+            return self.calendar
+        return self.calendars[calendar]
 
     def select(self, ticket: TicketAttributes) -> Policy:
         """The policy a ticket runs under: the first of `policies` whose match holds."""

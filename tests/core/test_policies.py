@@ -357,3 +357,31 @@ def test_check_shows_the_holiday_categories_a_calendar_closes_on() -> None:
     described = describe_policy(parse_policy(text, "v.toml"))
     assert "holidays: CA-ON (public, optional);" in described
     assert "holidays: PL;" in describe_policy(POLICY)  # the package's default: public
+
+
+def test_a_metric_and_a_level_on_another_calendar_than_their_policy_count_on_theirs() -> None:
+    """The policy counts on Toronto office hours, but first response and the escalation name
+    the 24x7 calendar: opened Saturday 2026-11-28 10:00 Toronto, first response (2h) is due
+    12:00 the same Saturday and the level (3h) fires 13:00; resolution (8h, the policy's
+    calendar) waits for Monday: 09:00-17:00 -> due Monday 2026-11-30 17:00."""
+    text = (
+        'name = "m"\ncalendar = "office"\n'
+        '[calendars.always]\ntimezone = "America/Toronto"\nhours = "24x7"\n'
+        '[calendars.office]\ntimezone = "America/Toronto"\n'
+        '[calendars.office.hours]\nmon = ["09:00-17:00"]\ntue = ["09:00-17:00"]\n'
+        "[severity.1]\n"
+        'first_response = { target = "2h", calendar = "always" }\n'
+        'resolution = { target = "8h" }\n'
+        'escalations = [{ after = "3h", to = "lead", clock = "business", calendar = "always" }]\n'
+    )
+    out = replay(
+        [event("opened", "2026-11-28 10:00", severity=1)],
+        parse_policy(text, "m.toml"),
+        "2026-11-30 18:00",
+    )
+    assert [(r["type"], r["metric"], r["due_at"], r["policy"]["calendar"]) for r in out] == [
+        ("sla.breached", "first_response", utc("2026-11-28 12:00"), "always"),
+        ("ticket.escalated", "escalation", utc("2026-11-28 13:00"), "always"),
+        ("sla.breached", "resolution", utc("2026-11-30 17:00"), "office"),
+        ("customer.notification_required", "resolution", utc("2026-11-30 17:00"), "office"),
+    ]
