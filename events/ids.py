@@ -27,8 +27,15 @@ def sla_event_id(ticket_id: str, reported_at: int, metric: str, rule: str, cycle
     return _uuid5(name)
 
 
+_NAMESPACE_HASH = hashlib.sha1(_NAMESPACE_BYTES, usedforsecurity=False)
+"""SHA-1 fed with the namespace: each id copies it and adds its name (cheaper than hashing
+the namespace again)."""
+
+
 def _uuid5(name: bytes) -> str:
-    h = hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).hexdigest()
+    sha = _NAMESPACE_HASH.copy()
+    sha.update(name)
+    h = sha.hexdigest()
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
