@@ -140,7 +140,7 @@ def metric_segments(
     elif metric == "resolution":
         spans = state.resolution_spans
     else:
-        since = state.reply_since if metric == "next_response" else state.update_since
+        since = _round_since(state, metric)
         spans = [] if since is None else [(since, None)]
     if not rule.pausable:
         return spans
@@ -167,9 +167,14 @@ _NEXT_RESPONSE: Final = ("next_response",)
 _PERIODIC: Final = ("periodic_update",)
 
 
-def _round(state: TicketState, metric: str) -> int:
-    """The number of the metric's current round (see `rules.ROUNDED`)."""
+def metric_round(state: TicketState, metric: str) -> int:
+    """The number of a rounded metric's current round (see `rules.ROUNDED`; 0: none yet)."""
     return state.reply_round if metric == "next_response" else state.update_round
+
+
+def _round_since(state: TicketState, metric: str) -> Micros | None:
+    """When a rounded metric's open round started (None: no round open)."""
+    return state.reply_since if metric == "next_response" else state.update_since
 
 
 def _schedule(
@@ -191,7 +196,7 @@ def _schedule(
         if metric not in metrics or not metric_running(state, metric):
             continue
         if rule.rounds:  # the round's own timers: `breached@3`
-            suffix = f"@{_round(state, metric)}"
+            suffix = f"@{metric_round(state, metric)}"
             marks = [mark for mark in rule.marks if mark.key + suffix not in fired]
         else:
             suffix = ""
@@ -229,8 +234,7 @@ def metric_running(state: TicketState, metric: str) -> bool:
         return _first_response_end(state) is None
     if metric == "resolution":
         return state.status in ("open", "paused")
-    since = state.reply_since if metric == "next_response" else state.update_since
-    return since is not None and state.status in ("open", "paused")
+    return _round_since(state, metric) is not None and state.status in ("open", "paused")
 
 
 # Repeating escalations. Repeat n of a level is due when `after + n * repeat_every` has passed
@@ -402,7 +406,7 @@ def _met(
     rule = policy.severities[state.severity].metric(metric)
     if rule is None:
         return
-    number = _round(state, metric) if rule.rounds else 0
+    number = metric_round(state, metric) if rule.rounds else 0
     breach = rule.marks[-1].key + f"@{number}" if number else rule.marks[-1].key
     if breach in state.fired:
         return

@@ -6,7 +6,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from events.instants import Micros
-from streams.sla.machine import deadlines, metric_running, metric_segments, policy_of
+from streams.sla.machine import (
+    deadlines,
+    metric_round,
+    metric_running,
+    metric_segments,
+    policy_of,
+)
 from streams.sla.rules import MetricName, Policy
 from streams.sla.state import TicketState
 
@@ -49,7 +55,7 @@ def sla_status(state: TicketState, policy: Policy, now: Micros) -> list[MetricSt
         number: int | None = None
         suffix = ""
         if rule.rounds:
-            number = state.reply_round if metric == "next_response" else state.update_round
+            number = metric_round(state, metric)
             if number == 0 and not metric_running(state, metric):
                 continue  # never started: nothing to show
             suffix = f"@{number}"
