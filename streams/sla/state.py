@@ -29,9 +29,17 @@ Detail = tuple[
 """What an applied event said besides its id, type and time: (severity, customer_id, assignee,
 group, channel, tags, attributes, has_group, pinned_digest); None in the history when it said
 nothing more (most events: a reply, a pause, a resolution)."""
+DETAIL_SIZE: Final = 9
+"""Fields of a Detail, as `TicketState.history_details` holds them one after the other."""
 
-STEP: Final = 3
-"""Slots per applied event in `TicketState.history`: occurred_at, type, detail."""
+STEP: Final = 9
+"""Bytes per applied event in `TicketState.history`: `time * 256 + code`, signed little-endian,
+where time is in microseconds and code is the type's number in `_KIND_NAMES` plus
+`_HAS_DETAIL` (built with `int.to_bytes`, which mypyc compiles to one call)."""
+_HAS_DETAIL: Final = 0x80
+_KIND_NAMES: Final[list[str]] = []
+_KIND_CODES: Final[dict[str, int]] = {}
+"""Each event type's number in a history (types are the contract's dozen; 127 at most)."""
 
 NO_TAGS: Final[list[str]] = []
 NO_ATTRIBUTES: Final[dict[str, str]] = {}
@@ -39,8 +47,6 @@ NO_ATTRIBUTES: Final[dict[str, str]] = {}
 (never changed in place: an event replaces a ticket's tags and attributes as a whole)."""
 _KEYS: Final[dict[str, str]] = {}
 """Each timer key's one string (a policy has a few dozen: metric, threshold or level)."""
-_KINDS: Final[dict[str, str]] = {}
-"""Each event type's one string, shared by every history (types are the contract's few)."""
 
 
 class Timer(NamedTuple):
@@ -75,6 +81,7 @@ class TicketState:
         "first_response_stopped_at",
         "group",
         "history",
+        "history_details",
         "last_event_at",
         "pauses",
         "policy_name",
@@ -121,7 +128,8 @@ class TicketState:
         channel: str | None = None,
         tags: list[str] | None = None,
         attributes: dict[str, str] | None = None,
-        history: list[Any] | None = None,
+        history: bytes = b"",
+        history_details: tuple[Any, ...] = (),
         timers_through: Micros | None = None,
         revisions: dict[str, int] | None = None,
         reply_round: int = 0,
@@ -163,11 +171,14 @@ class TicketState:
         """What the policy is chosen on, with `customer_id` and `group` (`ticket.updated`).
         Replaced, never changed in place: states and copies share them (most tickets have
         none, see NO_TAGS)."""
-        self.history: list[Any] = [] if history is None else history
-        """The applied events in event-time order, parallel to `seen`, flat: STEP slots each
-        (occurred_at, type, Detail or None), so an event costs three list slots and no object
-        of its own. A late event is folded in at its own time by replaying them (see
-        `machine`); a redelivered id is checked against its event's digest."""
+        self.history = history
+        """The applied events in event-time order, parallel to `seen`, packed: STEP bytes each
+        (time, type code), so an event costs nine bytes and no object of its own. What the
+        events said besides is in `history_details`, flat: the DETAIL_SIZE fields of a
+        `Detail` for each event coded with `_HAS_DETAIL`, one after the other. A late event is
+        folded in at its own time by replaying them (see `machine`); a redelivered id is
+        checked against its event's digest. Both are immutable, so copies share them."""
+        self.history_details = history_details
         self.timers_through = timers_through
         """The latest due time of a fired timer: an event at or before it comes too late to
         have prevented that timer, and is applied with a correction."""
@@ -213,7 +224,7 @@ class TicketState:
             "channel": self.channel,
             "tags": self.tags,
             "attributes": self.attributes,
-            "steps": self.history,
+            "steps": self._steps(),
             "timers_through": self.timers_through,
             "revisions": self.revisions or {},
             "reply_round": self.reply_round,
@@ -249,7 +260,8 @@ class TicketState:
             channel=self.channel,
             tags=self.tags,  # replaced, never changed in place: shared
             attributes=self.attributes,
-            history=list(self.history),
+            history=self.history,  # immutable: shared
+            history_details=self.history_details,
             timers_through=self.timers_through,
             revisions=None if self.revisions is None else dict(self.revisions),
             reply_round=self.reply_round,
@@ -264,18 +276,16 @@ class TicketState:
         or the history as one list per event, `history`)."""
         seen = list(obj["seen"])
         if "steps" in obj:
-            history = _steps_from_json(obj["steps"])
+            history, details = _steps_from_json(obj["steps"])
         else:
-            history = _steps_from_lists(obj.get("history", ()))
+            history, details = _steps_from_lists(obj.get("history", ()))
         digests: list[int] | None = [0] * len(seen)  # absent: a state older than digests
         if "digests" in obj:
             stored = obj["digests"]
             digests = None if stored is None else list(stored)
             if digests is not None and len(history) == STEP * len(seen):
-                ticket_id = obj["ticket_id"]
-                derived = [
-                    _event(history, STEP * i, "", ticket_id).digest() for i in range(len(seen))
-                ]
+                events = _events(history, details, [""] * len(seen), obj["ticket_id"])
+                derived = [event.digest() for event in events]
                 if derived == digests:  # else a redated event's digest: the list is kept
                     digests = None
         return cls(
@@ -303,6 +313,7 @@ class TicketState:
             tags=list(obj["tags"]) if obj.get("tags") else None,  # none: the shared NO_TAGS
             attributes=dict(obj["attributes"]) if obj.get("attributes") else None,
             history=history,
+            history_details=details,
             timers_through=obj.get("timers_through"),
             revisions=dict(obj.get("revisions", {})),
             reply_round=obj.get("reply_round", 0),  # absent before next_response
@@ -322,29 +333,68 @@ class TicketState:
 
     def record(self, event: TicketEvent, at: Micros) -> None:
         """Append an applied event to the history, as applied at `at` (its event time)."""
-        history = self.history
-        history.append(at)
-        kind = event.type
-        history.append(_KINDS.setdefault(kind, kind))  # one string per type, not per event
-        history.append(_detail(event))
-
-    def applied(self, index: int) -> TicketEvent:
-        """The history's `index`-th applied event, as it came (its id from `seen`)."""
-        return _event(self.history, STEP * index, self.seen[index], self.ticket_id)
+        code = _kind_code(event.type)
+        detail = _detail(event)
+        if detail is not None:
+            code |= _HAS_DETAIL
+            self.history_details += detail
+        self.history = self.history + _step(at, code)
 
     def applied_events(self) -> list[TicketEvent]:
         """The history's applied events in event-time order, for a replay."""
-        history, seen, ticket_id = self.history, self.seen, self.ticket_id
-        return [_event(history, STEP * i, seen[i], ticket_id) for i in range(len(seen))]
+        return _events(self.history, self.history_details, self.seen, self.ticket_id)
 
     def known_digest(self, index: int) -> int:
         """The digest of the `index`-th seen event (0: unknown, a state older than digests)."""
         if self.digests is not None:
             return self.digests[index]
-        return self.applied(index).digest() if self.has_history() else 0
+        return self.applied_events()[index].digest() if self.has_history() else 0
+
+    def _steps(self) -> list[Any]:
+        """The history as `to_json_obj` writes it: flat, (occurred_at, type, detail or None)
+        per event."""
+        flat: list[Any] = []
+        details = self.history_details
+        position = 0
+        for at, code in _unpacked(self.history):
+            flat.append(at)
+            flat.append(_KIND_NAMES[code & ~_HAS_DETAIL])
+            if code & _HAS_DETAIL:
+                flat.append(details[position : position + DETAIL_SIZE])
+                position += DETAIL_SIZE
+            else:
+                flat.append(None)
+        return flat
 
 
-def _detail(event: TicketEvent) -> Detail | None:
+def _step(at: Micros, code: int) -> bytes:
+    """One applied event as the history packs it (see STEP)."""
+    return (at * 256 + code).to_bytes(STEP, "little", signed=True)
+
+
+def _unpacked(history: bytes) -> list[tuple[Micros, int]]:
+    """(time, code) of each event of a packed history."""
+    steps: list[tuple[Micros, int]] = []
+    for start in range(0, len(history), STEP):
+        value = int.from_bytes(history[start : start + STEP], "little", signed=True)
+        steps.append((value >> 8, value & 0xFF))
+    return steps
+
+
+def _kind_code(kind: str) -> int:
+    """The event type's number in histories, assigned on first use."""
+    code = _KIND_CODES.get(kind)
+    if code is None:
+        if len(_KIND_NAMES) >= _HAS_DETAIL:
+            raise ValueError(f"field 'type': more than {_HAS_DETAIL} event types in histories")
+        code = _KIND_CODES[kind] = len(_KIND_NAMES)
+        _KIND_NAMES.append(kind)
+    return code
+
+
+def _detail(event: TicketEvent) -> tuple[Any, ...] | None:
+    """The event's `Detail`, or None when it says nothing besides its type and time (typed as
+    a plain tuple: the history stores it flat, and mypyc need not check and unbox it)."""
     if (
         event.severity is None
         and event.customer_id is None
@@ -370,64 +420,55 @@ def _detail(event: TicketEvent) -> Detail | None:
     )
 
 
-def _event(history: list[Any], at: int, event_id: str, ticket_id: str) -> TicketEvent:
-    detail: Detail | None = history[at + 2]
-    if detail is None:
-        return TicketEvent(history[at + 1], event_id, ticket_id, history[at], has_group=False)
-    severity, customer_id, assignee, group, channel, tags, attributes, has_group, pinned = detail
-    event = TicketEvent(
-        history[at + 1],
-        event_id,
-        ticket_id,
-        history[at],
-        severity,
-        customer_id,
-        assignee,
-        group,
-        channel,
-        tags,
-        attributes,
-        has_group,
-    )
-    event.pinned_digest = pinned  # a redated event's digest as received (see `redated`)
-    return event
+def _events(
+    history: bytes, details: tuple[Any, ...], ids: list[str], ticket_id: str
+) -> list[TicketEvent]:
+    """The events of a packed history, with their ids (`ids`, parallel to it)."""
+    events: list[TicketEvent] = []
+    position = 0
+    for index, (at, code) in enumerate(_unpacked(history)):
+        kind = _KIND_NAMES[code & ~_HAS_DETAIL]
+        if not code & _HAS_DETAIL:
+            events.append(TicketEvent(kind, ids[index], ticket_id, at, has_group=False))
+            continue
+        severity, customer_id, assignee, group, channel, tags, attributes, has_group, pinned = (
+            details[position : position + DETAIL_SIZE]
+        )
+        position += DETAIL_SIZE
+        event = TicketEvent(
+            kind,
+            ids[index],
+            ticket_id,
+            at,
+            severity,
+            customer_id,
+            assignee,
+            group,
+            channel,
+            tags,
+            attributes,
+            has_group,
+        )
+        event.pinned_digest = pinned  # a redated event's digest as received (see `redated`)
+        events.append(event)
+    return events
 
 
-def _steps_from_json(flat: list[Any]) -> list[Any]:
-    """`steps` as written by `to_json_obj` (each detail a JSON array)."""
-    history: list[Any] = []
-    for index in range(0, len(flat) - STEP + 1, STEP):
-        history.append(flat[index])
-        kind = flat[index + 1]
-        history.append(_KINDS.setdefault(kind, kind))
+def _steps_from_json(flat: list[Any]) -> tuple[bytes, tuple[Any, ...]]:
+    """`steps` as written by `to_json_obj` (each detail a JSON array; 8 long before pins)."""
+    steps: list[tuple[Micros, str, tuple[Any, ...] | None]] = []
+    for index in range(0, len(flat) - 2, 3):
         detail = flat[index + 2]
-        if detail is None:
-            history.append(None)
-        else:
-            severity, customer_id, assignee, group, channel, tags, attributes, has_group = detail[
-                :8
-            ]
-            pinned = detail[8] if len(detail) > 8 else 0
-            history.append(
-                (
-                    severity,
-                    customer_id,
-                    assignee,
-                    group,
-                    channel,
-                    tags,
-                    attributes,
-                    has_group,
-                    pinned,
-                )
-            )
-    return history
+        if detail is not None:
+            detail = (*detail[:8], detail[8] if len(detail) > 8 else 0)
+        steps.append((flat[index], flat[index + 1], detail))
+    return _packed(steps)
 
 
-def _steps_from_lists(steps: Any) -> list[Any]:
+def _steps_from_lists(steps: Any) -> tuple[bytes, tuple[Any, ...]]:
     """The history as the first versions with one wrote it: one list per event, (occurred_at,
     type, severity, assignee, group, routing fields or None)."""
-    history: list[Any] = []
+    unpacked: list[tuple[Micros, str, tuple[Any, ...] | None]] = []
     for at, kind, severity, assignee, group, extras in steps:
         fields: dict[str, Any] = {} if extras is None else extras
         event = TicketEvent(
@@ -444,7 +485,20 @@ def _steps_from_lists(steps: Any) -> list[Any]:
             fields.get("attributes"),
             fields.get("has_group", True),
         )
-        history.append(at)
-        history.append(_KINDS.setdefault(kind, kind))
-        history.append(_detail(event))
-    return history
+        unpacked.append((at, kind, _detail(event)))
+    return _packed(unpacked)
+
+
+def _packed(
+    steps: list[tuple[Micros, str, tuple[Any, ...] | None]],
+) -> tuple[bytes, tuple[Any, ...]]:
+    """A history (`TicketState.history`, `history_details`) from (time, type, detail) steps."""
+    chunks: list[bytes] = []
+    details: list[Any] = []
+    for at, kind, detail in steps:
+        code = _kind_code(kind)
+        if detail is not None:
+            code |= _HAS_DETAIL
+            details.extend(detail)
+        chunks.append(_step(at, code))
+    return b"".join(chunks), tuple(details)

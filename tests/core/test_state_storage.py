@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from events.codec import decode_ticket_event, ticket_event_from_obj
+from events.instants import SUPPORTED_RANGE, parse_rfc3339
 from events.samples import generate_history, with_routing
 from streams.sla.machine import CONFLICT, handle
 from streams.sla.policy import load_policy
@@ -35,6 +36,23 @@ PREVIOUS_FORM = (
 )
 """A state as the code of 2026-11-30 (de31418) wrote it to the changelog: opened Tuesday
 2026-12-01 09:00Z at severity 2, assigned 09:05Z, resolved 15:00Z, never responded."""
+
+STEPS_FORM = (
+    b'{"ticket_id":"T-1","severity":2,"reported_at":1796115600000000,'
+    b'"last_event_at":1796137200000000,"policy_version":"sha256:6372b21f93c6",'
+    b'"status":"resolved","customer_id":"C-1","cycle":0,"responded_at":null,'
+    b'"first_response_stopped_at":1796137200000000,'
+    b'"resolution_spans":[[1796115600000000,1796137200000000]],"pauses":[],'
+    b'"escalation_active":false,"fired":["resolution:met:0"],"seen":["e1","e2","e3"],'
+    b'"timers":[],"group":"l1","assignee":"agent-1","digests":null,"policy_name":"",'
+    b'"channel":null,"tags":[],"attributes":{},"steps":[1796115600000000,"ticket.opened",'
+    b'[2,"C-1",null,null,null,null,null,false,0],1796115900000000,"ticket.assigned",'
+    b'[null,null,"agent-1","l1",null,null,null,true,0],1796137200000000,"ticket.resolved",null],'
+    b'"timers_through":null,"revisions":{},"reply_round":0,"reply_since":null,'
+    b'"update_round":0,"update_since":null}'
+)
+"""The same state as ba65811 wrote it, with the history as flat `steps` (the changelog form,
+unchanged since: only the history's form in memory became packed bytes)."""
 
 
 def event(event_id: str, kind: str, at: str, **fields: Any) -> Any:
@@ -72,6 +90,50 @@ def test_a_state_in_the_previous_form_is_read_as_the_same_state() -> None:
     old = TicketState.from_json_obj(orjson.loads(PREVIOUS_FORM))
     assert old.to_json_obj() == fresh().to_json_obj()
     assert [e.digest() for e in old.applied_events()] == [1557368539, 1280821673, 3268963176]
+
+
+def test_a_state_as_ba65811_wrote_it_reads_and_writes_back_byte_for_byte() -> None:
+    assert orjson.dumps(fresh().to_json_obj()) == STEPS_FORM
+    restored = TicketState.from_json_obj(orjson.loads(STEPS_FORM))
+    assert orjson.dumps(restored.to_json_obj()) == STEPS_FORM
+    assert [(e.type, e.at, e.assignee) for e in restored.applied_events()] == [
+        ("ticket.opened", OPENED.at, None),
+        ("ticket.assigned", ASSIGNED.at, "agent-1"),
+        ("ticket.resolved", RESOLVED.at, None),
+    ]
+
+
+def test_a_history_keeps_event_times_to_the_microsecond_at_both_ends_of_the_range() -> None:
+    """The packed history holds `time * 256 + type code` in nine bytes: the first and last
+    supported instants (0 and beyond 2**62 once shifted) come back exact, with their types and
+    details, in memory and through the changelog form."""
+    first, last = (parse_rfc3339(end) for end in SUPPORTED_RANGE.split(" to "))
+    times = [first, first + 1, 1796115600000001, last - 1, last]
+    state = TicketState("T-1", 2, first, first, POLICY.version)
+    kinds = ["opened", "paused", "assigned", "resumed", "responded"]
+    for number, (kind, at) in enumerate(zip(kinds, times, strict=True)):
+        ev = ticket_event_from_obj(
+            {
+                "event_id": f"e{number}",
+                "ticket_id": "T-1",
+                "type": f"ticket.{kind}",
+                "occurred_at": "2026-12-01T09:00:00Z",
+                **({"severity": 4} if kind == "opened" else {}),
+                **({"assignee": f"agent-{number}"} if kind == "assigned" else {}),
+            }
+        )
+        state.record(ev, at)
+        state.seen.append(ev.event_id)
+    for kept in (state, through_json(state), state.copy()):
+        assert [
+            (e.event_id, e.type, e.at, e.severity, e.assignee) for e in kept.applied_events()
+        ] == [
+            ("e0", "ticket.opened", first, 4, None),
+            ("e1", "ticket.paused", first + 1, None, None),
+            ("e2", "ticket.assigned", 1796115600000001, None, "agent-2"),
+            ("e3", "ticket.resumed", last - 1, None, None),
+            ("e4", "ticket.responded", last, None, None),
+        ]
 
 
 def test_a_state_in_the_previous_form_corrects_a_late_reply_and_checks_reused_ids() -> None:
