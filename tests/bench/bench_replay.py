@@ -17,6 +17,13 @@ that history in the same run, as the reference.
 output is held in a buffer until the watermark passes it) and also times the time-ordered
 replay (0, the default here) in the same run, as the reference.
 
+--against DIR times another checkout of Escalator (its own `DIR/.venv`, built) on the same
+history, alternating with this code round by round (--runs rounds, in ABBA order; a round is
+3 runs in a fresh process of each tree): the machine's speed drifts by 10-20% within minutes
+here, which two benches run one after the other cannot tell from a difference between the
+codes. Prints each round's rates and ratio, each side's best, the ratio of the bests and the
+median ratio (how issue #8 compares with 6c9b478).
+
 --breakdown also times the stages on their own (best of the runs, microseconds per input
 event): decode (JSON + pydantic + event.at), fold (Replayer.feed on decoded events, timers
 included) and encode (orjson.dumps of the output). The garbage collector is off for these:
@@ -29,6 +36,10 @@ import argparse
 import gc
 import os
 import platform
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import tracemalloc
 
@@ -42,6 +53,28 @@ from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
 from streams.sla.rules import Policy
 
+_ROUND = """
+import gc, sys, time
+import orjson
+from streams.sla.cli import quiet_gc
+from streams.sla.policy import load_policy
+from streams.sla.replay import Replayer
+with open(sys.argv[1], "rb") as source:
+    lines = source.read().splitlines()
+policy = load_policy(None)
+quiet_gc()
+best = 0.0
+for _ in range(int(sys.argv[2])):
+    gc.collect()
+    replayer = Replayer(policy)
+    start = time.process_time()
+    out = [orjson.dumps(record) for record in replayer.run(lines)]
+    best = max(best, len(lines) / (time.process_time() - start))
+print(best, len(out))
+"""
+"""One round of `--against`, run by each tree's own Python in its own directory: the default
+policy, time-ordered, best of argv[2] runs (as `_rate`), with APIs both trees have."""
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -50,6 +83,7 @@ def main() -> None:
     parser.add_argument("--breakdown", action="store_true", help="also time each stage")
     parser.add_argument("--policy", help="a policy file with several policies (see above)")
     parser.add_argument("--max-delay", default="0", help="bounded out-of-orderness, e.g. 15m")
+    parser.add_argument("--against", help="another checkout to alternate with (see above)")
     args = parser.parse_args()
     max_delay = parse_delay(args.max_delay)
     policy = load_policy(args.policy)
@@ -62,6 +96,9 @@ def main() -> None:
         f"Python {platform.python_version()}"
     )
     print(f"history: {args.tickets:,} tickets, {len(lines):,} events")
+    if args.against:
+        _against(lines, args.against, args.runs)
+        return
     quiet_gc()  # as `escalator replay` does
     best, emitted = _rate(lines, policy, args.runs, max_delay)
     shape = f" ({len(policy.policies)} policies, {len(policy.calendars)} calendars)"
@@ -113,6 +150,46 @@ def _rate(lines: list[bytes], policy: Policy, runs: int, max_delay: int = 0) -> 
         emitted = len(out)
         best = max(best, len(lines) / elapsed)
     return best, emitted
+
+
+def _against(lines: list[bytes], other: str, rounds: int) -> None:
+    """Alternate this tree and `other` round by round (ABBA order), 3 runs a round each."""
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    trees = {"this": (sys.executable, here), "against": (f"{other}/.venv/bin/python", other)}
+    if not os.path.exists(trees["against"][0]):
+        raise SystemExit(f"--against {other}: no {other}/.venv/bin/python (build it there first)")
+    best = {"this": 0.0, "against": 0.0}
+    ratios = []
+    with tempfile.NamedTemporaryFile(suffix=".jsonl") as history:
+        history.write(b"\n".join(lines))
+        history.flush()
+        for number in range(rounds):
+            order = ["this", "against"] if number % 2 == 0 else ["against", "this"]
+            rates, out = {}, {}
+            for side in order:
+                python, tree = trees[side]
+                done = subprocess.run(
+                    [python, "-c", _ROUND, history.name, "3"],
+                    cwd=tree,
+                    capture_output=True,
+                    text=True,
+                )
+                if done.returncode:
+                    raise SystemExit(f"--against: {side} ({tree}) failed:\n{done.stderr}")
+                rate, out[side] = done.stdout.split()
+                rates[side] = float(rate)
+                best[side] = max(best[side], rates[side])
+            ratios.append(rates["this"] / rates["against"])
+            print(
+                f"round {number + 1}: this {rates['this']:,.0f}, against {rates['against']:,.0f} "
+                f"events/s, ratio {ratios[-1]:.2f} (SLA events out: {out['this']}, "
+                f"{out['against']})"
+            )
+    print(
+        f"replay: this {best['this']:,.0f}, against {other} {best['against']:,.0f} input "
+        f"events/s per CPU-second (best of {rounds} rounds of 3 runs); ratio of bests "
+        f"{best['this'] / best['against']:.2f}, median of rounds {statistics.median(ratios):.2f}"
+    )
 
 
 def _breakdown(lines: list[bytes], policy: Policy, runs: int, max_delay: int) -> None:
