@@ -37,6 +37,9 @@ STEP: Final = 9
 where time is in microseconds and code is the type's number in `_KIND_NAMES` plus
 `_HAS_DETAIL` (built with `int.to_bytes`, which mypyc compiles to one call)."""
 _HAS_DETAIL: Final = 0x80
+_Step = tuple[Micros, str, tuple[Any, ...] | None]
+"""An applied event as `_packed` takes it and `_unpacked` gives it: (time, type, its Detail's
+DETAIL_SIZE fields or None)."""
 _KIND_NAMES: Final[list[str]] = []
 _KIND_CODES: Final[dict[str, int]] = {}
 """Each event type's number in a history (types are the contract's dozen; 127 at most)."""
@@ -354,16 +357,8 @@ class TicketState:
         """The history as `to_json_obj` writes it: flat, (occurred_at, type, detail or None)
         per event."""
         flat: list[Any] = []
-        details = self.history_details
-        position = 0
-        for at, code in _unpacked(self.history):
-            flat.append(at)
-            flat.append(_KIND_NAMES[code & ~_HAS_DETAIL])
-            if code & _HAS_DETAIL:
-                flat.append(details[position : position + DETAIL_SIZE])
-                position += DETAIL_SIZE
-            else:
-                flat.append(None)
+        for step in _unpacked(self.history, self.history_details):
+            flat.extend(step)
         return flat
 
 
@@ -372,12 +367,18 @@ def _step(at: Micros, code: int) -> bytes:
     return (at * 256 + code).to_bytes(STEP, "little", signed=True)
 
 
-def _unpacked(history: bytes) -> list[tuple[Micros, int]]:
-    """(time, code) of each event of a packed history."""
-    steps: list[tuple[Micros, int]] = []
+def _unpacked(history: bytes, details: tuple[Any, ...]) -> list[_Step]:
+    """(time, type, detail or None) of each event of a packed history (`_packed` reversed)."""
+    steps: list[_Step] = []
+    position = 0
     for start in range(0, len(history), STEP):
         value = int.from_bytes(history[start : start + STEP], "little", signed=True)
-        steps.append((value >> 8, value & 0xFF))
+        code = value & 0xFF
+        detail = None
+        if code & _HAS_DETAIL:
+            detail = details[position : position + DETAIL_SIZE]
+            position += DETAIL_SIZE
+        steps.append((value >> 8, _KIND_NAMES[code & ~_HAS_DETAIL], detail))
     return steps
 
 
@@ -425,16 +426,13 @@ def _events(
 ) -> list[TicketEvent]:
     """The events of a packed history, with their ids (`ids`, parallel to it)."""
     events: list[TicketEvent] = []
-    position = 0
-    for index, (at, code) in enumerate(_unpacked(history)):
-        kind = _KIND_NAMES[code & ~_HAS_DETAIL]
-        if not code & _HAS_DETAIL:
+    for index, (at, kind, detail) in enumerate(_unpacked(history, details)):
+        if detail is None:
             events.append(TicketEvent(kind, ids[index], ticket_id, at, has_group=False))
             continue
         severity, customer_id, assignee, group, channel, tags, attributes, has_group, pinned = (
-            details[position : position + DETAIL_SIZE]
+            detail
         )
-        position += DETAIL_SIZE
         event = TicketEvent(
             kind,
             ids[index],
@@ -456,8 +454,8 @@ def _events(
 
 def _steps_from_json(flat: list[Any]) -> tuple[bytes, tuple[Any, ...]]:
     """`steps` as written by `to_json_obj` (each detail a JSON array; 8 long before pins)."""
-    steps: list[tuple[Micros, str, tuple[Any, ...] | None]] = []
-    for index in range(0, len(flat) - 2, 3):
+    steps: list[_Step] = []
+    for index in range(0, len(flat) - 2, 3):  # three slots an event: time, type, detail
         detail = flat[index + 2]
         if detail is not None:
             detail = (*detail[:8], detail[8] if len(detail) > 8 else 0)
@@ -468,7 +466,7 @@ def _steps_from_json(flat: list[Any]) -> tuple[bytes, tuple[Any, ...]]:
 def _steps_from_lists(steps: Any) -> tuple[bytes, tuple[Any, ...]]:
     """The history as the first versions with one wrote it: one list per event, (occurred_at,
     type, severity, assignee, group, routing fields or None)."""
-    unpacked: list[tuple[Micros, str, tuple[Any, ...] | None]] = []
+    unpacked: list[_Step] = []
     for at, kind, severity, assignee, group, extras in steps:
         fields: dict[str, Any] = {} if extras is None else extras
         event = TicketEvent(
@@ -490,7 +488,7 @@ def _steps_from_lists(steps: Any) -> tuple[bytes, tuple[Any, ...]]:
 
 
 def _packed(
-    steps: list[tuple[Micros, str, tuple[Any, ...] | None]],
+    steps: list[_Step],
 ) -> tuple[bytes, tuple[Any, ...]]:
     """A history (`TicketState.history`, `history_details`) from (time, type, detail) steps."""
     chunks: list[bytes] = []
