@@ -6,10 +6,9 @@ Central with Maven (``deploy/kafka/pom.xml``) into a cache folder, and it runs a
 start.  Requires Java 17+ and, for the first resolve only, Maven.
 
 Kafka version: 4.1.1 (override with ``ESCALATOR_KAFKA_VERSION``).  Checked with
-aiokafka 0.14.0 and faust-streaming 0.15.3: admin client, plain and transactional
-producers (commit and abort), read_committed consumers in a group, and a faust
-``exactly_once`` agent with a table all work against it, so no fall-back to 3.9 is
-needed.
+aiokafka 0.14.0: admin client, plain and transactional producers (commit and abort),
+transactional offset commits and read_committed consumers in a group all work against
+it (tests/test_infra_kafka.py), so no fall-back to 3.9 is needed.
 
 Python API::
 

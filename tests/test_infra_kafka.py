@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from typing import Any
 
@@ -213,98 +212,3 @@ def test_topic_factory_works_from_sync_tests(kafka_topics: TopicFactory) -> None
     second = kafka_topics("sync", partitions=2)
     assert first != second
     assert first.startswith("topic_factory_works_from_sync_tests-sync-")
-
-
-FAUST_APP = """
-import sys
-
-import faust
-
-app_id, broker, source, sink = sys.argv[1:5]
-sys.argv[1:5] = []
-app = faust.App(
-    app_id,
-    broker=f"kafka://{broker}",
-    processing_guarantee="exactly_once",
-    store="memory://",
-    topic_partitions=2,
-    web_enabled=False,
-)
-src = app.topic(source, value_type=bytes, value_serializer="raw")
-dst = app.topic(sink, value_type=bytes, value_serializer="raw")
-counts = app.Table("counts", default=int)
-
-
-@app.agent(src)
-async def forward(stream):
-    async for key, value in stream.items():
-        counts[key] += 1
-        await dst.send(key=key, value=value + b"#" + str(counts[key]).encode())
-
-
-if __name__ == "__main__":
-    app.main()
-"""
-
-
-async def test_faust_exactly_once_agent_with_table(
-    kafka_bootstrap: str, kafka_topics: TopicFactory, tmp_path: Any
-) -> None:
-    """faust-streaming (exactly_once: transactional producers per partition) on this broker."""
-    source = await kafka_topics.create("faust-in", partitions=2)
-    sink = await kafka_topics.create("faust-out", partitions=2)
-    app_file = tmp_path / "faust_probe.py"
-    app_file.write_text(FAUST_APP)
-    log_file = tmp_path / "faust.log"
-    with log_file.open("wb") as log:
-        worker = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(app_file),
-            unique_name("faust-probe"),
-            kafka_bootstrap,
-            source,
-            sink,
-            "worker",
-            "--loglevel=warn",
-            cwd=str(tmp_path),
-            stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    try:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-        await producer.start()
-        try:
-            for i in range(6):
-                await producer.send_and_wait(
-                    source, f"m{i}".encode(), key=f"ticket-{i % 2}".encode()
-                )
-        finally:
-            await producer.stop()
-        reader = AIOKafkaConsumer(
-            sink,
-            bootstrap_servers=kafka_bootstrap,
-            group_id=unique_name("faust-reader"),
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-        )
-        await reader.start()
-        out: list[Any] = []
-        try:
-            deadline = time.monotonic() + 90
-            while len(out) < 6 and time.monotonic() < deadline and worker.returncode is None:
-                out += await _drain(reader, 6 - len(out), timeout=1.0)
-        finally:
-            await reader.stop()
-    finally:
-        if worker.returncode is None:
-            worker.terminate()
-            try:
-                await asyncio.wait_for(worker.wait(), 30)
-            except TimeoutError:
-                worker.kill()
-                await worker.wait()
-    got = sorted((r.key, r.value) for r in out)
-    log_text = log_file.read_text(errors="replace")[-3000:]
-    assert got == sorted(
-        (f"ticket-{i % 2}".encode(), f"m{i}#{i // 2 + 1}".encode()) for i in range(6)
-    ), log_text

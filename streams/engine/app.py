@@ -1,49 +1,54 @@
-"""The Faust worker: the input topic folded into per-ticket states, one partition at a time.
+"""The worker: the input topic folded into per-ticket states, one partition at a time.
 
-Data flow for a batch of records of input partition p (all inside p's Kafka transaction under
-`exactly_once`): the consumer hands the fetched batch to `Engine._on_batch` ->
-`PartitionEngine.process_batch` (fires p's due timers, applies each event, all or nothing per
-record) -> SLA events to `sla-events` partition p, rejected records (original bytes) to the
-dead-letter topic partition p, each changed ticket's state once to changelog partition p.
-Everything a record causes goes to partition p of each topic, because faust-streaming keys its
-transactional producers by source partition ("{app}-{group}-{p}").
+The engine owns a consume-transform-produce loop on aiokafka (the shape of
+`projections.projector`): a consumer in the group `app_id` (read_committed, no auto-commit), a
+rebalance listener, and one transactional producer per owned input partition. For the records
+of input partition p: `PartitionEngine.process_batch` (fires p's due timers, applies each
+event, all or nothing per record) -> SLA events to `sla-events` partition p, rejected records
+(original bytes) to the dead-letter topic partition p, each changed ticket's state to changelog
+partition p, and the input offset after the last record, all in p's open transaction, which is
+committed every `commit_interval` seconds (and before any revocation or stop).
 
-Everything that touches Faust's internals is in `streams.engine.faust_batch` (the batch
-consumer, the commit lock, the transactional producers, the recovery hooks).
+Who owns what (the engine README has the table): the consumer's position is ours, set once per
+assignment from the committed offset read after the fence; offsets are committed only by
+`send_offsets_to_transaction` inside the transaction that holds their output; recovery reads
+the changelog partition to its end before the partition's first record is processed.
 
 Timers: every owned partition has a `PartitionEngine` with a `TimerIndex`, re-armed from the
-changelog when the partition is assigned (`Engine.recover`). In `wall` mode a ticker writes a
-`clock.tick` to partition p whenever p's earliest timer is due, so timer emission runs through
-the same consume-transform-produce path as events (exactly once, replayable after a crash) and
-costs nothing on partitions with nothing due.
+changelog when the partition is assigned. In `wall` mode a ticker writes a `clock.tick` to
+partition p whenever p's earliest timer is due, so timer emission runs through the same
+transactional path as events (exactly once, replayable after a crash).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import signal
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import version
-from typing import Any, cast
+from typing import Any
 
-import faust
 import orjson
 import prometheus_client
+from aiohttp import web
 from aiokafka import (  # type: ignore[import-untyped]
     AIOKafkaConsumer,
     AIOKafkaProducer,
+    ConsumerRebalanceListener,
     TopicPartition,
 )
-from faust.types import TP
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from deploy.logs import record_fields
 from events.cloudevents import sla_event_headers, source_of
 from events.codec import sanitise
 from events.instants import SECOND, Micros, format_instant
-from streams.engine import faust_batch
 from streams.engine.health import BrokerHealth, quiet_repeats
 from streams.engine.processor import (
     DEFAULT_ALLOWED_LATENESS,
@@ -61,6 +66,16 @@ TABLE_NAME = "sla-state"
 PRODUCER_BATCH_BYTES = 512 * 1024
 """Bytes per partition per produce request. A partition has one batch in flight at a time
 (idempotent producer), so the 16 KiB default capped output at one small batch per round trip."""
+FETCH_MAX_RECORDS = 10_000
+"""Records per `getmany`: enough to amortise a loop turn, small enough to keep a turn short."""
+EXIT_OUTPUT_FAILED = 70
+"""Exit status when a transaction cannot be completed (EX_SOFTWARE): see `Engine._fail`."""
+
+
+def changelog_topic(app_id: str) -> str:
+    """`<app-id>-sla-state-changelog`: the name the Faust-based worker used, so a state written
+    by it is recovered as is."""
+    return f"{app_id}-{TABLE_NAME}-changelog"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +92,8 @@ class EngineConfig:
     web_port: int = 6066
     web_host: str = "127.0.0.1"
     data_dir: str = "escalator-data"
+    """Unused since the engine keeps no local state (everything is in the changelog topic);
+    accepted so that existing command lines keep working."""
     exactly_once: bool = True
     tick_interval: float = 0.2
     commit_interval: float = 0.2
@@ -88,6 +105,19 @@ class EngineConfig:
     backlog), microseconds."""
     allowed_lateness: Micros = DEFAULT_ALLOWED_LATENESS
     """Wall clock: how far the watermark trails the wall time when caught up, microseconds."""
+
+    connect_timeout: float = 30.0
+    """Seconds to keep trying to reach the broker at start-up before exiting 1."""
+
+    @property
+    def changelog_topic(self) -> str:
+        """The state changelog: compacted, co-partitioned with the input."""
+        return changelog_topic(self.app_id)
+
+    def transactional_id(self, partition: int) -> str:
+        """One transactional id per input partition: a new owner of the partition fences the
+        previous one (KIP-98 zombie fencing) and aborts its open transaction."""
+        return f"{self.app_id}-{self.input_topic}-{partition}"
 
     def bootstrap_list(self) -> list[str]:
         return [s.strip() for s in self.broker.split(",") if s.strip()]
@@ -173,7 +203,6 @@ class Metrics:
         Info("escalator_build", "Versions this worker runs", registry=r).info(
             {
                 "version": version("escalator"),
-                "faust_streaming": version("faust-streaming"),
                 "aiokafka": version("aiokafka"),
                 "policy": policy.name,
                 "policy_version": policy.version,
@@ -204,160 +233,266 @@ class Metrics:
             child.inc(count)
 
 
+@dataclass(slots=True)
+class _Owned:
+    """One owned input partition: its fold, its transactional producer, its position."""
+
+    engine: PartitionEngine
+    producer: AIOKafkaProducer | None
+    """The partition's transactional producer (None with `--at-least-once`)."""
+    next_offset: int
+    """The input offset of the next record to process."""
+    in_transaction: bool = False
+    pending: list[asyncio.Future[Any]] | None = None
+    """Delivery futures of the open transaction's records."""
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.engine.on_revoked(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self.engine.on_assigned(list(assigned))
+
+
 class Engine:
-    """The imperative shell: Faust app, topics, table, batch handler, ticker and web views."""
+    """The imperative shell: consumer, per-partition transactions, recovery, ticker, web."""
 
     def __init__(self, config: EngineConfig, policy: Policy) -> None:
-        faust_batch.check_faust_version()
         self.config = config
         self.policy = policy
         self.metrics = Metrics(policy)
-        self.partitions: dict[int, PartitionEngine] = {}
-        self.offsets: dict[int, int] = {}
-        self._recovery_started: float | None = None
-        self._tick_producer: AIOKafkaProducer | None = None
-        self.broker = BrokerHealth(config.bootstrap_list())
-        self._changelog_reader: AIOKafkaConsumer | None = None
-        self._tids: dict[int, str] = {}
-        self.changelog_ends: dict[Any, int] = {}
+        self.owned: dict[int, _Owned] = {}
+        """Partitions assigned, recovered and positioned: only these are processed."""
+        self._retained: dict[int, tuple[PartitionEngine, int]] = {}
+        """Revoked partitions' folds and next offsets, reused if the partition comes back with
+        the committed offset unchanged (nobody else committed on it meanwhile)."""
         self.ready = False
+        self.broker = BrokerHealth(config.bootstrap_list())
+        self.consumer: AIOKafkaConsumer | None = None
+        self._plain: AIOKafkaProducer | None = None
+        """At-least-once output producer (no transactions)."""
+        self._tick_producer: AIOKafkaProducer | None = None
+        self._changelog_reader: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+        """Held while a batch is processed or transactions are committed, and by the rebalance
+        listener: a rebalance never sees a transaction holding part of a batch."""
+        self._txn_started: float | None = None
+        self._stopping = asyncio.Event()
         self._ce_source = source_of(config.app_id)
-        cfg = config
-        self.app: Any = faust.App(
-            cfg.app_id,
-            broker=[f"kafka://{server}" for server in cfg.bootstrap_list()],
-            store="memory://",
-            processing_guarantee="exactly_once" if cfg.exactly_once else "at_least_once",
-            topic_partitions=cfg.partitions,
-            topic_replication_factor=1,
-            table_standby_replicas=0,
-            broker_commit_interval=cfg.commit_interval,
-            broker_session_timeout=cfg.session_timeout,
-            broker_heartbeat_interval=cfg.heartbeat_interval,
-            broker_rebalance_timeout=cfg.rebalance_timeout,
-            consumer_auto_offset_reset="earliest",
-            recovery_consistency_check=False,
-            web_enabled=True,
-            web_port=cfg.web_port,
-            web_bind=cfg.web_host,
-            web_host=cfg.web_host,
-            datadir=cfg.data_dir,
-            autodiscover=False,
-            producer_linger_ms=5,
-            producer_max_batch_size=PRODUCER_BATCH_BYTES,
-            producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+
+    # -- lifecycle
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT (exit 0) or until the broker is unreachable at start-up
+        for `connect_timeout` seconds (exit 1). A transaction that cannot complete ends the
+        process with `EXIT_OUTPUT_FAILED`."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        runner = await self._serve_web()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            consumer = await self._start_consumer()
+            if consumer is None:
+                return 1
+            self.consumer = consumer
+            consumer.subscribe([self.config.input_topic], listener=_Listener(self))
+            quiet_repeats()
+            tasks = [
+                asyncio.ensure_future(self._every(1.0, self._update_gauges)),
+                asyncio.ensure_future(self._every(2.0, self.broker.probe)),
+                asyncio.ensure_future(self._every(10.0, self._progress)),
+            ]
+            if self.config.clock == "wall":
+                tasks.append(
+                    asyncio.ensure_future(self._every(self.config.tick_interval, self._tick))
+                )
+            await self._consume(consumer)
+            return 0
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._shutdown()
+            await runner.cleanup()
+
+    async def _start_consumer(self) -> AIOKafkaConsumer | None:
+        """Start the group consumer, retrying until `connect_timeout` (None after that)."""
+        cfg = self.config
+        deadline = time.monotonic() + cfg.connect_timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=cfg.bootstrap_list(),
+                group_id=cfg.app_id,
+                client_id=f"{cfg.app_id}-worker",
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+                auto_offset_reset="earliest",
+                session_timeout_ms=int(cfg.session_timeout * 1000),
+                heartbeat_interval_ms=int(cfg.heartbeat_interval * 1000),
+                rebalance_timeout_ms=int(cfg.rebalance_timeout * 1000),
+                max_poll_interval_ms=max(300_000, int(cfg.rebalance_timeout * 1000)),
+                fetch_max_wait_ms=max(10, int(cfg.commit_interval * 1000)),
+                max_partition_fetch_bytes=8 * 1024 * 1024,
+                fetch_max_bytes=64 * 1024 * 1024,
+            )
+            try:
+                await consumer.start()
+                return consumer
+            except (KafkaError, OSError) as exc:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+                if time.monotonic() >= deadline or self._stopping.is_set():
+                    log.error(
+                        "Kafka broker %s unreachable after %d attempts (%s); exiting",
+                        cfg.broker, attempt, type(exc).__name__,
+                    )  # fmt: skip
+                    return None
+                log.warning("broker not reachable yet (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(min(0.5 * attempt, 3.0))
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        """The loop: fetch, fold and produce into each partition's open transaction, commit
+        every `commit_interval`."""
+        interval = self.config.commit_interval
+        stopping = self._stopping
+        while not stopping.is_set():
+            wait = interval
+            if self._txn_started is not None:
+                wait = max(0.0, interval - (time.monotonic() - self._txn_started))
+            batches = await consumer.getmany(
+                timeout_ms=int(wait * 1000), max_records=FETCH_MAX_RECORDS
+            )
+            async with self._lock:
+                try:
+                    if batches:
+                        await self._process_all(batches)
+                    if (
+                        self._txn_started is not None
+                        and time.monotonic() - self._txn_started >= interval
+                    ):
+                        await self._commit_all()
+                except Exception:
+                    self._fail(batches)
+
+    async def _shutdown(self) -> None:
+        """Commit the open transactions, leave the group, close every client."""
+        async with self._lock:
+            try:
+                await self._commit_all()
+            except Exception:
+                self._fail({})
+        if self.consumer is not None:
+            with contextlib.suppress(Exception):
+                await self.consumer.stop()
+        for owned in self.owned.values():
+            await _stop(owned.producer)
+        self.owned.clear()
+        await self.broker.close()
+        await _stop(self._tick_producer)
+        await _stop(self._plain)
+        if self._changelog_reader is not None:
+            with contextlib.suppress(Exception):
+                await self._changelog_reader.stop()
+
+    def _fail(self, batches: dict[Any, list[Any]]) -> None:
+        """A send or commit failed: end the process at once, like a SIGKILL.
+
+        The open transactions are aborted by the broker when the partitions' next owner (this
+        worker restarted, or another) initialises their transactional ids, and their records
+        are processed again from the committed offsets. A graceful stop would try to commit.
+        """
+        first = next((records[0] for records in batches.values() if records), None)
+        log.critical(
+            "cannot complete the transaction of a batch%s; exiting",
+            "" if first is None else f" from {first.topic}[{first.partition}]@{first.offset}",
+            exc_info=True,
+            extra={} if first is None else record_fields(first),
         )
-        app = self.app
-        raw: dict[str, Any] = {
-            "key_type": bytes,
-            "value_type": bytes,
-            "key_serializer": "raw",
-            "value_serializer": "raw",
-        }
-        self.input = app.topic(cfg.input_topic, partitions=cfg.partitions, **raw)
-        faust_batch.install_batch_path(app, self.input, self._on_batch)
-        self.table = faust_batch.RecoveryTable(
-            app,
-            name=TABLE_NAME,
-            default=None,
-            beacon=app.tables.beacon,
-            partitions=cfg.partitions,
-            schema=faust.Schema(**raw),
-            key_type=bytes,
-            value_type=bytes,
-        )
-        self.table.hooks = self
-        app.tables.add(self.table)
-        if cfg.clock == "wall":
-            app.timer(interval=cfg.tick_interval, name="ticker")(self._tick)
-        app.timer(interval=1.0, name="gauges")(self._update_gauges)
-        app.timer(interval=2.0, name="broker-probe")(self._probe_broker)
-        app.timer(interval=10.0, name="progress")(self._progress)
-        engine = self
+        logging.shutdown()
+        os._exit(EXIT_OUTPUT_FAILED)
 
-        async def metrics(view: Any, request: Any) -> Any:
-            return await engine._metrics_view(view, request)
-
-        async def health(view: Any, request: Any) -> Any:
-            return await engine._health_view(view, request)
-
-        app.page("/metrics")(metrics)
-        app.page("/health")(health)
-
-        async def close(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-            await engine.stop_extras()
-
-        app.on_before_shutdown.connect(cast(Any, close))
+    async def _every(self, seconds: float, job: Any) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:
+                log.exception("background job %s failed; retrying", getattr(job, "__name__", job))
 
     # -- the batch path
 
-    async def _on_batch(self, batches: dict[int, list[Any]]) -> None:
-        """Process one fetch, partition by partition; a failed send ends the process.
-
-        Like a SIGKILL: the open transaction is aborted when the partition's next owner starts,
-        and the batch is processed again from the last committed offset. A graceful stop
-        would commit the transaction with part of this batch's output in it.
-        """
-        try:
-            for partition, records in batches.items():
-                await self._process(partition, records)
-        except Exception:
-            first = next(iter(batches.values()))[0]
-            log.critical(
-                "cannot produce the output of a batch from %s[%d]@%d; exiting",
-                first.topic,
-                first.partition,
-                first.offset,
-                exc_info=True,
-                extra=record_fields(first),
-            )
-            logging.shutdown()
-            os._exit(70)
-
-    def _partition_engine(self, p: int) -> PartitionEngine:
-        cfg = self.config
-        return PartitionEngine(p, self.policy, cfg.clock, cfg.max_delay, cfg.allowed_lateness)
+    async def _process_all(self, batches: dict[Any, list[Any]]) -> None:
+        work = []
+        for tp, records in batches.items():
+            owned = self.owned.get(tp.partition)
+            if owned is None or tp.topic != self.config.input_topic or not records:
+                continue  # fetched before a revocation, or before the partition was ready
+            if records[0].offset < owned.next_offset:
+                records = [r for r in records if r.offset >= owned.next_offset]
+                if not records:
+                    continue
+            work.append(self._process(tp.partition, owned, records))
+        if work:
+            await asyncio.gather(*work)
 
     def _behind(self, p: int, last_offset: int) -> int:
-        """Records of input partition p after `last_offset`, from the fetched high watermark."""
+        """Records of input partition p after `last_offset`, from the last fetch's stable
+        offset (read_committed)."""
+        end = self._end_offset(p)
+        return max(end - last_offset - 1, 0) if end is not None else 0
+
+    def _end_offset(self, p: int) -> int | None:
+        if self.consumer is None:
+            return None
+        tp = TopicPartition(self.config.input_topic, p)
         try:
-            high = self.app.consumer.highwater(TP(self.config.input_topic, p))
+            end = self.consumer.last_stable_offset(tp)
+            if end is None:
+                end = self.consumer.highwater(tp)
         except Exception:
-            return 0
-        return max(high - last_offset - 1, 0) if high is not None else 0
+            return None
+        return end if isinstance(end, int) else None
 
-    def _producer(self, partition: int) -> Any:
-        if not self.config.exactly_once:
-            return faust_batch.plain_producer(self.app)
-        tid = self._tids.get(partition)
-        if tid is None:
-            tid = faust_batch.transactional_id(self.app, self.config.input_topic, partition)
-            self._tids[partition] = tid
-        return faust_batch.transactional_producer(self.app, tid)
-
-    async def _process(self, p: int, records: list[Any]) -> None:
-        """One partition's records: fold them, then produce everything into p's transaction."""
-        engine = self.partitions.get(p)
-        if engine is None:
-            engine = self.partitions[p] = self._partition_engine(p)
-        now = wall_now()
-        behind = self._behind(p, records[-1].offset)
-        result = engine.process_batch([r.value for r in records], now, behind)
-        self.offsets[p] = records[-1].offset
-        producer = self._producer(p)
-        send = producer.send
+    async def _process(self, p: int, owned: _Owned, records: list[Any]) -> None:
+        """One partition's records: fold them, then hand everything to p's transaction."""
         cfg = self.config
+        producer = owned.producer
+        if producer is None:
+            producer = await self._plain_producer()
+        elif not owned.in_transaction:
+            await producer.begin_transaction()
+            owned.in_transaction = True
+            owned.pending = []
+        if self._txn_started is None:
+            self._txn_started = time.monotonic()
+        now = wall_now()
+        last = records[-1].offset
+        result = owned.engine.process_batch([r.value for r in records], now, self._behind(p, last))
+        owned.next_offset = last + 1
+        pending = owned.pending
+        if pending is None:
+            pending = owned.pending = []
+        send = producer.send
         output = cfg.output_topic
         source = self._ce_source
         for key, value, event in result.output:
-            await send(
-                output, value, key=key, partition=p, headers=sla_event_headers(event, source)
+            pending.append(
+                await send(
+                    output, value, key=key, partition=p, headers=sla_event_headers(event, source)
+                )
             )
         for position, stage, reason in result.dead_letters:
-            await self._dead_letter(send, records[position], stage, reason)
-        changelog = self.table.changelog_topic_name
+            pending.append(await self._dead_letter(send, records[position], stage, reason))
+        changelog = cfg.changelog_topic
         for key, state in result.changelog:
-            await send(changelog, state, key=key, partition=p)
+            pending.append(await send(changelog, state, key=key, partition=p))
         for ticket_id, reason in result.faults:
             log.error("ticket %s on partition %d: timer failed (%s); disarmed until its next "
                       "event", sanitise(ticket_id), p, reason)  # fmt: skip
@@ -367,11 +502,36 @@ class Engine:
             for due in result.timer_dues:
                 observe(max((now - due) / SECOND, 0.0))
 
-    async def _dead_letter(self, send: Any, record: Any, stage: str, reason: str) -> None:
+    async def _commit_all(self) -> None:
+        """Commit every open transaction with its input offset (in parallel); at-least-once:
+        wait for delivery, then commit the offsets."""
+        self._txn_started = None
+        work = [
+            self._commit(p, owned) for p, owned in self.owned.items() if owned.pending is not None
+        ]
+        if work:
+            await asyncio.gather(*work)
+
+    async def _commit(self, p: int, owned: _Owned) -> None:
+        pending, owned.pending = owned.pending or [], None
+        owned.in_transaction = owned.producer is not None and owned.in_transaction
+        await asyncio.gather(*pending)
+        offsets = {TopicPartition(self.config.input_topic, p): owned.next_offset}
+        if owned.producer is None:
+            assert self.consumer is not None
+            await self.consumer.commit(offsets)
+            return
+        await owned.producer.send_offsets_to_transaction(offsets, self.config.app_id)
+        await owned.producer.commit_transaction()
+        owned.in_transaction = False
+
+    async def _dead_letter(
+        self, send: Any, record: Any, stage: str, reason: str
+    ) -> asyncio.Future[Any]:
         key, value, headers = dead_letter(
             record.key, record.value, reason, stage, record.topic, record.partition, record.offset
         )
-        await send(
+        delivery: asyncio.Future[Any] = await send(
             self.config.dlq_topic, value, key=key, partition=record.partition, headers=headers
         )
         # Ids only: reasons name fields and ticket ids, never free text.
@@ -383,28 +543,127 @@ class Engine:
             reason[:300],
             extra=record_fields(record, event_id=_event_id(record.value, stage)),
         )
+        return delivery
 
     # -- partition ownership and recovery
 
-    def on_rebalance(self, assigned: Any, revoked: Any, newly_assigned: Any) -> None:
-        topic = self.config.input_topic
-        owned = sorted(tp.partition for tp in assigned if tp.topic == topic)
-        gone = {tp.partition for tp in revoked if tp.topic == topic} - set(owned)
-        new = sorted(tp.partition for tp in newly_assigned if tp.topic == topic)
-        for p in gone:
-            self._forget(p)
-        self.ready = False
-        self._recovery_started = time.monotonic()
-        log.info(
-            "rebalance: owning input partitions %s (new: %s, revoked: %s)", owned, new, sorted(gone)
-        )
+    async def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Before a rebalance: commit the open transactions, stop the revoked partitions'
+        producers; keep their folds in case they come back unchanged."""
+        async with self._lock:
+            try:
+                await self._commit_all()
+            except Exception:
+                self._fail({})
+            for tp in revoked:
+                if tp.topic != self.config.input_topic:
+                    continue
+                owned = self.owned.pop(tp.partition, None)
+                if owned is None:
+                    continue
+                await _stop(owned.producer)
+                self._retained[tp.partition] = (owned.engine, owned.next_offset)
+                with contextlib.suppress(KeyError):
+                    self.metrics.consumer_lag.remove(str(tp.partition))
+            self.ready = False
+        log.info("rebalance: revoked input partitions %s", sorted(tp.partition for tp in revoked))
 
-    def _forget(self, partition: int) -> None:
-        """Drop a revoked partition's index and states; its new owner recovers them."""
-        self.partitions.pop(partition, None)
-        self._tids.pop(partition, None)
-        with contextlib.suppress(KeyError):
-            self.metrics.consumer_lag.remove(str(partition))
+    async def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Fence, recover and position each assigned partition before any record of it is
+        processed. Failing that within `rebalance_timeout` (the broker gone again), exit."""
+        cfg = self.config
+        wanted = sorted(tp.partition for tp in assigned if tp.topic == cfg.input_topic)
+        started = time.monotonic()
+        deadline = started + max(cfg.rebalance_timeout, cfg.connect_timeout)
+        async with self._lock:
+            for p in list(self._retained):
+                if p not in wanted:
+                    del self._retained[p]
+            while True:
+                try:
+                    await self._take(wanted)
+                    break
+                except (KafkaError, OSError) as exc:
+                    if time.monotonic() >= deadline:
+                        log.critical("cannot take partitions %s (%s); exiting", wanted,
+                                     type(exc).__name__)  # fmt: skip
+                        logging.shutdown()
+                        os._exit(EXIT_OUTPUT_FAILED)
+                    log.warning("taking partitions %s failed (%s); retrying", wanted,
+                                type(exc).__name__)  # fmt: skip
+                    await asyncio.sleep(1.0)
+            self._retained.clear()
+            self.ready = True
+        took = time.monotonic() - started
+        for p in wanted:
+            engine = self.owned[p].engine
+            head = engine.index.peek()
+            log.info(
+                "partition %d recovered: %d tickets in state, %d open, %d with timers, next due %s",
+                p, len(engine.states), engine.open_tickets, len(engine.index),
+                format_instant(head[0]) if head else "-",
+            )  # fmt: skip
+        log.info(
+            "rebalance: owning input partitions %s; recovery complete in %.2f s, %d tickets",
+            wanted, took, sum(len(o.engine.states) for o in self.owned.values()),
+        )  # fmt: skip
+
+    async def _take(self, wanted: list[int]) -> None:
+        """Fence (transactional producer per partition), read the committed offsets after the
+        fence, reuse an unchanged retained fold or recover it from the changelog, seek."""
+        cfg = self.config
+        consumer = self.consumer
+        assert consumer is not None
+        producers: dict[int, AIOKafkaProducer | None] = {}
+        try:
+            for p in wanted:
+                producers[p] = await self._fence(p) if cfg.exactly_once else None
+            committed: dict[int, int] = {}
+            for p in wanted:
+                tp = TopicPartition(cfg.input_topic, p)
+                offset = await consumer.committed(tp)
+                if offset is None:
+                    offset = (await consumer.beginning_offsets([tp]))[tp]
+                committed[p] = offset
+            engines: dict[int, PartitionEngine] = {}
+            to_recover = []
+            for p in wanted:
+                kept = self._retained.get(p)
+                if kept is not None and kept[1] == committed[p]:
+                    engines[p] = kept[0]
+                else:
+                    to_recover.append(p)
+            engines.update(await self._recover(to_recover))
+        except BaseException:
+            for producer in producers.values():
+                await _stop(producer)
+            raise
+        for p in wanted:
+            tp = TopicPartition(cfg.input_topic, p)
+            consumer.seek(tp, committed[p])
+            self.owned[p] = _Owned(engines[p], producers[p], committed[p])
+
+    async def _fence(self, p: int) -> AIOKafkaProducer:
+        """Start p's transactional producer. Its id's InitProducerId completes only once the
+        previous owner's open transaction is aborted (or its commit finished), and fences that
+        owner: a zombie can no longer write or commit offsets for p."""
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.config.bootstrap_list(),
+            transactional_id=self.config.transactional_id(p),
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            max_batch_size=PRODUCER_BATCH_BYTES,
+            max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+        )
+        try:
+            await producer.start()
+            await producer.begin_transaction()  # waits for the producer id: the fence
+            await producer.abort_transaction()  # empty: completes without a round trip
+        except BaseException:
+            await _stop(producer)
+            raise
+        return producer
 
     async def _recovery_consumer(self) -> AIOKafkaConsumer:
         if self._changelog_reader is None:
@@ -419,34 +678,17 @@ class Engine:
             self._changelog_reader = reader
         return self._changelog_reader
 
-    async def prepare_recovery(self, assigned: Any) -> None:
-        """Note the end offset of every assigned changelog partition (see `recover`)."""
-        changelog = self.table.changelog_topic_name
-        tps = [TopicPartition(tp.topic, tp.partition) for tp in assigned if tp.topic == changelog]
-        self.changelog_ends = {}
-        if not tps:
-            return
-        reader = await self._recovery_consumer()
-        ends = await reader.end_offsets(tps)
-        self.changelog_ends = {TP(tp.topic, tp.partition): end for tp, end in ends.items()}
+    async def _recover(self, wanted: list[int]) -> dict[int, PartitionEngine]:
+        """Read changelog partitions to their end (read_committed): states + timers.
 
-    async def recover(self, active_tps: Any) -> None:
-        """Read newly owned changelog partitions to their end (read_committed): states + timers.
-
-        Runs before Faust resumes the input partitions. Exact by construction: the reader's
-        position passes commit and abort markers, so reaching the end offset means every
-        committed record has been applied.
+        Exact by construction: the reader's position passes commit and abort markers, so
+        reaching the end offset means every committed record has been applied.
         """
-        changelog = self.table.changelog_topic_name
-        wanted = sorted(
-            tp.partition
-            for tp in active_tps
-            if tp.topic == changelog and tp.partition not in self.partitions
-        )
         if not wanted:
-            return
+            return {}
         started = time.monotonic()
         reader = await self._recovery_consumer()
+        changelog = self.config.changelog_topic
         tps = [TopicPartition(changelog, p) for p in wanted]
         reader.assign(tps)
         await reader.seek_to_beginning(*tps)
@@ -469,7 +711,6 @@ class Engine:
                 last_log = time.monotonic()
                 log.info("recovering partitions %s: %d changelog records read", wanted, records)
         reader.assign([])
-        self.partitions.update(engines)
         took = time.monotonic() - started
         log.info(
             "read %d changelog records of partitions %s in %.2f s (%.0f records/s)",
@@ -478,47 +719,39 @@ class Engine:
             took,
             records / took if took > 0 else 0.0,
         )
+        return engines
 
-    def on_recovered(self, active_tps: Any) -> None:
-        changelog = self.table.changelog_topic_name
-        active = sorted(tp.partition for tp in active_tps if tp.topic == changelog)
-        for p in list(self.partitions):
-            if p not in active:
-                self._forget(p)
-        for p in active:
-            if p not in self.partitions:
-                self.partitions[p] = self._partition_engine(p)
-        took = time.monotonic() - (self._recovery_started or time.monotonic())
-        for p in active:
-            engine = self.partitions[p]
-            head = engine.index.peek()
-            log.info(
-                "partition %d recovered: %d tickets in state, %d open, %d with timers, next due %s",
-                p,
-                len(engine.states),
-                engine.open_tickets,
-                len(engine.index),
-                format_instant(head[0]) if head else "-",
+    def _partition_engine(self, p: int) -> PartitionEngine:
+        cfg = self.config
+        return PartitionEngine(p, self.policy, cfg.clock, cfg.max_delay, cfg.allowed_lateness)
+
+    # -- producers outside transactions
+
+    async def _plain_producer(self) -> AIOKafkaProducer:
+        if self._plain is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.config.bootstrap_list(),
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=5,
+                max_batch_size=PRODUCER_BATCH_BYTES,
+                max_request_size=PRODUCER_MAX_REQUEST_BYTES,
             )
-        log.info(
-            "recovery complete in %.2f s: %d partitions, %d tickets",
-            took,
-            len(active),
-            sum(len(e.states) for e in self.partitions.values()),
-        )
-        self.ready = True
+            await producer.start()
+            self._plain = producer
+        return self._plain
 
     # -- wall clock
 
     async def _tick(self) -> None:
         """Write a clock.tick to each owned partition whose earliest timer is due.
 
-        Never raises (an exception would end the worker): while the broker is down the tick
-        producer cannot start or send; it is dropped and made again at the next tick, and the
-        timers fire once ticks go through (late, never lost: they stay in the index).
+        Never raises: while the broker is down the tick producer cannot start or send; it is
+        dropped and made again at the next tick, and the timers fire once ticks go through
+        (late, never lost: they stay in the index).
         """
         now = wall_now()
-        due = [p for p, e in self.partitions.items() if (d := e.next_due()) and d <= now]
+        due = [p for p, o in self.owned.items() if (d := o.engine.next_due()) and d <= now]
         if not due or not self.ready:
             return
         try:
@@ -529,9 +762,7 @@ class Engine:
         except Exception as exc:
             log.error("cannot write clock ticks (%s); retrying", type(exc).__name__)
             producer, self._tick_producer = self._tick_producer, None
-            if producer is not None:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+            await _stop(producer)
 
     async def _ticks(self) -> AIOKafkaProducer:
         if self._tick_producer is None:
@@ -541,54 +772,55 @@ class Engine:
             try:
                 await producer.start()
             except BaseException:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+                await _stop(producer)
                 raise
             self._tick_producer = producer
         return self._tick_producer
 
-    async def _probe_broker(self) -> None:
-        quiet_repeats()  # after Faust has set up logging; idempotent
-        await self.broker.probe()
-
     # -- observability
 
     async def _progress(self) -> None:
-        """Every 10 s, log the offset processed per owned partition (ids and counts only)."""
-        if self.offsets:
+        """Every 10 s, log the next offset per owned partition (ids and counts only)."""
+        if self.owned:
             log.info(
-                "progress: last offsets %s, %d open tickets, %d with timers",
-                dict(sorted(self.offsets.items())),
+                "progress: next offsets %s, %d open tickets, %d with timers",
+                {p: o.next_offset for p, o in sorted(self.owned.items())},
                 self._open_tickets(),
-                sum(len(e.index) for e in self.partitions.values()),
+                sum(len(o.engine.index) for o in self.owned.values()),
             )
 
     async def _update_gauges(self) -> None:
         m = self.metrics
+        engines = [o.engine for o in self.owned.values()]
         m.open_tickets.set(self._open_tickets())
-        m.tickets_in_state.set(sum(len(e.states) for e in self.partitions.values()))
-        m.tickets_with_timers.set(sum(len(e.index) for e in self.partitions.values()))
-        m.owned_partitions.set(len(self.partitions))
-        consumer = self.app.consumer
-        for p in list(self.partitions):
-            try:
-                high = consumer.highwater(TP(self.config.input_topic, p))
-            except Exception:
-                continue
-            if high is not None:
-                m.consumer_lag.labels(str(p)).set(max(high - self.offsets.get(p, -1) - 1, 0))
+        m.tickets_in_state.set(sum(len(e.states) for e in engines))
+        m.tickets_with_timers.set(sum(len(e.index) for e in engines))
+        m.owned_partitions.set(len(self.owned))
+        for p, owned in list(self.owned.items()):
+            end = self._end_offset(p)
+            if end is not None:
+                m.consumer_lag.labels(str(p)).set(max(end - owned.next_offset, 0))
 
     def _open_tickets(self) -> int:
-        return sum(e.open_tickets for e in self.partitions.values())
+        return sum(o.engine.open_tickets for o in self.owned.values())
 
-    async def _metrics_view(self, web: Any, request: Any) -> Any:
+    async def _serve_web(self) -> web.AppRunner:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics_view)
+        app.router.add_get("/health", self._health_view)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, self.config.web_host, self.config.web_port).start()
+        return runner
+
+    async def _metrics_view(self, request: web.Request) -> web.Response:
         await self._update_gauges()
-        return web.bytes(
-            generate_latest(self.metrics.registry),
-            content_type="text/plain; version=0.0.4",
+        return web.Response(
+            body=generate_latest(self.metrics.registry),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
 
-    async def _health_view(self, web: Any, request: Any) -> Any:
+    async def _health_view(self, request: web.Request) -> web.Response:
         """200 `ok`; 503 `recovering` (state being read) or `degraded` (broker unreachable)."""
         status = "ok" if self.ready else "recovering"
         if not self.broker.reachable:
@@ -601,21 +833,20 @@ class Engine:
                 "error": self.broker.error,
             },
             "clock": self.config.clock,
-            "partitions": sorted(self.partitions),
+            "partitions": sorted(self.owned),
             "open_tickets": self._open_tickets(),
-            "tickets_in_state": sum(len(e.states) for e in self.partitions.values()),
+            "tickets_in_state": sum(len(o.engine.states) for o in self.owned.values()),
             "policy": self.policy.ref(),
         }
-        return web.json(body, status=200 if status == "ok" else 503)
+        return web.json_response(
+            body, status=200 if status == "ok" else 503, dumps=lambda o: orjson.dumps(o).decode()
+        )
 
-    async def stop_extras(self) -> None:
-        await self.broker.close()
-        if self._tick_producer is not None:
-            await self._tick_producer.stop()
-            self._tick_producer = None
-        if self._changelog_reader is not None:
-            await self._changelog_reader.stop()
-            self._changelog_reader = None
+
+async def _stop(client: Any) -> None:
+    if client is not None:
+        with contextlib.suppress(Exception):
+            await client.stop()
 
 
 def build_engine(config: EngineConfig, policy: Policy) -> Engine:

@@ -78,7 +78,7 @@ def _settings(command: str, model: type[Any], args: argparse.Namespace) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Start a worker; exits non-zero if the policy is invalid or the broker unreachable."""
-    from streams.engine.app import EngineConfig, build_engine
+    from streams.engine.app import EngineConfig, build_engine, changelog_topic
     from streams.engine.topics import BrokerUnavailable, ensure_topics, topic_limits
     from streams.sla.policy import PolicyError, load_policy
 
@@ -91,21 +91,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"escalator run: {exc}", file=sys.stderr)
         return 2
     topics = (settings.ticket_topic, settings.sla_topic, settings.dlq_topic)
+    changelog = changelog_topic(settings.app_id)
+    configs = topic_limits(*topics, changelog)
+    configs[changelog]["cleanup.policy"] = "compact"
     try:
         counts = asyncio.run(
             ensure_topics(
                 settings.broker,
-                topics,
+                (*topics, changelog),
                 settings.partitions,
                 settings.connect_timeout,
-                topic_limits(*topics),
+                configs,
             )
         )
     except BrokerUnavailable as exc:
         print(f"escalator run: {exc}", file=sys.stderr)
         return 1
     partitions = counts.get(settings.ticket_topic, settings.partitions)
-    short = [t for t in topics[1:] if counts.get(t, 0) < partitions]
+    short = [t for t in (*topics[1:], changelog) if counts.get(t, 0) < partitions]
     if short:
         print(
             f"escalator run: topics {short} have fewer partitions than "
@@ -133,10 +136,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         rebalance_timeout=settings.rebalance_timeout,
         max_delay=round(settings.max_delay * SECOND),
         allowed_lateness=round(settings.allowed_lateness * SECOND),
+        connect_timeout=settings.connect_timeout,
     )
     engine = build_engine(config, policy)
-    from streams.engine.faust_batch import quiet_worker
-
     log.info(
         "worker starting: %r -> %r (dead letters %r), %d partitions, %s clock, policy %s %s, "
         "%s, http://%s:%d/metrics",
@@ -152,13 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config.web_port,
         extra={"app_id": config.app_id},
     )
-    # Our logging (deploy.logs, set up with the settings) stays: Faust's lines take its form.
-    worker = quiet_worker(engine.app, settings.log_level)
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
-    return 0
+    return asyncio.run(engine.run())
 
 
 # ---------------------------------------------------------------------------------------------

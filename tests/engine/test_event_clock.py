@@ -7,6 +7,7 @@ then a `clock.tick` at the replay's `until`; the committed output must be exactl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,8 @@ def test_worker_reports_metrics_and_health(event_run: Run) -> None:
     )
     assert any(k.startswith("escalator_consumer_lag_records{partition=") for k in values)
     build = next(k for k in values if k.startswith("escalator_build_info{"))
-    assert 'faust_streaming="0.15.3"' in build and values[build] == 1
+    assert f'aiokafka="{version("aiokafka")}"' in build and values[build] == 1
+    assert "faust" not in build
     assert not [k for k in values if "_created" in k]
     health = event_run.worker.health()
     assert health is not None and health["status"] == "ok" and health["partitions"] == [0, 1, 2, 3]
