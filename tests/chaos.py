@@ -2,7 +2,7 @@
 seeded history with hostile records streams in; the committed result must be what `escalator
 replay` gives for the valid input, event by event.
 
-    python tests/chaos.py [--rounds 9] [--tickets 3000] [--seed 1] [--work DIR] [--json]
+    python tests/chaos.py [--rounds 9] [--tickets 4000] [--seed 1] [--work DIR] [--json]
 
 The run drives the system only from outside, as an operator would: `escalator sample`,
 `escalator run` processes (3 slots on one app id, event clock, 4 partitions, each its own
@@ -83,6 +83,8 @@ ROUND_SECONDS = 11.0
 """Shortest round length assumed when spreading the input over the rounds (seconds)."""
 DWELL = (2.0, 5.0)
 """Seconds between a harm and the next round's, drawn uniformly."""
+BURST = 2000
+"""Records published at full speed just before a kill (`kill`, `scale-out-kill`)."""
 WARM_UP = 3.0
 """Seconds of input before the first harm."""
 
@@ -150,6 +152,8 @@ class Trickle(threading.Thread):
         self.broker, self.topic = broker, topic
         self.records = [(key_of(value), value) for value in stream]
         self.rate = 200.0
+        self.burst = 0
+        """Records to send at full speed before going on at `rate`."""
         self.sent = 0
         self.error: BaseException | None = None
         self.flowing = threading.Event()
@@ -183,11 +187,15 @@ class Trickle(threading.Thread):
                     while not self.flowing.is_set():
                         await asyncio.sleep(0.05)
                     self.paused.clear()
-                batch = self.records[self.sent : self.sent + max(1, round(self.rate * step))]
+                size = max(1, round(self.rate * step))
+                if self.burst > 0:
+                    size = min(self.burst, 1000)
+                    self.burst -= size
+                batch = self.records[self.sent : self.sent + size]
                 sends = [await producer.send(self.topic, v, key=k) for k, v in batch]
                 await asyncio.gather(*sends)
                 self.sent += len(batch)
-                await asyncio.sleep(step)
+                await asyncio.sleep(0 if self.burst else step)
         finally:
             await producer.stop()
 
@@ -560,14 +568,21 @@ class Run:
 
     # -- the harms
 
+    def burst(self) -> None:
+        """A backlog at full speed, as the issue's reproduction publishes a whole history:
+        the kill then lands while big batches are in open transactions."""
+        self.trickle.burst += BURST
+        time.sleep(self.rng.uniform(0.5, 1.5))
+
     def harm_kill(self, number: int) -> None:
+        self.burst()
         chosen = self.consuming(self.running())
         self.kill(number, "kill", chosen)
         chosen.slot.start()
 
     def harm_scale_out_kill(self, number: int) -> None:
         joiner = self.join(number, wait=True)
-        time.sleep(self.rng.uniform(0.5, 2.0))  # the older workers go on with kept partitions
+        self.burst()  # the older workers go on with the partitions they kept
         self.kill(number, "scale-out-kill", self.consuming(self.running(but=joiner)))
 
     def harm_rebalance_kill(self, number: int) -> None:
@@ -666,7 +681,7 @@ async def read_committed(broker: str, topic: str) -> list[Any]:
     return sorted(records, key=lambda r: (r.partition, r.offset))
 
 
-def run(work: Path, rounds: int = len(SCHEDULE), tickets: int = 3000, hostile: int = 60,
+def run(work: Path, rounds: int = len(SCHEDULE), tickets: int = 4000, hostile: int = 60,
         seed: int = 1) -> Summary:  # fmt: skip
     """One chaos run in `work` (its broker, workers' data and logs); see the module doc."""
     return Run(work, rounds, tickets, hostile, seed).execute()
@@ -677,7 +692,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=len(SCHEDULE))
-    parser.add_argument("--tickets", type=int, default=3000)
+    parser.add_argument("--tickets", type=int, default=4000)
     parser.add_argument("--hostile", type=int, default=60)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--work", type=Path, default=None, help="folder for the broker and logs")

@@ -2,8 +2,9 @@
 
 `test_chaos_run_gives_the_replay` runs tests/chaos.py's schedule once (9 rounds: 7 SIGKILLs of
 consuming workers, 2 of them after a scale-out and 2 during a rebalance, a graceful scale-in,
-a broker stop/start; 3,000 tickets with 60 hostile records; under 3 minutes here) on a broker
-of its own, and requires the committed output to be the replay of the valid input on full
+a broker stop/start; 4,000 tickets, about 23,000 records, with 60 hostile records and a
+2,000-record burst before 5 of the kills; under 3 minutes here) on a broker of its own, and
+requires the committed output to be the replay of the valid input on full
 content, every hostile record dead-lettered once and no valid one. The verdict tests break
 each count on purpose, so a comparison that cannot see a fault fails here first.
 """
