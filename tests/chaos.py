@@ -1,188 +1,710 @@
-"""Chaos run (on demand, not in CI): SIGKILLs, a broker stop/start and hostile records.
+"""Jepsen-style fault run: workers come and go, get SIGKILLed and lose their broker while a
+seeded history with hostile records streams in; the committed result must be what `escalator
+replay` gives for the valid input, event by event.
 
-    python tests/chaos.py [--tickets 400] [--rounds 8] [--seed 1]
+    python tests/chaos.py [--rounds 9] [--tickets 4000] [--seed 1] [--work DIR] [--json]
 
-Starts its own Kafka broker (deploy/kafka_local.py, data kept across its restarts), an event
-clock worker and a projector (`escalator projections serve`), then in rounds publishes part
-of a seeded history with hostile records mixed in (tests/robust/hostile.py) and does one
-harm (each at least once in 4 rounds or more): SIGKILL the worker, SIGKILL the projector,
-stop the broker for a while, or nothing. At the end it ticks every partition to the history's
-end and compares:
+The run drives the system only from outside, as an operator would: `escalator sample`,
+`escalator run` processes (3 slots on one app id, event clock, 4 partitions, each its own
+--port and --data-dir), their /health and /metrics, `escalator replay`, `escalator publish
+--tick`, and plain Kafka clients (a producer keyed by ticket id as `escalator publish` keys,
+an admin client, read_committed consumers). It starts its own broker so it can stop it.
 
-  lost        SLA events the replay gives for the valid lines but the committed output lacks
-  duplicated  SLA events committed more than once
-  stuck       input records not dead-lettered and not processed (consumer lag), plus table
-              rows where the live projection differs from a rebuild of the same topics
+Input: the valid history and hostile records (tests/robust/hostile.py) spread through it,
+produced at a steady rate across the rounds, so that at each harm some worker is consuming.
 
-Prints the counts; exit status 0 only if all three are zero.
+Harms, one per round (`SCHEDULE`, repeated for more rounds):
+  kill            SIGKILL a worker seen consuming (its escalator_events_in_total rising
+                  between two scrapes; the longest-running one first, which has kept its
+                  partitions through the last rebalances), then restart it (a join)
+  scale-out-kill  a worker joins; once it owns partitions, SIGKILL a consuming older worker
+  rebalance-kill  a worker joins; SIGKILL a worker seen consuming just before, while the
+                  group rebalances
+  scale-in        a worker joins, then a consuming older worker is stopped (SIGTERM)
+  broker          the broker is stopped for a few seconds and started again
+Every harm is logged with its target's pid, whether it was alive and consuming before and
+dead after: only such a harm counts as landed. A worker that exits by itself is logged and
+restarted (as a supervisor would).
+
+At the end a tick moves every partition to the history's end plus 30 days, the run waits until
+the group's committed input offsets reach the end offsets, then reads the output and
+dead-letter topics (read_committed) and compares (tests/robust/verdict.py): lost, duplicated,
+extra, changed, reordered SLA events; valid records dead-lettered; hostile records not
+dead-lettered exactly once with their original bytes. Prints a summary; exit status 0 only if
+every count is zero and the group caught up.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
+from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
 from deploy.kafka_local import LocalKafka
-from deploy.local_service import free_port
+from deploy.local_service import pid_alive
 from events.instants import DAY, format_instant, parse_instant
-from events.samples import generate_history
-from projections.db import Database
-from projections.projector import Projector, Topics
-from projections.store import dump_tables
-from streams.engine.cli import _key_of
-from streams.engine.topics import ensure_topics, topic_limits
-from streams.sla.policy import load_policy
-from streams.sla.replay import Replayer
-from tests.engine.helpers import REPO, Worker, new_topics, read_topic, sla_events
+from tests.engine.helpers import Topics, Worker, cli, new_topics
 from tests.robust.hostile import hostile_records, mix
+from tests.robust.verdict import EventCounts, LetterCounts, compare_events, compare_letters
 
 PARTITIONS = 4
+SLOTS = 3
+SCHEDULE = (
+    "kill",
+    "scale-out-kill",
+    "rebalance-kill",
+    "kill",
+    "scale-in",
+    "kill",
+    "broker",
+    "scale-out-kill",
+    "rebalance-kill",
+)
+"""The bounded run's rounds (7 kills, 2 of them after a scale-out, 2 during a rebalance)."""
+KILLS = ("kill", "scale-out-kill", "rebalance-kill")
+ROUND_SECONDS = 11.0
+"""Shortest round length assumed when spreading the input over the rounds (seconds)."""
+DWELL = (2.0, 5.0)
+"""Seconds between a harm and the next round's, drawn uniformly."""
+BURST = 2000
+"""Records published at full speed just before a kill (`kill`, `scale-out-kill`)."""
+WARM_UP = 3.0
+"""Seconds of input before the first harm."""
 
 
-async def produce(broker: str, topic: str, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=broker, enable_idempotence=True, linger_ms=5)
-    await producer.start()
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+# ------------------------------------------------------------------------------- the input
+
+
+@dataclass
+class Input:
+    valid: list[bytes]
+    hostile: list[bytes]
+    stream: list[bytes]
+    """Valid and hostile records in publication order (each ticket's order kept)."""
+    until: str
+    expected: list[dict[str, Any]]
+    """`escalator replay` of the valid lines up to `until`."""
+
+
+def make_input(work: Path, broker: str, tickets: int, hostile_count: int, seed: int) -> Input:
+    """A seeded history (`escalator sample`), hostile records mixed in, and its replay."""
+    sample = cli("sample", "--tickets", str(tickets), "--seed", str(seed), broker=broker)
+    assert sample.returncode == 0, sample.stderr.decode()
+    valid = [line for line in sample.stdout.splitlines() if line.strip()]
+    history = [orjson.loads(line) for line in valid]
+    rng = random.Random(seed)
+    hostile = hostile_records(rng, history, hostile_count)
+    stream = mix(rng, valid, hostile)
+    until = format_instant(parse_instant(history[-1]["occurred_at"]) + 30 * DAY)
+    (work / "valid.jsonl").write_bytes(b"\n".join(valid) + b"\n")
+    expected = _replay(work / "valid.jsonl", until, broker)
+    # The hostile records must not change what the valid ones give: the replay of every
+    # record that fits a JSONL line is the replay of the valid lines alone.
+    lines = [r for r in stream if r.strip() and b"\n" not in r and not r.endswith(b"\r")]
+    (work / "mixed.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    mixed = _replay(work / "mixed.jsonl", until, broker)
+    assert mixed == expected, "the hostile records change the replay: not a sound input"
+    return Input(valid, hostile, stream, until, expected)
+
+
+def _replay(path: Path, until: str, broker: str) -> list[dict[str, Any]]:
+    done = cli("replay", "--input", str(path), "--until", until, broker=broker)
+    assert done.returncode == 0, done.stderr.decode()
+    return [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def key_of(value: bytes) -> bytes | None:
+    """The record key `escalator publish` gives a line: its ticket id, else none."""
     try:
-        for value in values:
-            key = _key_of(value)
-            await producer.send(topic, value, key=key, partition=None if key else 0)
-        await producer.flush()
-    finally:
-        await producer.stop()
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    ticket = obj.get("ticket_id") if isinstance(obj, dict) else None
+    return ticket.encode() if isinstance(ticket, str) and ticket else None
 
 
-def publish(broker: str, topic: str, values: list[bytes]) -> None:
-    """Produce, retrying through a broker outage (a record is never skipped)."""
-    while True:
+class Trickle(threading.Thread):
+    """Produces the stream at `rate` records per second (acks=all, idempotent), pausable."""
+
+    def __init__(self, broker: str, topic: str, stream: Sequence[bytes]) -> None:
+        super().__init__(daemon=True, name="trickle")
+        self.broker, self.topic = broker, topic
+        self.records = [(key_of(value), value) for value in stream]
+        self.rate = 200.0
+        self.burst = 0
+        """Records to send at full speed before going on at `rate`."""
+        self.sent = 0
+        self.error: BaseException | None = None
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.paused = threading.Event()
+        self.done = threading.Event()
+
+    def run(self) -> None:
         try:
-            asyncio.run(asyncio.wait_for(produce(broker, topic, values), 60))
-            return
-        except Exception as exc:  # the broker is restarting: try again
-            print(f"  publish retry ({type(exc).__name__})", flush=True)
-            time.sleep(2)
+            asyncio.run(self._run())
+        except BaseException as exc:  # reported by the run, which then fails
+            self.error = exc
+        finally:
+            self.done.set()
+
+    async def _run(self) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.broker,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_request_size=2_000_000,
+        )
+        await producer.start()
+        try:
+            step = 0.05
+            while self.sent < len(self.records):
+                if not self.flowing.is_set():
+                    await producer.flush()
+                    self.paused.set()
+                    while not self.flowing.is_set():
+                        await asyncio.sleep(0.05)
+                    self.paused.clear()
+                size = max(1, round(self.rate * step))
+                if self.burst > 0:
+                    size = min(self.burst, 1000)
+                    self.burst -= size
+                batch = self.records[self.sent : self.sent + size]
+                sends = [await producer.send(self.topic, v, key=k) for k, v in batch]
+                await asyncio.gather(*sends)
+                self.sent += len(batch)
+                await asyncio.sleep(0 if self.burst else step)
+        finally:
+            await producer.stop()
+
+    def pause(self) -> None:
+        """Stop producing; returns once everything sent is acknowledged."""
+        self.flowing.clear()
+        while not (self.paused.wait(0.1) or self.done.is_set()):
+            pass
+
+    def resume(self) -> None:
+        self.flowing.set()
 
 
-class Projection:
-    """`escalator projections serve` as a process one can SIGKILL."""
+# ------------------------------------------------------------------------------- workers
 
-    def __init__(self, broker: str, db: Path, topics: Topics, log: Path) -> None:
-        self.args = [
-            sys.executable, "-m", "deploy.cli", "projections", "serve", "--db", str(db),
-            "--broker", broker, "--ticket-topic", topics.tickets, "--sla-topic", topics.sla,
-            "--port", str(free_port()), "--group", f"chaos-{os.getpid()}",
-        ]  # fmt: skip
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
+
+class Slot:
+    """One worker's place: its own --port and --data-dir, kept across its restarts."""
+
+    def __init__(self, name: str, broker: str, topics: Topics, work: Path) -> None:
+        (work / name).mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.worker = Worker(broker, topics, work / name / "worker.log", clock="event")
+        self.started: float | None = None
+        """When its current process started (monotonic); None while it is meant to be down."""
+
+    @property
+    def pid(self) -> int | None:
+        return self.worker.proc.pid if self.worker.proc is not None else None
+
+    def alive(self) -> bool:
+        proc = self.worker.proc
+        return proc is not None and proc.poll() is None and pid_alive(proc.pid)
 
     def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=out, stderr=out)
+        self.worker.start()
+        self.started = time.monotonic()
 
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+    def position(self) -> float | None:
+        """escalator_events_in_total over its kinds (None if /metrics does not answer)."""
+        try:
+            text = self.worker.metrics()
+        except (OSError, ValueError):
+            return None
+        lines = text.splitlines()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in lines
+            if line.startswith("escalator_events_in_total{")
+        )
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
+    def owned(self) -> list[int]:
+        health = self.worker.health() or {}
+        return list(health.get("partitions") or ()) if health.get("status") == "ok" else []
+
+    def sigkill(self) -> bool:
+        """SIGKILL; True when the process is then gone."""
+        proc = self.worker.proc
+        assert proc is not None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        self.started = None
+        return proc.returncode == -signal.SIGKILL and not pid_alive(proc.pid)
+
+    def sigterm(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM; the exit status, or None if it did not exit in time (then SIGKILLed)."""
+        proc = self.worker.proc
+        assert proc is not None
+        proc.send_signal(signal.SIGTERM)
+        self.started = None
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            return None
+
+
+@dataclass
+class Probe:
+    slot: Slot
+    pid: int | None
+    alive: bool
+    before: float | None
+    after: float | None
+
+    @property
+    def consuming(self) -> bool:
+        return self.alive and self.before is not None and (self.after or 0) > self.before
+
+    def describe(self) -> str:
+        state = "alive" if self.alive else "NOT alive"
+        moving = "consuming" if self.consuming else "NOT consuming"
+        return f"{state}, {moving} ({self.before} -> {self.after})"
+
+
+def probe(slots: Sequence[Slot], gap: float = 0.3) -> list[Probe]:
+    """Two scrapes of each slot's events_in_total `gap` seconds apart."""
+    pids = [s.pid for s in slots]
+    before = [s.position() for s in slots]
+    time.sleep(gap)
+    after = [s.position() for s in slots]
+    return [
+        Probe(s, pid, s.alive() and s.pid == pid, b, a)
+        for s, pid, b, a in zip(slots, pids, before, after, strict=True)
+    ]
+
+
+# ------------------------------------------------------------------------------- the log
+
+
+@dataclass
+class Harm:
+    round: int
+    kind: str
+    target: str
+    at: float
+    alive_before: bool
+    consuming_before: bool
+    dead_after: bool
+    note: str = ""
+
+    @property
+    def landed(self) -> bool:
+        return self.alive_before and self.consuming_before and self.dead_after
+
+    def line(self) -> str:
+        before = ("alive" if self.alive_before else "NOT alive") + (
+            ", consuming" if self.consuming_before else ", NOT consuming"
+        )
+        after = "gone after" if self.dead_after else "STILL THERE after"
+        verdict = "landed" if self.landed else "MISSED"
+        return (
+            f"round {self.round} {self.kind} {self.target} at {self.at:.1f} s: {before}; "
+            f"{after}: {verdict}{'; ' + self.note if self.note else ''}"
+        )
+
+
+@dataclass
+class Summary:
+    rounds: int
+    harms: list[Harm]
+    unexpected_exits: list[str]
+    valid_records: int
+    events: EventCounts
+    letters: LetterCounts
+    caught_up: bool
+    seconds: float
+    work: str
+    publish_error: str | None = None
+
+    @property
+    def kills(self) -> list[Harm]:
+        return [h for h in self.harms if h.kind in KILLS]
+
+    @property
+    def ok(self) -> bool:
+        e, d = self.events, self.letters
+        return (
+            self.caught_up
+            and self.publish_error is None
+            and e.lost == e.duplicated == e.extra == e.changed == e.reordered == 0
+            and d.wrongly_dead_lettered == d.hostile_missing == d.hostile_duplicated == 0
+            and d.unexplained == d.without_reason == 0
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rounds": self.rounds,
+            "kills": len(self.kills),
+            "kills_landed": sum(h.landed for h in self.kills),
+            "harms_landed": {
+                kind: f"{sum(h.landed for h in self.harms if h.kind == kind)}"
+                f"/{sum(1 for h in self.harms if h.kind == kind)}"
+                for kind in dict.fromkeys(h.kind for h in self.harms)
+            },
+            "unexpected_exits": len(self.unexpected_exits),
+            "valid_records": self.valid_records,
+            **self.events.as_dict(),
+            **self.letters.as_dict(),
+            "caught_up": self.caught_up,
+            "publish_error": self.publish_error,
+            "seconds": round(self.seconds, 1),
+            "ok": self.ok,
+            "work": self.work,
+        }
+
+    def text(self) -> str:
+        d = self.as_dict()
+        e, dl = self.events, self.letters
+        return (
+            f"chaos: {d['rounds']} rounds, {d['kills']} kills ({d['kills_landed']} landed, "
+            f"{d['kills'] - d['kills_landed']} missed), harms landed {d['harms_landed']}, "
+            f"{d['unexpected_exits']} unexpected exits; {d['valid_records']} valid + "
+            f"{dl.hostile} hostile records, {e.expected} SLA events expected, {e.records} "
+            f"committed: lost {e.lost}, duplicated {e.duplicated}, extra {e.extra}, changed "
+            f"{e.changed}, reordered {e.reordered}; wrongly dead-lettered "
+            f"{dl.wrongly_dead_lettered}, hostile not dead-lettered {dl.hostile_missing}, "
+            f"hostile dead-lettered twice {dl.hostile_duplicated}, unexplained dead letters "
+            f"{dl.unexplained}; caught up {self.caught_up}; {d['seconds']} s; "
+            f"{'OK' if self.ok else 'FAILED'} (logs in {self.work})"
+        )
+
+
+# ------------------------------------------------------------------------------- the run
+
+
+class Run:
+    def __init__(self, work: Path, rounds: int, tickets: int, hostile: int, seed: int) -> None:
+        self.work = work
+        self.rounds = rounds
+        self.tickets = tickets
+        self.hostile_count = hostile
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.t0 = time.monotonic()
+        self.harms: list[Harm] = []
+        self.exits: list[str] = []
+        self.round_started: list[float] = []
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def note(self, harm: Harm) -> None:
+        self.harms.append(harm)
+        log("  " + harm.line())
+
+    # -- set-up and tear-down
+
+    def execute(self) -> Summary:
+        self.broker = LocalKafka(data_dir=self.work / "kafka")
+        self.broker.start()
+        bootstrap = self.broker.bootstrap_servers
+        self.topics = new_topics("chaos", PARTITIONS)
+        self.slots = [
+            Slot(f"worker-{i + 1}", bootstrap, self.topics, self.work) for i in range(SLOTS)
+        ]
+        trickle: Trickle | None = None
+        try:
+            data = make_input(self.work, bootstrap, self.tickets, self.hostile_count, self.seed)
+            log(
+                f"chaos: {len(data.valid)} valid + {len(data.hostile)} hostile records, "
+                f"{len(data.expected)} SLA events expected, {self.rounds} rounds; "
+                f"logs in {self.work}"
+            )
+            for slot in self.slots[:2]:
+                slot.start()
+            for slot in self.slots[:2]:
+                slot.worker.wait_ready(timeout=90)
+            trickle = self.trickle = Trickle(bootstrap, self.topics.input, data.stream)
+            self.pace(0)
+            trickle.start()
+            time.sleep(WARM_UP)
+            for number in range(1, self.rounds + 1):
+                self.pace(number)
+                harm = SCHEDULE[(number - 1) % len(SCHEDULE)]
+                log(f"round {number} ({self.now():.1f} s, {trickle.sent}/{len(data.stream)} "
+                    f"records sent): {harm}")  # fmt: skip
+                self.HARMS[harm](self, number)
+                self.supervise(number)
+                # The group rebalances, the workers that kept partitions go on with them.
+                time.sleep(self.rng.uniform(*DWELL))
+            return self.finish(data, trickle)
+        finally:
+            if trickle is not None:
+                trickle.resume()
+            for slot in self.slots:
+                if slot.alive():
+                    slot.sigkill()
+            self.broker.stop()
+
+    def pace(self, number: int) -> None:
+        """Spread what is left of the input over the rounds left (at their pace so far)."""
+        if number:
+            self.round_started.append(self.now())
+        spent = self.round_started[-1] - self.round_started[0] if number else 0.0
+        per_round = max(ROUND_SECONDS, spent / (number - 1) if number > 1 else 0.0)
+        left = len(self.trickle.records) - self.trickle.sent
+        rounds_left = self.rounds - max(number, 1) + 1
+        self.trickle.rate = max(20.0, left / (rounds_left * per_round + WARM_UP * (not number)))
+
+    def finish(self, data: Input, trickle: Trickle) -> Summary:
+        trickle.rate = 1e9
+        trickle.done.wait(120)
+        for slot in self.slots:
+            if slot.started is None and sum(s.started is not None for s in self.slots) < 2:
+                slot.start()
+        running = [s for s in self.slots if s.started is not None]
+        for slot in running:
+            slot.worker.wait_ready(timeout=90)
+        bootstrap = self.broker.bootstrap_servers
+        tick = cli(
+            "publish", "/dev/null", "--tick", data.until, *self.topics.flags(), broker=bootstrap
+        )
+        assert tick.returncode == 0, tick.stderr.decode()
+        caught_up = asyncio.run(wait_caught_up(bootstrap, self.topics, timeout=120))
+        self.supervise(self.rounds + 1)
+        output = asyncio.run(read_committed(bootstrap, self.topics.output))
+        letters = asyncio.run(read_committed(bootstrap, self.topics.dlq))
+        return Summary(
+            rounds=self.rounds,
+            harms=self.harms,
+            unexpected_exits=self.exits,
+            valid_records=len(data.valid),
+            events=compare_events(data.expected, [orjson.loads(r.value) for r in output]),
+            letters=compare_letters(
+                data.valid,
+                data.hostile,
+                [(r.value, dict(r.headers or ()).get("escalator.reason")) for r in letters],
+            ),
+            caught_up=caught_up,
+            seconds=self.now(),
+            work=str(self.work),
+            publish_error=repr(trickle.error) if trickle.error else None,
+        )
+
+    def supervise(self, number: int) -> None:
+        """Restart a worker that exited by itself (logged as an unexpected exit)."""
+        for slot in self.slots:
+            if slot.started is not None and not slot.alive():
+                proc = slot.worker.proc
+                code = proc.returncode if proc is not None else None
+                message = f"round {number}: {slot.name} pid {slot.pid} exited by itself ({code})"
+                log("  " + message + "; restarted")
+                self.exits.append(message)
+                slot.start()
+
+    # -- choosing targets
+
+    def running(self, but: Slot | None = None) -> list[Slot]:
+        return [s for s in self.slots if s.started is not None and s is not but]
+
+    def stopped(self) -> Slot:
+        return next(s for s in self.slots if s.started is None)
+
+    def consuming(self, slots: Sequence[Slot], timeout: float = 30.0) -> Probe:
+        """The longest-running slot seen consuming; after `timeout`, the longest-running one."""
+        order = sorted(slots, key=lambda s: s.started or 0.0)
+        deadline = time.monotonic() + timeout
+        while True:
+            probes = probe(order)
+            moving = [p for p in probes if p.consuming]
+            if moving:
+                return moving[0]
+            if time.monotonic() > deadline:
+                return probes[0]
+
+    def join(self, number: int, wait: bool) -> Slot:
+        """Start a stopped slot (scale-out); with `wait`, until it owns partitions."""
+        joiner = self.stopped()
+        joiner.start()
+        if not wait:
+            return joiner
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not joiner.owned() and joiner.alive():
+            time.sleep(0.2)
+        owned = joiner.owned()
+        self.note(Harm(number, "scale-out", f"{joiner.name} pid {joiner.pid}", self.now(),
+                       joiner.alive(), bool(owned), True, f"owns partitions {owned}"))  # fmt: skip
+        return joiner
+
+    def kill(self, number: int, kind: str, chosen: Probe, note: str = "") -> None:
+        slot = chosen.slot
+        target = f"{slot.name} pid {chosen.pid}"
+        alive = slot.alive() and slot.pid == chosen.pid
+        owned = "" if kind == "rebalance-kill" else f"owned {slot.owned()}; "
+        dead = slot.sigkill() if alive else True
+        self.note(Harm(number, kind, target, self.now(), alive, chosen.consuming, dead,
+                       f"{owned}{chosen.describe()}{'; ' + note if note else ''}"))  # fmt: skip
+
+    # -- the harms
+
+    def burst(self) -> None:
+        """A backlog at full speed, as the issue's reproduction publishes a whole history:
+        the kill then lands while big batches are in open transactions."""
+        self.trickle.burst += BURST
+        time.sleep(self.rng.uniform(0.5, 1.5))
+
+    def harm_kill(self, number: int) -> None:
+        self.burst()
+        chosen = self.consuming(self.running())
+        self.kill(number, "kill", chosen)
+        chosen.slot.start()
+
+    def harm_scale_out_kill(self, number: int) -> None:
+        joiner = self.join(number, wait=True)
+        self.burst()  # the older workers go on with the partitions they kept
+        self.kill(number, "scale-out-kill", self.consuming(self.running(but=joiner)))
+
+    def harm_rebalance_kill(self, number: int) -> None:
+        chosen = self.consuming(self.running())
+        joiner = self.join(number, wait=False)
+        # The joiner's group membership starts about when its web server answers.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and joiner.worker.health() is None:
+            time.sleep(0.05)
+        time.sleep(self.rng.uniform(0.0, 1.0))
+        self.kill(number, "rebalance-kill", chosen, f"{joiner.name} joining since "
+                  f"{time.monotonic() - (joiner.started or 0):.1f} s")  # fmt: skip
+
+    def harm_scale_in(self, number: int) -> None:
+        if len(self.running()) < SLOTS:
+            self.join(number, wait=True)
+        chosen = self.consuming(self.running()[:-1] or self.running())
+        slot = chosen.slot
+        alive = slot.alive() and slot.pid == chosen.pid
+        code = slot.sigterm() if alive else None
+        self.note(Harm(number, "scale-in", f"{slot.name} pid {chosen.pid}", self.now(), alive,
+                       chosen.consuming, not slot.alive(), f"SIGTERM, exit status {code}; "
+                       f"{chosen.describe()}"))  # fmt: skip
+
+    def harm_broker(self, number: int) -> None:
+        chosen = self.consuming(self.running())
+        self.trickle.pause()
+        pid = self.broker.pid
+        alive = pid is not None and pid_alive(pid)
+        self.broker.stop()
+        down = self.rng.uniform(4.0, 8.0)
+        self.note(Harm(number, "broker", f"broker pid {pid}", self.now(), alive,
+                       chosen.consuming, pid is not None and not pid_alive(pid),
+                       f"down {down:.1f} s; {chosen.slot.name} {chosen.describe()}"))  # fmt: skip
+        time.sleep(down)
+        self.broker.start()
+        self.trickle.resume()
+
+    HARMS: ClassVar[dict[str, Callable[[Run, int], None]]] = {
+        "kill": harm_kill,
+        "scale-out-kill": harm_scale_out_kill,
+        "rebalance-kill": harm_rebalance_kill,
+        "scale-in": harm_scale_in,
+        "broker": harm_broker,
+    }
+
+
+# ------------------------------------------------------------------------------- reading Kafka
+
+
+async def wait_caught_up(broker: str, topics: Topics, timeout: float) -> bool:
+    """Until the group's committed input offsets equal the input's end offsets."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topics.input, p) for p in range(topics.partitions)]
+        deadline = time.monotonic() + timeout
+        while True:
+            ends = await consumer.end_offsets(tps)
+            committed = await admin.list_consumer_group_offsets(topics.app_id)
+            behind = {tp.partition: ends[tp] - (committed[tp].offset if tp in committed else 0)
+                      for tp in tps}  # fmt: skip
+            if not any(behind.values()):
+                return True
+            if time.monotonic() > deadline:
+                log(f"  not caught up after {timeout:.0f} s: records behind {behind}")
+                return False
+            await asyncio.sleep(1)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def read_committed(broker: str, topic: str) -> list[Any]:
+    """Every committed record of `topic`, to its last stable offsets."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker, isolation_level="read_committed", enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if all([await consumer.position(tp) >= ends[tp] for tp in tps]):
+                break
+            for batch in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
+def run(work: Path, rounds: int = len(SCHEDULE), tickets: int = 4000, hostile: int = 60,
+        seed: int = 1) -> Summary:  # fmt: skip
+    """One chaos run in `work` (its broker, workers' data and logs); see the module doc."""
+    return Run(work, rounds, tickets, hostile, seed).execute()
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tickets", type=int, default=400)
-    parser.add_argument("--rounds", type=int, default=8)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=len(SCHEDULE))
+    parser.add_argument("--tickets", type=int, default=4000)
+    parser.add_argument("--hostile", type=int, default=60)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--work", type=Path, default=None, help="folder for the broker and logs")
+    parser.add_argument("--json", action="store_true", help="also print the summary as JSON")
     args = parser.parse_args()
-    rng = random.Random(args.seed)
-    history = generate_history(args.tickets, seed=args.seed)
-    valid = [orjson.dumps(item) for item in history]
-    hostile = hostile_records(rng, history, max(20, args.tickets // 10))
-    mixed = mix(rng, valid, hostile)
-    until = parse_instant(history[-1]["occurred_at"]) + 30 * DAY
-    policy = load_policy()
-    reference = list(Replayer(policy).run(valid, until))
-    work = Path(tempfile.mkdtemp(prefix="escalator-chaos-"))
-    print(f"chaos: {len(valid)} valid + {len(hostile)} hostile records, {len(reference)} SLA "
-          f"events expected; logs in {work}", flush=True)  # fmt: skip
-    broker = LocalKafka(data_dir=work / "kafka").start()
-    bootstrap = broker.bootstrap_servers
-    topics = new_topics("chaos", PARTITIONS)
-    names = [topics.input, topics.output, topics.dlq]
-    asyncio.run(ensure_topics(bootstrap, names, PARTITIONS, configs=topic_limits(*names)))
-    worker = Worker(bootstrap, topics, work / "worker.log", clock="event").start()
-    projection_topics = Topics(tickets=topics.input, sla=topics.output)
-    live_db = work / "live.sqlite3"
-    projection = Projection(bootstrap, live_db, projection_topics, work / "projector.log")
-    projection.start()
-    try:
-        size = -(-len(mixed) // args.rounds)  # contiguous chunks keep each ticket's order
-        chunks = [mixed[i : i + size] for i in range(0, len(mixed), size)]
-        harms = (["kill-worker", "kill-projector", "broker", "none"] * len(chunks))[: len(chunks)]
-        rng.shuffle(harms)  # with 4 rounds or more, each harm at least once
-        for number, chunk in enumerate(chunks, start=1):
-            publish(bootstrap, topics.input, chunk)
-            harm = harms[number - 1]
-            time.sleep(rng.uniform(0.2, 3.0))
-            print(f"round {number}: {len(chunk)} records, {harm}", flush=True)
-            if harm == "kill-worker":
-                worker.kill()
-                worker.start()
-            elif harm == "kill-projector":
-                projection.kill()
-                projection.start()
-            elif harm == "broker":
-                broker.stop()
-                time.sleep(rng.uniform(5, 20))
-                broker.start()
-        tick = orjson.dumps({"type": "clock.tick", "occurred_at": format_instant(until)})
-        for p in range(PARTITIONS):
-            asyncio.run(_tick(bootstrap, topics.input, tick, p))
-        records = read_topic(bootstrap, topics.output, expect=len(reference), timeout=300)
-        output = sla_events(records)
-        counts = Counter(e["event_id"] for e in output)
-        lost = len({e["event_id"] for e in reference} - set(counts))
-        duplicated = sum(n - 1 for n in counts.values() if n > 1)
-        letters = read_topic(bootstrap, topics.dlq, expect=len(hostile), timeout=60, settle=3)
-        stuck = max(0, len(hostile) - len(letters))
-        time.sleep(10)  # let the projector catch up, then compare it with a rebuild
-        projection.stop()
-        live = dump_tables(Database(str(live_db)))
-        rebuilt = Projector(str(work / "rebuilt.sqlite3"), policy, bootstrap, projection_topics)
-        asyncio.run(rebuilt.rebuild())
-        again = dump_tables(rebuilt.db)
-        stuck += sum(len(set(live[t]) ^ set(again[t])) for t in live)
-        print(f"lost {lost}, duplicated {duplicated}, stuck {stuck}", flush=True)
-        return 0 if lost == duplicated == stuck == 0 else 1
-    finally:
-        worker.stop()
-        projection.stop()
-        broker.stop()
-
-
-async def _tick(broker: str, topic: str, tick: bytes, partition: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=broker)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, tick, partition=partition)
-    finally:
-        await producer.stop()
+    work = args.work or Path(tempfile.mkdtemp(prefix="escalator-chaos-"))
+    work.mkdir(parents=True, exist_ok=True)
+    summary = run(work, args.rounds, args.tickets, args.hostile, args.seed)
+    log(summary.text())
+    if args.json:
+        log(orjson.dumps(summary.as_dict()).decode())
+    return 0 if summary.ok else 1
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Every record it makes is invalid, or valid-looking but rejected (an event id reu
 content, an event for a ticket never opened), so none of them may change what the valid
 tickets of the same stream emit. Kinds follow issue #10: wrong JSON types, timestamps outside
 the supported range or not strict RFC 3339, unknown types carrying free text, oversize and
-binary values, reused ids.
+binary values, control characters, a value near the input limit, reused ids.
 """
 
 from __future__ import annotations
@@ -67,6 +67,11 @@ KINDS: dict[str, Callable[[random.Random, list[dict[str, Any]]], bytes]] = {
     "unknown-type": _json(lambda rng: _opened(rng, type=f"ticket.{FREE_TEXT}")),
     "deep": lambda rng, valid: b"[" * 5000 + b"]" * 5000,
     "big-field": _json(lambda rng: _opened(rng, severity=9, description="x" * 200_000)),
+    "near-limit": _json(lambda rng: _opened(rng, severity=9, description="x" * 990_000)),
+    "control-chars": lambda rng, valid: (
+        b'{"event_id": "h-\x01\x1b[2J", "ticket_id": "H-\x07", "type": "ticket.opened", '
+        b'"occurred_at": "2026-11-23T14:00:00Z", "severity": 2, "title": "\x00\x08\x7f"}'
+    ),
     "never-opened": _json(lambda rng: _opened(rng, type="ticket.responded")),
     "bad-tick": _json(lambda rng: {"type": "clock.tick", "occurred_at": "9999-12-31T23:59:59Z"}),
     "reused-id": _reused_id,
