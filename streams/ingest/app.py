@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import time
 from collections.abc import Callable
@@ -428,6 +429,19 @@ class _Busy(asyncio.Protocol):
         transport.close()
 
 
+BACKLOG = 64
+"""Listen backlog; asyncio accepts up to this many sockets before any protocol is made."""
+
+
+def connection_limit(configured: int) -> int:
+    """`configured`, lowered to leave file descriptors for the producer, the log and the
+    sockets accepted but not yet counted (RLIMIT_NOFILE less 128 and the BACKLOG)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return configured
+    return max(4, min(configured, soft - 128 - BACKLOG))
+
+
 class Served:
     """A running ingest server (`serve`): its address, and `close()`."""
 
@@ -448,7 +462,8 @@ async def serve(settings: IngestSettings, app: web.Application | None = None) ->
     A connection must send a request's headers within `header_timeout` seconds of opening (or
     of its last answer), else it is closed (aiohttp's keep-alive timer, which runs from the
     connection's start); a body must arrive within `body_timeout` (408); beyond
-    `max_connections` open connections a new one is answered 503 and closed, so the process
+    `max_connections` open connections (`connection_limit`) a new one is answered 503 and
+    closed, so the process
     never runs out of file descriptors and `/health` answers once slow clients time out.
     """
     runner = web.AppRunner(
@@ -461,13 +476,17 @@ async def serve(settings: IngestSettings, app: web.Application | None = None) ->
     handlers = runner.server
     assert handlers is not None
 
+    limit = connection_limit(settings.max_connections)
+
     def protocol() -> asyncio.Protocol:
-        if len(handlers.connections) >= settings.max_connections:
+        if len(handlers.connections) >= limit:
             return _Busy()
         return handlers()
 
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(protocol, settings.host, settings.port, reuse_address=True)
+    server = await loop.create_server(
+        protocol, settings.host, settings.port, reuse_address=True, backlog=BACKLOG
+    )
     return Served(runner, server)
 
 
