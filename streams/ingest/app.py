@@ -139,6 +139,18 @@ class Sink:
             self._replace(producer, kind)
             raise ProduceFailed(503, f"broker unavailable ({kind}); retry") from exc
 
+    async def unreachable(self, timeout: float = 3.0) -> str | None:
+        """Why the broker cannot be produced to now (a Kafka error kind), or None: the
+        producer's own state, else a metadata request answered within `timeout` seconds."""
+        producer = self.producer
+        if producer is None or self.broken is not None:
+            return self.broken or "not started"
+        try:
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout)
+        except Exception as exc:
+            return f"broker unreachable ({type(exc).__name__})"
+        return None
+
     def _replace(self, failed: AIOKafkaProducer, reason: str) -> None:
         """Replace `failed` (once, however many requests saw it fail) in the background."""
         if self.producer is not failed or self._renewing is not None:
@@ -380,15 +392,15 @@ class Ingest:
         return web.json_response({"dead_lettered": reason}, status=202, dumps=_dumps)
 
     async def health(self, request: web.Request) -> web.Response:
-        """200 `ok` while a producer is usable; 503 `degraded` naming why not (its Kafka error
-        kind) while it is being replaced."""
+        """200 `ok` while the broker can be produced to; 503 `degraded` naming why not (the
+        broker unreachable, or the producer being replaced after a failure)."""
+        reason = await self.sink.unreachable()
         body: dict[str, Any] = {"status": "ok", "sources": sorted(self.settings.secrets)}
-        body["producer"] = {"usable": self.sink.broken is None, "replaced": self.sink.replacements}
-        if self.sink.broken is not None:
+        body["producer"] = {"usable": reason is None, "replaced": self.sink.replacements}
+        if reason is not None:
             body["status"] = "degraded"
-            body["producer"]["reason"] = self.sink.broken
-        return web.json_response(body, status=200 if self.sink.broken is None else 503,
-                                 dumps=_dumps)  # fmt: skip
+            body["producer"]["reason"] = reason
+        return web.json_response(body, status=200 if reason is None else 503, dumps=_dumps)
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi_document(self.settings), dumps=_dumps)
