@@ -9,12 +9,18 @@ structlog's ProcessorFormatter renders every record with the same fields: `times
 RFC 3339), `level`, `logger`, `event` (the message), then the fields given in `extra`
 (`partition`, `offset`, `ticket_id`, `event_id`, ...). Ticket free text (titles, descriptions,
 comments) is never passed to a log call: the codec drops it before anything can log it.
+
+A warning or error repeated many times a second (aiokafka's `Unable connect` while the broker is
+down: ~2,900 lines a second were seen, issue #19) is let through once per 10 s with a count of
+the rest (`RepeatFilter`); :func:`configure_logging` puts it on the handler of every service.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
+from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
 import orjson
@@ -69,18 +75,70 @@ def handler(log_format: LogFormat, stream: TextIO | None = None) -> logging.Hand
     return out
 
 
+@dataclass(slots=True)
+class _Seen:
+    start: float
+    suppressed: int = 0
+
+
+class RepeatFilter(logging.Filter):
+    """Let the first record of each kind (logger, level, message template) through per window.
+
+    Later ones in the same window (seconds) are counted and dropped; the first one after the
+    window says how many were dropped. Applies to warnings and errors only: info lines are
+    rare already.
+    """
+
+    def __init__(self, window: float = 10.0) -> None:
+        super().__init__()
+        self.window = window
+        self._seen: dict[tuple[str, int, str], _Seen] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = time.monotonic()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen.start < self.window:
+            seen.suppressed += 1
+            return False
+        if seen is not None and seen.suppressed:
+            record.msg = f"{record.getMessage()} (and {seen.suppressed} more like it in the last "
+            record.msg += f"{now - seen.start:.0f} s, not logged)"
+            record.args = ()
+        if len(self._seen) > 10_000:  # bounded: message templates are few
+            self._seen.clear()
+        self._seen[key] = _Seen(now)
+        return True
+
+
+def quiet_repeats(window: float = 10.0) -> None:
+    """Put a `RepeatFilter` on every handler of the root logger (idempotent)."""
+    for out in logging.getLogger().handlers:
+        if not any(isinstance(f, RepeatFilter) for f in out.filters):
+            out.addFilter(RepeatFilter(window))
+
+
 def configure_logging(
-    log_format: LogFormat = "text", level: str = "info", stream: TextIO | None = None
+    log_format: LogFormat = "text",
+    level: str = "info",
+    stream: TextIO | None = None,
+    repeat_window: float = 10.0,
 ) -> logging.Handler:
     """Route every logger through one handler on the root logger; returns that handler.
 
     Replaces the root logger's handlers, so calling it again (tests, a second command) does
     not duplicate lines. `level` is a name such as "info" or "warning" ("warn" accepted).
+    A warning or error of one kind is logged once per `repeat_window` seconds (0: every one),
+    with the count of those dropped (`RepeatFilter`).
     """
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     out = handler(log_format, stream)
+    if repeat_window > 0:
+        out.addFilter(RepeatFilter(repeat_window))
     root.addHandler(out)
     root.setLevel(_level(level))
     logging.captureWarnings(True)

@@ -341,6 +341,31 @@ class IngestSettings(LogSettings, HttpSettings, DlqTopicSettings, TicketTopicSet
         validation_alias=env("ESCALATOR_INGEST_MAX_BODY_BYTES"),
         description="largest request body accepted, bytes",
     )
+    max_record_bytes: int = Field(
+        1_000_000,
+        ge=1024,
+        validation_alias=env("ESCALATOR_INGEST_MAX_RECORD_BYTES"),
+        description="largest event accepted, bytes as produced (413 above; keep it under the "
+        "broker's message.max.bytes)",
+    )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        validation_alias=env("ESCALATOR_INGEST_HEADER_TIMEOUT"),
+        description="seconds a connection may take to send a request's headers (closed after)",
+    )
+    body_timeout: float = Field(
+        30.0,
+        gt=0,
+        validation_alias=env("ESCALATOR_INGEST_BODY_TIMEOUT"),
+        description="seconds a client may take to send a request's body (408 after)",
+    )
+    max_connections: int = Field(
+        256,
+        ge=4,
+        validation_alias=env("ESCALATOR_INGEST_MAX_CONNECTIONS"),
+        description="open connections served at once (more get 503 and are closed)",
+    )
     jsm_organizations_field: str = Field(
         ORGANIZATIONS_FIELD,
         validation_alias=env("ESCALATOR_JSM_ORGANIZATIONS_FIELD"),

@@ -16,7 +16,10 @@ free text scrubbed (`events.vendors.common.scrub`), and is answered 202.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import resource
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,12 +27,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka import errors as kafka_errors
 
 from events.codec import InvalidEvent, decode_json, ticket_event_from_obj
 from events.inbound import ticket_event_adapter
 from events.signatures import verify_bearer, verify_hub, verify_zendesk
 from events.vendors import jsm, zammad, zendesk
 from events.vendors.common import Mapped, StatusMemory, Unmappable, scrub
+from streams.ingest.openapi import document as openapi_document
 from streams.ingest.settings import SECRET_ENV, IngestSettings
 
 log = logging.getLogger("escalator.ingest")
@@ -37,38 +42,142 @@ log = logging.getLogger("escalator.ingest")
 REASON_HEADER = "escalator.reason"
 Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 
+TOO_LARGE = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+)
+"""The broker (or the producer) refuses the record's size: the same record never fits."""
+MISCONFIGURED = (
+    kafka_errors.InvalidTopicError,
+    kafka_errors.TopicAuthorizationFailedError,
+    kafka_errors.ClusterAuthorizationFailedError,
+    kafka_errors.TransactionalIdAuthorizationFailed,
+    kafka_errors.InvalidRequiredAcksError,
+    kafka_errors.UnsupportedVersionError,
+)
+"""Permanent until an operator changes the topic, the ACLs or the broker: not the request's
+fault (so 500, not 4xx), and retrying at once cannot help (so not 503)."""
+
+
+class ProduceFailed(Exception):
+    """Producing failed; `status` is the HTTP answer (413 permanent, 500 misconfigured, 503
+    transient) and the message names the Kafka error's kind (never a record's content)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class Sink:
-    """The Kafka side: produce records and wait until the broker has them all."""
+    """The Kafka side: produce records and wait until the broker has them all.
+
+    An idempotent producer numbers each partition's batches; after an outage a failed batch
+    leaves that sequence broken and the broker refuses every later batch on the partition
+    (`OutOfOrderSequenceNumber`, issue #19). So after any transient failure the producer is
+    replaced by a new one (a new producer id, sequences from 0) in the background; meanwhile
+    requests are answered 503 and `/health` reports `degraded`. Nothing acknowledged is lost:
+    a request is answered 2xx only after the broker acknowledged all its records.
+    """
 
     def __init__(self, settings: IngestSettings) -> None:
         self.settings = settings
         self.producer: AIOKafkaProducer | None = None
+        self.broken: str | None = "not started"
+        """Why no producer is usable now (the Kafka error's kind), or None."""
+        self.replacements = 0
+        self._renewing: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self.producer = AIOKafkaProducer(
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
             bootstrap_servers=self.settings.broker,
             acks="all",
             enable_idempotence=True,
             linger_ms=2,
             max_batch_size=512 * 1024,
+            max_request_size=self.settings.max_record_bytes + 64 * 1024,
             request_timeout_ms=30_000,
         )
-        await self.producer.start()
+
+    async def start(self) -> None:
+        producer = self._new_producer()
+        await producer.start()
+        self.producer, self.broken = producer, None
 
     async def stop(self) -> None:
-        if self.producer is not None:
-            await self.producer.stop()
-            self.producer = None
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(BaseException):
+                await self._renewing
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            await producer.stop()
 
     async def produce(self, topic: str, records: list[Record]) -> None:
-        """Send all, then wait for every acknowledgement (raises if any failed)."""
-        assert self.producer is not None, "Sink.start() first"
-        pending = [
-            await self.producer.send(topic, value, key=key, headers=headers)
-            for key, value, headers in records
-        ]
-        await asyncio.gather(*pending)
+        """Send all, then wait for every acknowledgement; raises ProduceFailed if any failed."""
+        producer = self.producer
+        if producer is None or self.broken is not None:
+            raise ProduceFailed(503, f"broker unavailable ({self.broken}); retry")
+        try:
+            pending = [
+                await producer.send(topic, value, key=key, headers=headers)
+                for key, value, headers in records
+            ]
+            await asyncio.wait_for(asyncio.gather(*pending), 60)
+        except TOO_LARGE as exc:
+            limit = self.settings.max_record_bytes
+            raise ProduceFailed(
+                413, f"record too large for the broker ({type(exc).__name__}; limit {limit} bytes)"
+            ) from exc
+        except MISCONFIGURED as exc:
+            log.error("producing to %s refused: %s (configuration)", topic, type(exc).__name__)
+            raise ProduceFailed(
+                500, f"ingest cannot produce to its topic ({type(exc).__name__})"
+            ) from exc
+        except Exception as exc:
+            kind = type(exc).__name__
+            self._replace(producer, kind)
+            raise ProduceFailed(503, f"broker unavailable ({kind}); retry") from exc
+
+    async def unreachable(self, timeout: float = 3.0) -> str | None:
+        """Why the broker cannot be produced to now (a Kafka error kind), or None: the
+        producer's own state, else a metadata request answered within `timeout` seconds."""
+        producer = self.producer
+        if producer is None or self.broken is not None:
+            return self.broken or "not started"
+        try:
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout)
+        except Exception as exc:
+            return f"broker unreachable ({type(exc).__name__})"
+        return None
+
+    def _replace(self, failed: AIOKafkaProducer, reason: str) -> None:
+        """Replace `failed` (once, however many requests saw it fail) in the background."""
+        if self.producer is not failed or self._renewing is not None:
+            return
+        self.broken = f"producer being replaced after {reason}"
+        self.producer = None
+        log.warning("producer failed (%s): replacing it with a new producer id", reason)
+        self._renewing = asyncio.create_task(self._renew(failed, reason))
+
+    async def _renew(self, failed: AIOKafkaProducer, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(failed.stop(), 10)
+        delay = 0.5
+        while True:
+            producer = self._new_producer()
+            try:
+                await asyncio.wait_for(producer.start(), 30)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.producer, self.broken, self._renewing = producer, None, None
+            self.replacements += 1
+            log.warning("producer replaced after %s; producing again", reason)
+            return
 
 
 def slim(obj: dict[str, Any]) -> bytes:
@@ -77,10 +186,26 @@ def slim(obj: dict[str, Any]) -> bytes:
     return orjson.dumps({k: obj[k] for k in declared})
 
 
-def contract_record(obj: Any) -> Record:
-    """Validate one contract event (InvalidEvent names the field) into a Kafka record."""
+class TooLarge(InvalidEvent):
+    """An event larger than one Kafka record may be (`max_record_bytes`): answered 413."""
+
+
+def contract_record(obj: Any, max_bytes: int) -> Record:
+    """Validate one contract event into a Kafka record of at most `max_bytes` (key and value).
+
+    Raises InvalidEvent naming the field; TooLarge naming the size, the limit and the largest
+    field (a 1.2 MB `schema_version` never reaches the broker, issue #19).
+    """
     event = ticket_event_from_obj(obj)
-    return event.ticket_id.encode(), slim(obj), []
+    key, value = event.ticket_id.encode(), slim(obj)
+    if len(key) + len(value) > max_bytes:
+        sizes = {name: len(orjson.dumps(obj[name])) for name in orjson.loads(value)}
+        largest = max(sizes, key=lambda name: sizes[name])
+        raise TooLarge(
+            f"event is {len(key) + len(value)} bytes, over the limit of {max_bytes} bytes "
+            f"per event (largest field '{largest}': {sizes[largest]} bytes)"
+        )
+    return key, value, []
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
@@ -89,6 +214,24 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 
 def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
+
+
+CHALLENGE = {
+    "contract": 'Bearer realm="escalator-ingest"',
+    "zendesk": 'Zendesk-Webhook-Signature realm="escalator-ingest"',
+    "jsm": 'Hub-Signature realm="escalator-ingest", algorithm="sha256"',
+    "zammad": 'Hub-Signature realm="escalator-ingest", algorithm="sha1"',
+}
+"""`WWW-Authenticate` of each route's 401 (RFC 9110 section 11.6.1; RFC 6750 for Bearer)."""
+
+CREDENTIAL_HEADERS = {
+    "contract": ("Authorization",),
+    "zendesk": (zendesk.SIGNATURE_HEADER, zendesk.TIMESTAMP_HEADER),
+    "jsm": (jsm.SIGNATURE_HEADER,),
+    "zammad": (zammad.SIGNATURE_HEADER,),
+}
+"""Headers a request must carry before its body is read (issue #19: no body is read for an
+unauthenticated request)."""
 
 
 class Ingest:
@@ -123,22 +266,49 @@ class Ingest:
             return verify_hub(secret, body, headers.get(zammad.SIGNATURE_HEADER, ""), "sha1")
         return verify_bearer(secret, headers.get("Authorization", ""))
 
-    def _refuse(self, source: str, request: web.Request, body: bytes) -> web.Response | None:
+    def _unauthorized(self, source: str, request: web.Request) -> web.Response:
+        log.warning("%s: authentication failed from %s", source, request.remote)
+        response = _error(401, "authentication failed")
+        response.headers["WWW-Authenticate"] = CHALLENGE[source]
+        return response
+
+    def _refuse_early(self, source: str, request: web.Request) -> web.Response | None:
+        """Refuse before reading the body: a disabled source, missing credentials, a wrong
+        bearer token (it does not depend on the body), or a declared body over the limit."""
         if source not in self.settings.secrets:
             return _error(404, f"source {source!r} is not enabled (set {SECRET_ENV[source]})")
-        if not self._authentic(source, request, body):
-            log.warning("%s: authentication failed from %s", source, request.remote)
-            return _error(401, "authentication failed")
+        if not all(request.headers.get(name, "").strip() for name in CREDENTIAL_HEADERS[source]):
+            return self._unauthorized(source, request)
+        if source == "contract" and not self._authentic(source, request, b""):
+            return self._unauthorized(source, request)
+        if (request.content_length or 0) > self.settings.max_body_bytes:
+            limit = self.settings.max_body_bytes
+            return _error(413, f"body over the limit of {limit} bytes (--max-body-bytes)")
         return None
+
+    async def _body(self, request: web.Request) -> bytes | web.Response:
+        """The request body, read within `body_timeout` seconds (408 after, 413 over size)."""
+        try:
+            return await asyncio.wait_for(request.read(), self.settings.body_timeout)
+        except TimeoutError:
+            seconds = self.settings.body_timeout
+            response = _error(408, f"body not received within {seconds:g} s (--body-timeout)")
+            response.force_close()
+            return response
+        except web.HTTPRequestEntityTooLarge:
+            limit = self.settings.max_body_bytes
+            return _error(413, f"body over the limit of {limit} bytes (--max-body-bytes)")
 
     # -- handlers
 
     async def events(self, request: web.Request) -> web.Response:
         """Contract events: one JSON object, or JSONL; answers which lines were taken."""
-        body = await request.read()
-        refused = self._refuse("contract", request, body)
+        refused = self._refuse_early("contract", request)
         if refused is not None:
             return refused
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
         if request.content_type == "application/json" and body.lstrip()[:1] == b"{":
             chunks = [body]
         else:
@@ -146,50 +316,59 @@ class Ingest:
         records: list[Record] = []
         taken: list[int] = []
         errors: list[dict[str, Any]] = []
+        too_large = 0
         for number, chunk in enumerate(chunks, start=1):
             if not chunk.strip():
                 continue
             try:
-                records.append(contract_record(decode_json(chunk)))
+                records.append(contract_record(decode_json(chunk), self.settings.max_record_bytes))
             except InvalidEvent as exc:
+                too_large += isinstance(exc, TooLarge)
                 errors.append({"line": number, "error": str(exc)})
             else:
                 taken.append(number)
         if records:
             try:
                 await self.sink.produce(self.settings.ticket_topic, records)
-            except Exception as exc:
-                log.error("producing %d records failed: %s", len(records), type(exc).__name__)
-                return _error(503, f"broker unavailable ({type(exc).__name__}); retry")
+            except ProduceFailed as exc:
+                log.error("producing %d records failed: %s", len(records), exc)
+                return _error(exc.status, str(exc))
         if not taken and not errors:
             return _error(400, "empty body: expected a JSON event or JSONL")
         result = {"accepted": len(taken), "taken_lines": taken, "errors": errors}
-        return web.json_response(result, status=422 if errors else 200, dumps=_dumps)
+        status = 413 if errors and too_large == len(errors) and not taken else 422
+        return web.json_response(result, status=status if errors else 200, dumps=_dumps)
 
     async def webhook(self, request: web.Request) -> web.Response:
         source = request.match_info["source"]
         if source not in self.mappers:
             return _error(404, f"unknown source {source!r}: zendesk, jsm or zammad")
-        body = await request.read()
-        refused = self._refuse(source, request, body)
+        refused = self._refuse_early(source, request)
         if refused is not None:
             return refused
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        if not self._authentic(source, request, body):
+            return self._unauthorized(source, request)
         try:
             payload = decode_json(body)
         except InvalidEvent as exc:
             return _error(400, str(exc))
         try:
             mapped = self.mappers[source](payload)
-            records = [contract_record(event) for event in mapped.events]
+            records = [
+                contract_record(event, self.settings.max_record_bytes) for event in mapped.events
+            ]
         except (Unmappable, InvalidEvent) as exc:
             return await self._dead_letter(source, payload, str(exc))
         if mapped.ignored is not None:
             return web.json_response({"ignored": mapped.ignored}, dumps=_dumps)
         try:
             await self.sink.produce(self.settings.ticket_topic, records)
-        except Exception as exc:
-            log.error("%s: producing failed: %s", source, type(exc).__name__)
-            return _error(503, f"broker unavailable ({type(exc).__name__}); retry")
+        except ProduceFailed as exc:
+            log.error("%s: producing failed: %s", source, exc)
+            return _error(exc.status, str(exc))
         if mapped.done is not None:
             mapped.done()
         ids = [event["event_id"] for event in mapped.events]
@@ -206,16 +385,25 @@ class Ingest:
             await self.sink.produce(
                 self.settings.dlq_topic, [(None, orjson.dumps(scrub(payload)), headers)]
             )
-        except Exception as exc:
-            log.error("%s: dead-lettering failed: %s", source, type(exc).__name__)
-            return _error(503, f"broker unavailable ({type(exc).__name__}); retry")
+        except ProduceFailed as exc:
+            log.error("%s: dead-lettering failed: %s", source, exc)
+            return _error(exc.status, str(exc))
         log.warning("%s: dead-lettered an unmappable payload: %s", source, reason[:300])
         return web.json_response({"dead_lettered": reason}, status=202, dumps=_dumps)
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {"status": "ok", "sources": sorted(self.settings.secrets)}, dumps=_dumps
-        )
+        """200 `ok` while the broker can be produced to; 503 `degraded` naming why not (the
+        broker unreachable, or the producer being replaced after a failure)."""
+        reason = await self.sink.unreachable()
+        body: dict[str, Any] = {"status": "ok", "sources": sorted(self.settings.secrets)}
+        body["producer"] = {"usable": reason is None, "replaced": self.sink.replacements}
+        if reason is not None:
+            body["status"] = "degraded"
+            body["producer"]["reason"] = reason
+        return web.json_response(body, status=200 if reason is None else 503, dumps=_dumps)
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_document(self.settings), dumps=_dumps)
 
 
 def build_app(settings: IngestSettings, sink: Sink | None = None) -> web.Application:
@@ -226,6 +414,7 @@ def build_app(settings: IngestSettings, sink: Sink | None = None) -> web.Applica
     app.router.add_post("/v1/events", ingest.events)
     app.router.add_post("/v1/webhooks/{source}", ingest.webhook)
     app.router.add_get("/health", ingest.health)
+    app.router.add_get("/openapi.json", ingest.openapi)
 
     async def start(app: web.Application) -> None:
         await sink.start()
@@ -236,3 +425,95 @@ def build_app(settings: IngestSettings, sink: Sink | None = None) -> web.Applica
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
     return app
+
+
+class _Busy(asyncio.Protocol):
+    """A connection over `max_connections`: answered 503 and closed at once."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        body = b'{"error":"too many connections; retry"}'
+        transport.write(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            b"Retry-After: 1\r\nConnection: close\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\n\r\n" + body
+        )  # fmt: skip
+        transport.close()
+
+
+BACKLOG = 64
+"""Listen backlog; asyncio accepts up to this many sockets before any protocol is made."""
+
+
+def connection_limit(configured: int) -> int:
+    """`configured`, lowered to leave file descriptors for the producer, the log and the
+    sockets accepted but not yet counted (RLIMIT_NOFILE less 128 and the BACKLOG)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return configured
+    return max(4, min(configured, soft - 128 - BACKLOG))
+
+
+class Served:
+    """A running ingest server (`serve`): its address, and `close()`."""
+
+    def __init__(self, runner: web.AppRunner, server: asyncio.Server) -> None:
+        self.runner = runner
+        self.server = server
+        host, port = server.sockets[0].getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+
+    async def close(self) -> None:
+        self.server.close()
+        await self.runner.cleanup()
+
+
+async def serve(settings: IngestSettings, app: web.Application | None = None) -> Served:
+    """Start the ingest app on settings.host:port with its connection limits.
+
+    A connection must send a request's headers within `header_timeout` seconds of opening (or
+    of its last answer), else it is closed (aiohttp's keep-alive timer, which runs from the
+    connection's start); a body must arrive within `body_timeout` (408); beyond
+    `max_connections` open connections (`connection_limit`) a new one is answered 503 and
+    closed, so the process
+    never runs out of file descriptors and `/health` answers once slow clients time out.
+    """
+    runner = web.AppRunner(
+        app or build_app(settings),
+        keepalive_timeout=settings.header_timeout,
+        lingering_time=2.0,
+        access_log=None,
+    )
+    await runner.setup()
+    handlers = runner.server
+    assert handlers is not None
+
+    limit = connection_limit(settings.max_connections)
+
+    def protocol() -> asyncio.Protocol:
+        if len(handlers.connections) >= limit:
+            return _Busy()
+        return handlers()
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        protocol, settings.host, settings.port, reuse_address=True, backlog=BACKLOG
+    )
+    return Served(runner, server)
+
+
+def run(settings: IngestSettings) -> None:
+    """Serve until SIGINT or SIGTERM (the CLI)."""
+
+    async def main() -> None:
+        served = await serve(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await served.close()
+
+    asyncio.run(main())

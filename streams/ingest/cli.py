@@ -19,10 +19,8 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from streams.engine.topics import BrokerUnavailable, ensure_topics
-    from streams.ingest.app import build_app
+    from streams.ingest.app import run
 
     try:
         settings = service_settings(IngestSettings, args)
@@ -54,5 +52,5 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    web.run_app(build_app(settings), host=settings.host, port=settings.port, print=None)
+    run(settings)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 
 import orjson
 
@@ -78,3 +79,19 @@ def test_every_service_takes_log_format() -> None:
         args = build_parser().parse_args([*commands[command], "--log-format", "json"])
         settings = from_args(SERVICES[command], args)
         assert isinstance(settings, LogSettings) and settings.log_format == "json"
+
+
+def test_a_repeated_error_is_logged_once_per_window_with_its_count() -> None:
+    # Issue #19 item 14: aiokafka logged `Unable connect` ~2,900 times a second in an outage;
+    # every service's handler (configure_logging) lets one through per 10 s.
+    out = io.StringIO()
+    configure_logging("text", "info", stream=out, repeat_window=0.5)
+    noisy = logging.getLogger("aiokafka")
+    for _ in range(2_900):
+        noisy.error("Unable connect to node with id %s: %s", 1, "[Errno 111]")
+    assert len(out.getvalue().splitlines()) == 1
+    time.sleep(0.6)
+    noisy.error("Unable connect to node with id %s: %s", 1, "[Errno 111]")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and "(and 2899 more like it in the last" in lines[1]
+    configure_logging("text", "info", stream=io.StringIO())
