@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, TypeAdapter, field_va
 from typing_extensions import TypedDict
 
 from events.instants import SUPPORTED_RANGE, Micros, parse_rfc3339
+from events.text import MAX_TEXT, PRINTABLE_PATTERN
 
 Severity = Annotated[int, Strict(), Field(ge=1, le=4, description="1 (critical) to 4 (low)")]
 """A JSON integer: `true`, `"1"` and `2.0` are rejected (strict JSON types)."""
@@ -27,7 +28,11 @@ Timestamp = Annotated[
     ),
 ]
 """Validated as a JSON string here; its shape and range by `events.instants.parse_rfc3339`."""
-Identifier = Annotated[str, Field(min_length=1, max_length=256)]
+Text = Annotated[str, Field(max_length=MAX_TEXT, pattern=PRINTABLE_PATTERN)]
+"""A free string of the contract (an attribute value, `source`): at most 256 characters, no
+control characters (`events.text`)."""
+Identifier = Annotated[Text, Field(min_length=1)]
+"""An id or name: 1-256 characters, no control characters (`events.text`), compared exactly."""
 
 # Validated into plain dicts (pydantic TypedDicts), not model instances: building a model
 # instance cost more than validating the event, and the core reads only a few fields (see
@@ -42,7 +47,7 @@ Tags = Annotated[
     Field(max_length=64, description="The ticket's tags (an SLA policy may match on them)."),
 ]
 Attributes = Annotated[
-    dict[Identifier, Annotated[str, Field(max_length=256)]],
+    dict[Identifier, Text],
     Field(
         max_length=64,
         description="Free string attributes an SLA policy may match on, e.g. tier, region.",
@@ -57,8 +62,10 @@ class _TicketEventBase(TypedDict):
     ]
     ticket_id: Identifier
     occurred_at: Timestamp
-    source: NotRequired[Annotated[str | None, Field(max_length=256)]]
-    schema_version: NotRequired[int | str | None]
+    source: NotRequired[Text | None]
+    schema_version: NotRequired[
+        Annotated[int, Strict()] | Annotated[Text, Field(max_length=64)] | None
+    ]
 
 
 @with_config(_CONFIG)

@@ -23,7 +23,7 @@ from importlib import resources
 from typing import Annotated, Any, TypeVar
 
 import uvicorn
-from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -46,6 +46,7 @@ from projections.queries import (
     ComplianceQuery,
     DashboardQuery,
     EscalationQuery,
+    Name,
     Params,
     SlaEventQuery,
     TicketQuery,
@@ -239,7 +240,17 @@ async def tickets(ctx: Ctx, q: Annotated[TicketQuery, Query()]) -> Any:
     return await ctx.run(list_tickets, ctx.policy, q, _now(ctx, q))
 
 
-async def ticket(ctx: Ctx, ticket_id: str, q: Annotated[Params, Query()]) -> Any:
+TicketId = Annotated[
+    Name,
+    Path(
+        min_length=1,
+        description="The ticket id, percent-encoded (RFC 3986): any id of the contract, "
+        "`/`, `?`, `#` and spaces included (`T/1` is `/api/tickets/T%2F1`).",
+    ),
+]
+
+
+async def ticket(ctx: Ctx, ticket_id: TicketId, q: Annotated[Params, Query()]) -> Any:
     found = await ctx.run(get_ticket, ctx.policy, ticket_id, _now(ctx, q))
     if found is None:
         return _json_error(404, f"no ticket {ticket_id[:64]!a}", "ticket_id")
@@ -442,7 +453,7 @@ def make_app(
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
+        template = getattr(route, "path_format", None) or "unmatched"
         latency.labels(template, request.method, str(response.status_code)).observe(
             time.perf_counter() - started
         )
@@ -457,7 +468,8 @@ def make_app(
         response_class=Response, responses=_ERRORS)  # fmt: skip
     api: list[tuple[str, Callable[..., Any], Any, str]] = [
         ("/api/tickets", tickets, TicketPage, "Tickets, filtered, sorted and paged"),
-        ("/api/tickets/{ticket_id}", ticket, TicketDetail, "One ticket with its SLA timeline"),
+        ("/api/tickets/{ticket_id:path}", ticket, TicketDetail,
+         "One ticket with its SLA timeline"),
         ("/api/escalations", escalations, EscalationPage,
          "Escalations, newest first, with whether since resolved"),
         ("/api/sla-events", sla_events, SlaEventPage, "SLA events fired in a period"),
@@ -468,7 +480,7 @@ def make_app(
     ]  # fmt: skip
     for path, endpoint, model, summary in api:
         responses = dict(_ERRORS)
-        if path == "/api/tickets/{ticket_id}":
+        if path == "/api/tickets/{ticket_id:path}":
             responses[404] = {"model": Error, "description": "No such ticket"}
         add(path, endpoint, response_model=model, summary=summary, dependencies=Auth,
             responses=responses, response_model_exclude_unset=True)  # fmt: skip

@@ -39,6 +39,7 @@ from events.instants import (
     parse_rfc3339,
 )
 from events.outbound import Metric
+from events.text import CONTROL_RULE, MAX_TEXT, PRINTABLE_PATTERN
 from projections.db import Database
 from projections.model import METRICS, metric_clock, remaining, ticket_policy
 from streams.sla.clocks import BusinessCalendar, Clock
@@ -156,6 +157,9 @@ When = Annotated[
     ),
 ]
 Count = Annotated[int, BeforeValidator(_ascii_int)]
+Name = Annotated[str, Field(max_length=MAX_TEXT, pattern=PRINTABLE_PATTERN)]
+"""An id or name filter: what the event contract allows (`events.text`), so a filter with NUL,
+which PostgreSQL cannot compare, is a 400 naming the parameter on every backend."""
 Flag = Annotated[bool, BeforeValidator(_strict_bool)]
 Window = Annotated[
     Micros,
@@ -212,10 +216,10 @@ class TicketQuery(Page):
     status: Statuses = Field(None, description="Ticket statuses." + _LIST)
     sla_state: SlaStates = Field(None, description="Worst-metric SLA states." + _LIST)
     severity: Severities = Field(None, description="Severities 1-4." + _LIST)
-    customer: str | None = Field(None, description="Customer id.")
-    group: str | None = Field(None, description="Assigned group.")
-    assignee: str | None = Field(None, description="Assignee.")
-    policy: str | None = Field(None, description="Only tickets running under this policy (name).")
+    customer: Name | None = Field(None, description="Customer id.")
+    group: Name | None = Field(None, description="Assigned group.")
+    assignee: Name | None = Field(None, description="Assignee.")
+    policy: Name | None = Field(None, description="Only tickets running under this policy (name).")
     breaching_within: Window | None = Field(
         None,
         description="Next running deadline within this wall-clock window from now (e.g. 1h, "
@@ -231,7 +235,7 @@ class SlaEventQuery(Page):
     since: When = Field("24h", description="Start (default 24h before now).")
     until: When | None = Field(None, description="End, exclusive (default now).")
     type: SlaEventTypes = Field(None, description="SLA event types." + _LIST)
-    ticket_id: str | None = Field(None, description="Only this ticket.")
+    ticket_id: Name | None = Field(None, description="Only this ticket.")
     metric: MetricFilter | None = Field(None, description="Only this metric.")
 
 
@@ -247,7 +251,7 @@ class ComplianceQuery(Params):
 
     start: When = Field("30d", alias="from", description="Start (default 30d before now).")
     end: When | None = Field(None, alias="to", description="End (default now).")
-    policy: str | None = Field(None, description="Only tickets running under this policy (name).")
+    policy: Name | None = Field(None, description="Only tickets running under this policy (name).")
     group_by: Grouping = Field(
         "severity",
         description="Grouping (days are the local days of the `policy` filter's calendar, "
@@ -271,11 +275,13 @@ def parse_params(model: type[P], params: Mapping[str, Any]) -> P:
 def bad_parameter(errors: Sequence[Mapping[str, Any]]) -> BadParameter:
     """The first validation error as a BadParameter naming the parameter."""
     first = errors[0]
-    loc = [part for part in first.get("loc", ()) if isinstance(part, str) and part != "query"]
+    loc = [p for p in first.get("loc", ()) if isinstance(p, str) and p not in ("query", "path")]
     name = loc[0] if loc else "query"
     message = str(first.get("msg", "invalid"))
     if first.get("type") == "extra_forbidden":
         message = "unknown parameter"
+    elif first.get("type") == "string_pattern_mismatch":  # Name's, the only pattern on a str
+        message = CONTROL_RULE
     message = message.removeprefix("Value error, ")
     return BadParameter(name, message)
 
@@ -761,9 +767,9 @@ BREACHED = "(COALESCE(sla_state, '') = 'breached' OR COALESCE(next_due_at, ?) <=
 class DashboardQuery(Params):
     """`/api/dashboard`: the wall screen of one team (filters come from the page's URL)."""
 
-    group: str | None = Field(None, description="Only this assigned group's tickets.")
-    customer: str | None = Field(None, description="Only this customer's tickets.")
-    policy: str | None = Field(None, description="Only tickets running under this policy (name).")
+    group: Name | None = Field(None, description="Only this assigned group's tickets.")
+    customer: Name | None = Field(None, description="Only this customer's tickets.")
+    policy: Name | None = Field(None, description="Only tickets running under this policy (name).")
 
 
 def _filters(q: DashboardQuery, prefix: str = "") -> tuple[str, list[Any]]:

@@ -1,0 +1,120 @@
+"""Issue #19 item 2: a NUL byte stopped the PostgreSQL projector for ever, and gave 500s.
+
+The contract now refuses control characters in every string (`events.text`), so the record is
+counted invalid on both backends alike; what reaches the database anyway (a decoder that
+predates the rule) is skipped with a logged reason, never a stopped projector; API filters
+with a control character are 400s naming the parameter, on both backends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+import pytest
+
+from events.instants import parse_rfc3339
+from events.records import from_payload
+from projections import store as store_module
+from projections.api import make_app
+from projections.db import Database
+from projections.store import Record, Store
+from streams.sla.rules import Policy
+from tests.projections.conftest import _drop_postgres, _fresh_postgres
+from tests.projections.helpers import api_client
+
+TOPIC = "ticket-events"
+NUL_TICKET = (
+    b'{"event_id":"n1","ticket_id":"N\\u0000X","type":"ticket.opened",'
+    b'"occurred_at":"2026-12-07T09:00:00Z","severity":2}'
+)
+
+
+def opened(event_id: str, ticket_id: str) -> bytes:
+    return orjson.dumps({
+        "event_id": event_id, "ticket_id": ticket_id, "type": "ticket.opened",
+        "occurred_at": "2026-12-07T09:00:00Z", "severity": 2,
+    })  # fmt: skip
+
+
+def records(*values: bytes) -> list[Record]:
+    return [Record(TOPIC, 0, offset, value) for offset, value in enumerate(values)]
+
+
+def test_the_nul_record_is_counted_invalid_on_every_backend(
+    db: Database, policy: Policy, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(db, policy)
+    assert store.apply_batch("ticket", records(opened("a", "A"), NUL_TICKET, opened("b", "B"))) == 3
+    assert (store.counters.invalid, store.counters.applied) == (1, 2)
+    assert db.query("SELECT ticket_id FROM tickets ORDER BY ticket_id") == [("A",), ("B",)]
+    assert store.offsets() == {(TOPIC, 0): 3}
+    assert "field 'ticket_id': must not contain control characters" in caplog.text
+    # and again after a restart: the stored offset is past it
+    again = Store(db, policy)
+    assert again.apply_batch("ticket", records(opened("a", "A"), NUL_TICKET)) == 0
+
+
+def _older_decoder(obj: Any) -> Any:
+    """A decoder without the contract's string rules (a producer and projector that predate
+    them): the record reaches the database as it is."""
+    return from_payload(obj, parse_rfc3339(obj["occurred_at"]))
+
+
+def test_an_unstorable_record_is_skipped_with_a_reason_and_the_batch_kept(
+    postgres_dsn: str,
+    policy: Policy,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PostgreSQL refuses NUL in text: the record is found alone, counted invalid and logged;
+    the records around it in the same batch are applied and the offset moves past it."""
+    monkeypatch.setattr(store_module, "ticket_event_from_obj", _older_decoder)
+    target, name = _fresh_postgres(postgres_dsn)
+    try:
+        from projections.schema import migrate
+
+        db = Database(target)
+        migrate(db)
+        store = Store(db, policy)
+        batch = records(opened("a", "A"), NUL_TICKET, opened("b", "B"))
+        assert store.apply_batch("ticket", batch) == 3
+        assert (store.counters.invalid, store.counters.applied) == (1, 2)
+        assert db.query("SELECT ticket_id FROM tickets ORDER BY ticket_id") == [("A",), ("B",)]
+        assert store.offsets() == {(TOPIC, 0): 3}
+        assert "unstorable ticket record ticket-events/0@1: DataError; skipped" in caplog.text
+        db.close()
+    finally:
+        _drop_postgres(postgres_dsn, name)
+
+
+FILTERS = [
+    ("/api/tickets?customer=%00", "customer"),
+    ("/api/tickets?group=N%00X", "group"),
+    ("/api/tickets?assignee=%00", "assignee"),
+    ("/api/tickets?policy=%00", "policy"),
+    ("/api/compliance?policy=%00", "policy"),
+    ("/api/dashboard?group=%00", "group"),
+    ("/api/dashboard?customer=%1B%5B2J", "customer"),
+    ("/api/sla-events?ticket_id=%00", "ticket_id"),
+    ("/api/tickets/%00", "ticket_id"),
+    ("/api/tickets/N%00X", "ticket_id"),
+    ("/api/tickets/" + "x" * 257, "ticket_id"),
+    ("/api/tickets?customer=" + "x" * 257, "customer"),
+]
+
+
+async def test_control_characters_in_filters_are_400_naming_the_parameter(
+    db_target: str, policy: Policy
+) -> None:
+    db = Database(db_target)
+    Store(db, policy).apply_batch("ticket", records(opened("a", "N X")))
+    db.close()
+    async with api_client(make_app(db_target, policy)) as client:
+        for path, parameter in FILTERS:
+            response = await client.get(path)
+            assert response.status_code == 400, (path, response.text)
+            assert response.json()["parameter"] == parameter, path
+        found = await client.get("/api/tickets/" + quote("N X", safe=""))
+        assert found.status_code == 200  # a space is printable
