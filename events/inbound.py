@@ -17,14 +17,22 @@ from events.text import MAX_TEXT, PRINTABLE_PATTERN
 
 Severity = Annotated[int, Strict(), Field(ge=1, le=4, description="1 (critical) to 4 (low)")]
 """A JSON integer: `true`, `"1"` and `2.0` are rejected (strict JSON types)."""
+DATE_TIME_PATTERN = (
+    r"^(19[7-9][0-9]|[2-8][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]"
+    r"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
+    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+"""`occurred_at` as far as a regular expression can say it (years 1970-8999 before the offset
+is applied; which days a month has is JSON Schema's `date-time` format's to check)."""
 Timestamp = Annotated[
     str,
     Strict(),
     Field(
         max_length=64,
-        description="RFC 3339 date-time with a UTC offset (upper-case T and Z), between "
+        description="RFC 3339 date-time with a UTC offset (T and Z in either case), between "
         f"{SUPPORTED_RANGE}; a leap second 23:59:60Z reads as 23:59:59.999999Z.",
-        json_schema_extra={"format": "date-time"},
+        # The pattern is for schema readers only (events.instants.parse_rfc3339 decides).
+        json_schema_extra={"format": "date-time", "pattern": DATE_TIME_PATTERN},
     ),
 ]
 """Validated as a JSON string here; its shape and range by `events.instants.parse_rfc3339`."""
