@@ -118,3 +118,25 @@ async def test_control_characters_in_filters_are_400_naming_the_parameter(
             assert response.json()["parameter"] == parameter, path
         found = await client.get("/api/tickets/" + quote("N X", safe=""))
         assert found.status_code == 200  # a space is printable
+
+
+def test_query_prints_control_characters_from_ids_escaped(
+    db_target: str,
+    policy: Policy,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """#19 item 13: an id stored before the rule (ESC sequences that clear a terminal, CR)
+    is printed escaped by `escalator query`."""
+    from deploy.cli import main as escalator
+
+    monkeypatch.setattr(store_module, "ticket_event_from_obj", _older_decoder)
+    db = Database(db_target)
+    hostile = "T\u001b[2J\u001b]0;pwned\u0007\r"
+    Store(db, policy).apply_batch("ticket", records(opened("a", hostile)))
+    db.close()
+    now = ["--db", db_target, "--now", "2026-12-07T10:00:00Z"]
+    assert escalator(["query", "tickets", *now]) == 0
+    out = capsys.readouterr().out
+    assert "T\\x1b[2J\\x1b]0;pwned\\x07\\x0d" in out
+    assert not any(c in out for c in "\u001b\u0007\r")
