@@ -140,3 +140,22 @@ def test_query_prints_control_characters_from_ids_escaped(
     out = capsys.readouterr().out
     assert "T\\x1b[2J\\x1b]0;pwned\\x07\\x0d" in out
     assert not any(c in out for c in "\u001b\u0007\r")
+
+
+HOSTILE_IDS = ["T/with?query=1#frag space", "//", "a/b/", "/lead", "50% off", "x" * 256]
+
+
+async def test_ids_with_reserved_characters_are_fetchable(db_target: str, policy: Policy) -> None:
+    """#19 item 13: `/api/tickets/{id}` with `/` (was 404), `//` (was a 307), `?`, `#`, `%`
+    and spaces in the id, percent-encoded, answers that ticket."""
+    db = Database(db_target)
+    batch = [opened(f"e{n}", ticket_id) for n, ticket_id in enumerate(HOSTILE_IDS)]
+    Store(db, policy).apply_batch("ticket", records(*batch))
+    db.close()
+    async with api_client(make_app(db_target, policy)) as client:
+        for ticket_id in HOSTILE_IDS:
+            response = await client.get("/api/tickets/" + quote(ticket_id, safe=""))
+            assert response.status_code == 200, (ticket_id, response.status_code)
+            assert response.json()["ticket_id"] == ticket_id
+        missing = await client.get("/api/tickets/" + quote("T/none", safe=""))
+        assert missing.status_code == 404
