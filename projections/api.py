@@ -133,6 +133,7 @@ class Context:
     counters: Counters | None
     lag: Lag | None
     max_lag: int
+    missing: Callable[[], list[str]] | None
     token: bytes | None
     registry: CollectorRegistry
     latency: Histogram
@@ -345,19 +346,23 @@ def _ping(db: Database) -> bool:
 
 
 async def ready(ctx: Ctx) -> Any:
-    """Readiness: the database answers and the projector is within `max_lag` records of the
-    end of every partition it owns (503 otherwise, with the same body)."""
+    """Readiness: the database answers, every subscribed topic exists, and the projector is
+    within `max_lag` records of the end of every partition it owns (503 otherwise, with the
+    same body)."""
     try:
         database = await asyncio.wait_for(ctx.run(_ping), 5)
     except Exception:  # any driver error or a timeout means "not reachable"
         database = False
     lag: dict[tuple[str, int], int] | None = {}
+    missing = ctx.missing() if ctx.missing is not None else []
     if ctx.lag is None:
         state = "disabled"
     else:
         lag = ctx.lag()
         if lag is None:
             state = "not_running"
+        elif missing:
+            state = "topic_missing"
         else:
             state = "caught_up" if max(lag.values(), default=0) <= ctx.max_lag else "behind"
     ok = database and state in ("caught_up", "disabled")
@@ -367,6 +372,7 @@ async def ready(ctx: Ctx) -> Any:
         "projector": state,
         "lag": {f"{t}/{p}": n for (t, p), n in sorted((lag or {}).items())},
         "max_lag": ctx.max_lag,
+        "missing_topics": missing,
     }
     return body if ok else JSONResponse(body, 503)
 
@@ -393,6 +399,7 @@ def make_app(
     *,
     lag: Lag | None = None,
     max_lag: int = 1000,
+    missing_topics: Callable[[], list[str]] | None = None,
     token: str | None = None,
 ) -> FastAPI:
     """The API + dashboard app on its own connections to the read-model database.
@@ -412,7 +419,7 @@ def make_app(
     )
     registry.register(_ProjectorCollector(counters, lag))
     ctx = Context(
-        Pool(db_target), policy, clock, counters, lag, max_lag,
+        Pool(db_target), policy, clock, counters, lag, max_lag, missing_topics,
         token.encode() if token else None, registry, latency,
     )  # fmt: skip
 

@@ -143,6 +143,7 @@ async def _serve(
         policy,
         counters=projector.store.counters if projector else None,
         lag=projector.lag if projector else None,
+        missing_topics=projector.missing_topics if projector else None,
         max_lag=settings.ready_max_lag,
         token=token,
     )
