@@ -16,7 +16,7 @@ import asyncio
 import hmac
 import queue
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -175,12 +175,40 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _json_error(status: int, message: str, parameter: str | None = None) -> JSONResponse:
+def _json_error(
+    status: int,
+    message: str,
+    parameter: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {"error": message}
     if parameter is not None:
         body["parameter"] = parameter
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSONResponse(body, status, headers=headers)
+
+
+METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT")
+)
+"""The methods of RFC 9110 section 9 and PATCH: the `method` label's values, with `other` for
+anything else a client sends (a label per invented method would grow the series without end)."""
+
+
+def _method_label(method: str) -> str:
+    return method if method in METHODS else "other"
+
+
+def _without_422(doc: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document without FastAPI's automatic 422: this API answers 400 (`Error`)."""
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            operation.get("responses", {}).pop("422", None)
+    schemas = doc.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    return doc
 
 
 class _ProjectorCollector(Collector):
@@ -453,7 +481,8 @@ def make_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _json_error(exc.status_code, str(exc.detail).lower())
+        # keeps Starlette's headers, e.g. `Allow` on a 405 (RFC 9110 section 15.5.6)
+        return _json_error(exc.status_code, str(exc.detail).lower(), headers=exc.headers)
 
     @app.middleware("http")
     async def _timed(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
@@ -461,7 +490,7 @@ def make_app(
         response = await call_next(request)
         route = request.scope.get("route")
         template = getattr(route, "path_format", None) or "unmatched"
-        latency.labels(template, request.method, str(response.status_code)).observe(
+        latency.labels(template, _method_label(request.method), str(response.status_code)).observe(
             time.perf_counter() - started
         )
         return response
@@ -471,8 +500,14 @@ def make_app(
     add("/health", health, response_model=Health, summary="Liveness")
     add("/ready", ready, response_model=Ready, summary="Readiness: database and projector lag",
         responses={503: {"model": Ready, "description": "Not ready"}})  # fmt: skip
+    metrics_doc: dict[int | str, dict[str, Any]] = {
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+        }
+    }
     add("/metrics", metrics, dependencies=Auth, summary="Prometheus metrics",
-        response_class=Response, responses=_ERRORS)  # fmt: skip
+        response_class=Response, responses={**metrics_doc, **_ERRORS})  # fmt: skip
     api: list[tuple[str, Callable[..., Any], Any, str]] = [
         ("/api/tickets", tickets, TicketPage, "Tickets, filtered, sorted and paged"),
         ("/api/tickets/{ticket_id:path}", ticket, TicketDetail,
@@ -491,6 +526,14 @@ def make_app(
             responses[404] = {"model": Error, "description": "No such ticket"}
         add(path, endpoint, response_model=model, summary=summary, dependencies=Auth,
             responses=responses, response_model_exclude_unset=True)  # fmt: skip
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _without_422(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

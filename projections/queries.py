@@ -26,6 +26,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from events.inbound import DATE_TIME_PATTERN
 from events.instants import (
     DAY,
     HOUR,
@@ -147,13 +148,18 @@ def _strict_bool(value: Any) -> Any:
     return value
 
 
+WHEN_PATTERN = "^([0-9]+[wdhmsWDHMS]|" + DATE_TIME_PATTERN.strip("^$") + ")$"
+"""A time parameter's shape for OpenAPI readers (`check_when` decides): a duration, or an
+RFC 3339 date-time with offset in the supported years."""
 When = Annotated[
     str,
     AfterValidator(check_when),
     Field(
         description="RFC 3339 time with offset (e.g. 2026-11-24T15:00:00Z), or a duration "
-        f"before now (e.g. 24h, 30d); within {SUPPORTED_RANGE}.",
+        f"before now (e.g. 24h, 30d); within {SUPPORTED_RANGE}, a duration included (it may "
+        "not reach back before the range's start from `now`), a date that exists.",
         examples=["24h", "2026-11-24T15:00:00Z"],
+        json_schema_extra={"pattern": WHEN_PATTERN, "maxLength": 64},
     ),
 ]
 Count = Annotated[int, BeforeValidator(_ascii_int)]
@@ -184,7 +190,18 @@ def _csv_or_none(value: Any) -> Any:
 _CSV = BeforeValidator(_csv_or_none)
 Statuses = Annotated[list[TicketStatus] | None, _CSV]
 SlaStates = Annotated[list[SlaState] | None, _CSV]
-Severities = Annotated[list[Annotated[Count, Field(ge=1, le=4)]] | None, _CSV]
+Severities = Annotated[
+    list[
+        Annotated[
+            Count,
+            Field(ge=1, le=4),
+            # pydantic writes `ge`/`le` (not JSON Schema) for a constrained item here
+            WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 4}),
+        ]
+    ]
+    | None,
+    _CSV,
+]
 SlaEventTypes = Annotated[list[SlaEventType] | None, _CSV]
 _LIST = " Comma-separated or repeated."
 
@@ -249,8 +266,12 @@ class EscalationQuery(Page):
 class ComplianceQuery(Params):
     """`/api/compliance` and `escalator query compliance`."""
 
-    start: When = Field("30d", alias="from", description="Start (default 30d before now).")
-    end: When | None = Field(None, alias="to", description="End (default now).")
+    start: When = Field(
+        "30d", alias="from", description="Start (default 30d before now); before `to`."
+    )
+    end: When | None = Field(
+        None, alias="to", description="End (default now); after `from` (equal is refused)."
+    )
     policy: Name | None = Field(None, description="Only tickets running under this policy (name).")
     group_by: Grouping = Field(
         "severity",
