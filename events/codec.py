@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from events.inbound import TICKET_EVENT_TYPES, ClockTick, ticket_event_adapter
 from events.instants import parse_rfc3339
 from events.records import TicketEvent, from_payload
+from events.text import CONTROL_RULE
 
 _KNOWN_TYPES = frozenset(TICKET_EVENT_TYPES)
 _validate_ticket_event = ticket_event_adapter.validator.validate_python
@@ -26,15 +27,21 @@ class InvalidEvent(ValueError):
 
 
 def _describe(error: ValidationError) -> str:
-    parts = []
+    reasons: dict[str, list[str]] = {}
     for item in error.errors(include_url=False, include_input=False):
-        location = [str(p) for p in item["loc"]]
-        # Drop the union tag pydantic puts first for discriminated unions.
+        # Drop the union tags pydantic adds: the event type first (a discriminated union),
+        # a member's type after a field that takes several (`schema_version`: int or str).
+        location = [str(p) for p in item["loc"] if p not in _UNION_TAGS]
         if location and location[0] in TICKET_EVENT_TYPES:
             location = location[1:]
         field = ".".join(location) or "(record)"
-        parts.append(f"field '{field}': {item['msg']}")
-    return "; ".join(parts)
+        # The only pattern of the contract is events.text's: say what it means.
+        message = CONTROL_RULE if item["type"] == "string_pattern_mismatch" else item["msg"]
+        reasons.setdefault(field, []).append(message)
+    return "; ".join(f"field '{field}': {' or '.join(why)}" for field, why in reasons.items())
+
+
+_UNION_TAGS = frozenset(("int", "str", "constrained-str", "none"))
 
 
 def decode_json(raw: bytes | str) -> Any:

@@ -13,21 +13,34 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, TypeAdapter, field_va
 from typing_extensions import TypedDict
 
 from events.instants import SUPPORTED_RANGE, Micros, parse_rfc3339
+from events.text import MAX_TEXT, PRINTABLE_PATTERN
 
 Severity = Annotated[int, Strict(), Field(ge=1, le=4, description="1 (critical) to 4 (low)")]
 """A JSON integer: `true`, `"1"` and `2.0` are rejected (strict JSON types)."""
+DATE_TIME_PATTERN = (
+    r"^(19[7-9][0-9]|[2-8][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]"
+    r"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
+    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+"""`occurred_at` as far as a regular expression can say it (years 1970-8999 before the offset
+is applied; which days a month has is JSON Schema's `date-time` format's to check)."""
 Timestamp = Annotated[
     str,
     Strict(),
     Field(
         max_length=64,
-        description="RFC 3339 date-time with a UTC offset (upper-case T and Z), between "
+        description="RFC 3339 date-time with a UTC offset (T and Z in either case), between "
         f"{SUPPORTED_RANGE}; a leap second 23:59:60Z reads as 23:59:59.999999Z.",
-        json_schema_extra={"format": "date-time"},
+        # The pattern is for schema readers only (events.instants.parse_rfc3339 decides).
+        json_schema_extra={"format": "date-time", "pattern": DATE_TIME_PATTERN},
     ),
 ]
 """Validated as a JSON string here; its shape and range by `events.instants.parse_rfc3339`."""
-Identifier = Annotated[str, Field(min_length=1, max_length=256)]
+Text = Annotated[str, Field(max_length=MAX_TEXT, pattern=PRINTABLE_PATTERN)]
+"""A free string of the contract (an attribute value, `source`): at most 256 characters, no
+control characters (`events.text`)."""
+Identifier = Annotated[Text, Field(min_length=1)]
+"""An id or name: 1-256 characters, no control characters (`events.text`), compared exactly."""
 
 # Validated into plain dicts (pydantic TypedDicts), not model instances: building a model
 # instance cost more than validating the event, and the core reads only a few fields (see
@@ -42,7 +55,7 @@ Tags = Annotated[
     Field(max_length=64, description="The ticket's tags (an SLA policy may match on them)."),
 ]
 Attributes = Annotated[
-    dict[Identifier, Annotated[str, Field(max_length=256)]],
+    dict[Identifier, Text],
     Field(
         max_length=64,
         description="Free string attributes an SLA policy may match on, e.g. tier, region.",
@@ -57,8 +70,10 @@ class _TicketEventBase(TypedDict):
     ]
     ticket_id: Identifier
     occurred_at: Timestamp
-    source: NotRequired[Annotated[str | None, Field(max_length=256)]]
-    schema_version: NotRequired[int | str | None]
+    source: NotRequired[Text | None]
+    schema_version: NotRequired[
+        Annotated[int, Strict()] | Annotated[Text, Field(max_length=64)] | None
+    ]
 
 
 @with_config(_CONFIG)

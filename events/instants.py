@@ -52,9 +52,10 @@ _DAYS_IN_MONTH: Final[list[int]] = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 3
 def parse_rfc3339(text: str) -> Micros:
     """The instant of a strict RFC 3339 `date-time`; ValueError saying what is wrong otherwise.
 
-    Accepted: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)` with an upper-case `T` and `Z`
-    (RFC 3339 section 5.6; its note allowing lower case and a space is not taken up: one
-    spelling per instant). Fractions beyond microseconds are truncated. A leap second
+    Accepted: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)`, `T` and `Z` in either case
+    (RFC 3339 section 5.6 and its note, as JSON Schema's `date-time` format takes them); a
+    space for `T`, which the note lets applications choose, is refused (JSON Schema's format
+    refuses it too). Fractions beyond microseconds are truncated. A leap second
     (`:60`, RFC 3339 section 5.7) is accepted when it falls at 23:59:60 UTC and read as
     23:59:59.999999 of that day, so it sorts before the next day (the table of actual leap
     seconds is not checked). The instant must lie in `SUPPORTED_RANGE`. Messages never quote
@@ -64,8 +65,12 @@ def parse_rfc3339(text: str) -> Micros:
     size = len(data)
     if size < 20 or size > 64:
         raise ValueError("not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SSZ)")
-    if data[4] != 45 or data[7] != 45 or data[10] != 84 or data[13] != 58 or data[16] != 58:
-        raise ValueError("not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SSZ, upper-case T)")
+    if data[4] != 45 or data[7] != 45 or data[13] != 58 or data[16] != 58:
+        raise ValueError("not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SSZ)")
+    if data[10] != 84 and data[10] != 116:  # 'T' or 't'
+        raise ValueError(
+            "not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SSZ, T between date and time)"
+        )
     year = _number(data, 0, 4)
     month = _number(data, 5, 2)
     day = _number(data, 8, 2)
@@ -93,7 +98,7 @@ def parse_rfc3339(text: str) -> Micros:
         micros = _number(data, start, min(places, 6))
         for _ in range(6 - places):
             micros *= 10
-    if index == size - 1 and data[index] == 90:  # 'Z'
+    if index == size - 1 and (data[index] == 90 or data[index] == 122):  # 'Z' or 'z'
         offset = 0
     elif index == size - 6 and (data[index] == 43 or data[index] == 45) and data[index + 3] == 58:
         offset_hours = _number(data, index + 1, 2)
@@ -104,7 +109,7 @@ def parse_rfc3339(text: str) -> Micros:
         if data[index] == 45:
             offset = -offset
     else:
-        raise ValueError("not an RFC 3339 date-time (needs a UTC offset: upper-case Z or +HH:MM)")
+        raise ValueError("not an RFC 3339 date-time (needs a UTC offset: Z or +HH:MM)")
     seconds = _days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second
     instant = seconds * SECOND + micros - offset
     if second == 60:

@@ -11,16 +11,24 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from events.text import MAX_TEXT, Printable
+
 Metric = Literal["first_response", "resolution", "next_response", "periodic_update", "escalation"]
 Timestamp = Annotated[str, Field(description="RFC 3339, UTC, e.g. 2026-11-30T15:30:00Z")]
+Id = Annotated[Printable, Field(min_length=1, max_length=MAX_TEXT)]
+"""An id or name from the inbound contract: 1-256 characters, no control characters."""
+MAX_COUNT = 2**31 - 1
+"""Cycles, levels, rounds and repeats fit a 32-bit signed integer (a read model's column)."""
 
 
 class PolicyRef(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    name: str = Field(description="The policy the ticket runs under (of the file's policies).")
-    version: str
-    calendar: str | None = Field(
+    name: Printable = Field(
+        description="The policy the ticket runs under (of the file's policies)."
+    )
+    version: Printable
+    calendar: Printable | None = Field(
         None,
         description="The business calendar that timed this event, or `elapsed` for the "
         "elapsed clock.",
@@ -30,20 +38,23 @@ class PolicyRef(BaseModel):
 class _SlaEventBase(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    event_id: str = Field(description="Deterministic: same ticket, metric, rule, cycle -> same id.")
-    ticket_id: str
+    event_id: Id = Field(description="Deterministic: same ticket, metric, rule, cycle -> same id.")
+    ticket_id: Id
     severity: int = Field(ge=1, le=4)
     metric: Metric
     due_at: Timestamp = Field(description="The deadline this event is about.")
     at: Timestamp = Field(description="When the event fired (event time).")
-    cycle: int = Field(ge=0, description="0 for the first resolution cycle, +1 per reopen.")
+    cycle: int = Field(
+        ge=0, le=MAX_COUNT, description="0 for the first resolution cycle, +1 per reopen."
+    )
     policy: PolicyRef
-    customer_id: str | None = Field(description="The ticket's customer (organisation), if known.")
-    group: str | None = Field(description="The ticket's group when the event fired, if known.")
-    assignee: str | None = Field(description="The ticket's assignee when the event fired.")
+    customer_id: Id | None = Field(description="The ticket's customer (organisation), if known.")
+    group: Id | None = Field(description="The ticket's group when the event fired, if known.")
+    assignee: Id | None = Field(description="The ticket's assignee when the event fired.")
     round: int | None = Field(
         None,
         ge=1,
+        le=MAX_COUNT,
         description="next_response and periodic_update only: the round this event is about "
         "(1-based: the customer reply, or the update period, counted over the ticket).",
     )
@@ -72,11 +83,12 @@ class SlaMet(_SlaEventBase):
 
 class TicketEscalated(_SlaEventBase):
     type: Literal["ticket.escalated"] = "ticket.escalated"
-    level: int = Field(ge=1, description="1-based escalation level.")
-    to: str = Field(description="Who the ticket is escalated to.")
+    level: int = Field(ge=1, le=MAX_COUNT, description="1-based escalation level.")
+    to: Printable = Field(description="Who the ticket is escalated to.")
     repeat: int | None = Field(
         None,
         ge=1,
+        le=MAX_COUNT,
         description="A repeated escalation of the level (`repeat_every`): 1 for the first "
         "repeat; absent on the level's first escalation.",
     )
@@ -103,8 +115,8 @@ class SlaRetracted(_SlaEventBase):
     """
 
     type: Literal["sla.retracted"] = "sla.retracted"
-    event_id: str = Field(description="Deterministic: a UUIDv5 of the retracted event's id.")
-    retracts: str = Field(description="The event_id of the SLA event withdrawn.")
+    event_id: Id = Field(description="Deterministic: a UUIDv5 of the retracted event's id.")
+    retracts: Id = Field(description="The event_id of the SLA event withdrawn.")
     retracted_type: Literal[
         "sla.warning",
         "sla.breached",

@@ -16,14 +16,14 @@ import asyncio
 import hmac
 import queue
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Annotated, Any, TypeVar
 
 import uvicorn
-from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -46,6 +46,7 @@ from projections.queries import (
     ComplianceQuery,
     DashboardQuery,
     EscalationQuery,
+    Name,
     Params,
     SlaEventQuery,
     TicketQuery,
@@ -132,6 +133,7 @@ class Context:
     counters: Counters | None
     lag: Lag | None
     max_lag: int
+    missing: Callable[[], list[str]] | None
     token: bytes | None
     registry: CollectorRegistry
     latency: Histogram
@@ -173,12 +175,40 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _json_error(status: int, message: str, parameter: str | None = None) -> JSONResponse:
+def _json_error(
+    status: int,
+    message: str,
+    parameter: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {"error": message}
     if parameter is not None:
         body["parameter"] = parameter
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSONResponse(body, status, headers=headers)
+
+
+METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT")
+)
+"""The methods of RFC 9110 section 9 and PATCH: the `method` label's values, with `other` for
+anything else a client sends (a label per invented method would grow the series without end)."""
+
+
+def _method_label(method: str) -> str:
+    return method if method in METHODS else "other"
+
+
+def _without_422(doc: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document without FastAPI's automatic 422: this API answers 400 (`Error`)."""
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            operation.get("responses", {}).pop("422", None)
+    schemas = doc.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    return doc
 
 
 class _ProjectorCollector(Collector):
@@ -239,7 +269,17 @@ async def tickets(ctx: Ctx, q: Annotated[TicketQuery, Query()]) -> Any:
     return await ctx.run(list_tickets, ctx.policy, q, _now(ctx, q))
 
 
-async def ticket(ctx: Ctx, ticket_id: str, q: Annotated[Params, Query()]) -> Any:
+TicketId = Annotated[
+    Name,
+    Path(
+        min_length=1,
+        description="The ticket id, percent-encoded (RFC 3986): any id of the contract, "
+        "`/`, `?`, `#` and spaces included (`T/1` is `/api/tickets/T%2F1`).",
+    ),
+]
+
+
+async def ticket(ctx: Ctx, ticket_id: TicketId, q: Annotated[Params, Query()]) -> Any:
     found = await ctx.run(get_ticket, ctx.policy, ticket_id, _now(ctx, q))
     if found is None:
         return _json_error(404, f"no ticket {ticket_id[:64]!a}", "ticket_id")
@@ -334,19 +374,23 @@ def _ping(db: Database) -> bool:
 
 
 async def ready(ctx: Ctx) -> Any:
-    """Readiness: the database answers and the projector is within `max_lag` records of the
-    end of every partition it owns (503 otherwise, with the same body)."""
+    """Readiness: the database answers, every subscribed topic exists, and the projector is
+    within `max_lag` records of the end of every partition it owns (503 otherwise, with the
+    same body)."""
     try:
         database = await asyncio.wait_for(ctx.run(_ping), 5)
     except Exception:  # any driver error or a timeout means "not reachable"
         database = False
     lag: dict[tuple[str, int], int] | None = {}
+    missing = ctx.missing() if ctx.missing is not None else []
     if ctx.lag is None:
         state = "disabled"
     else:
         lag = ctx.lag()
         if lag is None:
             state = "not_running"
+        elif missing:
+            state = "topic_missing"
         else:
             state = "caught_up" if max(lag.values(), default=0) <= ctx.max_lag else "behind"
     ok = database and state in ("caught_up", "disabled")
@@ -356,6 +400,7 @@ async def ready(ctx: Ctx) -> Any:
         "projector": state,
         "lag": {f"{t}/{p}": n for (t, p), n in sorted((lag or {}).items())},
         "max_lag": ctx.max_lag,
+        "missing_topics": missing,
     }
     return body if ok else JSONResponse(body, 503)
 
@@ -382,6 +427,7 @@ def make_app(
     *,
     lag: Lag | None = None,
     max_lag: int = 1000,
+    missing_topics: Callable[[], list[str]] | None = None,
     token: str | None = None,
 ) -> FastAPI:
     """The API + dashboard app on its own connections to the read-model database.
@@ -401,7 +447,7 @@ def make_app(
     )
     registry.register(_ProjectorCollector(counters, lag))
     ctx = Context(
-        Pool(db_target), policy, clock, counters, lag, max_lag,
+        Pool(db_target), policy, clock, counters, lag, max_lag, missing_topics,
         token.encode() if token else None, registry, latency,
     )  # fmt: skip
 
@@ -435,15 +481,16 @@ def make_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _json_error(exc.status_code, str(exc.detail).lower())
+        # keeps Starlette's headers, e.g. `Allow` on a 405 (RFC 9110 section 15.5.6)
+        return _json_error(exc.status_code, str(exc.detail).lower(), headers=exc.headers)
 
     @app.middleware("http")
     async def _timed(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
-        latency.labels(template, request.method, str(response.status_code)).observe(
+        template = getattr(route, "path_format", None) or "unmatched"
+        latency.labels(template, _method_label(request.method), str(response.status_code)).observe(
             time.perf_counter() - started
         )
         return response
@@ -453,11 +500,18 @@ def make_app(
     add("/health", health, response_model=Health, summary="Liveness")
     add("/ready", ready, response_model=Ready, summary="Readiness: database and projector lag",
         responses={503: {"model": Ready, "description": "Not ready"}})  # fmt: skip
+    metrics_doc: dict[int | str, dict[str, Any]] = {
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+        }
+    }
     add("/metrics", metrics, dependencies=Auth, summary="Prometheus metrics",
-        response_class=Response, responses=_ERRORS)  # fmt: skip
+        response_class=Response, responses={**metrics_doc, **_ERRORS})  # fmt: skip
     api: list[tuple[str, Callable[..., Any], Any, str]] = [
         ("/api/tickets", tickets, TicketPage, "Tickets, filtered, sorted and paged"),
-        ("/api/tickets/{ticket_id}", ticket, TicketDetail, "One ticket with its SLA timeline"),
+        ("/api/tickets/{ticket_id:path}", ticket, TicketDetail,
+         "One ticket with its SLA timeline"),
         ("/api/escalations", escalations, EscalationPage,
          "Escalations, newest first, with whether since resolved"),
         ("/api/sla-events", sla_events, SlaEventPage, "SLA events fired in a period"),
@@ -468,10 +522,18 @@ def make_app(
     ]  # fmt: skip
     for path, endpoint, model, summary in api:
         responses = dict(_ERRORS)
-        if path == "/api/tickets/{ticket_id}":
+        if path == "/api/tickets/{ticket_id:path}":
             responses[404] = {"model": Error, "description": "No such ticket"}
         add(path, endpoint, response_model=model, summary=summary, dependencies=Auth,
             responses=responses, response_model_exclude_unset=True)  # fmt: skip
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _without_422(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -30,6 +30,7 @@ from deploy.settings import (
     service_settings,
 )
 from events.instants import format_duration
+from events.text import escape_controls
 from projections.db import Database, is_postgres_url
 from projections.queries import (
     BadParameter,
@@ -142,6 +143,7 @@ async def _serve(
         policy,
         counters=projector.store.counters if projector else None,
         lag=projector.lag if projector else None,
+        missing_topics=projector.missing_topics if projector else None,
         max_lag=settings.ready_max_lag,
         token=token,
     )
@@ -237,7 +239,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def _table(headers: Sequence[str], rows: list[list[Any]]) -> str:
-    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    """Rows under headers; control characters in stored values (from an older producer, the
+    contract refuses them now) are shown escaped, never sent to the terminal as they are."""
+    cells = [[("" if v is None else escape_controls(str(v))) for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))

@@ -65,6 +65,14 @@ class Database:
             conn.execute("PRAGMA foreign_keys=ON")
             self._conn = conn
         self._in_tx = False
+        self.data_errors: tuple[type[Exception], ...] = (OverflowError, UnicodeEncodeError)
+        """What the driver raises for a value the database cannot store (PostgreSQL: NUL in
+        text, an integer out of a column's range): a fault of one record, not of the
+        database, so the projector skips the record instead of stopping."""
+        if self.dialect == "postgres":
+            self.data_errors += (psycopg.DataError,)
+        else:
+            self.data_errors += (sqlite3.DataError,)
 
     def close(self) -> None:
         with self._lock:

@@ -71,6 +71,11 @@ class Projector:
         self.consumer: AIOKafkaConsumer | None = None
         self.lag_stale_after = 30.0
         """Seconds after which a lag measure no longer counts (the loop is stuck)."""
+        self.metadata_max_age_ms = 5000
+        """How often the consumer refreshes cluster metadata: a subscribed topic created after
+        the start is picked up within this (aiokafka's default, 5 minutes, left the SLA
+        events of a topic created later unprojected for that long)."""
+        self._missing: list[str] = []
         self._lag: dict[tuple[str, int], int] = {}
         self._lag_at: float | None = None
         self._applying = asyncio.Lock()
@@ -85,6 +90,7 @@ class Projector:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            metadata_max_age_ms=self.metadata_max_age_ms,
         )
 
     def lag(self) -> dict[tuple[str, int], int] | None:
@@ -97,8 +103,15 @@ class Projector:
             return None
         return dict(self._lag)
 
+    def missing_topics(self) -> list[str]:
+        """Subscribed topics the cluster's metadata does not have (yet), as of the last poll:
+        while one is missing the projector is not caught up, whatever the lag says."""
+        return list(self._missing) if self.consumer is not None else []
+
     async def _measure_lag(self) -> None:
         assert self.consumer is not None
+        topics = (self.topics.tickets, self.topics.sla)
+        self._missing = [t for t in topics if not self.consumer.partitions_for_topic(t)]
         lag: dict[tuple[str, int], int] = {}
         assigned = self.consumer.assignment()
         if not assigned:  # not in the group yet

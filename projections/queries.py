@@ -26,6 +26,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from events.inbound import DATE_TIME_PATTERN
 from events.instants import (
     DAY,
     HOUR,
@@ -39,6 +40,7 @@ from events.instants import (
     parse_rfc3339,
 )
 from events.outbound import Metric
+from events.text import CONTROL_RULE, MAX_TEXT, PRINTABLE_PATTERN
 from projections.db import Database
 from projections.model import METRICS, metric_clock, remaining, ticket_policy
 from streams.sla.clocks import BusinessCalendar, Clock
@@ -146,16 +148,24 @@ def _strict_bool(value: Any) -> Any:
     return value
 
 
+WHEN_PATTERN = "^([0-9]+[wdhmsWDHMS]|" + DATE_TIME_PATTERN.strip("^$") + ")$"
+"""A time parameter's shape for OpenAPI readers (`check_when` decides): a duration, or an
+RFC 3339 date-time with offset in the supported years."""
 When = Annotated[
     str,
     AfterValidator(check_when),
     Field(
         description="RFC 3339 time with offset (e.g. 2026-11-24T15:00:00Z), or a duration "
-        f"before now (e.g. 24h, 30d); within {SUPPORTED_RANGE}.",
+        f"before now (e.g. 24h, 30d); within {SUPPORTED_RANGE}, a duration included (it may "
+        "not reach back before the range's start from `now`), a date that exists.",
         examples=["24h", "2026-11-24T15:00:00Z"],
+        json_schema_extra={"pattern": WHEN_PATTERN, "maxLength": 64},
     ),
 ]
 Count = Annotated[int, BeforeValidator(_ascii_int)]
+Name = Annotated[str, Field(max_length=MAX_TEXT, pattern=PRINTABLE_PATTERN)]
+"""An id or name filter: what the event contract allows (`events.text`), so a filter with NUL,
+which PostgreSQL cannot compare, is a 400 naming the parameter on every backend."""
 Flag = Annotated[bool, BeforeValidator(_strict_bool)]
 Window = Annotated[
     Micros,
@@ -180,7 +190,18 @@ def _csv_or_none(value: Any) -> Any:
 _CSV = BeforeValidator(_csv_or_none)
 Statuses = Annotated[list[TicketStatus] | None, _CSV]
 SlaStates = Annotated[list[SlaState] | None, _CSV]
-Severities = Annotated[list[Annotated[Count, Field(ge=1, le=4)]] | None, _CSV]
+Severities = Annotated[
+    list[
+        Annotated[
+            Count,
+            Field(ge=1, le=4),
+            # pydantic writes `ge`/`le` (not JSON Schema) for a constrained item here
+            WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 4}),
+        ]
+    ]
+    | None,
+    _CSV,
+]
 SlaEventTypes = Annotated[list[SlaEventType] | None, _CSV]
 _LIST = " Comma-separated or repeated."
 
@@ -212,10 +233,10 @@ class TicketQuery(Page):
     status: Statuses = Field(None, description="Ticket statuses." + _LIST)
     sla_state: SlaStates = Field(None, description="Worst-metric SLA states." + _LIST)
     severity: Severities = Field(None, description="Severities 1-4." + _LIST)
-    customer: str | None = Field(None, description="Customer id.")
-    group: str | None = Field(None, description="Assigned group.")
-    assignee: str | None = Field(None, description="Assignee.")
-    policy: str | None = Field(None, description="Only tickets running under this policy (name).")
+    customer: Name | None = Field(None, description="Customer id.")
+    group: Name | None = Field(None, description="Assigned group.")
+    assignee: Name | None = Field(None, description="Assignee.")
+    policy: Name | None = Field(None, description="Only tickets running under this policy (name).")
     breaching_within: Window | None = Field(
         None,
         description="Next running deadline within this wall-clock window from now (e.g. 1h, "
@@ -231,7 +252,7 @@ class SlaEventQuery(Page):
     since: When = Field("24h", description="Start (default 24h before now).")
     until: When | None = Field(None, description="End, exclusive (default now).")
     type: SlaEventTypes = Field(None, description="SLA event types." + _LIST)
-    ticket_id: str | None = Field(None, description="Only this ticket.")
+    ticket_id: Name | None = Field(None, description="Only this ticket.")
     metric: MetricFilter | None = Field(None, description="Only this metric.")
 
 
@@ -245,9 +266,13 @@ class EscalationQuery(Page):
 class ComplianceQuery(Params):
     """`/api/compliance` and `escalator query compliance`."""
 
-    start: When = Field("30d", alias="from", description="Start (default 30d before now).")
-    end: When | None = Field(None, alias="to", description="End (default now).")
-    policy: str | None = Field(None, description="Only tickets running under this policy (name).")
+    start: When = Field(
+        "30d", alias="from", description="Start (default 30d before now); before `to`."
+    )
+    end: When | None = Field(
+        None, alias="to", description="End (default now); after `from` (equal is refused)."
+    )
+    policy: Name | None = Field(None, description="Only tickets running under this policy (name).")
     group_by: Grouping = Field(
         "severity",
         description="Grouping (days are the local days of the `policy` filter's calendar, "
@@ -271,11 +296,13 @@ def parse_params(model: type[P], params: Mapping[str, Any]) -> P:
 def bad_parameter(errors: Sequence[Mapping[str, Any]]) -> BadParameter:
     """The first validation error as a BadParameter naming the parameter."""
     first = errors[0]
-    loc = [part for part in first.get("loc", ()) if isinstance(part, str) and part != "query"]
+    loc = [p for p in first.get("loc", ()) if isinstance(p, str) and p not in ("query", "path")]
     name = loc[0] if loc else "query"
     message = str(first.get("msg", "invalid"))
     if first.get("type") == "extra_forbidden":
         message = "unknown parameter"
+    elif first.get("type") == "string_pattern_mismatch":  # Name's, the only pattern on a str
+        message = CONTROL_RULE
     message = message.removeprefix("Value error, ")
     return BadParameter(name, message)
 
@@ -761,9 +788,9 @@ BREACHED = "(COALESCE(sla_state, '') = 'breached' OR COALESCE(next_due_at, ?) <=
 class DashboardQuery(Params):
     """`/api/dashboard`: the wall screen of one team (filters come from the page's URL)."""
 
-    group: str | None = Field(None, description="Only this assigned group's tickets.")
-    customer: str | None = Field(None, description="Only this customer's tickets.")
-    policy: str | None = Field(None, description="Only tickets running under this policy (name).")
+    group: Name | None = Field(None, description="Only this assigned group's tickets.")
+    customer: Name | None = Field(None, description="Only this customer's tickets.")
+    policy: Name | None = Field(None, description="Only tickets running under this policy (name).")
 
 
 def _filters(q: DashboardQuery, prefix: str = "") -> tuple[str, list[Any]]:

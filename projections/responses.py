@@ -249,9 +249,12 @@ class Health(_Model):
 class Ready(_Model):
     ready: bool
     database: bool
-    projector: Literal["caught_up", "behind", "not_running", "disabled"]
+    projector: Literal["caught_up", "behind", "not_running", "topic_missing", "disabled"]
     lag: dict[str, int] = Field(description="Records behind the end of each `topic/partition`.")
     max_lag: int
+    missing_topics: list[str] = Field(
+        description="Subscribed topics the broker does not have (yet): not ready while any is."
+    )
 
 
 class Offset(_Model):

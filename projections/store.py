@@ -310,9 +310,10 @@ class Store:
         """Apply records of ONE (topic, partition) and store its next offset, in one transaction.
 
         Records at offsets below the stored one were applied before (a redelivery after a
-        seek or a rebalance) and are skipped. A record whose fold raises (a fault in the core)
-        is counted invalid and skipped: the transaction is rolled back and the batch applied
-        again without it, so nothing it half-changed is kept and nothing else is lost.
+        seek or a rebalance) and are skipped. A record whose fold raises (a fault in the core),
+        or that the database cannot store (`Database.data_errors`), is counted invalid and
+        skipped: the transaction is rolled back and the batch applied again without it, so
+        nothing it half-changed is kept and nothing else is lost.
         """
         batch = list(records)
         if not batch:
@@ -325,6 +326,20 @@ class Store:
             except _FoldFault as fault:
                 self.counters = counters
                 faulty.add(fault.offset)
+            except self.db.data_errors as exc:
+                # A value the database cannot store (e.g. NUL from a producer that predates
+                # the contract's rule): find the record alone, skip it, keep the others.
+                self.counters = counters
+                if len(batch) > 1:
+                    return sum(self.apply_batch(kind, [record]) for record in batch)
+                log.warning(
+                    "unstorable %s record %s: %s; skipped",
+                    kind,
+                    _where(batch[0]),
+                    type(exc).__name__,
+                    extra=_fields(batch[0]),
+                )
+                faulty.add(batch[0].offset)
 
     def _apply_once(self, kind: Kind, batch: list[Record], faulty: set[int]) -> int:
         first = batch[0]

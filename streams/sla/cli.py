@@ -130,15 +130,7 @@ def _targets(policy: Policy) -> list[str]:
         rules = policy.severities[level]
 
         def target(rule: Any) -> str:
-            if rule is None:
-                return "-"
-            if rule.clock == "elapsed":
-                return f"{format_duration(rule.target)} elapsed"
-            hours, rest = divmod(rule.target, HOUR)
-            spelled = f"{hours}h{format_duration(rest) if rest else ''}"
-            cal = policy.calendars[rule.calendar]
-            where = "" if len(policy.calendars) == 1 else f" {rule.calendar}"
-            return f"{spelled} business{where} ({rule.target / cal.day_length:.3g}bd)"
+            return "-" if rule is None else _spelled(policy, rule.target, rule.clock, rule.calendar)
 
         res = rules.resolution
         rows.append(
@@ -149,7 +141,7 @@ def _targets(policy: Policy) -> list[str]:
                 ", ".join(f"{f:g}" for f in res.warn_at) if res and res.warn_at else "-",
                 ("yes" if res.pausable else "no") if res else "-",
                 "; ".join(
-                    f"L{e.level} {e.to} after {format_duration(e.after)} {e.clock}"
+                    f"L{e.level} {e.to} after {_spelled(policy, e.after, e.clock, e.calendar)}"
                     for e in rules.escalations
                 )
                 or "-",
@@ -164,9 +156,16 @@ def _targets(policy: Policy) -> list[str]:
 
 
 def _spelled(policy: Policy, amount: int, clock: str, calendar: str) -> str:
-    """A duration on a clock: `2h business`, `2h business warsaw`, `30m elapsed`."""
-    where = "" if clock != "business" or len(policy.calendars) == 1 else f" {calendar}"
-    return f"{format_duration(amount)} {clock}{where}"
+    """A duration on a clock: `30m elapsed`, `2d elapsed`; business time in hours with the
+    business days of that calendar's length (a day is not 24 hours there: 48h on a 12-hour
+    calendar is `48h business (4bd)`, never `2d`), and the calendar's name when the file has
+    more than one (`2h business warsaw (0.25bd)`)."""
+    if clock != "business":
+        return f"{format_duration(amount)} {clock}"
+    hours, rest = divmod(amount, HOUR)
+    where = "" if len(policy.calendars) == 1 else f" {calendar}"
+    days = amount / policy.calendars[calendar].day_length
+    return f"{hours}h{format_duration(rest) if rest else ''} business{where} ({days:.3g}bd)"
 
 
 def _more_targets(policy: Policy) -> list[str]:

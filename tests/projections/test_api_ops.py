@@ -44,6 +44,7 @@ async def test_health_and_ready_follow_the_database_and_the_projector_lag(
         assert ready.json() == {
             "ready": True, "database": True, "projector": "caught_up",
             "lag": {"sla-events/1": 10, "ticket-events/0": 3}, "max_lag": 10,
+            "missing_topics": [],
         }  # fmt: skip
         lag = {("ticket-events", 0): 11}
         behind = await c.get("/ready")

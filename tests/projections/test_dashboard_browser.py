@@ -341,3 +341,43 @@ async def test_each_ticket_shows_its_policy_and_a_team_screen_filters_by_it(
         assert (await _tiles(wall))["tile-breached"] == "2"
         escalated = wall.locator("#escalations tr.escalation-row")
         assert await escalated.evaluate_all("rs => rs.map(r => r.dataset.ticket)") == ["P-2"]
+
+
+async def test_long_ids_are_cut_and_keep_every_column_on_the_wall(
+    tmp_path: Path, policy: Policy
+) -> None:
+    """#19 item 13: a 256-character ticket id, customer and group (the contract's maximum)
+    pushed the countdown, customer and group columns off the wall screen for every row. They
+    are cut with an ellipsis (the whole value on hover) and every row's countdown stays on
+    the 1920x1080 screen."""
+    from projections.store import Record, Store
+
+    _need_chromium()
+    db_target = str(tmp_path / "long.sqlite3")
+    db = Database(db_target)
+    migrate(db)
+    load_scenario(db, policy)
+    long_id, customer, group = "T" + "x" * 255, "C" + "y" * 255, "G" + "z" * 255
+    event = {
+        "event_id": "long-1", "ticket_id": long_id, "type": "ticket.opened", "severity": 2,
+        "occurred_at": format_instant(NOW - 10 * MINUTE), "customer_id": customer,
+        "group": group,
+    }  # fmt: skip
+    Store(db, policy).apply_batch("ticket", [Record("ticket-events", 9, 0, orjson.dumps(event))])
+    db.close()
+    app = make_app(db_target, policy, lambda: NOW)
+    async with _wall_screen(app) as (_, _browser, wall):
+        assert long_id in await _visible_ids(wall)
+        rights = await wall.locator("#open-tickets tr.ticket-row .countdown").evaluate_all(
+            "cs => cs.map(c => c.getBoundingClientRect().right)"
+        )
+        assert rights and max(rights) <= 1920, rights
+        row = wall.locator(f'#open-tickets tr[data-ticket="{long_id}"]')
+        cut = await row.locator(".clip").evaluate_all(
+            "cs => cs.map(c => [c.title, c.scrollWidth > c.clientWidth,"
+            " getComputedStyle(c).textOverflow])"
+        )
+        assert [long_id, True, "ellipsis"] in cut and [customer, True, "ellipsis"] in cut
+        assert await _fits(wall), "the wall screen scrolls"
+        await wall.screenshot(path=str(ARTIFACTS / "dashboard-long-ids-1920x1080.png"))
+        assert await _clipped(wall) == []

@@ -2,7 +2,8 @@
 
 Every record it makes is invalid, or valid-looking but rejected (an event id reused with other
 content, an event for a ticket never opened), so none of them may change what the valid
-tickets of the same stream emit. Kinds follow issue #10: wrong JSON types, timestamps outside
+tickets of the same stream emit. Kinds follow issues #10 and #19: wrong JSON types, ids and
+names with control characters, timestamps outside
 the supported range or not strict RFC 3339, unknown types carrying free text, oversize and
 binary values, control characters, a value near the input limit, reused ids.
 """
@@ -62,7 +63,12 @@ KINDS: dict[str, Callable[[random.Random, list[dict[str, Any]]], bytes]] = {
     "time-number": _json(lambda rng: _opened(rng, occurred_at=1_795_000_000)),
     "time-digits": _json(lambda rng: _opened(rng, occurred_at="1795000000")),
     "time-space": _json(lambda rng: _opened(rng, occurred_at="2026-11-23 14:00:00Z")),
-    "time-lower": _json(lambda rng: _opened(rng, occurred_at="2026-11-23t14:00:00z")),
+    "id-nul": _json(lambda rng: _opened(rng, ticket_id=f"N\u0000{rng.randrange(10**9)}")),
+    "id-escape": _json(lambda rng: _opened(rng, event_id="\u001b[2J\u001b]0;x\u0007")),
+    "id-crlf": _json(lambda rng: _opened(rng, ticket_id="H\r\nX-Injected: 1")),
+    "id-c1": _json(lambda rng: _opened(rng, customer_id="C\u0085\u009b31m")),
+    "group-del": _json(lambda rng: _opened(rng, group="g\u007f")),
+    "tag-nul": _json(lambda rng: _opened(rng, tags=["ok", "\u0000"])),
     "time-arabic-digits": _json(lambda rng: _opened(rng, occurred_at="\u0662026-11-23T14:00:00Z")),
     "unknown-type": _json(lambda rng: _opened(rng, type=f"ticket.{FREE_TEXT}")),
     "deep": lambda rng, valid: b"[" * 5000 + b"]" * 5000,
