@@ -2,8 +2,8 @@
 
 While the broker is down every client library retries and logs each failure (hundreds of lines
 a second were seen); the worker itself keeps running and catches up once the broker is back.
-`BrokerHealth` tells `/health` to report `degraded` meanwhile, and `RepeatFilter` lets one line
-of each kind through per window and counts the rest.
+`BrokerHealth` tells `/health` to report `degraded` meanwhile, and `deploy.logs.RepeatFilter` (on
+every service's log handler) lets one line of each kind through per window and counts the rest.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 
 from aiokafka.client import AIOKafkaClient  # type: ignore[import-untyped]
 
@@ -61,47 +60,3 @@ class BrokerHealth:
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.close()
-
-
-@dataclass(slots=True)
-class _Seen:
-    start: float
-    suppressed: int = 0
-
-
-class RepeatFilter(logging.Filter):
-    """Let the first record of each kind (logger, level, message template) through per window.
-
-    Later ones in the same window are counted and dropped; the first one after the window says
-    how many were dropped. Applies to warnings and errors only: info lines are rare already.
-    """
-
-    def __init__(self, window: float = 10.0) -> None:
-        super().__init__()
-        self.window = window
-        self._seen: dict[tuple[str, int, str], _Seen] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return True
-        key = (record.name, record.levelno, str(record.msg))
-        now = time.monotonic()
-        seen = self._seen.get(key)
-        if seen is not None and now - seen.start < self.window:
-            seen.suppressed += 1
-            return False
-        if seen is not None and seen.suppressed:
-            record.msg = f"{record.getMessage()} (and {seen.suppressed} more like it in the last "
-            record.msg += f"{now - seen.start:.0f} s, not logged)"
-            record.args = ()
-        if len(self._seen) > 10_000:  # bounded: message templates are few
-            self._seen.clear()
-        self._seen[key] = _Seen(now)
-        return True
-
-
-def quiet_repeats(window: float = 10.0) -> None:
-    """Put a `RepeatFilter` on every handler of the root logger (idempotent)."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RepeatFilter) for f in handler.filters):
-            handler.addFilter(RepeatFilter(window))
