@@ -26,7 +26,6 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from events.inbound import DATE_TIME_PATTERN
 from events.instants import (
     DAY,
     HOUR,
@@ -148,7 +147,26 @@ def _strict_bool(value: Any) -> Any:
     return value
 
 
-WHEN_PATTERN = "^([0-9]+[wdhmsWDHMS]|" + DATE_TIME_PATTERN.strip("^$") + ")$"
+_BACK = (
+    "[1-9][0-9]{0,2}[wW]|[1-9][0-9]{0,3}[dD]|[1-9][0-9]{0,4}[hH]|[1-9][0-9]{0,6}[mM]"
+    "|[1-9][0-9]{0,7}[sS]"
+)
+"""Durations documented for time parameters: at most 999 weeks (19 years) back, so any `now`
+after 1990 keeps them in range (longer ones are answered while they stay after 1970)."""
+_INSTANT = (
+    "(199[0-9]|[2-7][0-9]{3}|8[0-8][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]"
+    "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+)
+"""Instants documented for time parameters: 1990-8899 without leap seconds, so no offset or
+duration takes them out of the range (the code accepts all of events.instants' range)."""
+WHEN_PATTERN = "^(" + _BACK + "|" + _INSTANT + ")$"
+_WHEN_SCHEMA = {
+    "maxLength": 64,
+    "anyOf": [
+        {"pattern": "^(" + _BACK + ")$"},
+        {"pattern": "^" + _INSTANT + "$", "format": "date-time"},  # a day the month has
+    ],
+}
 """A time parameter's shape for OpenAPI readers (`check_when` decides): a duration, or an
 RFC 3339 date-time with offset in the supported years."""
 When = Annotated[
@@ -159,7 +177,7 @@ When = Annotated[
         f"before now (e.g. 24h, 30d); within {SUPPORTED_RANGE}, a duration included (it may "
         "not reach back before the range's start from `now`), a date that exists.",
         examples=["24h", "2026-11-24T15:00:00Z"],
-        json_schema_extra={"pattern": WHEN_PATTERN, "maxLength": 64},
+        json_schema_extra=_WHEN_SCHEMA,
     ),
 ]
 Count = Annotated[int, BeforeValidator(_ascii_int)]
@@ -170,7 +188,14 @@ Flag = Annotated[bool, BeforeValidator(_strict_bool)]
 Window = Annotated[
     Micros,
     BeforeValidator(lambda v: parse_window(v) if isinstance(v, str) else v),
-    WithJsonSchema({"type": "string", "pattern": "^[0-9]+[wdhms]$"}),
+    # documented: windows up to 99,999 weeks (1,917 years), within the range's length
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^([1-9][0-9]{0,4}w|[1-9][0-9]{0,5}d|[1-9][0-9]{0,6}h|[1-9][0-9]{0,8}m"
+            "|[1-9][0-9]{0,9}s)$",
+        }
+    ),
 ]
 TicketStatus = Literal["open", "paused", "resolved", "closed"]
 SlaState = Literal["breached", "warning", "on_track", "paused", "met", "stopped"]
@@ -267,11 +292,12 @@ class ComplianceQuery(Params):
     """`/api/compliance` and `escalator query compliance`."""
 
     start: When = Field(
-        "30d", alias="from", description="Start (default 30d before now); before `to`."
+        "30d",
+        alias="from",
+        description="Start (default 30d before now); `to` at or before it "
+        "is an empty period (no tickets).",
     )
-    end: When | None = Field(
-        None, alias="to", description="End (default now); after `from` (equal is refused)."
-    )
+    end: When | None = Field(None, alias="to", description="End, exclusive (default now).")
     policy: Name | None = Field(None, description="Only tickets running under this policy (name).")
     group_by: Grouping = Field(
         "severity",
@@ -638,8 +664,7 @@ def compliance(
     its `sla.met` / `sla.breached`, as on the sla-events topic), so the per-severity totals
     add up to the topic's; `tickets` counts tickets by their current severity.
     """
-    if end <= start:
-        raise BadParameter("from", "must be before 'to'")
+    end = max(end, start)  # `to` at or before `from`: an empty period (#27 item 7)
     sql = (
         "SELECT severity, customer_id, group_name, reported_at, fr_state, res_state, "
         "fr_elapsed, fr_business, res_elapsed, res_business, policy_name, ticket_id, cycle "

@@ -439,10 +439,11 @@ def test_errors_point_at_the_line_of_an_array_element_or_a_policy() -> None:
 
 def test_policy_check_prints_the_new_keys_and_warns_about_elapsed_days() -> None:
     text = describe_policy(POLICY)
-    assert "  severity 1: next response 2h business, warn at 0.5, warn 15m before the breach" in (
-        text
+    assert (
+        "  severity 1: next response 2h business (0.25bd), warn at 0.5, warn 15m before the breach"
+        in (text)
     )
-    assert "  severity 2: periodic update every 2h business, pausable" in text
+    assert "  severity 2: periodic update every 2h business (0.25bd), pausable" in text
     assert "  severity 3: L1 repeats every 2h elapsed (2x); L2 repeats every 1h elapsed " in text
     assert "  severity 4: resolution, warn 1h before the breach" in text
     assert "  severity 1:" not in describe_policy(parse_policy(PLAIN, "plain.toml"))
