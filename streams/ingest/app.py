@@ -196,16 +196,25 @@ def contract_record(obj: Any, max_bytes: int) -> Record:
     Raises InvalidEvent naming the field; TooLarge naming the size, the limit and the largest
     field (a 1.2 MB `schema_version` never reaches the broker, issue #19).
     """
+    if isinstance(obj, dict):
+        # Before validation: a huge value is named as too large, not as one field's bound.
+        _refuse_too_large(obj, len(orjson.dumps(obj)), max_bytes)
     event = ticket_event_from_obj(obj)
     key, value = event.ticket_id.encode(), slim(obj)
-    if len(key) + len(value) > max_bytes:
-        sizes = {name: len(orjson.dumps(obj[name])) for name in orjson.loads(value)}
-        largest = max(sizes, key=lambda name: sizes[name])
-        raise TooLarge(
-            f"event is {len(key) + len(value)} bytes, over the limit of {max_bytes} bytes "
-            f"per event (largest field '{largest}': {sizes[largest]} bytes)"
-        )
+    _refuse_too_large(orjson.loads(value), len(key) + len(value), max_bytes)
     return key, value, []
+
+
+def _refuse_too_large(obj: dict[str, Any], size: int, max_bytes: int) -> None:
+    """Raise TooLarge naming the size, the limit and the largest field when over the limit."""
+    if size <= max_bytes or not obj:
+        return
+    sizes = {name: len(orjson.dumps(obj[name])) for name in obj}
+    largest = max(sizes, key=lambda name: sizes[name])
+    raise TooLarge(
+        f"event is {size} bytes, over the limit of {max_bytes} bytes "
+        f"per event (largest field '{largest}': {sizes[largest]} bytes)"
+    )
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:

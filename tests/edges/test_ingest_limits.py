@@ -20,6 +20,8 @@ import aiohttp
 import orjson
 import pytest
 
+from deploy.kafka_local import unique_name
+from streams.engine.topics import ensure_topics
 from tests.edges.ingest_process import TOKEN, IngestProcess
 
 pytestmark = pytest.mark.kafka
@@ -173,15 +175,17 @@ def test_event_over_the_record_limit_is_413_naming_the_field(ingest: IngestProce
 def test_a_record_the_broker_refuses_for_size_is_413_and_the_producer_stays(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    # Our limit above the broker's message.max.bytes (1 MB default): the broker's own
+    # A topic whose max.message.bytes (8,000) is below our record limit: the broker's own
     # MessageSizeTooLarge is permanent: 413, not "503 retry", and no producer replacement.
-    process = IngestProcess(
-        kafka_bootstrap,
-        tmp_path / "ingest.log",
-        env={"ESCALATOR_INGEST_MAX_RECORD_BYTES": "3000000"},
-    ).start()
+    # (Every contract field is bounded, so a valid event of ~14 KB stands for any event over
+    # a broker's limit.)
+    topic = unique_name("ingest-small")
+    asyncio.run(
+        ensure_topics(kafka_bootstrap, [topic], 1, 30, {topic: {"max.message.bytes": "8000"}})
+    )
+    process = IngestProcess(kafka_bootstrap, tmp_path / "ingest.log", topic=topic).start()
     try:
-        big = orjson.dumps(event(1, schema_version="1" * 1_200_000))
+        big = orjson.dumps(event(1, tags=[f"{i:02d}" + "t" * 200 for i in range(64)]))
         auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
         status, body, _ = asyncio.run(_post(process.url + "/v1/events", big, **auth))
         assert status == 413, body
