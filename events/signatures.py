@@ -25,6 +25,12 @@ REPLAY_TOLERANCE = 300
 """Seconds a signed timestamp may differ from the receiver's clock (the common 5 minutes)."""
 
 
+def _same(expected: str, given: str) -> bool:
+    """Constant-time equality of two header values as UTF-8 bytes: `hmac.compare_digest`
+    raises TypeError on a non-ASCII str (a header of `Bearer été` must be a plain mismatch)."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))
+
+
 def _digest(secret: str, message: bytes, algorithm: str = "sha256") -> bytes:
     return hmac.new(secret.encode(), message, getattr(hashlib, algorithm)).digest()
 
@@ -47,7 +53,7 @@ def verify_zendesk(
     """Zendesk's scheme (docs: "Verifying webhook authenticity"), signed at most `tolerance`
     seconds from `now` (Unix seconds)."""
     expected = base64.b64encode(_digest(secret, timestamp.encode() + body)).decode()
-    return _recent(timestamp, now, tolerance) and hmac.compare_digest(expected, signature.strip())
+    return _recent(timestamp, now, tolerance) and _same(expected, signature.strip())
 
 
 def sign_zendesk(secret: str, timestamp: str, body: bytes) -> str:
@@ -59,7 +65,7 @@ def verify_hub(secret: str, body: bytes, header: str, algorithm: str) -> bool:
     prefix, _, given = header.strip().partition("=")
     if prefix.lower() != algorithm:
         return False
-    return hmac.compare_digest(_digest(secret, body, algorithm).hex(), given.lower())
+    return _same(_digest(secret, body, algorithm).hex(), given.lower())
 
 
 def sign_hub(secret: str, body: bytes, algorithm: str) -> str:
@@ -68,7 +74,7 @@ def sign_hub(secret: str, body: bytes, algorithm: str) -> str:
 
 def verify_bearer(token: str, authorization: str) -> bool:
     scheme, _, given = authorization.strip().partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
+    return scheme.lower() == "bearer" and _same(token, given.strip())
 
 
 def sign_webhook(secret: str, timestamp: int, body: bytes) -> str:
@@ -82,4 +88,4 @@ def verify_webhook(
 ) -> bool:  # fmt: skip
     """What a receiver of our webhooks does: signature matches and timestamp is recent."""
     expected = "v1=" + _digest(secret, f"{timestamp}.".encode() + body).hex()
-    return _recent(timestamp, now, tolerance) and hmac.compare_digest(expected, signature.strip())
+    return _recent(timestamp, now, tolerance) and _same(expected, signature.strip())

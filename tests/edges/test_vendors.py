@@ -260,3 +260,13 @@ def test_scrub_drops_free_text_keeps_ids() -> None:
     assert p.SECRET_TEXT.encode() not in scrubbed
     assert b"emma@chrispresso.com" not in scrubbed
     assert b'"number":"10081"' in scrubbed
+
+
+@pytest.mark.parametrize("header", ["Bearer été", "sha256=été", "été"])
+def test_non_ascii_credentials_are_a_mismatch_not_an_error(header: str) -> None:
+    """Issue #19 item 7: `Bearer été` raised TypeError in hmac.compare_digest (500)."""
+    from events.signatures import verify_bearer, verify_hub, verify_zendesk
+
+    assert not verify_bearer("token", header)
+    assert not verify_hub("secret", b"{}", header, "sha256")
+    assert not verify_zendesk("secret", "2026-11-30T14:00:00Z", b"{}", header, 1796047200)
