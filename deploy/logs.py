@@ -49,7 +49,12 @@ def formatter(log_format: LogFormat) -> logging.Formatter:
         renderer = structlog.processors.JSONRenderer(serializer=_dumps)
         pre_chain.append(structlog.processors.format_exc_info)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0)
+        # Plain tracebacks whatever is installed: with `rich` present (a test tool brings it)
+        # structlog would render them with rich, which imports modules lazily while logging and
+        # so fails exactly when the process is out of file descriptors.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, pad_event_to=0, exception_formatter=structlog.dev.plain_traceback
+        )
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=pre_chain,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
