@@ -242,9 +242,8 @@ class _Owned:
     """The partition's transactional producer (None with `--at-least-once`)."""
     next_offset: int
     """The input offset of the next record to process."""
-    in_transaction: bool = False
     pending: list[asyncio.Future[Any]] | None = None
-    """Delivery futures of the open transaction's records."""
+    """Delivery futures of the open transaction's records; None while none is open."""
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -466,9 +465,8 @@ class Engine:
         producer = owned.producer
         if producer is None:
             producer = await self._plain_producer()
-        elif not owned.in_transaction:
+        elif owned.pending is None:
             await producer.begin_transaction()
-            owned.in_transaction = True
             owned.pending = []
         if self._txn_started is None:
             self._txn_started = time.monotonic()
@@ -514,7 +512,6 @@ class Engine:
 
     async def _commit(self, p: int, owned: _Owned) -> None:
         pending, owned.pending = owned.pending or [], None
-        owned.in_transaction = owned.producer is not None and owned.in_transaction
         await asyncio.gather(*pending)
         offsets = {TopicPartition(self.config.input_topic, p): owned.next_offset}
         if owned.producer is None:
@@ -523,7 +520,6 @@ class Engine:
             return
         await owned.producer.send_offsets_to_transaction(offsets, self.config.app_id)
         await owned.producer.commit_transaction()
-        owned.in_transaction = False
 
     async def _dead_letter(
         self, send: Any, record: Any, stage: str, reason: str
@@ -647,19 +643,9 @@ class Engine:
         """Start p's transactional producer. Its id's InitProducerId completes only once the
         previous owner's open transaction is aborted (or its commit finished), and fences that
         owner: a zombie can no longer write or commit offsets for p."""
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.config.bootstrap_list(),
-            transactional_id=self.config.transactional_id(p),
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=5,
-            max_batch_size=PRODUCER_BATCH_BYTES,
-            max_request_size=PRODUCER_MAX_REQUEST_BYTES,
-        )
+        producer = self._output_producer(self.config.transactional_id(p))
         try:
-            await producer.start()
-            await producer.begin_transaction()  # waits for the producer id: the fence
-            await producer.abort_transaction()  # empty: completes without a round trip
+            await producer.start()  # returns once it has its producer id: the fence is done
         except BaseException:
             await _stop(producer)
             raise
@@ -727,16 +713,22 @@ class Engine:
 
     # -- producers outside transactions
 
+    def _output_producer(self, transactional_id: str | None) -> AIOKafkaProducer:
+        """An idempotent producer for SLA events, dead letters and changelog records
+        (transactional when `transactional_id` is given); not started."""
+        return AIOKafkaProducer(
+            bootstrap_servers=self.config.bootstrap_list(),
+            transactional_id=transactional_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            max_batch_size=PRODUCER_BATCH_BYTES,
+            max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+        )
+
     async def _plain_producer(self) -> AIOKafkaProducer:
         if self._plain is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.config.bootstrap_list(),
-                enable_idempotence=True,
-                acks="all",
-                linger_ms=5,
-                max_batch_size=PRODUCER_BATCH_BYTES,
-                max_request_size=PRODUCER_MAX_REQUEST_BYTES,
-            )
+            producer = self._output_producer(None)
             await producer.start()
             self._plain = producer
         return self._plain
