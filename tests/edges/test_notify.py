@@ -304,11 +304,16 @@ channels = ["ops-hook"]
             if sum((await committed_offsets(kafka_bootstrap, sla_topic, group)).values()):
                 break
             await asyncio.sleep(0.1)
+        # 80 of the second wave answered, every later try held for 3 s: the kill always lands
+        # with deliveries in flight, however fast the machine (a race on a fixed delay once
+        # let all 300 through before the kill)
+        recorder.stall["/hook"] = [0.0] * 80 + [3.0] * total
         await produce(kafka_bootstrap, sla_topic, [sla(n) for n in range(first_wave, total)])
         await until(lambda: len(recorder.received) >= first_wave + 80, timeout=90)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
+        recorder.stall["/hook"] = []
     await asyncio.sleep(0.5)  # requests the killed process had already sent are answered
     before = len(recorder.received)
     assert before < total, "the crash came too late to prove anything"
