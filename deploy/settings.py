@@ -16,8 +16,9 @@ A service composes the groups it needs and sets its own defaults::
     ...
     settings = from_args(IngestSettings, args)   # exits 2 naming the flag or variable
 
-`python -m deploy.settings` prints the README's table of every setting of every service;
-`python -m deploy.settings --update README.md` rewrites it there (a test compares them).
+`python -m deploy.settings` prints the table of every setting of every service that
+docs/operations.md carries; `python -m deploy.settings --update docs/operations.md` rewrites it
+there (a test compares them).
 """
 
 from __future__ import annotations
@@ -437,7 +438,7 @@ SERVICES: dict[str, type[Settings]] = {
     "ingest": IngestSettings,
     "notify": NotifySettings,
 }
-"""Every command's settings model, for the README table (services add themselves here)."""
+"""Every command's settings model, for the settings table (services add themselves here)."""
 
 
 # ------------------------------------------------------------------------ flags
@@ -557,7 +558,7 @@ def service_settings(model: type[S], args: argparse.Namespace) -> S:
     return settings
 
 
-# ------------------------------------------------------------------------ README table
+# ---------------------------------------------------------------------- settings table
 
 
 def rows() -> Iterator[tuple[str, str, str, str]]:
@@ -596,7 +597,7 @@ def markdown_table() -> str:
 
 
 def update_readme(path: str) -> None:
-    """Replace the settings table in the README at `path` by the current one."""
+    """Replace the settings table in the Markdown page at `path` by the current one."""
     readme = Path(path)
     text = readme.read_text(encoding="utf-8")
     start = text.index(markdown_table().splitlines()[0])
@@ -607,6 +608,6 @@ def update_readme(path: str) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--update"]:
-        update_readme(sys.argv[2] if len(sys.argv) > 2 else "README.md")
+        update_readme(sys.argv[2] if len(sys.argv) > 2 else "docs/operations.md")
     else:
         print(markdown_table())

@@ -1,6 +1,6 @@
 """A local HTTP receiver for webhooks: records, verifies and prints what arrives.
 
-For trying `escalator notify` (README, "End to end") and for its tests and benchmark:
+For trying `escalator notify` (docs/end-to-end.md) and for its tests and benchmark:
 
     HOOK_SECRET=... python -m deploy.webhook_receiver --port 9000 --secret-env HOOK_SECRET
 

@@ -532,7 +532,7 @@ def test_business_days_on_the_elapsed_clock_warn() -> None:
 def test_a_whole_date_and_its_wall_clock_hours_close_night_shifts_differently(
     closure: str, expected: str
 ) -> None:
-    """As the README says (found ambiguous trying #8): a date closes the shift starting on it,
+    """As docs/policies.md says (found ambiguous trying #8): a date closes the shift starting on it,
     `from`/`to` (default the whole day) the date's wall-clock hours."""
     cal = calendar(f"{week('23:00-07:00', ('tue', 'wed', 'thu'))}\nclosures = [{closure}]")
     assert due(cal, "2026-12-01T22:00:00-05:00", 8 * HOUR) == expected

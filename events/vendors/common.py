@@ -77,7 +77,7 @@ def severity_of(priority: object, tags: Iterable[object] = ()) -> int:
 
 
 def transition(previous: Category | None, current: Category) -> list[str]:
-    """Contract event types for a status change between categories (README table).
+    """Contract event types for a status change between categories (the table in docs/ingest.md).
 
     `previous` None (not known): assert the current category, i.e. pause a waiting ticket,
     resolve a resolved one; an open ticket needs nothing.

@@ -89,7 +89,7 @@ def test_printable_text_of_every_script_is_accepted(field: str) -> None:
 
 
 LIMITS = {field: 256 for field in STRING_FIELDS} | {"schema_version": 64}
-"""The documented maximum lengths, in characters (code points), README "The event contract"."""
+"""The documented maximum lengths, in characters (code points), docs/contract.md."""
 
 
 @pytest.mark.parametrize("field", STRING_FIELDS)

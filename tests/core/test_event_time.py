@@ -342,7 +342,7 @@ def _open_time_not_paused(body: list[bytes], until: Micros, clock: Any) -> Micro
 
 
 def test_at_one_instant_event_output_comes_before_timers_then_by_ticket_id() -> None:
-    """The README's sample: T-104's reply at 15:30Z before T-101's breach due at 15:30Z."""
+    """The sample in docs/replay.md: T-104's reply at 15:30Z before T-101's breach due at 15:30Z."""
     with open("deploy/examples/tickets.jsonl", "rb") as sample:
         out = list(Replayer(SEED_POLICY, DEFAULT_MAX_DELAY).run(sample))
     at_1530 = [(r["ticket_id"], r["type"]) for r in out if r["at"] == "2026-11-30T15:30:00Z"]

@@ -238,7 +238,7 @@ def test_duplicates_are_ignored() -> None:
 
 
 def test_ids_are_compared_exactly_whitespace_included() -> None:
-    """README: ids are opaque; " T1" is another ticket than "T1", and "e1 " another event."""
+    """docs/contract.md: ids are opaque; " T1" is another ticket than "T1", "e1 " another event."""
     opened = event("opened", "2026-11-30 09:00", ticket="T1", severity=2, event_id="e1")
     assert (opened.ticket_id, opened.event_id) == ("T1", "e1")
     state = handle(None, opened, POLICY).state
@@ -369,7 +369,7 @@ def test_event_ids_are_deterministic_and_free_text_never_leaves() -> None:
 
 
 def test_event_ids_are_the_documented_uuid5() -> None:
-    """README: event_id = UUIDv5 of (ticket id, report time, metric, rule, cycle)."""
+    """docs/contract.md: event_id = UUIDv5 of (ticket id, report time, metric, rule, cycle)."""
     import uuid
 
     from events.ids import ID_NAMESPACE, sla_event_id

@@ -1,6 +1,6 @@
 """Several policies in one file, chosen per ticket by its attributes (issue #8 §2).
 
-A vendor with three contracts (the README's example): `premium` (tier gold) on a 24x7
+A vendor with three contracts (the example in docs/policies.md): `premium` (tier gold) on a 24x7
 calendar, `emea` (group emea) on Europe/Warsaw business hours, `standard` for everyone else on
 Toronto business hours Mon-Fri 09:00-17:00. 2026-11-30 is a Monday (Toronto UTC-5, Warsaw
 UTC+1). Values are hand-computed.

@@ -3,8 +3,8 @@
 A corpus of accepted and refused events is validated with `jsonschema` (draft 2020-12, with
 format assertion: `date-time` checked by rfc3339-validator, as an integrator would) against
 `escalator schema`'s ticket-event schema and with the decoder. They must agree, except for the
-cases JSON Schema cannot express, which are listed here and in the README ("The event
-contract"): if one of them starts to agree, this test says so, and the README must change.
+cases JSON Schema cannot express, which are listed here and in docs/contract.md: if one of
+them starts to agree, this test says so, and that page must change.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ AGREE: list[tuple[str, str, bool]] = [
 ]  # fmt: skip
 
 DIFFER: list[tuple[str, str, bool, bool]] = [
-    # (name, event, decoder, schema): what JSON Schema cannot express (README lists them)
+    # (name, event, decoder, schema): what JSON Schema cannot express (docs/contract.md lists them)
     ("severity 2.0", opened(extra=',"severity":2.0'), False, True),
     ("severity 1e0", opened(extra=',"severity":1e0'), False, True),
     ("severity 2.00000000000000000001", opened(extra=',"severity":2.00000000000000000001'),

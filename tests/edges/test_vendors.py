@@ -1,4 +1,4 @@
-"""Issue #11 §1: vendor webhook payloads -> contract events (the README's mapping tables)."""
+"""Issue #11 §1: vendor webhook payloads -> contract events (docs/ingest.md's mapping tables)."""
 
 from __future__ import annotations
 
