@@ -34,9 +34,7 @@ PARTITIONS = 4
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    demo = commands.add_parser(
-        "demo", help="start a broker and a worker, publish live tickets, watch SLA events arrive"
-    )
+    demo = commands.add_parser("demo")
     demo.add_argument("--seconds", type=float, default=45.0, help="how long to watch")
     demo.set_defaults(func=_demo)
 

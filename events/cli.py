@@ -16,11 +16,11 @@ from events.schema import render, schemas, write_schemas
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    schema = commands.add_parser("schema", help="print the JSON Schemas of the event contract")
+    schema = commands.add_parser("schema")
     schema.add_argument("--write", metavar="DIR", help="write .schema.json files there")
     schema.set_defaults(func=_schema)
 
-    sample = commands.add_parser("sample", help="generate a realistic ticket history (JSONL)")
+    sample = commands.add_parser("sample")
     sample.add_argument("--tickets", type=int, default=100)
     sample.add_argument("--seed", type=int, default=7)
     sample.add_argument(

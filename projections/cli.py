@@ -54,7 +54,7 @@ log = logging.getLogger("escalator.projections")
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the `projections` and `query` command groups to `escalator`."""
-    proj = commands.add_parser("projections", help="read models of SLA state (serve, rebuild)")
+    proj = commands.add_parser("projections")
     proj_sub = proj.add_subparsers(dest="projections_command", required=True, metavar="ACTION")
     serve = proj_sub.add_parser("serve", help="projector + HTTP API + dashboard in one process")
     add_flags(serve, ProjectionsSettings)
@@ -68,7 +68,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     add_flags(rebuild, RebuildSettings)
     rebuild.set_defaults(func=cmd_rebuild)
 
-    query = commands.add_parser("query", help="ask the read models (reads the DB directly)")
+    query = commands.add_parser("query")
     query_sub = query.add_subparsers(dest="query_command", required=True, metavar="WHAT")
     tickets = query_sub.add_parser("tickets", help="tickets by filters, e.g. --breaching-within 1h")
     for flag in ("status", "sla-state", "severity", "customer", "group", "assignee",

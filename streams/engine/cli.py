@@ -32,13 +32,11 @@ log = logging.getLogger("escalator.engine")
 
 def register(subparsers: Any) -> None:
     """Add `run`, `publish` and `tail` to the `escalator` command."""
-    run = subparsers.add_parser("run", help="run a stream-processing worker")
+    run = subparsers.add_parser("run")
     add_flags(run, EngineSettings)
     run.set_defaults(func=cmd_run)
 
-    publish = subparsers.add_parser(
-        "publish", help="publish JSONL ticket events to the input topic, keyed by ticket id"
-    )
+    publish = subparsers.add_parser("publish")
     add_flags(publish, ClientSettings)
     publish.add_argument("file", help="JSONL file, or - for standard input")
     publish.add_argument(
@@ -48,7 +46,7 @@ def register(subparsers: Any) -> None:
     )
     publish.set_defaults(func=cmd_publish)
 
-    tail = subparsers.add_parser("tail", help="print SLA events as JSON lines (read_committed)")
+    tail = subparsers.add_parser("tail")
     add_flags(tail, ClientSettings)
     tail.add_argument("--from-beginning", action="store_true")
     tail.add_argument("--max", type=int, default=None, help="stop after N records")

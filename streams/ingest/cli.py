@@ -11,9 +11,7 @@ from deploy.settings import IngestSettings, SettingsError, add_flags, service_se
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "ingest", help="HTTP ingest: contract events and Zendesk/JSM/Zammad webhooks -> Kafka"
-    )
+    parser = subparsers.add_parser("ingest")
     add_flags(parser, IngestSettings)
     parser.set_defaults(func=cmd_ingest)
 

@@ -14,9 +14,7 @@ from streams.notify.worker import Notifier
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "notify", help="deliver SLA events to webhooks, Slack, e-mail and PagerDuty by rules"
-    )
+    parser = subparsers.add_parser("notify")
     add_flags(parser, NotifySettings)
     parser.set_defaults(func=cmd_notify)
 

@@ -19,7 +19,7 @@ from streams.sla.rules import Match, Policy
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    policy = commands.add_parser("policy", help="validate and explain an SLA policy file")
+    policy = commands.add_parser("policy")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     check = policy_commands.add_parser("check", help="validate a policy and print its targets")
     check.add_argument("file", nargs="?", help="policy TOML (default: the shipped Clevr policy)")
@@ -27,7 +27,6 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
     replay = commands.add_parser(
         "replay",
-        help="run ticket events (JSONL) through the SLA core with event time as the clock",
         description="Reads JSONL ticket events and writes the SLA events they cause as JSONL "
         "to stdout, in firing order. Invalid lines are reported on stderr and skipped.",
     )
@@ -53,7 +52,6 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
     backtest = commands.add_parser(
         "backtest",
-        help="replay a history under the current and a proposed policy and compare outcomes",
         description="Runs the history through the SLA core under both policies and reports, "
         "per policy, severity and metric, met and breached counts under each and the "
         "difference, the tickets whose outcome changes, and escalations gained or lost.",

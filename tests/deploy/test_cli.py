@@ -37,6 +37,52 @@ def test_version_is_the_packages() -> None:
     assert done.stdout.decode().strip() == f"escalator {version}"
 
 
+PROBE = """
+import sys
+from deploy.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("LOADED", " ".join(sorted(m for m in sys.modules if m.split(".")[0] in {"events", "streams",
+      "projections"} or m in {"deploy.demo", "deploy.settings", "pydantic", "aiokafka"})),
+      file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "allowed"),
+    [(["--version"], set()), (["--help"], set()), ([], set()), (["nope"], set()),
+     (["schema", "--help"], {"events", "pydantic"})],
+)  # fmt: skip
+def test_the_command_line_imports_only_the_part_it_runs(argv: list[str], allowed: set[str]) -> None:
+    """`--version` and `--help` import no part (they answered in 0.5 s when every part was
+    imported up front; tests/bench/bench_cli_startup.py measures them); a sub-command imports
+    its own part, not the others'."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv], cwd=REPO, capture_output=True, check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60,
+    )  # fmt: skip
+    loaded = done.stderr.decode().rsplit("LOADED", 1)[1].split()
+    assert {m.split(".")[0] for m in loaded} <= allowed, loaded
+
+
+def test_every_part_registers_exactly_the_commands_listed() -> None:
+    """The listed summaries and the parts agree: a command a part adds is listed, and every
+    listed command is really added by the part named for it (not left a placeholder)."""
+    import argparse
+    import importlib
+
+    from deploy.cli import COMMANDS
+
+    for module in {command.module for command in COMMANDS.values()}:
+        parser = argparse.ArgumentParser()
+        commands = parser.add_subparsers()
+        importlib.import_module(module).register(commands)
+        listed = {name for name, command in COMMANDS.items() if command.module == module}
+        assert set(commands.choices) == listed, module
+
+
 def _into_head(args: list[str]) -> tuple[int, str]:
     """Run `escalator ARGS | head -n 1`: the reader leaves after one line."""
     proc = subprocess.Popen(
