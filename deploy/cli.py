@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any, NamedTuple
 
+from base.errors import EscalatorError
+
 
 class Command(NamedTuple):
     """A sub-command: the module whose `register(commands)` adds it, and its summary."""
@@ -113,6 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.func(args)
         sys.stdout.flush()
+    except EscalatorError as exc:
+        # a command's own errors are reported by it; one that escapes is still ours, not a bug:
+        # a line naming it instead of a traceback, with the status a traceback would give
+        print(f"escalator {args.command}: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # Python flushes stdout again at exit; point it at /dev/null so that flush is silent.
         devnull = os.open(os.devnull, os.O_WRONLY)

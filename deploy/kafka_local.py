@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from base.errors import EscalatorError
 from deploy.local_service import (
     LocalService,
     clear_state,
@@ -79,7 +80,7 @@ _COMPLETE_MARKER = ".resolved"
 _T = TypeVar("_T")
 
 
-class KafkaLocalError(RuntimeError):
+class KafkaLocalError(EscalatorError, RuntimeError):
     """The local broker could not be resolved, started or reached."""
 
 

@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from base.errors import EscalatorError
 from deploy.local_service import (
     STATE_FILE,
     LocalService,
@@ -60,7 +61,7 @@ SERVICE_USER = "escalator"
 SETUP_HINT = "run `bash deploy/setup.sh` (it installs Debian's `postgresql` package)"
 
 
-class PostgresLocalError(RuntimeError):
+class PostgresLocalError(EscalatorError, RuntimeError):
     """The local PostgreSQL server could not be found, started or reached."""
 
 

@@ -40,6 +40,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from base.errors import EscalatorError
 from events.vendors.jsm import ORGANIZATIONS_FIELD
 from streams.sla.durations import parse_delay
 
@@ -526,7 +527,7 @@ def load(model: type[S], given: dict[str, Any]) -> S:
         raise SettingsError("; ".join(problems)) from None
 
 
-class SettingsError(ValueError):
+class SettingsError(EscalatorError, ValueError):
     """An invalid flag or environment value; the message names it."""
 
 

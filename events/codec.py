@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from base.errors import EscalatorError
 from events.inbound import TICKET_EVENT_TYPES, ClockTick, ticket_event_adapter
 from events.instants import parse_rfc3339
 from events.records import TicketEvent, from_payload
@@ -22,7 +23,7 @@ _validate_ticket_event = ticket_event_adapter.validator.validate_python
 """`ticket_event_adapter.validate_python` without the adapter's Python-level wrapper (~0.4 us)."""
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(EscalatorError, ValueError):
     """A record that is not a valid inbound event; the message says which field and why."""
 
 

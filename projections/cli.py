@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from base.errors import EscalatorError
 from deploy.settings import (
     DB_ENV,
     ProjectionsSettings,
@@ -368,7 +369,7 @@ def open_existing(target: str) -> Database:
         raise DatabaseMissing(f"cannot open database {_redact(target)}: {first}") from None
 
 
-class DatabaseMissing(Exception):
+class DatabaseMissing(EscalatorError):
     """The --db of a query does not exist or cannot be reached."""
 
 

@@ -26,6 +26,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from base.errors import EscalatorError
 from events.instants import (
     DAY,
     HOUR,
@@ -56,7 +57,7 @@ SORTS = {
 }
 
 
-class BadParameter(ValueError):
+class BadParameter(EscalatorError, ValueError):
     """An invalid query parameter; `parameter` names it (the API answers 400 with it)."""
 
     def __init__(self, parameter: str, message: str) -> None:

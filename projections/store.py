@@ -16,6 +16,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import ValidationError
 
+from base.errors import EscalatorError
 from deploy.logs import record_fields
 from events.codec import InvalidEvent, decode_json, sanitise, ticket_event_from_obj
 from events.outbound import sla_event_adapter
@@ -405,7 +406,7 @@ def _fact(row: tuple[Any, ...]) -> SlaFact:
     )  # fmt: skip
 
 
-class _FoldFault(Exception):
+class _FoldFault(EscalatorError):
     """The core raised while folding the record at `offset`: skip it and apply the batch again."""
 
     def __init__(self, offset: int = -1) -> None:

@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from base.errors import EscalatorError
+
 Category = Literal["open", "paused", "resolved", "closed"]
 """What a vendor status means for the SLA clocks: open, waiting on the customer (paused),
 resolved (may reopen), closed (final)."""
 
 
-class Unmappable(ValueError):
+class Unmappable(EscalatorError, ValueError):
     """A payload that cannot be mapped to the contract; the message says why (no free text)."""
 
 

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError  # type: ignore[import-untyped]
 
+from base.errors import EscalatorError
+
 log = logging.getLogger("escalator.engine")
 
 MAX_RECORD_BYTES = 1_000_000
@@ -71,7 +73,7 @@ def dead_letter(
     return key, value, headers
 
 
-class BrokerUnavailable(RuntimeError):
+class BrokerUnavailable(EscalatorError, RuntimeError):
     """No broker answered within the allotted time."""
 
 

@@ -29,6 +29,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka import errors as kafka_errors
 
+from base.errors import EscalatorError
 from events.codec import InvalidEvent, decode_json, ticket_event_from_obj
 from events.inbound import ticket_event_adapter
 from events.signatures import verify_bearer, verify_hub, verify_zendesk
@@ -60,7 +61,7 @@ MISCONFIGURED = (
 fault (so 500, not 4xx), and retrying at once cannot help (so not 503)."""
 
 
-class ProduceFailed(Exception):
+class ProduceFailed(EscalatorError):
     """Producing failed; `status` is the HTTP answer (413 permanent, 500 misconfigured, 503
     transient) and the message names the Kafka error's kind (never a record's content)."""
 

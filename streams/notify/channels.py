@@ -17,6 +17,7 @@ import aiohttp
 import aiosmtplib
 import orjson
 
+from base.errors import EscalatorError
 from events.signatures import WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER, sign_webhook
 from streams.notify.rules import (
     Channel,
@@ -27,7 +28,7 @@ from streams.notify.rules import (
 )
 
 
-class DeliveryFailed(Exception):
+class DeliveryFailed(EscalatorError):
     """A try failed; `retryable` False means trying again cannot help (e.g. a 400)."""
 
     def __init__(self, reason: str, retryable: bool = True) -> None:

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from base.errors import EscalatorError
 from events.outbound import Metric
 
 CHANNEL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -120,7 +121,7 @@ class Rules(_Strict):
         return self
 
 
-class RulesError(ValueError):
+class RulesError(EscalatorError, ValueError):
     """An invalid rules file; the message names the file and the key."""
 
 

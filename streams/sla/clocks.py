@@ -44,6 +44,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holidays_lib
 
+from base.errors import EscalatorError
 from events.instants import DAY, SECOND, Micros
 
 __all__ = [
@@ -71,7 +72,7 @@ _MAX_EMPTY_YEARS: Final = (
 WEEKDAY_NAMES: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-class NoBusinessTimeError(ValueError):
+class NoBusinessTimeError(EscalatorError, ValueError):
     """The calendar has no open time for so long that a target can never be reached."""
 
 

@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from base.errors import EscalatorError
 from events.instants import DAY, SECOND, Micros, format_duration
 from streams.sla.clocks import WEEKDAY_NAMES, BusinessCalendar, Interval
 from streams.sla.durations import parse_duration
@@ -48,7 +49,7 @@ WEEKDAYS = WEEKDAY_NAMES
 DEFAULT_POLICY_RESOURCE = "default_policy.toml"
 
 
-class PolicyError(ValueError):
+class PolicyError(EscalatorError, ValueError):
     """An invalid policy file; the message names the file and the key."""
 
 
@@ -608,7 +609,7 @@ def _severities(
     return severities
 
 
-class IcalError(ValueError):
+class IcalError(EscalatorError, ValueError):
     """The calendar's ``ical`` file is unreadable or invalid (its own key, whatever the file is
     called: a message starting ``closures.ics:`` must not read as the ``closures`` key's)."""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-FIRST_PARTY = {"events", "streams", "projections", "deploy"}
+FIRST_PARTY = set(PYPROJECT["tool"]["mypy"]["packages"])  # the project's own top-level packages
 
 
 def _name(requirement: str) -> str:
