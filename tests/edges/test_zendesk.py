@@ -24,10 +24,12 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from events.codec import ticket_event_from_obj
 from events.instants import parse_instant
-from events.vendors import Unmappable, zendesk
+from events.vendors import StatusMemory, Unmappable, jsm, zammad, zendesk
 from events.vendors.common import (
     DEFAULT_SEVERITY,
     PRIORITY_ABSENT,
@@ -297,3 +299,36 @@ def test_time_out_of_range_is_unmappable_naming_the_field(time: Any) -> None:
     body["time"] = time
     with pytest.raises(Unmappable, match="field 'time'"):
         zendesk.map_payload(body)
+
+
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=40),
+    st.sampled_from([1e20, -1e16, 10**18, 253402300800000, -1, "1e20", "9999-12-31T23:59:59Z"]),
+)
+
+
+@given(JSON_SCALARS)
+def test_any_json_time_of_any_vendor_maps_or_is_unmappable_never_an_error(value: Any) -> None:
+    """Issue #19 item 9, as a property: whatever JSON scalar a signed payload puts in a
+    vendor's time field (Zendesk `time`, JSM `timestamp`, Zammad `updated_at`), the adapter
+    maps it or raises Unmappable naming that field; any other exception is a 500."""
+    body = p.zendesk("created")
+    body["time"] = value
+    jira = p.jira("jira:issue_created", timestamp=value)
+    snapshot = p.zammad("open", updated_at=value)
+    for mapper, payload, name in (
+        (zendesk.map_payload, body, "'time'"),
+        (jsm.map_payload, jira, "'timestamp'"),
+        (lambda b: zammad.map_payload(b, StatusMemory()), snapshot, "'ticket.updated_at'"),
+    ):
+        try:
+            events = mapper(payload).events
+        except Unmappable as refused:
+            assert name in str(refused)
+        else:
+            for ev in events:
+                ticket_event_from_obj(ev)  # in the contract's range

@@ -119,7 +119,7 @@ def test_zendesk_trigger_body_keeps_its_ids_status_and_times_only() -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        p.zendesk("created", tags=["vip", "sev1"]),
+        p.zendesk("created", tags=["vip", "sev1"], external_id="emily@example.com"),  # kept key
         p.zendesk("status_changed", {"current": "PENDING", "previous": "OPEN"}, status="PENDING"),
         p.zendesk(
             "comment_added",
