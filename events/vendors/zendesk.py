@@ -106,7 +106,7 @@ or bot-related actions in conversations aren't considered" (article 440882187164
 TRIGGER_UNSUPPORTED = (
     "not a Zendesk event-subscription payload (field 'type' is not zen:event-type:*): trigger "
     "and automation webhooks with a custom JSON body are not supported; subscribe the webhook "
-    "to ticket events instead (README, Ingest, Zendesk)"
+    "to ticket events instead (docs/ingest.md, Zendesk)"
 )
 
 
