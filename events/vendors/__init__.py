@@ -2,7 +2,8 @@
 
 Each adapter maps one vendor's documented webhook payload to zero or more contract events
 (`events.inbound`) or raises `Unmappable` with the reason. They read ids, statuses,
-priorities and times only: titles, descriptions and comment bodies are never copied.
+priorities, tags, channels and times only: titles, descriptions and comment bodies are never
+copied.
 The mapping tables are in docs/ingest.md.
 """
 

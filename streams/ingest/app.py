@@ -5,12 +5,14 @@
     POST /v1/webhooks/jsm        Jira Service Management webhook (X-Hub-Signature sha256)
     POST /v1/webhooks/zammad     Zammad webhook (X-Hub-Signature sha1)
     GET  /health
+    GET  /metrics                Prometheus text: webhooks ignored, warned, dead-lettered
 
 Records are keyed by ticket id and produced with an idempotent producer and acks=all; a
 request is answered only after the broker has acknowledged all of its records. What is
 produced is the contract's fields only (free text an upstream sends along is dropped here).
-A vendor payload that cannot be mapped goes to the dead-letter topic with the reason, its
-free text scrubbed (`events.vendors.common.scrub`), and is answered 202.
+A vendor payload that cannot be mapped goes to the dead-letter topic with the reason, cut
+down to an allow-list of ids, kinds, statuses, priorities, times and tags
+(`events.vendors.common.scrub`), and is answered 202.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka import errors as kafka_errors
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics, generate_latest
 
 from base.errors import EscalatorError
 from events.codec import InvalidEvent, decode_json, ticket_event_from_obj
@@ -251,6 +254,28 @@ class Ingest:
         self.settings = settings
         self.sink = sink
         self.zammad_memory = StatusMemory()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry()
+        labels = ["source", "reason"]
+        self.ignored = Counter(
+            "escalator_ingest_ignored",
+            "Vendor webhooks answered 200 without an event (no SLA meaning), by reason",
+            labels,
+            registry=self.registry,
+        )
+        self.warnings = Counter(
+            "escalator_ingest_warnings",
+            "Vendor webhooks mapped with a documented fallback (e.g. an unknown priority "
+            "opened at the default severity), by reason",
+            labels,
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "escalator_ingest_dead_letters",
+            "Vendor webhooks dead-lettered as unmappable",
+            ["source"],
+            registry=self.registry,
+        )
         self.mappers: dict[str, Callable[[Any], Mapped]] = {
             "zendesk": zendesk.map_payload,
             "jsm": lambda p: jsm.map_payload(p, settings.jsm_organizations_field),
@@ -372,7 +397,11 @@ class Ingest:
             ]
         except (Unmappable, InvalidEvent) as exc:
             return await self._dead_letter(source, payload, str(exc))
+        for warning in mapped.warnings:
+            self.warnings.labels(source, warning[:80]).inc()
+            log.warning("%s: %s (mapped with the documented fallback)", source, warning[:80])
         if mapped.ignored is not None:
+            self.ignored.labels(source, mapped.ignored[:80]).inc()
             return web.json_response({"ignored": mapped.ignored}, dumps=_dumps)
         try:
             await self.sink.produce(self.settings.ticket_topic, records)
@@ -398,6 +427,7 @@ class Ingest:
         except ProduceFailed as exc:
             log.error("%s: dead-lettering failed: %s", source, exc)
             return _error(exc.status, str(exc))
+        self.dead_letters.labels(source).inc()
         log.warning("%s: dead-lettered an unmappable payload: %s", source, reason[:300])
         return web.json_response({"dead_lettered": reason}, status=202, dumps=_dumps)
 
@@ -412,6 +442,12 @@ class Ingest:
             body["producer"]["reason"] = reason
         return web.json_response(body, status=200 if reason is None else 503, dumps=_dumps)
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.registry),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi_document(self.settings), dumps=_dumps)
 
@@ -424,6 +460,7 @@ def build_app(settings: IngestSettings, sink: Sink | None = None) -> web.Applica
     app.router.add_post("/v1/events", ingest.events)
     app.router.add_post("/v1/webhooks/{source}", ingest.webhook)
     app.router.add_get("/health", ingest.health)
+    app.router.add_get("/metrics", ingest.metrics)
     app.router.add_get("/openapi.json", ingest.openapi)
 
     async def start(app: web.Application) -> None:

@@ -116,6 +116,20 @@ def document(settings: IngestSettings) -> dict[str, Any]:
                 },
             }
         },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus text: escalator_ingest_ignored_total, "
+                "escalator_ingest_warnings_total (source, reason), "
+                "escalator_ingest_dead_letters_total (source)",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format 0.0.4",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",

@@ -104,7 +104,9 @@ def test_zendesk_public_comment_is_a_response_or_a_customer_reply_by_its_author(
         event = {
             "comment": {"id": "9", "body": p.SECRET_TEXT, "is_public": public, "author": author}
         }
-        return p.zendesk("comment_added", event)
+        # a comment after the ticket's creation (Zendesk's comment_added example: updated_at
+        # later than created_at); the opening comment is tests/edges/test_zendesk.py's
+        return p.zendesk("comment_added", event, updated_at="2026-11-30T14:20:00Z")
 
     ignored = "not a public comment by a known author"
     assert kinds(zendesk.map_payload(comment(True, True)).events) == ["ticket.responded"]
