@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from events.instants import SUPPORTED_RANGE, parse_rfc3339
+
 Category = Literal["open", "paused", "resolved", "closed"]
 """What a vendor status means for the SLA clocks: open, waiting on the customer (paused),
 resolved (may reopen), closed (final)."""
@@ -31,26 +33,36 @@ class Mapped:
     """Set when a well-formed payload has no SLA meaning (e.g. a subject change)."""
     done: Callable[[], None] | None = None
     """To call once the events are on the broker (an adapter with memory commits it then)."""
+    warnings: list[str] = field(default_factory=list)
+    """Mapped, but with a documented fallback (e.g. `priority unknown`): short fixed reasons,
+    counted by the ingest (`escalator_ingest_warnings_total`), never free text."""
 
 
 DEFAULT_SEVERITY = 3
-"""A ticket without a priority is Sev3: the vendors' default priority is "normal"."""
+"""The severity of a ticket whose priority is absent or unknown (`severity_or_default`):
+Sev3, what the vendors' own default priority maps to (Zendesk and Zammad "normal", Jira
+"Medium" and, in its classic scheme, "Major")."""
 
 _PRIORITY_WORDS: dict[str, int] = {
+    # Zendesk (Support: urgent, high, normal, low)
     "urgent": 1,
-    "critical": 1,
+    "high": 2,
+    "normal": 3,
+    "low": 4,
+    # Jira's shipped schemes: Highest, High, Medium, Low, Lowest; Blocker, Critical, Major,
+    # Minor, Trivial (Major is the classic scheme's default, as Medium is the current one's)
     "highest": 1,
     "blocker": 1,
-    "p1": 1,
-    "high": 2,
-    "p2": 2,
-    "normal": 3,
+    "critical": 1,
     "medium": 3,
-    "p3": 3,
-    "low": 4,
+    "major": 3,
     "lowest": 4,
     "minor": 4,
     "trivial": 4,
+    # Zammad: "1 low", "2 normal", "3 high" (matched by the last word); and P1-P4
+    "p1": 1,
+    "p2": 2,
+    "p3": 3,
     "p4": 4,
 }
 _SEVERITY_TAG = re.compile(r"^sev(?:erity)?[-_]?([1-4])$", re.IGNORECASE)
@@ -61,7 +73,7 @@ def severity_of(priority: object, tags: Iterable[object] = ()) -> int:
 
     Priority names are matched by their last word, case-insensitively, so Zendesk's
     `URGENT`, Jira's `Highest` and Zammad's `3 high` all work. No priority: DEFAULT_SEVERITY.
-    Raises Unmappable for a priority name we do not know.
+    Raises Unmappable for a priority name we do not know (see `severity_or_default`).
     """
     for tag in tags:
         match = _SEVERITY_TAG.match(str(tag))
@@ -74,6 +86,29 @@ def severity_of(priority: object, tags: Iterable[object] = ()) -> int:
     if severity is None:
         raise Unmappable(f"priority {str(priority)[:40]!r} has no severity mapping")
     return severity
+
+
+PRIORITY_ABSENT = "priority absent"
+PRIORITY_UNKNOWN = "priority unknown"
+"""The warnings of `severity_or_default` (fixed texts: they label a metric)."""
+
+
+def severity_or_default(priority: object, tags: Iterable[object] = ()) -> tuple[int, str | None]:
+    """(severity, warning) for opening a ticket: the one rule for every vendor (issue #20).
+
+    As `severity_of`, but a ticket is never lost for its priority: an absent or unknown
+    priority (without a `sevN` tag) opens at DEFAULT_SEVERITY with the warning
+    PRIORITY_ABSENT or PRIORITY_UNKNOWN, which the caller puts in `Mapped.warnings` (the
+    ingest counts it and logs the priority's first 40 characters). Warning None otherwise.
+    """
+    tags = list(tags)
+    try:
+        severity = severity_of(priority, tags)
+    except Unmappable:
+        return DEFAULT_SEVERITY, PRIORITY_UNKNOWN
+    if (priority is None or priority == "") and not any(_SEVERITY_TAG.match(str(t)) for t in tags):
+        return severity, PRIORITY_ABSENT
+    return severity, None
 
 
 def transition(previous: Category | None, current: Category) -> list[str]:
@@ -101,9 +136,18 @@ def rfc3339(value: object, field_name: str) -> str:
     """A vendor timestamp as RFC 3339 with at most microseconds (Zendesk sends nanoseconds).
 
     Accepts RFC 3339 / ISO 8601 text (Z or offset, also Jira's `+0000`) or epoch milliseconds.
+    Raises Unmappable naming `field_name` for anything else, and for an instant outside
+    `events.instants.SUPPORTED_RANGE` (a numeric `1e20`, `-1e16` or `10**18` included:
+    issue #19 item 9; Python raised OverflowError or OSError for those, answered 500).
     """
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, UTC).isoformat()
+        try:
+            parsed = datetime.fromtimestamp(value / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise Unmappable(
+                f"field {field_name!r}: epoch milliseconds outside {SUPPORTED_RANGE}"
+            ) from None
+        return _in_range(parsed, field_name)
     if not isinstance(value, str) or not value:
         raise Unmappable(f"field {field_name!r}: missing or not a timestamp")
     text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
@@ -115,7 +159,17 @@ def rfc3339(value: object, field_name: str) -> str:
         raise Unmappable(f"field {field_name!r}: not a timestamp") from None
     if parsed.tzinfo is None:
         raise Unmappable(f"field {field_name!r}: timestamp without a UTC offset")
-    return parsed.isoformat()
+    return _in_range(parsed, field_name)
+
+
+def _in_range(moment: datetime, field_name: str) -> str:
+    """`moment` as RFC 3339 text, if the core supports it (else Unmappable naming the field)."""
+    text = moment.isoformat()
+    try:
+        parse_rfc3339(text)
+    except ValueError as exc:
+        raise Unmappable(f"field {field_name!r}: {exc}") from None
+    return text
 
 
 def ident(value: object) -> str | None:
