@@ -16,7 +16,7 @@ before it, at its time, and, if a later snapshot is known (it came late), the tr
 from it to that later state, at that later time. So a late or replayed snapshot never moves
 the ticket's state "now": its events are the ones already produced (same ids: duplicates)
 or the ones that place it correctly in the past, which the engine folds in at their event
-time. A snapshot older than every one kept, once KEEP are kept, changes no status.
+time. A snapshot older than every one kept, once KEEP are kept, is ignored (`Mapped.ignored`).
 
 The memory is kept (`Memory.keep`) *before* the events are produced: if producing fails, the
 vendor's retry of the same snapshot is placed at the same time and restates the same events
@@ -88,29 +88,35 @@ def ticket_id_of(number: str) -> str:
     return f"zammad-{number}"
 
 
-def place(known: Known | None, snapshot: Seen) -> tuple[Known, list[tuple[Seen, Category | None]]]:
-    """`known` with `snapshot` placed by its time, and the transitions to state: each a
-    snapshot with the category before it (None: not known, i.e. the ticket's first sight).
+Stated = list[tuple[Seen, Category | None]]
+"""Transitions to state: a snapshot, with the category before it (None: the first sight)."""
 
-    The same snapshot again (equal time) restates what it stated; a snapshot between two
-    known ones also restates the later one's transition from it; one older than all of KEEP
-    kept snapshots states nothing (what came before it is forgotten).
+
+def place(known: Known | None, snapshot: Seen) -> tuple[Known, Stated | None]:
+    """`known` with `snapshot` placed by its time, and the transitions to state, the first
+    being the snapshot's own (as placed); None for a snapshot older than all of KEEP kept
+    snapshots (what came before it is forgotten: it states nothing).
+
+    The same snapshot again (equal time) restates what it stated, with the ids of the first
+    one's text; a snapshot between two known ones also restates the later one's transition,
+    now from it.
     """
     at = snapshot[0]
     if known is None:
         return Known(at, (snapshot,)), [(snapshot, None)]
     seen = list(known.seen)
     if at < seen[0][0] and len(seen) >= KEEP:
-        return known, []
+        return known, None
     index = 0
     while index < len(seen) and seen[index][0] < at:
         index += 1
     if index < len(seen) and seen[index][0] == at:
+        snapshot = (at, seen[index][1], snapshot[2])
         seen[index] = snapshot
     else:
         seen.insert(index, snapshot)
     before = seen[index - 1][2] if index > 0 else None
-    stated: list[tuple[Seen, Category | None]] = [(snapshot, before)]
+    stated: Stated = [(snapshot, before)]
     if index + 1 < len(seen):
         stated.append((seen[index + 1], snapshot[2]))
     return Known(known.opened_from, tuple(seen[-KEEP:])), stated
@@ -171,9 +177,11 @@ def map_payload(payload: Any, memory: Memory) -> Mapped:
         "group": ident(ticket.get("group_id")),
         "assignee": ident(ticket.get("owner_id") if ticket.get("owner_id") != 1 else None),
     }
-    snapshot: Seen = (parse_rfc3339(updated), str(updated_text), category)
     known = memory.known(tid)
-    kept, stated = place(known, snapshot)
+    kept, stated = place(known, (parse_rfc3339(updated), str(updated_text), category))
+    if stated is None:
+        return Mapped(ignored=f"a snapshot older than the {KEEP} kept for ticket {tid}")
+    snapshot = stated[0][0]
 
     def stamp(seen: Seen) -> str:
         return f"zammad:{internal_id}:{seen[1]}"

@@ -381,7 +381,7 @@ class Ingest:
         except InvalidEvent as exc:
             return _error(400, str(exc))
         delivery = request.headers.get(zammad.DELIVERY_HEADER, "") if source == "zammad" else ""
-        if delivery and self.zammad.delivered(delivery):  # a replay (issue #19 item 8)
+        if delivery and self.zammad.delivered(delivery, body):  # a replay (issue #19 item 8)
             return web.json_response({"duplicate_delivery": delivery[:64]}, dumps=_dumps)
         try:
             mapped = self.mappers[source](payload)
@@ -400,7 +400,7 @@ class Ingest:
         if mapped.done is not None:
             mapped.done()
         if delivery:
-            self.zammad.remember_delivery(delivery)
+            self.zammad.remember_delivery(delivery, body)
         for warning in mapped.warnings:
             self.warnings[f"{source}: {warning}"] += 1
             log.warning("%s: mapped with a fallback: %s", source, warning)

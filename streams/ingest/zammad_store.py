@@ -2,9 +2,12 @@
 
 Zammad sends snapshots, so the adapter needs each ticket's states seen before
 (`events.vendors.zammad.Known`), and Zammad signs no time, so replays are recognised by the
-`X-Zammad-Delivery` id (issue #19 item 8). Both live here, bounded: the TICKETS most
-recently seen tickets (an older one is forgotten: its next webhook is a first sight) and the
-DELIVERIES most recent delivery ids (the replay window, counted in deliveries, not time).
+`X-Zammad-Delivery` id with the body's SHA-256 (issue #19 item 8: Zammad's delivery id is
+its job's id, and a retried job sends the ticket as it is at the retry, so one id may carry a
+newer body: only the same id with the same body is a replay). Both live here, bounded: the
+TICKETS most recently seen tickets (an older one is forgotten: its next webhook is a first
+sight) and the DELIVERIES most recent deliveries (the replay window, counted in deliveries,
+not time).
 
 WAL journal, `synchronous=NORMAL`: each write is committed before the call returns, durable
 when ingest is killed (not against a power loss of the host). One ingest process per file:
@@ -13,6 +16,7 @@ two processes behind one Zammad would each see only their share of the snapshots
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from typing import cast
 
@@ -71,18 +75,19 @@ class ZammadStore:
 
     # -- deliveries
 
-    def delivered(self, delivery: str) -> bool:
-        """Whether `delivery` is among the DELIVERIES most recent ids remembered."""
+    def delivered(self, delivery: str, body: bytes) -> bool:
+        """Whether `delivery` with this `body` is among the DELIVERIES most recent kept."""
         row = self._db.execute(
-            "SELECT 1 FROM zammad_delivery WHERE delivery = ?", (delivery,)
+            "SELECT 1 FROM zammad_delivery WHERE delivery = ?", (_key(delivery, body),)
         ).fetchone()
         return row is not None
 
-    def remember_delivery(self, delivery: str) -> None:
+    def remember_delivery(self, delivery: str, body: bytes) -> None:
         """Call once the delivery's events are on the broker (a failed one may be retried)."""
         if delivery and len(delivery) <= MAX_DELIVERY_ID:
             self._db.execute(
-                "INSERT OR IGNORE INTO zammad_delivery (delivery) VALUES (?)", (delivery,)
+                "INSERT OR IGNORE INTO zammad_delivery (delivery) VALUES (?)",
+                (_key(delivery, body),),
             )
             self._prune()
 
@@ -98,6 +103,10 @@ class ZammadStore:
             " WHERE rowid <= (SELECT max(rowid) FROM zammad_delivery) - ?",
             (self.deliveries,),
         )
+
+
+def _key(delivery: str, body: bytes) -> str:
+    return f"{delivery} {hashlib.sha256(body).hexdigest()}"
 
 
 def _decode(value: bytes) -> Known | None:
