@@ -7,6 +7,6 @@ copied.
 The mapping tables are in docs/ingest.md.
 """
 
-from events.vendors.common import Mapped, StatusMemory, Unmappable
+from events.vendors.common import Mapped, Unmappable
 
-__all__ = ["Mapped", "StatusMemory", "Unmappable"]
+__all__ = ["Mapped", "Unmappable"]

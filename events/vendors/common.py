@@ -1,13 +1,12 @@
 """What the vendor adapters share: severity from priority, status categories, transitions.
 
-Pure functions; `StatusMemory` is the one piece of state (for vendors whose webhooks carry a
-snapshot of the ticket instead of the change, see `events.vendors.zammad`).
+Pure functions, no state: a vendor whose webhooks carry a snapshot of the ticket instead of
+the change is given its memory by the caller (see `events.vendors.zammad`).
 """
 
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -199,28 +198,6 @@ def dig(obj: object, *path: str) -> Any:
             return None
         obj = obj.get(key)
     return obj
-
-
-class StatusMemory:
-    """Each ticket's last seen status category, bounded (least recently seen forgotten).
-
-    Only for vendors whose webhooks carry a ticket snapshot without the previous status.
-    In memory: after a restart the first webhook per ticket compares against "not known".
-    """
-
-    def __init__(self, capacity: int = 200_000) -> None:
-        self.capacity = capacity
-        self._last: OrderedDict[str, Category] = OrderedDict()
-
-    def last(self, ticket_id: str) -> Category | None:
-        return self._last.get(ticket_id)
-
-    def remember(self, ticket_id: str, category: Category) -> None:
-        """Call once the events mapped from this state are on the broker (see `Mapped.done`)."""
-        self._last.pop(ticket_id, None)
-        self._last[ticket_id] = category
-        if len(self._last) > self.capacity:
-            self._last.popitem(last=False)
 
 
 DROPPED = "[dropped]"

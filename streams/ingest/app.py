@@ -37,9 +37,10 @@ from events.codec import InvalidEvent, decode_json, ticket_event_from_obj
 from events.inbound import ticket_event_adapter
 from events.signatures import verify_bearer, verify_hub, verify_zendesk
 from events.vendors import jsm, zammad, zendesk
-from events.vendors.common import Mapped, StatusMemory, Unmappable, scrub
+from events.vendors.common import Mapped, Unmappable, scrub
 from streams.ingest.openapi import document as openapi_document
 from streams.ingest.settings import SECRET_ENV, IngestSettings
+from streams.ingest.zammad_store import ZammadStore
 
 log = logging.getLogger("escalator.ingest")
 
@@ -253,7 +254,7 @@ class Ingest:
     def __init__(self, settings: IngestSettings, sink: Sink) -> None:
         self.settings = settings
         self.sink = sink
-        self.zammad_memory = StatusMemory()
+        self._zammad: ZammadStore | None = None
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         labels = ["source", "reason"]
@@ -279,8 +280,20 @@ class Ingest:
         self.mappers: dict[str, Callable[[Any], Mapped]] = {
             "zendesk": zendesk.map_payload,
             "jsm": lambda p: jsm.map_payload(p, settings.jsm_organizations_field),
-            "zammad": lambda p: zammad.map_payload(p, self.zammad_memory),
+            "zammad": lambda p: zammad.map_payload(p, self.zammad),
         }
+
+    @property
+    def zammad(self) -> ZammadStore:
+        """Zammad's tickets and deliveries (`--zammad-state`), opened at first use."""
+        if self._zammad is None:
+            self._zammad = ZammadStore(self.settings.zammad_state)
+        return self._zammad
+
+    def close(self) -> None:
+        if self._zammad is not None:
+            self._zammad.close()
+            self._zammad = None
 
     # -- authentication
 
@@ -390,6 +403,9 @@ class Ingest:
             payload = decode_json(body)
         except InvalidEvent as exc:
             return _error(400, str(exc))
+        delivery = request.headers.get(zammad.DELIVERY_HEADER, "") if source == "zammad" else ""
+        if delivery and self.zammad.delivered(delivery, body):  # a replay (issue #19 item 8)
+            return web.json_response({"duplicate_delivery": delivery[:64]}, dumps=_dumps)
         try:
             mapped = self.mappers[source](payload)
             records = [
@@ -397,9 +413,6 @@ class Ingest:
             ]
         except (Unmappable, InvalidEvent) as exc:
             return await self._dead_letter(source, payload, str(exc))
-        for warning in mapped.warnings:
-            self.warnings.labels(source, warning[:80]).inc()
-            log.warning("%s: %s (mapped with the documented fallback)", source, warning[:80])
         if mapped.ignored is not None:
             self.ignored.labels(source, mapped.ignored[:80]).inc()
             return web.json_response({"ignored": mapped.ignored}, dumps=_dumps)
@@ -410,6 +423,11 @@ class Ingest:
             return _error(exc.status, str(exc))
         if mapped.done is not None:
             mapped.done()
+        if delivery:
+            self.zammad.remember_delivery(delivery, body)
+        for warning in mapped.warnings:  # counted once produced: a retried request counts once
+            self.warnings.labels(source, warning[:80]).inc()
+            log.warning("%s: %s (mapped with the documented fallback)", source, warning[:80])
         ids = [event["event_id"] for event in mapped.events]
         return web.json_response({"taken": ids}, dumps=_dumps)
 
@@ -468,6 +486,7 @@ def build_app(settings: IngestSettings, sink: Sink | None = None) -> web.Applica
 
     async def stop(app: web.Application) -> None:
         await sink.stop()
+        ingest.close()
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)

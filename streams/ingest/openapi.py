@@ -74,7 +74,11 @@ def document(settings: IngestSettings) -> dict[str, Any]:
         "content": {"application/json": {"schema": {"type": "object"}}},
     }
     webhook_ok = {
-        "200": _json({"type": "object"}, "mapped and on the broker (`taken`), or `ignored`"),
+        "200": _json(
+            {"type": "object"},
+            "mapped and on the broker (`taken`), `ignored`, or a Zammad delivery already taken "
+            "(`duplicate_delivery`)",
+        ),
         "202": _json({"type": "object"}, "unmappable: dead-lettered with the reason"),
     }
     webhooks = {

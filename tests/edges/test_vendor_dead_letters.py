@@ -22,8 +22,9 @@ from typing import Any
 import orjson
 import pytest
 
-from events.vendors import StatusMemory, jsm, zammad, zendesk
+from events.vendors import jsm, zammad, zendesk
 from events.vendors.common import DROPPED, scrub
+from streams.ingest.zammad_store import ZammadStore
 from tests.edges import payloads as p
 from tests.edges.test_zendesk import MESSAGE_ADDED, PIPEDREAM_TRIGGER_BODY
 
@@ -158,7 +159,7 @@ def test_scrubbed_zammad_payload_has_no_personal_data_and_maps_as_the_original()
     assert scrubbed["article"]["sender"] == "Customer" and b'"internal":false' in text
 
     def mapped(payload: dict[str, Any]) -> list[dict[str, Any]]:
-        return zammad.map_payload(payload, StatusMemory()).events
+        return zammad.map_payload(payload, ZammadStore(":memory:")).events
 
     assert mapped(scrubbed) == mapped(copy.deepcopy(body))
 

@@ -29,13 +29,14 @@ from hypothesis import strategies as st
 
 from events.codec import ticket_event_from_obj
 from events.instants import parse_instant
-from events.vendors import StatusMemory, Unmappable, jsm, zammad, zendesk
+from events.vendors import Unmappable, jsm, zammad, zendesk
 from events.vendors.common import (
     DEFAULT_SEVERITY,
     PRIORITY_ABSENT,
     PRIORITY_UNKNOWN,
     severity_or_default,
 )
+from streams.ingest.zammad_store import ZammadStore
 from streams.sla.policy import load_policy, parse_policy
 from streams.sla.replay import Replayer
 from tests.edges import payloads as p
@@ -323,7 +324,7 @@ def test_any_json_time_of_any_vendor_maps_or_is_unmappable_never_an_error(value:
     for mapper, payload, name in (
         (zendesk.map_payload, body, "'time'"),
         (jsm.map_payload, jira, "'timestamp'"),
-        (lambda b: zammad.map_payload(b, StatusMemory()), snapshot, "'ticket.updated_at'"),
+        (lambda b: zammad.map_payload(b, ZammadStore(":memory:")), snapshot, "'ticket.updated_at'"),
     ):
         try:
             events = mapper(payload).events
