@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from base.errors import EscalatorError
 from events.instants import SUPPORTED_RANGE, parse_rfc3339
+from events.text import MAX_TEXT, has_control
 
 Category = Literal["open", "paused", "resolved", "closed"]
 """What a vendor status means for the SLA clocks: open, waiting on the customer (paused),
@@ -191,6 +192,23 @@ def list_of(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+MAX_TAGS = 64
+"""Most tags an event carries (`events.inbound.Tags`)."""
+
+
+def tags_of(value: object) -> list[str]:
+    """A vendor's tags or labels as the contract's `tags`: the strings of a JSON array that
+    are valid contract tags (1-256 characters, no control character; `events.inbound.Tags`),
+    each once, in order, at most 64. Anything else in the array is left out, so one odd label
+    never loses the ticket."""
+    tags: list[str] = []
+    for item in list_of(value):
+        valid = isinstance(item, str) and 0 < len(item) <= MAX_TEXT and not has_control(item)
+        if valid and item not in tags:
+            tags.append(item)
+    return tags[:MAX_TAGS]
+
+
 def dig(obj: object, *path: str) -> Any:
     """obj[path[0]][path[1]]...; None where a step is missing or not an object."""
     for key in path:
@@ -279,6 +297,7 @@ CONTAINERS = frozenset(
         "project",
         "components",
         "assignee",
+        "reporter",
         "user",
         # Zammad
         "ticket",

@@ -222,6 +222,13 @@ def _refuse_too_large(obj: dict[str, Any], size: int, max_bytes: int) -> None:
     )
 
 
+def _jsm_delivery(request: web.Request) -> str:
+    """The request's `X-Atlassian-Webhook-Identifier` if it can name a delivery (1-128
+    printable ASCII characters), else "" (the request is then not deduplicated here)."""
+    value = request.headers.get(jsm.DELIVERY_HEADER, "").strip()
+    return value if 0 < len(value) <= 128 and value.isascii() and value.isprintable() else ""
+
+
 def _error(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status, dumps=_dumps)
 
@@ -255,6 +262,7 @@ class Ingest:
         self.settings = settings
         self.sink = sink
         self._zammad: ZammadStore | None = None
+        self.jsm_deliveries = jsm.Deliveries()
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         labels = ["source", "reason"]
@@ -406,6 +414,26 @@ class Ingest:
         delivery = request.headers.get(zammad.DELIVERY_HEADER, "") if source == "zammad" else ""
         if delivery and self.zammad.delivered(delivery, body):  # a replay (issue #19 item 8)
             return web.json_response({"duplicate_delivery": delivery[:64]}, dumps=_dumps)
+        retried = _jsm_delivery(request) if source == "jsm" else ""
+        # A retry of a JSM delivery already answered 2xx (issue #19 item 8)
+        if retried and self.jsm_deliveries.seen(retried, time.monotonic()):
+            self.ignored.labels(source, "duplicate delivery").inc()
+            return web.json_response({"duplicate_delivery": retried[:64]}, dumps=_dumps)
+
+        def produced() -> None:
+            if delivery:
+                self.zammad.remember_delivery(delivery, body)
+
+        response = await self._map_and_produce(source, payload, produced)
+        if retried and response.status in (200, 202):
+            self.jsm_deliveries.taken(retried, time.monotonic())
+        return response
+
+    async def _map_and_produce(
+        self, source: str, payload: Any, produced: Callable[[], None]
+    ) -> web.Response:
+        """Map a vendor payload and produce its events (or dead-letter it, or ignore it);
+        `produced` is called once the events are on the broker."""
         try:
             mapped = self.mappers[source](payload)
             records = [
@@ -415,6 +443,7 @@ class Ingest:
             return await self._dead_letter(source, payload, str(exc))
         if mapped.ignored is not None:
             self.ignored.labels(source, mapped.ignored[:80]).inc()
+            self._warned(source, mapped.warnings)
             return web.json_response({"ignored": mapped.ignored}, dumps=_dumps)
         try:
             await self.sink.produce(self.settings.ticket_topic, records)
@@ -423,13 +452,15 @@ class Ingest:
             return _error(exc.status, str(exc))
         if mapped.done is not None:
             mapped.done()
-        if delivery:
-            self.zammad.remember_delivery(delivery, body)
-        for warning in mapped.warnings:  # counted once produced: a retried request counts once
-            self.warnings.labels(source, warning[:80]).inc()
-            log.warning("%s: %s (mapped with the documented fallback)", source, warning[:80])
+        produced()
+        self._warned(source, mapped.warnings)  # once produced: a retried request counts once
         ids = [event["event_id"] for event in mapped.events]
         return web.json_response({"taken": ids}, dumps=_dumps)
+
+    def _warned(self, source: str, warnings: list[str]) -> None:
+        for warning in warnings:
+            self.warnings.labels(source, warning[:80]).inc()
+            log.warning("%s: %s (mapped with the documented fallback)", source, warning[:80])
 
     async def _dead_letter(self, source: str, payload: Any, reason: str) -> web.Response:
         """Keep an unmappable payload (free text scrubbed) with the reason; answer 202."""

@@ -76,8 +76,8 @@ def document(settings: IngestSettings) -> dict[str, Any]:
     webhook_ok = {
         "200": _json(
             {"type": "object"},
-            "mapped and on the broker (`taken`), `ignored`, or a Zammad delivery already taken "
-            "(`duplicate_delivery`)",
+            "mapped and on the broker (`taken`), `ignored`, or a Zammad or JSM delivery "
+            "already taken (`duplicate_delivery`)",
         ),
         "202": _json({"type": "object"}, "unmappable: dead-lettered with the reason"),
     }
