@@ -18,7 +18,7 @@ import pytest
 from events.codec import ticket_event_from_obj
 from events.signatures import sign_hub
 from events.vendors import jsm
-from events.vendors.common import DEFAULT_SEVERITY, PRIORITY_UNKNOWN
+from events.vendors.common import DEFAULT_SEVERITY, PRIORITY_UNKNOWN, scrub
 from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
 from tests.edges import payloads as p
@@ -501,3 +501,11 @@ async def test_unknown_priorities_ignored_edits_and_retries_are_counted(service:
     reason = jsm.IGNORED_EVENTS["comment_updated"][:80]
     assert f'escalator_ingest_ignored_total{{reason="{reason}",source="jsm"}} 1.0' in metrics
     assert 'escalator_ingest_ignored_total{reason="duplicate delivery",source="jsm"} 1.0' in metrics
+
+
+def test_a_dead_lettered_data_center_payload_maps_again_and_keeps_no_personal_data() -> None:
+    for body in (dc_issue_created(), dc_commented(), dc_commented("craig")):
+        kept = scrub(body)
+        text = orjson.dumps(kept).decode()
+        assert p.SECRET_TEXT not in text and "A Person" not in text
+        assert jsm.map_payload(kept).events == jsm.map_payload(body).events
