@@ -213,13 +213,11 @@ def map_payload(payload: Any, organizations_field: str = ORGANIZATIONS_FIELD) ->
                 for follow in transition("resolved", "open" if current == "resolved" else current):
                     add(follow)
         if "priority" in changed or "labels" in changed:
-            severity_known = True
             try:
                 severity = severity_of(dig(fields, "priority", "name"), labels)
-            except Unmappable:
-                severity_known = False
+            except Unmappable:  # keep the severity: an unknown name is no reason to change it
                 warnings.append(PRIORITY_UNKNOWN)
-            if severity_known:
+            else:
                 add("ticket.severity_changed", severity=severity)
         if "labels" in changed:
             add("ticket.updated", tags=labels)
