@@ -496,8 +496,14 @@ async def test_unknown_priorities_ignored_edits_and_retries_are_counted(service:
     }
     for _ in range(2):
         await service.post("/v1/webhooks/jsm", body, **signed)
+    # a change to an unknown priority: ignored (severity kept), its warning counted too
+    changed_to = p.jira("jira:issue_updated", changelog={"items": [{"field": "priority"}]})
+    changed_to["issue"]["fields"]["priority"] = {"name": "Whenever"}
+    body = orjson.dumps(changed_to)
+    signed = {"X-Hub-Signature": sign_hub("jira-secret", body, "sha256")}
+    assert "ignored" in (await service.post("/v1/webhooks/jsm", body, **signed))[1]
     metrics = await (await service.http.get(service.url + "/metrics")).text()
-    assert 'escalator_ingest_warnings_total{reason="priority unknown",source="jsm"} 1.0' in metrics
+    assert 'escalator_ingest_warnings_total{reason="priority unknown",source="jsm"} 2.0' in metrics
     reason = jsm.IGNORED_EVENTS["comment_updated"][:80]
     assert f'escalator_ingest_ignored_total{{reason="{reason}",source="jsm"}} 1.0' in metrics
     assert 'escalator_ingest_ignored_total{reason="duplicate delivery",source="jsm"} 1.0' in metrics
