@@ -37,7 +37,7 @@ from events.instants import DAY, Micros, format_instant
 from events.records import TicketEvent
 from streams.sla.clocks import Clock
 from streams.sla.rules import EscalationRule, MetricName, MetricRule, Policy
-from streams.sla.state import STEP, Parked, Span, TicketState, Timer
+from streams.sla.state import STEP, UNOPENED, Parked, Span, TicketState, Timer
 
 CLOSED_RETENTION: Final[Micros] = 7 * DAY
 """How long a closed ticket's ids are remembered, so redelivered events are still recognised."""
@@ -91,8 +91,9 @@ class Outcome:
         """The event waits in the ticket's state for an earlier event it needs (not applied)."""
         self.unparked: list[Micros] = []
         """Times of parked events this step applied (accepted now: they move the clock)."""
-        self.expired: list[tuple[str, str]] = []
-        """(original JSON text, reason) of parked events the watermark passed: rejected now."""
+        self.expired: list[tuple[str, str, int]] = []
+        """(original JSON text, reason, origin) of parked events the watermark passed: rejected
+        now (origin: what the shell gave `handle`, its input offset or line number)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -490,7 +491,13 @@ def _adopt_policy(state: TicketState, root: Policy, now: Micros, out: list[dict[
 
 
 def advance(state: TicketState, now: Micros, policy: Policy) -> Outcome:
-    """Fire every timer of the ticket due at or before `now`, in due-time order."""
+    """Fire every timer of the ticket due at or before `now`, in due-time order; reject its
+    parked events dated at or before `now` (`Outcome.expired`)."""
+    if state.status == UNOPENED:  # a placeholder: parked events only
+        waiting = Outcome(state)
+        _expire(state, now, waiting)
+        waiting.state = state if state.parked else None
+        return waiting
     out: list[dict[str, Any]] = []
     if state.policy_version != policy.version:
         _adopt_policy(state, policy, state.last_event_at, out)
@@ -508,13 +515,19 @@ CONFLICT = "field 'event_id': already used by another event of this ticket with 
 
 
 def handle(
-    state: TicketState | None, event: TicketEvent, policy: Policy, raw: bytes | str | None = None
+    state: TicketState | None,
+    event: TicketEvent,
+    policy: Policy,
+    raw: bytes | str | None = None,
+    origin: int = -1,
 ) -> Outcome:
     """Apply one ticket event; the ticket's timers due strictly before it fire first.
 
     An event that cannot apply only because of the ticket's status (`blocked`: a resume of an
-    open ticket, a reopen of an open one) is parked in the state with `raw`, its original JSON
-    (`Outcome.parked`): an earlier event still to come (its pause) may make it valid. After
+    open ticket, a reopen of an open one, any event before its ticket's `ticket.opened`) is
+    parked in the state with `raw`, its original JSON, and `origin`, where the shell read it
+    (`Outcome.parked`): an earlier event still to come (its pause, its open) may make it valid.
+    Events of a ticket not opened yet wait in a placeholder state (status `UNOPENED`). After
     each event that applies, parked events are tried again in event-time order, and those that
     now apply are folded in where they belong, like any late event (`Outcome.unparked`). When
     the watermark passes a parked event's time it is rejected (`advance`, `Outcome.expired`).
@@ -524,15 +537,30 @@ def handle(
         for entry in parked:
             if entry[1] == event.event_id:  # a redelivery of a parked event
                 return Outcome(state, duplicate=True)
-    outcome = _fold(state, event, policy)
+    placeholder = state is not None and state.status == UNOPENED
+    if (state is None or placeholder) and event.type != "ticket.opened":
+        if state is None:
+            state = TicketState(event.ticket_id, 0, event.at, event.at, policy.version, UNOPENED)
+        outcome = Outcome(
+            state, rejected=f"unknown ticket {event.ticket_id!r}: no ticket.opened seen"
+        )
+        outcome.blocked = True
+    else:
+        outcome = _fold(None if placeholder else state, event, policy)
     if outcome.blocked and state is not None and outcome.rejected is not None:
         text = raw.decode() if isinstance(raw, bytes) else raw
-        entry = (event.at, event.event_id, text or _as_json(event), outcome.rejected)
+        entry = (event.at, event.event_id, text or _as_json(event), outcome.rejected, origin)
         state.parked = sorted([*(parked or ()), entry])
         held = Outcome(state)
         held.parked = True
         return held
-    if state is not None and state.parked and outcome.rejected is None and not outcome.duplicate:
+    if placeholder:
+        if outcome.state is None:  # the open itself is rejected: its events keep waiting
+            outcome.state = state
+            return outcome
+        outcome.state.parked = parked
+    after = outcome.state
+    if after is not None and after.parked and outcome.rejected is None and not outcome.duplicate:
         _unpark(outcome, policy)
     return outcome
 
@@ -545,15 +573,36 @@ def _as_json(event: TicketEvent) -> str:
         "type": event.type,
         "occurred_at": format_instant(event.at),
     }
+    if event.severity is not None:
+        obj["severity"] = event.severity
+    if event.has_group:
+        obj["group"] = event.group
+    optional: list[tuple[str, object]] = [
+        ("customer_id", event.customer_id),
+        ("assignee", event.assignee),
+        ("channel", event.channel),
+        ("tags", event.tags),
+        ("attributes", event.attributes),
+    ]
+    for name, value in optional:
+        if value is not None:
+            obj[name] = value
     return json.dumps(obj)
 
 
 def _unpark(outcome: Outcome, policy: Policy) -> None:
-    """Try the state's parked events again, in event-time order, until none applies."""
+    """Try the state's parked events again, in event-time order, until none applies.
+
+    A correction may displace an applied event back into `parked` (`_replay`); `rounds` bounds
+    the loop all the same (each round applies one event).
+    """
     state = outcome.state
     progress = True
-    while progress and state is not None and state.parked:
+    rounds = 0
+    limit = 1 if state is None else (len(state.seen) + len(state.parked or ()) + 1) ** 2
+    while progress and state is not None and state.parked and rounds < limit:
         progress = False
+        rounds += 1
         entries = state.parked
         for index, entry in enumerate(entries):
             event = decode_ticket_event(entry[2])
@@ -588,6 +637,7 @@ def _expire(state: TicketState, now: Micros | None, outcome: Outcome) -> None:
                     entry[2],
                     f"{entry[3]} (held until the watermark passed its time, "
                     f"{format_instant(entry[0])}: no earlier event of the ticket made it valid)",
+                    entry[4],
                 )
             )
     state.parked = keep or None
@@ -674,17 +724,17 @@ def _correct(state: TicketState, event: TicketEvent, policy: Policy) -> Outcome:
             state, rejected=f"ticket {state.ticket_id!r} is already open (opened by another event)"
         )
     events = state.applied_events()
-    _, old, _, _ = _replay(state, events, policy, -1)
+    _, old, _, _, _ = _replay(state, events, policy, -1)
     position = len(events)
     while position > 0 and events[position - 1].at > at:
         position -= 1
     events.insert(position, event)
-    after, new, reason, stopped = _replay(state, events, policy, position)
+    after, new, reason, stopped, displaced = _replay(state, events, policy, position)
     if reason is not None or after is None:
         rejected = Outcome(state, rejected=reason or "the ticket's replay ended it", late=True)
         rejected.blocked = stopped
         return rejected
-    after.parked = state.parked
+    after.parked = sorted([*(state.parked or ()), *displaced]) if displaced else state.parked
     revisions = dict(state.revisions) if state.revisions else {}
     fresh = {record["event_id"]: record for record in new}
     kept = {record["event_id"]: record for record in old}
@@ -713,23 +763,28 @@ def _correct(state: TicketState, event: TicketEvent, policy: Policy) -> Outcome:
 
 def _replay(
     state: TicketState, events: list[TicketEvent], policy: Policy, watch: int
-) -> tuple[TicketState | None, list[dict[str, Any]], str | None, bool]:
+) -> tuple[TicketState | None, list[dict[str, Any]], str | None, bool, list[Parked]]:
     """Fold a ticket's events (in event-time order) from scratch, then sweep its timers through
     `state.timers_through`; returns (state, emitted, why event `watch` was rejected or None,
-    whether only for the ticket's status).
+    whether only for the ticket's status, the events displaced).
 
-    An event the new order makes inapplicable (a resume before its pause) is left out.
+    An event the new order makes inapplicable is left out; if only for the ticket's status (a
+    pause now right after another pause, its resume still to come) it is displaced: parked
+    again, as it came (`_correct`), to be folded in when the event it needs comes.
     """
     current: TicketState | None = None
     out: list[dict[str, Any]] = []
     reason: str | None = None
     stopped = False
+    displaced: list[Parked] = []
     for index, event in enumerate(events):
         outcome = _fold(current, event, policy)
         out.extend(outcome.emitted)
         if outcome.rejected is not None and index == watch:
             reason = outcome.rejected
             stopped = outcome.blocked
+        elif outcome.blocked and outcome.rejected is not None:
+            displaced.append((event.at, event.event_id, _as_json(event), outcome.rejected, -1))
         if outcome.state is not None or current is None:
             current = outcome.state
     through = state.timers_through
@@ -737,7 +792,7 @@ def _replay(
         swept = advance(current, through, policy)
         out.extend(swept.emitted)
         current = swept.state
-    return current, out, reason, stopped
+    return current, out, reason, stopped, displaced
 
 
 def _retraction(record: dict[str, Any], issued: str, at: str) -> dict[str, Any]:

@@ -81,22 +81,22 @@ class Replayer:
         """Output not yet final: (at, 0 event / 1 timer, ticket id or "", sequence, record)."""
         self._seq = 0
         self._cancelled: set[str] = set()
-        self.expired: list[tuple[str, str]] = []
-        """(original JSON, reason) of parked events rejected since the caller last took them."""
-        self.last_parked = False
+        self.expired: list[tuple[str, str, int]] = []
+        """(original JSON, reason, origin) of parked events rejected since the caller last took
+        them (origin: as given to `feed`)."""
 
     def feed(
-        self, event: TicketEvent, raw: bytes | str | None = None
+        self, event: TicketEvent, raw: bytes | str | None = None, origin: int = -1
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Apply one event, then fire what the watermark passed; returns (final output, rejection).
 
         Output that is not final yet (it may still be preceded by output of lines to come) is
         held and comes out with a later call. An event parked by the core (`machine.handle`:
-        it waits for an earlier event of its ticket) returns no rejection and sets
-        `last_parked`; if the watermark passes it still parked, it lands in `expired`.
-        `raw`: the event's original JSON, kept while it is parked.
+        it waits for an earlier event of its ticket) returns no rejection and moves no clock;
+        if the watermark passes it still parked, it lands in `expired`.
+        `raw`: the event's original JSON, kept while it is parked; `origin`: where it was read
+        (a line number), given back with it if it expires.
         """
-        self.last_parked = False
         at = event.at
         ticket_id = event.ticket_id
         counts = self.counts
@@ -111,11 +111,10 @@ class Replayer:
             and (state is None or not state.timers or state.timers[0].due_at >= at)
             and (state is None or state.policy_version == self.policy.version)
         )
-        outcome = handle(state, event, self.policy, raw)
+        outcome = handle(state, event, self.policy, raw, origin)
         counts.events += 1
         if outcome.parked:
             counts.held += 1
-            self.last_parked = True
             self._store(ticket_id, outcome.state)
             released_now: list[dict[str, Any]] = []
             if self._held:
@@ -260,7 +259,7 @@ class Replayer:
             return
         out.append(record)
 
-    def _took(self, ticket_id: str, expired: list[tuple[str, str]]) -> None:
+    def _took(self, ticket_id: str, expired: list[tuple[str, str, int]]) -> None:
         """Parked events of a ticket the watermark passed: rejected now."""
         self.counts.rejected += len(expired)
         self.expired.extend(expired)
@@ -300,8 +299,6 @@ def _run(
     on_invalid: Callable[[int, str], None] | None,
 ) -> Iterator[dict[str, Any]]:
     feed = replayer.feed
-    parked: dict[str, int] = {}
-    """Original text of each parked line -> its line number."""
     for number, line in enumerate(lines, start=1):
         try:
             event = decode_ticket_event(line)
@@ -313,31 +310,26 @@ def _run(
                 on_invalid(number, str(exc))
             continue
         try:
-            emitted, rejected = feed(event, line)
+            emitted, rejected = feed(event, line, number)
         except Exception as fault:  # a fault in the core must not stop the replay
             # (not `exc`: mypyc gives a name one type per function, InvalidEvent above)
             replayer.counts.invalid += 1
             if on_invalid:
                 on_invalid(number, f"internal error: {type(fault).__name__}")
             continue
-        if replayer.last_parked:
-            parked[line.decode() if isinstance(line, bytes) else line] = number
         if emitted:
             yield from emitted
         if rejected is not None and on_invalid:
             on_invalid(number, rejected)
         if replayer.expired:
-            _report(replayer, parked, on_invalid)
+            _report(replayer, on_invalid)
     yield from replayer.finish(until if until is not None else replayer.latest)
-    _report(replayer, parked, on_invalid)
+    _report(replayer, on_invalid)
 
 
-def _report(
-    replayer: Replayer, parked: dict[str, int], on_invalid: Callable[[int, str], None] | None
-) -> None:
+def _report(replayer: Replayer, on_invalid: Callable[[int, str], None] | None) -> None:
     """Report parked lines the watermark passed, by their line number."""
-    for raw, reason in replayer.expired:
-        number = parked.pop(raw, 0)
+    for _, reason, number in replayer.expired:
         if on_invalid:
             on_invalid(number, reason)
     replayer.expired.clear()

@@ -13,9 +13,14 @@ from events.instants import Micros
 from events.records import TicketEvent
 
 Span = tuple[Micros, Micros | None]
-Parked = tuple[Micros, str, str, str]
-"""A parked event: (its time, event id, its original JSON text, why it cannot apply yet)."""
 """[start, end) of an interval; `end` None while it is still running."""
+Parked = tuple[Micros, str, str, str, int]
+"""A parked event: (its time, event id, its original JSON text, why it cannot apply yet, where
+it came from: the input offset or line number the shell gave, -1 if none)."""
+
+UNOPENED: Final = "unopened"
+"""The status of a placeholder state: events of a ticket whose `ticket.opened` has not come
+yet, parked and nothing else (see `machine.handle`)."""
 
 Detail = tuple[
     int | None,
@@ -335,7 +340,7 @@ class TicketState:
             reply_since=obj.get("reply_since"),
             update_round=obj.get("update_round", 0),
             update_since=obj.get("update_since"),
-            parked=[(e[0], e[1], e[2], e[3]) for e in obj["parked"]] if obj.get("parked") else None,
+            parked=[_parked(entry) for entry in obj["parked"]] if obj.get("parked") else None,
         )
 
     @property
@@ -518,3 +523,9 @@ def _packed(
             details.extend(detail)
         chunks.append(_step(at, code))
     return b"".join(chunks), tuple(details)
+
+
+def _parked(entry: list[Any]) -> Parked:
+    """A stored parked event (a JSON array); one stored without its origin has -1."""
+    origin: int = entry[4] if len(entry) > 4 else -1
+    return (entry[0], entry[1], entry[2], entry[3], origin)

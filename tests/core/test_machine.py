@@ -244,7 +244,8 @@ def test_ids_are_compared_exactly_whitespace_included() -> None:
     state = handle(None, opened, POLICY).state
     padded = event("responded", "2026-11-30 09:30", ticket=" T1", event_id="e1 ")
     assert (padded.ticket_id, padded.event_id) == (" T1", "e1 ")
-    assert "unknown ticket" in (handle(None, padded, POLICY).rejected or "")
+    waiting = handle(None, padded, POLICY)  # parked: " T1" has no ticket.opened yet
+    assert waiting.parked and waiting.state is not None and waiting.state.ticket_id == " T1"
     resent = event("assigned", "2026-11-30 09:40", ticket="T1", event_id="e1 ")
     assert not handle(state, resent, POLICY).duplicate
 
@@ -259,8 +260,16 @@ def test_ids_are_compared_exactly_whitespace_included() -> None:
 def test_events_for_unknown_tickets_are_rejected(
     kind: str, fields: dict[str, Any], reason: str
 ) -> None:
+    """Parked in a placeholder (its open may still come), rejected when the watermark passes
+    its time; the placeholder then goes."""
     outcome = handle(None, event(kind, "2026-11-30 09:00", **fields), POLICY)
-    assert outcome.state is None and outcome.rejected is not None and reason in outcome.rejected
+    assert outcome.parked and outcome.rejected is None and outcome.state is not None
+    assert (
+        outcome.state.status == "unopened" and outcome.state.next_due == outcome.state.last_event_at
+    )
+    assert advance(outcome.state, toronto("2026-11-30 08:59"), POLICY).expired == []
+    gone = advance(outcome.state, toronto("2026-11-30 09:00"), POLICY)
+    assert gone.state is None and len(gone.expired) == 1 and reason in gone.expired[0][1]
 
 
 def test_events_that_cannot_apply_are_rejected_with_a_reason() -> None:
