@@ -9,8 +9,7 @@ import pytest
 from streams.sla.policy import parse_policy
 from streams.sla.replay import Replayer
 
-POLICY = parse_policy(
-    """
+POLICY_TEXT = """
 name = "issue-19"
 version = "1"
 [calendar]
@@ -22,9 +21,8 @@ weekdays = ["mon", "tue", "wed", "thu", "fri"]
 first_response = { target = "1h", clock = "business" }
 resolution = { target = "8h", clock = "business", pausable = true }
 escalations = [{ after = "2h", to = "duty" }]
-""",
-    "issue-19.toml",
-)
+"""
+POLICY = parse_policy(POLICY_TEXT, "issue-19.toml")
 
 
 def _line(event_id: str, kind: str, when: str, **fields: object) -> bytes:
