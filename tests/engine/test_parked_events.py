@@ -118,7 +118,7 @@ def test_a_state_stored_before_parked_events_still_reads() -> None:
     assert encode_state(read) == encode_state(state)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(within_bound())
 def test_the_fold_gives_the_time_ordered_output_for_a_permutation_within_the_bound(
     case: tuple[list[bytes], list[bytes]],
@@ -209,3 +209,74 @@ def test_the_engine_folds_in_the_issues_lines_and_dead_letters_what_never_applie
     assert resume["escalator.reason"].startswith(b"cannot resume an open ticket (held until")
     assert reply["escalator.reason"].startswith(b"unknown ticket 'E': no ticket.opened seen")
     assert (resume["escalator.source.offset"], reply["escalator.source.offset"]) == (b"5", b"2")
+
+
+def test_a_record_that_fails_after_its_sweep_expired_an_event_leaves_it_parked() -> None:
+    """Wall clock: a record's first sweep rejects C's parked resume, then the record itself
+    fails (a stored state the core raises on); all of it is undone, the resume included, and
+    the next record dead-letters it once."""
+    engine = PartitionEngine(0, POLICY, "wall")
+    wall = (
+        decode_state(
+            PartitionEngine(0, POLICY, "event").process_batch([OPENED], 0).changelog[0][1] or b""
+        ).reported_at
+        + 70 * MINUTE
+    )  # 10:10 Toronto: past the resume's 10:05
+    first = engine.process_batch([OPENED, RESUMED], wall, offsets=[0, 1])
+    assert first.held == 1 and first.expired == []
+    [(_, stored)] = first.changelog
+    copied = {**orjson.loads(stored or b""), "ticket_id": "F", "severity": 7}
+    del copied["parked"]
+    broken = orjson.dumps(copied)
+    engine.load("F", broken)
+    reply = orjson.dumps(
+        {"event_id": "f2", "ticket_id": "F", "type": "ticket.responded",
+         "occurred_at": "2026-12-07T10:09:00-05:00"}
+    )  # fmt: skip
+    failed = engine.process_batch([reply], wall, offsets=[2])
+    assert [stage for _, stage, _ in failed.dead_letters] == ["internal"]
+    assert failed.expired == []
+    state = engine.states["C"]
+    assert not isinstance(state, bytes) and state.parked is not None
+    tick = orjson.dumps({"type": "clock.tick", "occurred_at": "2026-12-07T15:10:00Z"})
+    later = engine.process_batch([tick], wall, offsets=[3])
+    assert [(key, offset) for key, _, _, offset in later.expired] == [(b"C", 1)]
+
+
+def test_a_parked_event_moves_no_clock_in_the_engine_as_in_replay() -> None:
+    """--max-delay 0: C's resume (10:05) waits; if it moved the watermark, C's first response
+    (due 10:00) would breach before C's reply dated 09:30 comes, and be retracted."""
+    reply = orjson.dumps(
+        {"event_id": "c5", "ticket_id": "C", "type": "ticket.responded",
+         "occurred_at": "2026-12-07T09:30:00-05:00"}
+    )  # fmt: skip
+    lines = [OPENED, RESUMED, reply, PAUSED]
+    engine = PartitionEngine(0, POLICY, "event", 0)
+    out: list[dict[str, Any]] = []
+    for value in (*lines, TICK):
+        out += _output(engine.process_batch([value], 0))
+    expected = list(Replayer(POLICY, 0).run(lines, UNTIL))
+    assert out == expected
+    assert [r["type"] for r in out if r["metric"] == "first_response"] == ["sla.met"]
+
+
+def test_an_unparked_event_moves_the_clock_to_its_time_in_the_engine_as_in_replay() -> None:
+    """--max-delay 0: C's resume (10:05) is folded in when its pause (10:00) comes, and moves
+    the watermark to 10:05 as in replay: X's first response due 10:03 breaches, and X's reply
+    dated 10:02 that comes next is late (a correction), in both."""
+    x_opened = orjson.dumps(
+        {"event_id": "x1", "ticket_id": "X", "type": "ticket.opened", "severity": 2,
+         "occurred_at": "2026-12-07T09:03:00-05:00"}
+    )  # fmt: skip
+    x_reply = orjson.dumps(
+        {"event_id": "x2", "ticket_id": "X", "type": "ticket.responded",
+         "occurred_at": "2026-12-07T10:02:00-05:00"}
+    )  # fmt: skip
+    lines = [OPENED, x_opened, RESUMED, PAUSED, x_reply]
+    engine = PartitionEngine(0, POLICY, "event", 0)
+    out: list[dict[str, Any]] = []
+    for value in (*lines, TICK):
+        out += _output(engine.process_batch([value], 0))
+    expected = list(Replayer(POLICY, 0).run(lines, UNTIL))
+    assert sorted(orjson.dumps(r) for r in out) == sorted(orjson.dumps(r) for r in expected)
+    assert "sla.retracted" in [r["type"] for r in out if r["ticket_id"] == "X"]
