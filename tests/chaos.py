@@ -3,6 +3,11 @@ seeded history with hostile records streams in; the committed result must be wha
 replay` gives for the valid input, event by event.
 
     python tests/chaos.py [--rounds 9] [--tickets 4000] [--seed 1] [--work DIR] [--json]
+                          [--worker-tree DIR]
+
+--worker-tree (or ESCALATOR_WORKER_TREE) runs the workers and the reference replay from
+another checkout with its own .venv (`git worktree add /tmp/old-engine 8b65012`, then its
+venv), to show that the run finds the fault of the code before a fix.
 
 The run drives the system only from outside, as an operator would: `escalator sample`,
 `escalator run` processes (3 slots on one app id, event clock, 4 partitions, each its own
@@ -17,7 +22,10 @@ Harms, one per round (`SCHEDULE`, repeated for more rounds):
   kill            SIGKILL a worker seen consuming (its escalator_events_in_total rising
                   between two scrapes; the longest-running one first, which has kept its
                   partitions through the last rebalances), then restart it (a join)
-  scale-out-kill  a worker joins; once it owns partitions, SIGKILL a consuming older worker
+  scale-out-kill  as the issue's reproduction: the input pauses and the workers drain it, a
+                  worker joins (the older ones keep partitions through an idle rebalance),
+                  a backlog of FLOOD records arrives at full speed, and 1-2 s into it a
+                  consuming older worker (one that kept partitions) is SIGKILLed
   rebalance-kill  a worker joins; SIGKILL a worker seen consuming just before, while the
                   group rebalances
   scale-in        a worker joins, then a consuming older worker is stopped (SIGTERM)
@@ -38,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import signal
 import subprocess
@@ -60,7 +69,7 @@ from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 from deploy.kafka_local import LocalKafka
 from deploy.local_service import pid_alive
 from events.instants import DAY, format_instant, parse_instant
-from tests.engine.helpers import Topics, Worker, cli, new_topics
+from tests.engine.helpers import HERE, Topics, Tree, Worker, cli, new_topics
 from tests.robust.hostile import hostile_records, mix
 from tests.robust.verdict import EventCounts, LetterCounts, compare_events, compare_letters
 
@@ -84,7 +93,10 @@ ROUND_SECONDS = 11.0
 DWELL = (2.0, 5.0)
 """Seconds between a harm and the next round's, drawn uniformly."""
 BURST = 2000
-"""Records published at full speed just before a kill (`kill`, `scale-out-kill`)."""
+"""Records published at full speed just before a `kill`."""
+FLOOD = 4000
+"""Records published at full speed after a scale-out, before its kill: the reproduction's
+worker read about 4,900 records of its kept partitions in the 1.5 s before its kill."""
 WARM_UP = 3.0
 """Seconds of input before the first harm."""
 
@@ -107,8 +119,11 @@ class Input:
     """`escalator replay` of the valid lines up to `until`."""
 
 
-def make_input(work: Path, broker: str, tickets: int, hostile_count: int, seed: int) -> Input:
-    """A seeded history (`escalator sample`), hostile records mixed in, and its replay."""
+def make_input(
+    work: Path, broker: str, tickets: int, hostile_count: int, seed: int, tree: Tree = HERE
+) -> Input:
+    """A seeded history (`escalator sample`), hostile records mixed in, and its replay by
+    `tree`'s `escalator replay` (the code the workers run)."""
     sample = cli("sample", "--tickets", str(tickets), "--seed", str(seed), broker=broker)
     assert sample.returncode == 0, sample.stderr.decode()
     valid = [line for line in sample.stdout.splitlines() if line.strip()]
@@ -118,18 +133,18 @@ def make_input(work: Path, broker: str, tickets: int, hostile_count: int, seed: 
     stream = mix(rng, valid, hostile)
     until = format_instant(parse_instant(history[-1]["occurred_at"]) + 30 * DAY)
     (work / "valid.jsonl").write_bytes(b"\n".join(valid) + b"\n")
-    expected = _replay(work / "valid.jsonl", until, broker)
+    expected = _replay(work / "valid.jsonl", until, broker, tree)
     # The hostile records must not change what the valid ones give: the replay of every
     # record that fits a JSONL line is the replay of the valid lines alone.
     lines = [r for r in stream if r.strip() and b"\n" not in r and not r.endswith(b"\r")]
     (work / "mixed.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    mixed = _replay(work / "mixed.jsonl", until, broker)
+    mixed = _replay(work / "mixed.jsonl", until, broker, tree)
     assert mixed == expected, "the hostile records change the replay: not a sound input"
     return Input(valid, hostile, stream, until, expected)
 
 
-def _replay(path: Path, until: str, broker: str) -> list[dict[str, Any]]:
-    done = cli("replay", "--input", str(path), "--until", until, broker=broker)
+def _replay(path: Path, until: str, broker: str, tree: Tree) -> list[dict[str, Any]]:
+    done = cli("replay", "--input", str(path), "--until", until, broker=broker, tree=tree)
     assert done.returncode == 0, done.stderr.decode()
     return [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
@@ -215,10 +230,10 @@ class Trickle(threading.Thread):
 class Slot:
     """One worker's place: its own --port and --data-dir, kept across its restarts."""
 
-    def __init__(self, name: str, broker: str, topics: Topics, work: Path) -> None:
+    def __init__(self, name: str, broker: str, topics: Topics, work: Path, tree: Tree) -> None:
         (work / name).mkdir(parents=True, exist_ok=True)
         self.name = name
-        self.worker = Worker(broker, topics, work / name / "worker.log", clock="event")
+        self.worker = Worker(broker, topics, work / name / "worker.log", clock="event", tree=tree)
         self.started: float | None = None
         """When its current process started (monotonic); None while it is meant to be down."""
 
@@ -404,8 +419,11 @@ class Summary:
 
 
 class Run:
-    def __init__(self, work: Path, rounds: int, tickets: int, hostile: int, seed: int) -> None:
+    def __init__(
+        self, work: Path, rounds: int, tickets: int, hostile: int, seed: int, tree: Tree
+    ) -> None:
         self.work = work
+        self.tree = tree
         self.rounds = rounds
         self.tickets = tickets
         self.hostile_count = hostile
@@ -431,15 +449,18 @@ class Run:
         bootstrap = self.broker.bootstrap_servers
         self.topics = new_topics("chaos", PARTITIONS)
         self.slots = [
-            Slot(f"worker-{i + 1}", bootstrap, self.topics, self.work) for i in range(SLOTS)
+            Slot(f"worker-{i + 1}", bootstrap, self.topics, self.work, self.tree)
+            for i in range(SLOTS)
         ]
         trickle: Trickle | None = None
         try:
-            data = make_input(self.work, bootstrap, self.tickets, self.hostile_count, self.seed)
+            data = make_input(
+                self.work, bootstrap, self.tickets, self.hostile_count, self.seed, self.tree
+            )
             log(
                 f"chaos: {len(data.valid)} valid + {len(data.hostile)} hostile records, "
-                f"{len(data.expected)} SLA events expected, {self.rounds} rounds; "
-                f"logs in {self.work}"
+                f"{len(data.expected)} SLA events expected, {self.rounds} rounds; workers "
+                f"from {self.tree.root}; logs in {self.work}"
             )
             for slot in self.slots[:2]:
                 slot.start()
@@ -580,9 +601,21 @@ class Run:
         self.kill(number, "kill", chosen)
         chosen.slot.start()
 
+    def drained(self, timeout: float = 20.0) -> None:
+        """Until no running worker's events_in_total moves for a second (or `timeout`)."""
+        deadline = time.monotonic() + timeout
+        still = 0
+        while time.monotonic() < deadline and still < 3:
+            still = 0 if any(p.consuming for p in probe(self.running())) else still + 1
+
     def harm_scale_out_kill(self, number: int) -> None:
+        self.trickle.pause()
+        self.drained()
         joiner = self.join(number, wait=True)
-        self.burst()  # the older workers go on with the partitions they kept
+        # The older workers go on with the partitions they kept, through the whole backlog.
+        self.trickle.burst += FLOOD
+        self.trickle.resume()
+        time.sleep(self.rng.uniform(1.0, 2.0))
         self.kill(number, "scale-out-kill", self.consuming(self.running(but=joiner)))
 
     def harm_rebalance_kill(self, number: int) -> None:
@@ -682,9 +715,10 @@ async def read_committed(broker: str, topic: str) -> list[Any]:
 
 
 def run(work: Path, rounds: int = len(SCHEDULE), tickets: int = 4000, hostile: int = 60,
-        seed: int = 1) -> Summary:  # fmt: skip
-    """One chaos run in `work` (its broker, workers' data and logs); see the module doc."""
-    return Run(work, rounds, tickets, hostile, seed).execute()
+        seed: int = 1, tree: Tree = HERE) -> Summary:  # fmt: skip
+    """One chaos run in `work` (its broker, workers' data and logs) with `tree`'s workers;
+    see the module doc."""
+    return Run(work, rounds, tickets, hostile, seed, tree).execute()
 
 
 def main() -> int:
@@ -697,10 +731,17 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--work", type=Path, default=None, help="folder for the broker and logs")
     parser.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    parser.add_argument(
+        "--worker-tree",
+        type=Path,
+        default=os.environ.get("ESCALATOR_WORKER_TREE") or None,
+        help="a checkout with its own .venv whose `escalator` runs the workers and the replay",
+    )
     args = parser.parse_args()
+    tree = Tree.at(args.worker_tree) if args.worker_tree else HERE
     work = args.work or Path(tempfile.mkdtemp(prefix="escalator-chaos-"))
     work.mkdir(parents=True, exist_ok=True)
-    summary = run(work, args.rounds, args.tickets, args.hostile, args.seed)
+    summary = run(work, args.rounds, args.tickets, args.hostile, args.seed, tree)
     log(summary.text())
     if args.json:
         log(orjson.dumps(summary.as_dict()).decode())
