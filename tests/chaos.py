@@ -22,10 +22,11 @@ Harms, one per round (`SCHEDULE`, repeated for more rounds):
   kill            SIGKILL a worker seen consuming (its escalator_events_in_total rising
                   between two scrapes; the longest-running one first, which has kept its
                   partitions through the last rebalances), then restart it (a join)
-  scale-out-kill  as the issue's reproduction: the input pauses and the workers drain it, a
-                  worker joins (the older ones keep partitions through an idle rebalance),
-                  a backlog of FLOOD records arrives at full speed, and 1-2 s into it a
-                  consuming older worker (one that kept partitions) is SIGKILLed
+  scale-out-kill  as the issue's reproduction: the input pauses, the workers leave
+                  (SIGTERM), a new one (empty --data-dir) starts and owns every partition,
+                  idle; 1-3 s later a second joins (the first keeps two partitions), a
+                  backlog of FLOOD records arrives at full speed, and 1-1.5 s into it the
+                  first worker, seen consuming its kept partitions, is SIGKILLed
   rebalance-kill  a worker joins; SIGKILL a worker seen consuming just before, while the
                   group rebalances
   scale-in        a worker joins, then a consuming older worker is stopped (SIGTERM)
@@ -48,6 +49,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,9 +96,10 @@ DWELL = (2.0, 5.0)
 """Seconds between a harm and the next round's, drawn uniformly."""
 BURST = 2000
 """Records published at full speed just before a `kill`."""
-FLOOD = 4000
-"""Records published at full speed after a scale-out, before its kill: the reproduction's
-worker read about 4,900 records of its kept partitions in the 1.5 s before its kill."""
+FLOOD = 8000
+"""At most this many records (half of those not yet sent) arrive at full speed after a
+scale-out, before its kill: the reproduction's first worker read about 4,900 records of its
+two kept partitions in the 1.5 s before its kill, with thousands more behind them."""
 WARM_UP = 3.0
 """Seconds of input before the first harm."""
 
@@ -245,7 +248,10 @@ class Slot:
         proc = self.worker.proc
         return proc is not None and proc.poll() is None and pid_alive(proc.pid)
 
-    def start(self) -> None:
+    def start(self, fresh: bool = False) -> None:
+        """Start its process; `fresh`: on an empty --data-dir (a worker on a new machine)."""
+        if fresh:
+            shutil.rmtree(self.worker.log_path.parent / "data", ignore_errors=True)
         self.worker.start()
         self.started = time.monotonic()
 
@@ -496,7 +502,12 @@ class Run:
         per_round = max(ROUND_SECONDS, spent / (number - 1) if number > 1 else 0.0)
         left = len(self.trickle.records) - self.trickle.sent
         rounds_left = self.rounds - max(number, 1) + 1
-        self.trickle.rate = max(20.0, left / (rounds_left * per_round + WARM_UP * (not number)))
+        # Kept for the bursts and floods of the rounds left, so the last ones are not dry.
+        kinds = [SCHEDULE[r % len(SCHEDULE)] for r in range(max(number, 1) - 1, self.rounds)]
+        reserve = BURST * sum(kind in ("kill", "scale-out-kill") for kind in kinds)
+        self.trickle.rate = max(
+            20.0, (left - reserve) / (rounds_left * per_round + WARM_UP * (not number))
+        )
 
     def finish(self, data: Input, trickle: Trickle) -> Summary:
         trickle.rate = 1e9
@@ -601,22 +612,25 @@ class Run:
         self.kill(number, "kill", chosen)
         chosen.slot.start()
 
-    def drained(self, timeout: float = 20.0) -> None:
-        """Until no running worker's events_in_total moves for a second (or `timeout`)."""
-        deadline = time.monotonic() + timeout
-        still = 0
-        while time.monotonic() < deadline and still < 3:
-            still = 0 if any(p.consuming for p in probe(self.running())) else still + 1
-
     def harm_scale_out_kill(self, number: int) -> None:
         self.trickle.pause()
-        self.drained()
-        joiner = self.join(number, wait=True)
-        # The older workers go on with the partitions they kept, through the whole backlog.
-        self.trickle.burst += FLOOD
+        # As the reproduction: a new worker (new process, empty --data-dir) owns every
+        # partition alone, idle; a second one joins; the first keeps two partitions.
+        for slot in self.running():
+            code = slot.sigterm()
+            log(f"  round {number}: {slot.name} leaves (SIGTERM, exit status {code})")
+        first = self.stopped()
+        first.start(fresh=True)
+        first.worker.wait_ready(timeout=90)
+        log(f"  round {number}: {first.name} pid {first.pid} started anew, owns "
+            f"{first.owned()}")  # fmt: skip
+        time.sleep(self.rng.uniform(1.0, 3.0))
+        self.join(number, wait=True)
+        # The first worker goes on with the partitions it kept, into a backlog at full speed.
+        self.trickle.burst += min(FLOOD, (len(self.trickle.records) - self.trickle.sent) // 2)
         self.trickle.resume()
-        time.sleep(self.rng.uniform(1.0, 2.0))
-        self.kill(number, "scale-out-kill", self.consuming(self.running(but=joiner)))
+        time.sleep(self.rng.uniform(1.0, 1.5))
+        self.kill(number, "scale-out-kill", self.consuming([first]))
 
     def harm_rebalance_kill(self, number: int) -> None:
         chosen = self.consuming(self.running())
