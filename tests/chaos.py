@@ -26,7 +26,9 @@ Harms, one per round (`SCHEDULE`, repeated for more rounds):
                   (SIGTERM), a new one (empty --data-dir) starts and owns every partition,
                   idle; 1-3 s later a second joins (the first keeps two partitions), a
                   backlog of FLOOD records arrives at full speed, and 1-1.5 s into it the
-                  first worker, seen consuming its kept partitions, is SIGKILLed
+                  first worker, seen consuming its kept partitions, is SIGKILLed; as in
+                  the reproduction it is restarted 1 s later, SIGKILLed again 1.5 s after
+                  that (restart-kill, while it joins) and restarted 1 s later
   rebalance-kill  a worker joins; SIGKILL a worker seen consuming just before, while the
                   group rebalances
   scale-in        a worker joins, then a consuming older worker is stopped (SIGTERM)
@@ -631,6 +633,17 @@ class Run:
         self.trickle.resume()
         time.sleep(self.rng.uniform(1.0, 1.5))
         self.kill(number, "scale-out-kill", self.consuming([first]))
+        # As the reproduction goes on: restarted 1 s later, killed again 1.5 s after that
+        # (while it joins, so the survivor takes its partitions), restarted 1 s later.
+        time.sleep(1.0)
+        first.start()
+        time.sleep(1.5)
+        pid, alive = first.pid, first.alive()
+        dead = first.sigkill() if alive else True
+        log(f"  round {number} restart-kill {first.name} pid {pid} at {self.now():.1f} s "
+            f"(1.5 s after its restart, joining): alive {alive}, gone after {dead}")  # fmt: skip
+        time.sleep(1.0)
+        first.start()
 
     def harm_rebalance_kill(self, number: int) -> None:
         chosen = self.consuming(self.running())
