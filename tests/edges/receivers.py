@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
+from email.policy import default
 from typing import Any
 
 import orjson
@@ -27,7 +28,8 @@ class _Keep:
         self.arrived = arrived
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.original_content or envelope.content))
+        raw = envelope.original_content or envelope.content
+        self.messages.append(message_from_bytes(raw, policy=default))  # headers unfolded
         self.arrived.append(time.monotonic())
         return "250 OK"
 
@@ -63,8 +65,9 @@ class PagerDutyEvents:
       resolve resolves the open one and is dropped when none is open; after a resolve a
       trigger opens a new alert.
 
-    `log` keeps every accepted event in arrival order as (dedup_key, action, open after it);
-    `refused` every refused one with its status.
+    `log` keeps every accepted event in arrival order as (dedup_key, action, open after it),
+    `accepted` the events themselves with their arrival time (time.monotonic); `refused` every
+    refused one with its status.
     """
 
     rate: int = 120
@@ -72,6 +75,7 @@ class PagerDutyEvents:
     delay: float = 0.0
     """Seconds each request takes, one request at a time when set (a slow PagerDuty)."""
     log: list[tuple[str, str, bool]] = field(default_factory=list)
+    accepted: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     refused: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     alerts: dict[tuple[str, str], int] = field(default_factory=dict)
     """(routing key, dedup_key) -> alerts opened so far; `open` holds the open ones."""
@@ -148,6 +152,7 @@ class PagerDutyEvents:
         elif action == "resolve":
             self.open.discard(alert)
         self.log.append((key, action, alert in self.open))
+        self.accepted.append((time.monotonic(), event))
         return web.json_response(
             {"status": "success", "message": "Event processed", "dedup_key": key}, status=202
         )
