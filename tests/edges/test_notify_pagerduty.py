@@ -271,7 +271,9 @@ async def test_sigkill_and_restart_in_the_middle_still_resolves_every_incident(
     await produce(kafka_bootstrap, sla_topic, triggers)
     pd.delay, pd.rate = 0.05, 100_000  # one at a time: 80 triggers take 4 s
     path = tmp_path / "rules.toml"
-    path.write_text(rules(pd.url))
+    # 64 tries in flight queue up to 3.2 s at this PagerDuty (more on a loaded machine): a
+    # try's timeout far above that, so no delivery times out and is dead-lettered
+    path.write_text(rules(pd.url, timeout=30.0))
     env = {**os.environ, **ENV, "PYTHONPATH": str(REPO)}
     command = [
         sys.executable, "-m", "deploy.cli", "notify", "--rules", str(path),
