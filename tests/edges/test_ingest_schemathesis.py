@@ -1,0 +1,87 @@
+"""Issue #27 item 10: schemathesis against a real `escalator ingest` on a real broker.
+
+The ingest serves its OpenAPI document; every operation (contract events, the three vendor
+webhooks, /health, /openapi.json) gets generated requests over HTTP, once with valid
+credentials (a bearer token; each webhook body signed as its vendor signs it, per request)
+and once without. Every answer must be documented (status, content type, headers, body
+schema) and none may be a 5xx. Bounded for CI by a fixed number of examples per operation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+
+from events.signatures import sign_hub, sign_zendesk
+from events.vendors import zendesk
+from tests.contract_fuzz import run_every_operation, statuses
+from tests.edges.ingest_process import TOKEN, IngestProcess
+
+pytestmark = pytest.mark.kafka
+
+SECRETS = {"zendesk": "zendesk-secret-1", "jsm": "jsm-secret-2", "zammad": "zammad-secret-3"}
+EXAMPLES = 40
+"""Per operation and credential mode: 5 operations x 2 x 40 requests, about 30 s."""
+WEBHOOKS = [f"POST /v1/webhooks/{source}" for source in SECRETS]
+OPERATIONS = {"POST /v1/events", "GET /health", *WEBHOOKS}
+"""schemathesis leaves out /openapi.json itself."""
+
+
+class Credentials(requests.auth.AuthBase):
+    """What each route requires, computed over the exact bytes sent: the bearer token for
+    /v1/events; Zendesk's timestamped signature; X-Hub-Signature sha256 (JSM), sha1 (Zammad)."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = request.body or b""
+        raw = body.encode() if isinstance(body, str) else body
+        url = request.url or ""
+        if "/v1/webhooks/zendesk" in url:
+            stamp = str(int(time.time()))
+            request.headers[zendesk.TIMESTAMP_HEADER] = stamp
+            request.headers[zendesk.SIGNATURE_HEADER] = sign_zendesk(SECRETS["zendesk"], stamp, raw)
+        elif "/v1/webhooks/jsm" in url:
+            request.headers["X-Hub-Signature"] = sign_hub(SECRETS["jsm"], raw, "sha256")
+        elif "/v1/webhooks/zammad" in url:
+            request.headers["X-Hub-Signature"] = sign_hub(SECRETS["zammad"], raw, "sha1")
+        else:
+            request.headers["Authorization"] = f"Bearer {TOKEN}"
+        return request
+
+
+@pytest.fixture(scope="module")
+def ingest(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    log = tmp_path_factory.mktemp("ingest-schemathesis") / "ingest.log"
+    env = {f"ESCALATOR_{source.upper()}_SECRET": secret for source, secret in SECRETS.items()}
+    process = IngestProcess(kafka_bootstrap, log, env=env).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        assert process.proc is not None and process.proc.returncode == 0, process.log_tail()
+
+
+def _schema(ingest: IngestProcess) -> Any:
+    return schemathesis.openapi.from_url(ingest.url + "/openapi.json")
+
+
+def test_with_credentials_ingest_answers_as_documented(ingest: IngestProcess) -> None:
+    seen = run_every_operation(_schema(ingest), EXAMPLES, auth=Credentials(), timeout=30)
+    assert {label for label, _ in seen} == OPERATIONS
+    # the credentials were right: events were taken (200) or refused for their content
+    assert 200 in statuses(seen, "POST /v1/events"), seen
+    for label in WEBHOOKS:
+        assert 401 not in statuses(seen, label) and statuses(seen, label) & {200, 202}, seen
+    assert ingest.proc is not None and ingest.proc.poll() is None, ingest.log_tail()
+
+
+def test_without_credentials_ingest_answers_as_documented(ingest: IngestProcess) -> None:
+    seen = run_every_operation(_schema(ingest), EXAMPLES, timeout=30)
+    assert {label for label, _ in seen} == OPERATIONS
+    for label in ("POST /v1/events", *WEBHOOKS):
+        assert statuses(seen, label) == {401}, seen
+    assert ingest.proc is not None and ingest.proc.poll() is None, ingest.log_tail()
