@@ -12,6 +12,8 @@ from collections import Counter
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -39,7 +41,7 @@ def run_every_operation(schema: Any, examples: int, **call: Any) -> Counter[tupl
     operations = [result.ok() for result in schema.get_all_operations()]
     for operation in operations:
 
-        @given(case=operation.as_strategy())
+        @given(case=_cases(operation))
         @settings(
             max_examples=examples,
             deadline=None,
@@ -53,6 +55,14 @@ def run_every_operation(schema: Any, examples: int, **call: Any) -> Counter[tupl
 
         check()
     return seen
+
+
+def _cases(operation: Any) -> Any:
+    """Valid requests, and invalid ones where the operation has something to get wrong."""
+    valid = operation.as_strategy(GenerationMode.POSITIVE)
+    if not (operation.path_parameters or operation.query or operation.body):
+        return valid
+    return st.one_of(valid, operation.as_strategy(GenerationMode.NEGATIVE))
 
 
 def statuses(seen: Counter[tuple[str, int]], label: str) -> set[int]:
