@@ -11,6 +11,7 @@ Bounded for CI by a fixed number of examples per operation.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -61,7 +62,7 @@ def served(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
          "--db", str(work / "api.sqlite3"), "--broker", kafka_bootstrap, "--port", str(port),
          "--group", f"schemathesis-{suffix}", "--ticket-topic", topics[0], "--sla-topic",
          topics[1]],
-        env={**__import__("os").environ, "ESCALATOR_API_TOKEN": TOKEN},
+        env={**os.environ, "ESCALATOR_API_TOKEN": TOKEN},
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
