@@ -9,22 +9,17 @@ schema) and none may be a 5xx. Bounded for CI by a fixed number of examples per 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 import schemathesis
 
-from events.signatures import sign_hub, sign_zendesk
-from events.vendors import zendesk
 from tests.contract_fuzz import run_every_operation, statuses
-from tests.edges.ingest_process import TOKEN, IngestProcess
+from tests.edges.ingest_process import SECRETS, Credentials, IngestProcess, vendor_secrets
 
 pytestmark = pytest.mark.kafka
 
-SECRETS = {"zendesk": "zendesk-secret-1", "jsm": "jsm-secret-2", "zammad": "zammad-secret-3"}
 EXAMPLES = 40
 """Per operation and credential mode: 5 operations x 2 x 40 requests, about 30 s."""
 WEBHOOKS = [f"POST /v1/webhooks/{source}" for source in SECRETS]
@@ -32,32 +27,10 @@ OPERATIONS = {"POST /v1/events", "GET /health", *WEBHOOKS}
 """schemathesis leaves out /openapi.json itself."""
 
 
-class Credentials(requests.auth.AuthBase):
-    """What each route requires, computed over the exact bytes sent: the bearer token for
-    /v1/events; Zendesk's timestamped signature; X-Hub-Signature sha256 (JSM), sha1 (Zammad)."""
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        body = request.body or b""
-        raw = body.encode() if isinstance(body, str) else body
-        url = request.url or ""
-        if "/v1/webhooks/zendesk" in url:
-            stamp = str(int(time.time()))
-            request.headers[zendesk.TIMESTAMP_HEADER] = stamp
-            request.headers[zendesk.SIGNATURE_HEADER] = sign_zendesk(SECRETS["zendesk"], stamp, raw)
-        elif "/v1/webhooks/jsm" in url:
-            request.headers["X-Hub-Signature"] = sign_hub(SECRETS["jsm"], raw, "sha256")
-        elif "/v1/webhooks/zammad" in url:
-            request.headers["X-Hub-Signature"] = sign_hub(SECRETS["zammad"], raw, "sha1")
-        else:
-            request.headers["Authorization"] = f"Bearer {TOKEN}"
-        return request
-
-
 @pytest.fixture(scope="module")
 def ingest(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     log = tmp_path_factory.mktemp("ingest-schemathesis") / "ingest.log"
-    env = {f"ESCALATOR_{source.upper()}_SECRET": secret for source, secret in SECRETS.items()}
-    process = IngestProcess(kafka_bootstrap, log, env=env).start()
+    process = IngestProcess(kafka_bootstrap, log, env=vendor_secrets()).start()
     try:
         yield process
     finally:
