@@ -386,8 +386,8 @@ def test_vendor_payloads_with_extreme_numbers_are_dead_lettered(
         assert ingest.proc.poll() is None
     finally:
         ingest.stop()
-    named = ("'{}'", "occurred_at")  # the vendor's field, or the contract field it maps to
-    wrong = [a for a in answers if a[3] != 202 or not any(n.format(a[1]) in a[4] for n in named)]
+    # the reason names the vendor's field (`ticket.updated_at`), or the contract's it maps to
+    wrong = [a for a in answers if a[3] != 202 or not (a[1] in a[4] or "occurred_at" in a[4])]
     assert not wrong, wrong  # (source, field, number, status, body) not a 202 naming the field
     letters = read_topic(kafka_bootstrap, ingest.topic + "-dlq", expect=len(answers), timeout=30)
     assert len(letters) == len(answers)
