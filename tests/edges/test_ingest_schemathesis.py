@@ -9,6 +9,7 @@ schema) and none may be a 5xx. Bounded for CI by a fixed number of examples per 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,8 +21,8 @@ from tests.edges.ingest_process import SECRETS, Credentials, IngestProcess, vend
 
 pytestmark = pytest.mark.kafka
 
-EXAMPLES = 40
-"""Per operation and credential mode: 5 operations x 2 x 40 requests, about 30 s."""
+EXAMPLES = int(os.environ.get("ESCALATOR_SCHEMATHESIS_EXAMPLES", "60"))
+"""Per operation and credential mode: 5 operations x 2 x 60 requests, about 25 s."""
 WEBHOOKS = [f"POST /v1/webhooks/{source}" for source in SECRETS]
 OPERATIONS = {"POST /v1/events", "GET /health", *WEBHOOKS}
 """schemathesis leaves out /openapi.json itself."""
