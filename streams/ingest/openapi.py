@@ -146,7 +146,9 @@ def document(settings: IngestSettings) -> dict[str, Any]:
                     "type": "apiKey",
                     "in": "header",
                     "name": "X-Zendesk-Webhook-Signature",
-                    "description": "base64 HMAC-SHA256 of the timestamp header and the body",
+                    "description": "base64 HMAC-SHA256 of the timestamp header and the body; "
+                    "the timestamp is sent in X-Zendesk-Webhook-Signature-Timestamp (required, "
+                    "within 300 s of the ingest's clock)",
                 },
                 "hubSha256": {"type": "apiKey", "in": "header", "name": "X-Hub-Signature"},
                 "hubSha1": {"type": "apiKey", "in": "header", "name": "X-Hub-Signature"},
