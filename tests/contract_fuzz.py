@@ -65,6 +65,11 @@ def _cases(operation: Any) -> Any:
     return st.one_of(valid, operation.as_strategy(GenerationMode.NEGATIVE))
 
 
+def labels(schema: Any) -> set[str]:
+    """Every operation of `schema` as schemathesis names it (`GET /health`)."""
+    return {result.ok().label for result in schema.get_all_operations()}
+
+
 def statuses(seen: Counter[tuple[str, int]], label: str) -> set[int]:
     """The statuses `label` (an operation, `POST /v1/events`) answered in a run."""
     return {status for (operation, status) in seen if operation == label}

@@ -33,7 +33,7 @@ from projections.db import Database
 from projections.model import REMAINING_HORIZON, remaining
 from projections.schema import migrate
 from streams.sla.rules import ELAPSED, Policy
-from tests.contract_fuzz import CHECKS, run_every_operation, statuses
+from tests.contract_fuzz import CHECKS, labels, run_every_operation, statuses
 from tests.projections.helpers import api_client, lines, produce, sla_records
 from tests.projections.scenario import NOW, load_scenario
 
@@ -110,7 +110,7 @@ def served(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 OPERATIONS = 10
-"""Every documented operation but /openapi.json itself, which schemathesis leaves out."""
+"""At least the 10 documented operations (schemathesis leaves out /openapi.json itself)."""
 
 
 def test_with_the_token_the_api_answers_as_documented(served: str) -> None:
@@ -118,7 +118,7 @@ def test_with_the_token_the_api_answers_as_documented(served: str) -> None:
     seen = run_every_operation(
         schema, EXAMPLES, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
     )
-    assert len({label for label, _ in seen}) == OPERATIONS, seen
+    assert {label for label, _ in seen} == labels(schema) and len(labels(schema)) >= OPERATIONS
     # the token was taken (negative cases may send a broken Authorization: those are 401s)
     assert 200 in statuses(seen, "GET /api/tickets") and 200 in statuses(seen, "GET /metrics")
 
@@ -152,7 +152,7 @@ def test_every_ticket_and_its_events_are_answered_as_documented(served: str) -> 
 def test_without_the_token_the_api_answers_as_documented(served: str) -> None:
     schema = schemathesis.openapi.from_url(served + "/openapi.json")
     seen = run_every_operation(schema, EXAMPLES, timeout=30)
-    assert len({label for label, _ in seen}) == OPERATIONS, seen
+    assert {label for label, _ in seen} == labels(schema) and len(labels(schema)) >= OPERATIONS
     assert statuses(seen, "GET /api/tickets") <= {401}, seen
 
 
