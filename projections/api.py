@@ -173,7 +173,17 @@ def _authorized(
 Auth = [Depends(_authorized)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Error, "description": "Invalid parameter (named in `parameter`)"},
-    401: {"model": Error, "description": "Missing or invalid bearer token"},
+    401: {
+        "model": Error,
+        "description": "Missing or invalid bearer token",
+        "headers": {
+            "WWW-Authenticate": {
+                "description": "`Bearer` (RFC 6750 section 3)",
+                "required": True,
+                "schema": {"type": "string", "const": "Bearer"},
+            }
+        },
+    },
 }
 
 
