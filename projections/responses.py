@@ -27,7 +27,8 @@ class Metric(_Model):
     due_at: Instant | None
     remaining_seconds: float | None = Field(
         description="Time left on the metric's own clock (business or elapsed); negative once "
-        "overdue; frozen while paused."
+        "overdue; frozen while paused. Counted over at most ten years of elapsed time (a deadline "
+        "further from `now` shows ten years' worth)."
     )
     clock: Literal["business", "elapsed"] | None
     calendar: str | None = Field(

@@ -39,6 +39,13 @@ _RESULT = {
 }
 
 
+_CHALLENGE = {
+    "description": "the scheme the route expects and its realm (RFC 9110 section 11.6.1)",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1},
+}
+
+
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -59,6 +66,7 @@ def _answers(ok: dict[str, Any], *extra: str) -> dict[str, Any]:
     answers = dict(ok)
     for status in ("400", "401", "404", "408", "413", "500", "503", *extra):
         answers[status] = _json(_RESULT if status == "422" else error, described[status])
+    answers["401"]["headers"] = {"WWW-Authenticate": _CHALLENGE}
     return answers
 
 
@@ -164,7 +172,9 @@ def document(settings: IngestSettings) -> dict[str, Any]:
                     "type": "apiKey",
                     "in": "header",
                     "name": "X-Zendesk-Webhook-Signature",
-                    "description": "base64 HMAC-SHA256 of the timestamp header and the body",
+                    "description": "base64 HMAC-SHA256 of the timestamp header and the body; "
+                    "the timestamp is sent in X-Zendesk-Webhook-Signature-Timestamp (required, "
+                    "within 300 s of the ingest's clock)",
                 },
                 "hubSha256": {"type": "apiKey", "in": "header", "name": "X-Hub-Signature"},
                 "hubSha1": {"type": "apiKey", "in": "header", "name": "X-Hub-Signature"},

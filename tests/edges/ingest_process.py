@@ -15,12 +15,42 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import requests
 
 from deploy.kafka_local import unique_name
 from deploy.local_service import free_port
+from events.signatures import sign_hub, sign_zendesk
+from events.vendors import zendesk
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "contract-token-123"
+SECRETS = {"zendesk": "zendesk-secret-1", "jsm": "jsm-secret-2", "zammad": "zammad-secret-3"}
+
+
+def vendor_secrets() -> dict[str, str]:
+    """The environment that enables the three webhooks with SECRETS."""
+    return {f"ESCALATOR_{source.upper()}_SECRET": secret for source, secret in SECRETS.items()}
+
+
+class Credentials(requests.auth.AuthBase):
+    """What each route requires, computed over the exact bytes sent: the bearer token for
+    /v1/events; Zendesk's timestamped signature; X-Hub-Signature sha256 (JSM), sha1 (Zammad)."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = request.body or b""
+        raw = body.encode() if isinstance(body, str) else body
+        url = request.url or ""
+        if "/v1/webhooks/zendesk" in url:
+            stamp = str(int(time.time()))
+            request.headers[zendesk.TIMESTAMP_HEADER] = stamp
+            request.headers[zendesk.SIGNATURE_HEADER] = sign_zendesk(SECRETS["zendesk"], stamp, raw)
+        elif "/v1/webhooks/jsm" in url:
+            request.headers["X-Hub-Signature"] = sign_hub(SECRETS["jsm"], raw, "sha256")
+        elif "/v1/webhooks/zammad" in url:
+            request.headers["X-Hub-Signature"] = sign_hub(SECRETS["zammad"], raw, "sha1")
+        else:
+            request.headers["Authorization"] = f"Bearer {TOKEN}"
+        return request
 
 
 @dataclass

@@ -100,6 +100,8 @@ FILTERS = [
     ("/api/sla-events?ticket_id=%00", "ticket_id"),
     ("/api/tickets/%00", "ticket_id"),
     ("/api/tickets/N%00X", "ticket_id"),
+    ("/api/tickets/H%0D%0AX-Injected:%201", "ticket_id"),  # was a 404: `path` stopped at LF
+    ("/api/tickets/%0A", "ticket_id"),
     ("/api/tickets/" + "x" * 257, "ticket_id"),
     ("/api/tickets?customer=" + "x" * 257, "customer"),
 ]

@@ -88,3 +88,33 @@ async def test_unknown_methods_share_one_label(db_target: str, policy: Policy) -
         methods = set(re.findall(r'method="([^"]*)"', text))
         assert methods <= {"GET", "TRACE", "other"}, methods
         assert 'method="other"' in text and "FOO" not in text
+
+
+async def test_invented_methods_over_http_add_no_series(db_target: str, policy: Policy) -> None:
+    """Item 9's input: `curl -X FOO1 .../x` with no token, on a server that requires one, over
+    a real socket. The first invented method may add the `other` series; FOO2..FOO17 on /x
+    and on real routes add none (it was 17 new series per method, 68 from 4 requests)."""
+    import httpx
+
+    from tests.projections.helpers import serving
+
+    token = "metrics-token-0123456789"
+    auth = {"Authorization": f"Bearer {token}"}
+    async with (
+        serving(make_app(db_target, policy, token=token)) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+
+        async def series() -> set[str]:
+            text = (await client.get("/metrics", headers=auth)).text
+            return {line.rsplit(" ", 1)[0] for line in text.splitlines() if "method=" in line}
+
+        await client.request("FOO1", "/x")
+        await client.request("FOO1", "/api/tickets")
+        before = await series()
+        for n in range(2, 18):
+            assert (await client.request(f"FOO{n}", "/x")).status_code in (404, 405)
+            await client.request(f"FOO{n}", "/api/tickets")
+        after = await series()
+        assert after - before <= {s for s in after if 'route="/metrics"' in s}, after - before
+        assert not any("FOO" in s for s in after)
