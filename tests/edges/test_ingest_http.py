@@ -233,3 +233,20 @@ async def test_concurrent_requests_all_land(service: Service) -> None:
     results = await asyncio.gather(*(service.contract(b) for b in bodies))
     assert all(status == 200 for status, _ in results)
     assert len(await service.records(40)) == 40
+
+
+@pytest.mark.parametrize(
+    ("path", "header", "value"),
+    [("/v1/events", "Authorization", "Bearer été"),
+     ("/v1/webhooks/zendesk", "X-Zendesk-Webhook-Signature", "été"),
+     ("/v1/webhooks/jsm", "X-Hub-Signature", "sha256=été"),
+     ("/v1/webhooks/zammad", "X-Hub-Signature", "sha1=été")],
+)  # fmt: skip
+async def test_non_ascii_credentials_over_http_are_401(
+    service: Service, path: str, header: str, value: str
+) -> None:
+    """Issue #19 item 7 on the wire: `Bearer été` was a 500 (hmac.compare_digest raises on
+    non-ASCII text) on the contract, Zendesk and JSM routes; it is a refusal like any other."""
+    extra = {"X-Zendesk-Webhook-Signature-Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    status, _ = await service.post(path, orjson.dumps(event(1)), **{header: value, **extra})
+    assert status == 401
