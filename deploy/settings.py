@@ -188,7 +188,7 @@ def http_port(default: int) -> Any:
 
 
 class LogSettings(Settings):
-    """How a service logs: text for people, JSON lines for log shippers (see deploy.logs)."""
+    """How a service logs: text for people, JSON lines for log shippers (see base.logs)."""
 
     log_format: Literal["text", "json"] = Field(
         "text",
@@ -548,7 +548,7 @@ def service_settings(model: type[S], args: argparse.Namespace) -> S:
     settings = from_args(model, args)
     notes: list[str] = getattr(args, DEPRECATION_NOTES, [])
     if isinstance(settings, LogSettings):
-        from deploy.logs import configure_logging
+        from base.logs import configure_logging
 
         configure_logging(settings.log_format, settings.log_level)
         for note in notes:

@@ -8,8 +8,8 @@ import time
 
 import orjson
 
+from base.logs import configure_logging
 from deploy.cli import build_parser
-from deploy.logs import configure_logging
 from deploy.settings import SERVICES, LogSettings, from_args
 
 
