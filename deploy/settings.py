@@ -40,9 +40,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from base.durations import parse_delay
 from base.errors import EscalatorError
 from events.vendors.jsm import ORGANIZATIONS_FIELD
-from streams.sla.durations import parse_delay
 
 DB_ENV = "ESCALATOR_DB"
 """The read-model database (SQLite path or postgresql:// DSN); deploy.postgres_local prints it."""

@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from base.durations import parse_delay, parse_duration
 from events.cli import _start
 from events.instants import DAY, HOUR, MINUTE, SECOND
-from projections.queries import BadParameter, check_when, parse_window, resolve_when
-from streams.sla.durations import parse_delay, parse_duration
+from events.when import check_when, parse_window
+from projections.queries import BadParameter, resolve_when
 
 BUSINESS_DAY = 10 * HOUR + 30 * MINUTE
 """An 08:00-18:30 calendar's business day."""
