@@ -32,9 +32,9 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
     KafkaError,
 )
 
-from deploy.settings import NotifySettings
 from streams.notify.channels import DeliveryFailed, send
 from streams.notify.rules import PagerDutyChannel, Rules, pagerduty_metrics, route
+from streams.notify.settings import NotifySettings
 
 log = logging.getLogger("escalator.notify")
 
