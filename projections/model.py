@@ -18,7 +18,7 @@ from events.records import TicketEvent
 from streams.sla.clocks import Clock
 from streams.sla.machine import handle, metric_segments, policy_of
 from streams.sla.rules import ELAPSED, MetricName, Policy
-from streams.sla.state import TicketState
+from streams.sla.state import UNOPENED, TicketState
 from streams.sla.status import MetricStatus, sla_status
 
 METRICS: tuple[MetricName, ...] = ("first_response", "resolution")
@@ -85,6 +85,11 @@ def fold_ticket(
     outcome = handle(state, event, policy)
     if outcome.duplicate:
         return FoldResult(state, extras or Extras(), "duplicate", changed=False)
+    held = outcome.state
+    if outcome.parked and held is not None and held.status == UNOPENED:
+        # The engine waits for the ticket's open; a projection keeps no placeholder ticket.
+        reason = next(entry[3] for entry in held.parked or () if entry[1] == event.event_id)
+        return FoldResult(state, extras or Extras(), "rejected", reason, changed=False)
     if outcome.state is None:
         return FoldResult(state, extras or Extras(), "rejected", outcome.rejected, changed=False)
     if outcome.state is not state:  # a new ticket (first open, or an id reused after purge)

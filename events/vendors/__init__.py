@@ -2,10 +2,11 @@
 
 Each adapter maps one vendor's documented webhook payload to zero or more contract events
 (`events.inbound`) or raises `Unmappable` with the reason. They read ids, statuses,
-priorities and times only: titles, descriptions and comment bodies are never copied.
+priorities, tags, channels and times only: titles, descriptions and comment bodies are never
+copied.
 The mapping tables are in docs/ingest.md.
 """
 
-from events.vendors.common import Mapped, StatusMemory, Unmappable
+from events.vendors.common import Mapped, Unmappable
 
-__all__ = ["Mapped", "StatusMemory", "Unmappable"]
+__all__ = ["Mapped", "Unmappable"]

@@ -216,8 +216,8 @@ class Metrics:
             self.events_in["tick"].inc(result.ticks)
         if result.invalid:
             self.events_in["invalid"].inc(result.invalid)
-        if result.dead_letters:
-            self.dead_letters.inc(len(result.dead_letters))
+        if result.dead_letters or result.expired:
+            self.dead_letters.inc(len(result.dead_letters) + len(result.expired))
         if result.faults:
             self.timer_faults.inc(len(result.faults))
         if result.late:
@@ -231,6 +231,18 @@ class Metrics:
             if child is None:
                 child = self._sla_out[kind] = self.sla_out.labels(kind)
             child.inc(count)
+
+
+@dataclass(slots=True)
+class _Parked:
+    """An input record parked in a ticket's state (`BatchResult.expired`), as `_dead_letter`
+    reads a consumer record: its original key is the ticket id (the input's key)."""
+
+    key: bytes
+    value: bytes
+    topic: str
+    partition: int
+    offset: int
 
 
 @dataclass(slots=True)
@@ -472,7 +484,9 @@ class Engine:
             self._txn_started = time.monotonic()
         now = wall_now()
         last = records[-1].offset
-        result = owned.engine.process_batch([r.value for r in records], now, self._behind(p, last))
+        result = owned.engine.process_batch(
+            [r.value for r in records], now, self._behind(p, last), [r.offset for r in records]
+        )
         owned.next_offset = last + 1
         pending = owned.pending
         if pending is None:
@@ -488,6 +502,9 @@ class Engine:
             )
         for position, stage, reason in result.dead_letters:
             pending.append(await self._dead_letter(send, records[position], stage, reason))
+        for key, value, reason, offset in result.expired:  # parked, then the watermark passed
+            parked = _Parked(key, value, cfg.input_topic, p, offset)
+            pending.append(await self._dead_letter(send, parked, "expired", reason))
         changelog = cfg.changelog_topic
         for key, state in result.changelog:
             pending.append(await send(changelog, state, key=key, partition=p))
@@ -847,7 +864,7 @@ def build_engine(config: EngineConfig, policy: Policy) -> Engine:
 
 def _event_id(value: bytes | None, stage: str) -> str | None:
     """The event id of a record the core rejected (it decoded, so it has one), for the log."""
-    if stage != "rejected" or value is None:
+    if stage not in ("rejected", "expired") or value is None:
         return None
     with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
         event_id = orjson.loads(value).get("event_id")

@@ -43,7 +43,7 @@ from events.records import TicketEvent
 from streams.sla.machine import advance, handle
 from streams.sla.replay import DEFAULT_MAX_DELAY
 from streams.sla.rules import Policy
-from streams.sla.state import TicketState
+from streams.sla.state import UNOPENED, TicketState
 from streams.sla.timer_index import TimerIndex
 
 ClockMode = Literal["wall", "event"]
@@ -56,7 +56,7 @@ FUTURE_SKEW: Final[Micros] = 60 * SECOND
 and still be applied, at the worker's time; events dated further ahead are rejected."""
 
 _NEXT_DUE: Final = b'{"next_due":'
-_CLOSED_STATUSES: Final = frozenset({"resolved", "closed"})
+_CLOSED_STATUSES: Final = frozenset({"resolved", "closed", UNOPENED})
 TIMER_TYPES: Final = frozenset(
     {"sla.warning", "sla.breached", "ticket.escalated", "customer.notification_required"}
 )
@@ -126,7 +126,9 @@ class BatchResult:
     `output` holds (ticket id key, SLA event JSON, the event) in emission order;
     `dead_letters` holds (position of the record in the batch, stage `decode`/`rejected`/
     `internal`, reason);
-    `changelog` holds (ticket id key, encoded state or None for a deleted ticket).
+    `changelog` holds (ticket id key, encoded state or None for a deleted ticket);
+    `expired` holds (ticket id key, original bytes, reason, input offset or -1) of parked
+    events the watermark passed (dead letters of records of earlier batches).
     """
 
     __slots__ = (
@@ -135,7 +137,9 @@ class BatchResult:
         "dead_letters",
         "duplicates",
         "events",
+        "expired",
         "faults",
+        "held",
         "invalid",
         "late",
         "out_types",
@@ -149,6 +153,9 @@ class BatchResult:
         self.output: list[tuple[bytes, bytes, dict[str, Any]]] = []
         self.dead_letters: list[tuple[int, str, str]] = []
         self.changelog: list[tuple[bytes, bytes | None]] = []
+        self.expired: list[tuple[bytes, bytes, str, int]] = []
+        self.held = 0
+        """Events parked on arrival, waiting for an earlier event of their ticket."""
         self.events = 0
         self.ticks = 0
         self.invalid = 0
@@ -202,6 +209,8 @@ class PartitionEngine:
         """Tickets changed by the current batch, in first-change order."""
         self.faults: list[tuple[str, str]] = []
         """Tickets quarantined by the current batch (see `_quarantine`)."""
+        self._expired: list[tuple[bytes, bytes, str, int]] = []
+        """Parked events the current record's sweeps rejected (see `BatchResult.expired`)."""
 
     # -- recovery
 
@@ -221,17 +230,23 @@ class PartitionEngine:
     # -- processing
 
     def process_batch(
-        self, values: list[bytes | None], wall_now: Micros, behind: int = 0
+        self,
+        values: list[bytes | None],
+        wall_now: Micros,
+        behind: int = 0,
+        offsets: list[int] | None = None,
     ) -> BatchResult:
         """Process a partition's records in offset order; see `BatchResult` for the output.
 
         `behind`: records on the partition after the batch's last one (its lag, from the
-        broker's high watermark); a record with none behind it is caught up.
+        broker's high watermark); a record with none behind it is caught up. `offsets`: the
+        records' input offsets, kept with an event that is parked (for its dead letter).
         """
         result = BatchResult()
         last = len(values) - 1
         for position, raw in enumerate(values):
-            self._process(position, raw, wall_now, behind + last - position, result)
+            offset = offsets[position] if offsets is not None else -1
+            self._process(position, raw, wall_now, behind + last - position, result, offset)
         changelog = result.changelog
         states = self.states
         for ticket_id in self._dirty:
@@ -245,7 +260,13 @@ class PartitionEngine:
         return result
 
     def _process(
-        self, position: int, raw: bytes | None, wall_now: Micros, lag: int, out: BatchResult
+        self,
+        position: int,
+        raw: bytes | None,
+        wall_now: Micros,
+        lag: int,
+        out: BatchResult,
+        offset: int = -1,
     ) -> None:
         try:
             if raw is None:
@@ -284,17 +305,21 @@ class PartitionEngine:
                         record = record.redated(wall_now)
                     if wall:
                         self._sweep(self._wall_mark(wall_now), emitted, dues, True)
-                    rejected = self._apply(record, emitted, out)
-                    if rejected is None:
-                        self._accepted(record.at, wall_now, emitted, dues)
+                    rejected, moved = self._apply(record, emitted, out, raw, offset)
+                    if moved is not None:
+                        self._accepted(moved, wall_now, emitted, dues)
         except Exception as error:  # a bug, or a value the core cannot represent
             # (`error`, not `exc`: mypyc gives a name one type per function.)
             self._rollback()
+            self._expired.clear()
             self.watermark, self.latest, self.live_since = watermark, latest, live_since
             reason = f"internal error: {type(error).__name__}"
             out.dead_letters.append((position, "internal", reason))
             return
         self._commit()
+        if self._expired:
+            out.expired.extend(self._expired)
+            self._expired.clear()
         if rejected is not None:
             out.dead_letters.append((position, "rejected", rejected))
         if emitted:
@@ -307,17 +332,28 @@ class PartitionEngine:
             out.timer_dues.extend(dues)
 
     def _apply(
-        self, record: TicketEvent, emitted: list[dict[str, Any]], out: BatchResult
-    ) -> str | None:
-        """Fold one ticket event; returns why it was rejected, or None."""
+        self,
+        record: TicketEvent,
+        emitted: list[dict[str, Any]],
+        out: BatchResult,
+        raw: bytes,
+        offset: int,
+    ) -> tuple[str | None, Micros | None]:
+        """Fold one ticket event; returns (why it was rejected or None, the event time it
+        moves the clock to or None). A parked event (it waits for an earlier event of its
+        ticket, see `machine.handle`) moves no clock; parked events it lets apply move it to
+        their time, as in `streams.sla.replay`."""
         ticket_id = record.ticket_id
         watermark = self.watermark
-        outcome = handle(self._touch(ticket_id), record, self.policy)
+        outcome = handle(self._touch(ticket_id), record, self.policy, raw, offset)
         emitted.extend(outcome.emitted)
         if outcome.duplicate:
             out.duplicates += 1
-            return None
+            return None, record.at
         self._store(ticket_id, outcome.state)
+        if outcome.parked:
+            out.held += 1
+            return None, None
         late = watermark is not None and record.at < watermark
         if late and (outcome.rejected is None or outcome.beyond_horizon):
             out.late += 1
@@ -325,7 +361,13 @@ class PartitionEngine:
             out.beyond_horizon += 1
         if outcome.late:
             out.retracted += sum(1 for e in outcome.emitted if e["type"] == "sla.retracted")
-        return outcome.rejected
+        if outcome.rejected is not None:
+            return outcome.rejected, None
+        moved = record.at
+        for at in outcome.unparked:
+            if at > moved:
+                moved = at
+        return None, moved
 
     def _accepted(
         self, at: Micros, wall_now: Micros, out: list[dict[str, Any]], dues: list[Micros]
@@ -379,6 +421,8 @@ class PartitionEngine:
                 self._quarantine(ticket_id, f"internal error: {type(error).__name__}")
                 continue
             self._store(ticket_id, outcome.state)
+            for text, reason, origin in outcome.expired:
+                self._expired.append((ticket_id.encode(), text.encode(), reason, origin))
             for event in outcome.emitted:
                 out.append(event)
                 if live is not None and due >= live and event["type"] in TIMER_TYPES:

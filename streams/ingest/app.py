@@ -5,12 +5,14 @@
     POST /v1/webhooks/jsm        Jira Service Management webhook (X-Hub-Signature sha256)
     POST /v1/webhooks/zammad     Zammad webhook (X-Hub-Signature sha1)
     GET  /health
+    GET  /metrics                Prometheus text: webhooks ignored, warned, dead-lettered
 
 Records are keyed by ticket id and produced with an idempotent producer and acks=all; a
 request is answered only after the broker has acknowledged all of its records. What is
 produced is the contract's fields only (free text an upstream sends along is dropped here).
-A vendor payload that cannot be mapped goes to the dead-letter topic with the reason, its
-free text scrubbed (`events.vendors.common.scrub`), and is answered 202.
+A vendor payload that cannot be mapped goes to the dead-letter topic with the reason, cut
+down to an allow-list of ids, kinds, statuses, priorities, times and tags
+(`events.vendors.common.scrub`), and is answered 202.
 """
 
 from __future__ import annotations
@@ -28,15 +30,17 @@ import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka import errors as kafka_errors
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics, generate_latest
 
 from base.errors import EscalatorError
 from events.codec import InvalidEvent, decode_json, ticket_event_from_obj
 from events.inbound import ticket_event_adapter
 from events.signatures import verify_bearer, verify_hub, verify_zendesk
 from events.vendors import jsm, zammad, zendesk
-from events.vendors.common import Mapped, StatusMemory, Unmappable, scrub
+from events.vendors.common import Mapped, Unmappable, scrub
 from streams.ingest.openapi import document as openapi_document
 from streams.ingest.settings import INGEST_SECRETS, IngestSettings
+from streams.ingest.zammad_store import ZammadStore
 
 log = logging.getLogger("escalator.ingest")
 
@@ -218,6 +222,13 @@ def _refuse_too_large(obj: dict[str, Any], size: int, max_bytes: int) -> None:
     )
 
 
+def _jsm_delivery(request: web.Request) -> str:
+    """The request's `X-Atlassian-Webhook-Identifier` if it can name a delivery (1-128
+    printable ASCII characters), else "" (the request is then not deduplicated here)."""
+    value = request.headers.get(jsm.DELIVERY_HEADER, "").strip()
+    return value if 0 < len(value) <= 128 and value.isascii() and value.isprintable() else ""
+
+
 def _error(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status, dumps=_dumps)
 
@@ -250,12 +261,47 @@ class Ingest:
     def __init__(self, settings: IngestSettings, sink: Sink) -> None:
         self.settings = settings
         self.sink = sink
-        self.zammad_memory = StatusMemory()
+        self._zammad: ZammadStore | None = None
+        self.jsm_deliveries = jsm.Deliveries()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry()
+        labels = ["source", "reason"]
+        self.ignored = Counter(
+            "escalator_ingest_ignored",
+            "Vendor webhooks answered 200 without an event (no SLA meaning), by reason",
+            labels,
+            registry=self.registry,
+        )
+        self.warnings = Counter(
+            "escalator_ingest_warnings",
+            "Vendor webhooks mapped with a documented fallback (e.g. an unknown priority "
+            "opened at the default severity), by reason",
+            labels,
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "escalator_ingest_dead_letters",
+            "Vendor webhooks dead-lettered as unmappable",
+            ["source"],
+            registry=self.registry,
+        )
         self.mappers: dict[str, Callable[[Any], Mapped]] = {
             "zendesk": zendesk.map_payload,
             "jsm": lambda p: jsm.map_payload(p, settings.jsm_organizations_field),
-            "zammad": lambda p: zammad.map_payload(p, self.zammad_memory),
+            "zammad": lambda p: zammad.map_payload(p, self.zammad),
         }
+
+    @property
+    def zammad(self) -> ZammadStore:
+        """Zammad's tickets and deliveries (`--zammad-state`), opened at first use."""
+        if self._zammad is None:
+            self._zammad = ZammadStore(self.settings.zammad_state)
+        return self._zammad
+
+    def close(self) -> None:
+        if self._zammad is not None:
+            self._zammad.close()
+            self._zammad = None
 
     # -- authentication
 
@@ -365,6 +411,29 @@ class Ingest:
             payload = decode_json(body)
         except InvalidEvent as exc:
             return _error(400, str(exc))
+        delivery = request.headers.get(zammad.DELIVERY_HEADER, "") if source == "zammad" else ""
+        if delivery and self.zammad.delivered(delivery, body):  # a replay (issue #19 item 8)
+            return web.json_response({"duplicate_delivery": delivery[:64]}, dumps=_dumps)
+        retried = _jsm_delivery(request) if source == "jsm" else ""
+        # A retry of a JSM delivery already answered 2xx (issue #19 item 8)
+        if retried and self.jsm_deliveries.seen(retried, time.monotonic()):
+            self.ignored.labels(source, "duplicate delivery").inc()
+            return web.json_response({"duplicate_delivery": retried[:64]}, dumps=_dumps)
+
+        def produced() -> None:
+            if delivery:
+                self.zammad.remember_delivery(delivery, body)
+
+        response = await self._map_and_produce(source, payload, produced)
+        if retried and response.status in (200, 202):
+            self.jsm_deliveries.taken(retried, time.monotonic())
+        return response
+
+    async def _map_and_produce(
+        self, source: str, payload: Any, produced: Callable[[], None]
+    ) -> web.Response:
+        """Map a vendor payload and produce its events (or dead-letter it, or ignore it);
+        `produced` is called once the events are on the broker."""
         try:
             mapped = self.mappers[source](payload)
             records = [
@@ -373,6 +442,8 @@ class Ingest:
         except (Unmappable, InvalidEvent) as exc:
             return await self._dead_letter(source, payload, str(exc))
         if mapped.ignored is not None:
+            self.ignored.labels(source, mapped.ignored[:80]).inc()
+            self._warned(source, mapped.warnings)
             return web.json_response({"ignored": mapped.ignored}, dumps=_dumps)
         try:
             await self.sink.produce(self.settings.ticket_topic, records)
@@ -381,8 +452,15 @@ class Ingest:
             return _error(exc.status, str(exc))
         if mapped.done is not None:
             mapped.done()
+        produced()
+        self._warned(source, mapped.warnings)  # once produced: a retried request counts once
         ids = [event["event_id"] for event in mapped.events]
         return web.json_response({"taken": ids}, dumps=_dumps)
+
+    def _warned(self, source: str, warnings: list[str]) -> None:
+        for warning in warnings:
+            self.warnings.labels(source, warning[:80]).inc()
+            log.warning("%s: %s (mapped with the documented fallback)", source, warning[:80])
 
     async def _dead_letter(self, source: str, payload: Any, reason: str) -> web.Response:
         """Keep an unmappable payload (free text scrubbed) with the reason; answer 202."""
@@ -398,6 +476,7 @@ class Ingest:
         except ProduceFailed as exc:
             log.error("%s: dead-lettering failed: %s", source, exc)
             return _error(exc.status, str(exc))
+        self.dead_letters.labels(source).inc()
         log.warning("%s: dead-lettered an unmappable payload: %s", source, reason[:300])
         return web.json_response({"dead_lettered": reason}, status=202, dumps=_dumps)
 
@@ -412,6 +491,12 @@ class Ingest:
             body["producer"]["reason"] = reason
         return web.json_response(body, status=200 if reason is None else 503, dumps=_dumps)
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.registry),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi_document(self.settings), dumps=_dumps)
 
@@ -424,6 +509,7 @@ def build_app(settings: IngestSettings, sink: Sink | None = None) -> web.Applica
     app.router.add_post("/v1/events", ingest.events)
     app.router.add_post("/v1/webhooks/{source}", ingest.webhook)
     app.router.add_get("/health", ingest.health)
+    app.router.add_get("/metrics", ingest.metrics)
     app.router.add_get("/openapi.json", ingest.openapi)
 
     async def start(app: web.Application) -> None:
@@ -431,6 +517,7 @@ def build_app(settings: IngestSettings, sink: Sink | None = None) -> web.Applica
 
     async def stop(app: web.Application) -> None:
         await sink.stop()
+        ingest.close()
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)

@@ -74,7 +74,11 @@ def document(settings: IngestSettings) -> dict[str, Any]:
         "content": {"application/json": {"schema": {"type": "object"}}},
     }
     webhook_ok = {
-        "200": _json({"type": "object"}, "mapped and on the broker (`taken`), or `ignored`"),
+        "200": _json(
+            {"type": "object"},
+            "mapped and on the broker (`taken`), `ignored`, or a Zammad or JSM delivery "
+            "already taken (`duplicate_delivery`)",
+        ),
         "202": _json({"type": "object"}, "unmappable: dead-lettered with the reason"),
     }
     webhooks = {
@@ -113,6 +117,20 @@ def document(settings: IngestSettings) -> dict[str, Any]:
                 "responses": {
                     "200": _json({"type": "object"}, "ok"),
                     "503": _json({"type": "object"}, "degraded, with the reason"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus text: escalator_ingest_ignored_total, "
+                "escalator_ingest_warnings_total (source, reason), "
+                "escalator_ingest_dead_letters_total (source)",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format 0.0.4",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
                 },
             }
         },

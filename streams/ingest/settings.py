@@ -86,6 +86,13 @@ class IngestSettings(LogSettings, HttpSettings, DlqTopicSettings, TicketTopicSet
         validation_alias=env("ESCALATOR_JSM_ORGANIZATIONS_FIELD"),
         description="the Jira Service Management field that holds the customer organisation",
     )
+    zammad_state: str = Field(
+        "escalator-ingest-zammad.sqlite3",
+        min_length=1,
+        validation_alias=env("ESCALATOR_ZAMMAD_STATE"),
+        description="SQLite file of the Zammad tickets' states and delivery ids seen (kept "
+        "across restarts; one ingest process per file)",
+    )
     secrets: dict[str, str] = Field(default_factory=ingest_secrets, repr=False, exclude=True)
     """Source -> shared secret (INGEST_SECRETS); never printed nor logged."""
 

@@ -26,16 +26,18 @@ Rules (see README, "SLA rules"):
 
 from __future__ import annotations
 
+import json
 from bisect import insort
 from collections.abc import Callable
 from typing import Any, Final
 
+from events.codec import decode_ticket_event
 from events.ids import retraction_id, revised_id, sla_event_id
 from events.instants import DAY, Micros, format_instant
 from events.records import TicketEvent
 from streams.sla.clocks import Clock
 from streams.sla.rules import EscalationRule, MetricName, MetricRule, Policy
-from streams.sla.state import STEP, Span, TicketState, Timer
+from streams.sla.state import STEP, UNOPENED, Parked, Span, TicketState, Timer
 
 CLOSED_RETENTION: Final[Micros] = 7 * DAY
 """How long a closed ticket's ids are remembered, so redelivered events are still recognised."""
@@ -53,7 +55,18 @@ class Outcome:
     `__init__` stays interpreted, and one Outcome is built per event).
     """
 
-    __slots__ = ("beyond_horizon", "duplicate", "emitted", "late", "rejected", "state")
+    __slots__ = (
+        "beyond_horizon",
+        "blocked",
+        "duplicate",
+        "emitted",
+        "expired",
+        "late",
+        "parked",
+        "rejected",
+        "state",
+        "unparked",
+    )
 
     def __init__(
         self,
@@ -72,6 +85,15 @@ class Outcome:
         """The event came after its ticket had moved past its time (folded in by a replay)."""
         self.beyond_horizon = beyond_horizon
         """Rejected because it is older than CORRECTION_HORIZON behind its ticket's time."""
+        self.blocked = False
+        """Rejected only for the ticket's state (a resume of an open ticket): `handle` parks it."""
+        self.parked = False
+        """The event waits in the ticket's state for an earlier event it needs (not applied)."""
+        self.unparked: list[Micros] = []
+        """Times of parked events this step applied (accepted now: they move the clock)."""
+        self.expired: list[tuple[str, str, int]] = []
+        """(original JSON text, reason, origin) of parked events the watermark passed: rejected
+        now (origin: what the shell gave `handle`, its input offset or line number)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,22 +491,160 @@ def _adopt_policy(state: TicketState, root: Policy, now: Micros, out: list[dict[
 
 
 def advance(state: TicketState, now: Micros, policy: Policy) -> Outcome:
-    """Fire every timer of the ticket due at or before `now`, in due-time order."""
+    """Fire every timer of the ticket due at or before `now`, in due-time order; reject its
+    parked events dated at or before `now` (`Outcome.expired`)."""
+    if state.status == UNOPENED:  # a placeholder: parked events only
+        waiting = Outcome(state)
+        _expire(state, now, waiting)
+        waiting.state = state if state.parked else None
+        return waiting
     out: list[dict[str, Any]] = []
     if state.policy_version != policy.version:
         _adopt_policy(state, policy, state.last_event_at, out)
     if policy.policies:
         policy = policy_of(state, policy)
     alive = _fire_due(state, policy, now, True, out)
-    return Outcome(state if alive else None, out)
+    outcome = Outcome(state if alive else None, out)
+    if state.parked is not None:
+        _expire(state, now if alive else None, outcome)
+    return outcome
 
 
 CONFLICT = "field 'event_id': already used by another event of this ticket with other content"
 """The reason for an event id reused with different content (a redelivery repeats the content)."""
 
 
-def handle(state: TicketState | None, event: TicketEvent, policy: Policy) -> Outcome:
-    """Apply one ticket event; the ticket's timers due strictly before it fire first."""
+def handle(
+    state: TicketState | None,
+    event: TicketEvent,
+    policy: Policy,
+    raw: bytes | str | None = None,
+    origin: int = -1,
+) -> Outcome:
+    """Apply one ticket event; the ticket's timers due strictly before it fire first.
+
+    An event that cannot apply only because of the ticket's status (`blocked`: a resume of an
+    open ticket, a reopen of an open one, any event before its ticket's `ticket.opened`) is
+    parked in the state with `raw`, its original JSON, and `origin`, where the shell read it
+    (`Outcome.parked`): an earlier event still to come (its pause, its open) may make it valid.
+    Events of a ticket not opened yet wait in a placeholder state (status `UNOPENED`). After
+    each event that applies, parked events are tried again in event-time order, and those that
+    now apply are folded in where they belong, like any late event (`Outcome.unparked`). When
+    the watermark passes a parked event's time it is rejected (`advance`, `Outcome.expired`).
+    """
+    parked = state.parked if state is not None else None
+    if parked is not None:
+        for entry in parked:
+            if entry[1] == event.event_id:  # a redelivery of a parked event
+                return Outcome(state, duplicate=True)
+    placeholder = state is not None and state.status == UNOPENED
+    if (state is None or placeholder) and event.type != "ticket.opened":
+        if state is None:
+            state = TicketState(event.ticket_id, 0, event.at, event.at, policy.version, UNOPENED)
+        outcome = Outcome(
+            state, rejected=f"unknown ticket {event.ticket_id!r}: no ticket.opened seen"
+        )
+        outcome.blocked = True
+    else:
+        outcome = _fold(None if placeholder else state, event, policy)
+    if outcome.blocked and state is not None and outcome.rejected is not None:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        entry = (event.at, event.event_id, text or _as_json(event), outcome.rejected, origin)
+        state.parked = sorted([*(parked or ()), entry])
+        held = Outcome(state)
+        held.parked = True
+        return held
+    if placeholder:
+        if outcome.state is None:  # the open itself is rejected: its events keep waiting
+            outcome.state = state
+            return outcome
+        outcome.state.parked = parked
+    after = outcome.state
+    if after is not None and after.parked and outcome.rejected is None and not outcome.duplicate:
+        _unpark(outcome, policy)
+    return outcome
+
+
+def _as_json(event: TicketEvent) -> str:
+    """An event as contract JSON, for a parked event given without its original text."""
+    obj: dict[str, Any] = {
+        "event_id": event.event_id,
+        "ticket_id": event.ticket_id,
+        "type": event.type,
+        "occurred_at": format_instant(event.at),
+    }
+    if event.severity is not None:
+        obj["severity"] = event.severity
+    if event.has_group:
+        obj["group"] = event.group
+    optional: list[tuple[str, object]] = [
+        ("customer_id", event.customer_id),
+        ("assignee", event.assignee),
+        ("channel", event.channel),
+        ("tags", event.tags),
+        ("attributes", event.attributes),
+    ]
+    for name, value in optional:
+        if value is not None:
+            obj[name] = value
+    return json.dumps(obj)
+
+
+def _unpark(outcome: Outcome, policy: Policy) -> None:
+    """Try the state's parked events again, in event-time order, until none applies.
+
+    A correction may displace an applied event back into `parked` (`_replay`); `rounds` bounds
+    the loop all the same (each round applies one event).
+    """
+    state = outcome.state
+    progress = True
+    rounds = 0
+    limit = 1 if state is None else (len(state.seen) + len(state.parked or ()) + 1) ** 2
+    while progress and state is not None and state.parked and rounds < limit:
+        progress = False
+        rounds += 1
+        entries = state.parked
+        for index, entry in enumerate(entries):
+            event = decode_ticket_event(entry[2])
+            if event.at != entry[0]:  # applied redated (a wall-clock worker's now)
+                event = event.redated(entry[0])
+            trial = state.copy()
+            trial.parked = entries[:index] + entries[index + 1 :] or None
+            result = _fold(trial, event, policy)
+            if result.rejected is None and result.state is not None and not result.duplicate:
+                state = result.state
+                outcome.emitted.extend(result.emitted)
+                outcome.unparked.append(event.at)
+                outcome.late = outcome.late or result.late
+                progress = True
+                break
+    outcome.state = state
+
+
+def _expire(state: TicketState, now: Micros | None, outcome: Outcome) -> None:
+    """Reject the parked events whose time the watermark passed (all of them if `now` is None:
+    the ticket is gone)."""
+    parked = state.parked
+    if parked is None:
+        return
+    keep: list[Parked] = []
+    for entry in parked:
+        if now is not None and entry[0] > now:
+            keep.append(entry)
+        else:
+            outcome.expired.append(
+                (
+                    entry[2],
+                    f"{entry[3]} (held until the watermark passed its time, "
+                    f"{format_instant(entry[0])}: no earlier event of the ticket made it valid)",
+                    entry[4],
+                )
+            )
+    state.parked = keep or None
+
+
+def _fold(state: TicketState | None, event: TicketEvent, policy: Policy) -> Outcome:
+    """`handle` without parking: apply one event, or reject it."""
     if state is None:
         if event.type == "ticket.opened":
             return _open(event, policy)
@@ -500,6 +660,11 @@ def handle(state: TicketState | None, event: TicketEvent, policy: Policy) -> Out
     complete = len(state.history) == STEP * len(seen)  # (`has_history`, inlined)
     if (at < state.last_event_at or (through is not None and at <= through)) and complete:
         return _correct(state, event, policy)
+    reason = blocked(state.status, event.type)
+    if reason is not None:  # before firing timers: a parked event has no effect yet
+        stopped = Outcome(state, rejected=reason)
+        stopped.blocked = True
+        return stopped
     # (A state written before histories were kept applies a late event at its latest time.)
     now = at if at > state.last_event_at else state.last_event_at
     out: list[dict[str, Any]] = []
@@ -559,14 +724,17 @@ def _correct(state: TicketState, event: TicketEvent, policy: Policy) -> Outcome:
             state, rejected=f"ticket {state.ticket_id!r} is already open (opened by another event)"
         )
     events = state.applied_events()
-    _, old, _ = _replay(state, events, policy, -1)
+    _, old, _, _, _ = _replay(state, events, policy, -1)
     position = len(events)
     while position > 0 and events[position - 1].at > at:
         position -= 1
     events.insert(position, event)
-    after, new, reason = _replay(state, events, policy, position)
+    after, new, reason, stopped, displaced = _replay(state, events, policy, position)
     if reason is not None or after is None:
-        return Outcome(state, rejected=reason or "the ticket's replay ended it", late=True)
+        rejected = Outcome(state, rejected=reason or "the ticket's replay ended it", late=True)
+        rejected.blocked = stopped
+        return rejected
+    after.parked = sorted([*(state.parked or ()), *displaced]) if displaced else state.parked
     revisions = dict(state.revisions) if state.revisions else {}
     fresh = {record["event_id"]: record for record in new}
     kept = {record["event_id"]: record for record in old}
@@ -595,20 +763,28 @@ def _correct(state: TicketState, event: TicketEvent, policy: Policy) -> Outcome:
 
 def _replay(
     state: TicketState, events: list[TicketEvent], policy: Policy, watch: int
-) -> tuple[TicketState | None, list[dict[str, Any]], str | None]:
+) -> tuple[TicketState | None, list[dict[str, Any]], str | None, bool, list[Parked]]:
     """Fold a ticket's events (in event-time order) from scratch, then sweep its timers through
-    `state.timers_through`; returns (state, emitted, why event `watch` was rejected or None).
+    `state.timers_through`; returns (state, emitted, why event `watch` was rejected or None,
+    whether only for the ticket's status, the events displaced).
 
-    An event the new order makes inapplicable (a resume before its pause) is left out.
+    An event the new order makes inapplicable is left out; if only for the ticket's status (a
+    pause now right after another pause, its resume still to come) it is displaced: parked
+    again, as it came (`_correct`), to be folded in when the event it needs comes.
     """
     current: TicketState | None = None
     out: list[dict[str, Any]] = []
     reason: str | None = None
+    stopped = False
+    displaced: list[Parked] = []
     for index, event in enumerate(events):
-        outcome = handle(current, event, policy)
+        outcome = _fold(current, event, policy)
         out.extend(outcome.emitted)
         if outcome.rejected is not None and index == watch:
             reason = outcome.rejected
+            stopped = outcome.blocked
+        elif outcome.blocked and outcome.rejected is not None:
+            displaced.append((event.at, event.event_id, _as_json(event), outcome.rejected, -1))
         if outcome.state is not None or current is None:
             current = outcome.state
     through = state.timers_through
@@ -616,7 +792,7 @@ def _replay(
         swept = advance(current, through, policy)
         out.extend(swept.emitted)
         current = swept.state
-    return current, out, reason
+    return current, out, reason, stopped, displaced
 
 
 def _retraction(record: dict[str, Any], issued: str, at: str) -> dict[str, Any]:
@@ -756,11 +932,34 @@ def _apply_customer_replied(
     return None
 
 
+def _article(word: str) -> str:
+    """`an open`, `a paused`: the indefinite article before a status."""
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+_NEEDS: Final[dict[str, tuple[str, str]]] = {
+    "ticket.paused": ("open", "pause"),
+    "ticket.resumed": ("paused", "resume"),
+    "ticket.reopened": ("resolved", "reopen"),
+}
+"""The lifecycle events that need a status: type -> (status needed, verb)."""
+
+
+def blocked(status: str, kind: str) -> str | None:
+    """Why an event of type `kind` cannot apply to a ticket in `status` (None: it can). Only
+    about the status, so an earlier event still to come (a pause before a resume) may lift it;
+    a closed ticket is final (`_apply` rejects everything on it)."""
+    needs = _NEEDS.get(kind)
+    if needs is None or status == needs[0] or status == "closed":
+        return None
+    return f"cannot {needs[1]} {_article(status)} ticket"
+
+
 def _apply_paused(
     state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
 ) -> str | None:
     if state.status != "open":
-        return f"cannot pause a {state.status} ticket"
+        return blocked(state.status, event.type)
     state.status = "paused"
     state.pauses.append((now, None))
     _schedule(state, policy, now, out, _CLOCKED)
@@ -771,7 +970,7 @@ def _apply_resumed(
     state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
 ) -> str | None:
     if state.status != "paused":
-        return f"cannot resume a {state.status} ticket"
+        return blocked(state.status, event.type)
     state.status = "open"
     _close_last(state.pauses, now)
     _schedule(state, policy, now, out, _CLOCKED)
@@ -808,7 +1007,7 @@ def _apply_reopened(
     state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
 ) -> str | None:
     if state.status != "resolved":
-        return f"cannot reopen a {state.status} ticket"
+        return blocked(state.status, event.type)
     state.status = "open"
     state.cycle += 1
     state.resolution_spans.append((now, None))

@@ -51,6 +51,8 @@ class ReplayCounts:
     """`sla.retracted` corrections emitted."""
     beyond_horizon: int = 0
     """Late events rejected because they are older than the correction horizon."""
+    held: int = 0
+    """Events parked on arrival, waiting for an earlier event of their ticket."""
 
 
 def _at(record: dict[str, Any]) -> Micros:
@@ -79,12 +81,21 @@ class Replayer:
         """Output not yet final: (at, 0 event / 1 timer, ticket id or "", sequence, record)."""
         self._seq = 0
         self._cancelled: set[str] = set()
+        self.expired: list[tuple[str, str, int]] = []
+        """(original JSON, reason, origin) of parked events rejected since the caller last took
+        them (origin: as given to `feed`)."""
 
-    def feed(self, event: TicketEvent) -> tuple[list[dict[str, Any]], str | None]:
+    def feed(
+        self, event: TicketEvent, raw: bytes | str | None = None, origin: int = -1
+    ) -> tuple[list[dict[str, Any]], str | None]:
         """Apply one event, then fire what the watermark passed; returns (final output, rejection).
 
         Output that is not final yet (it may still be preceded by output of lines to come) is
-        held and comes out with a later call.
+        held and comes out with a later call. An event parked by the core (`machine.handle`:
+        it waits for an earlier event of its ticket) returns no rejection and moves no clock;
+        if the watermark passes it still parked, it lands in `expired`.
+        `raw`: the event's original JSON, kept while it is parked; `origin`: where it was read
+        (a line number), given back with it if it expires.
         """
         at = event.at
         ticket_id = event.ticket_id
@@ -100,8 +111,17 @@ class Replayer:
             and (state is None or not state.timers or state.timers[0].due_at >= at)
             and (state is None or state.policy_version == self.policy.version)
         )
-        outcome = handle(state, event, self.policy)
+        outcome = handle(state, event, self.policy, raw, origin)
         counts.events += 1
+        if outcome.parked:
+            counts.held += 1
+            self._store(ticket_id, outcome.state)
+            released_now: list[dict[str, Any]] = []
+            if self._held:
+                self._release(released_now)
+            return released_now, None
+        if outcome.unparked:
+            at = max(at, *outcome.unparked)
         if (
             watermark is not None
             and at < watermark
@@ -155,6 +175,14 @@ class Replayer:
     def finish(self, until: Micros | None) -> list[dict[str, Any]]:
         """The end of the input: advance to `until` (inclusive), then release everything held."""
         out = self.advance(until) if until is not None else []
+        for ticket_id, state in list(self.tickets.items()):  # the input is complete
+            if state.parked is not None:
+                outcome = advance(state, state.parked[-1][0], self.policy)
+                self._took(ticket_id, outcome.expired)
+                self._store(ticket_id, outcome.state)
+                for record in outcome.emitted:
+                    self._seq += 1
+                    heapq.heappush(self._held, (_at(record), 1, ticket_id, self._seq, record))
         while self._held:
             self._pop(out)
         return out
@@ -199,6 +227,8 @@ class Replayer:
                 self.counts.faults += 1
                 continue
             self._store(ticket_id, outcome.state)
+            if outcome.expired:
+                self._took(ticket_id, outcome.expired)
             if out is not None:
                 out.extend(outcome.emitted)
             else:
@@ -228,6 +258,11 @@ class Replayer:
             self._cancelled.discard(record["event_id"])
             return
         out.append(record)
+
+    def _took(self, ticket_id: str, expired: list[tuple[str, str, int]]) -> None:
+        """Parked events of a ticket the watermark passed: rejected now."""
+        self.counts.rejected += len(expired)
+        self.expired.extend(expired)
 
     def _store(self, ticket_id: str, state: TicketState | None) -> None:
         if state is None:
@@ -275,7 +310,7 @@ def _run(
                 on_invalid(number, str(exc))
             continue
         try:
-            emitted, rejected = feed(event)
+            emitted, rejected = feed(event, line, number)
         except Exception as fault:  # a fault in the core must not stop the replay
             # (not `exc`: mypyc gives a name one type per function, InvalidEvent above)
             replayer.counts.invalid += 1
@@ -286,4 +321,15 @@ def _run(
             yield from emitted
         if rejected is not None and on_invalid:
             on_invalid(number, rejected)
+        if replayer.expired:
+            _report(replayer, on_invalid)
     yield from replayer.finish(until if until is not None else replayer.latest)
+    _report(replayer, on_invalid)
+
+
+def _report(replayer: Replayer, on_invalid: Callable[[int, str], None] | None) -> None:
+    """Report parked lines the watermark passed, by their line number."""
+    for _, reason, number in replayer.expired:
+        if on_invalid:
+            on_invalid(number, reason)
+    replayer.expired.clear()

@@ -14,6 +14,13 @@ from events.records import TicketEvent
 
 Span = tuple[Micros, Micros | None]
 """[start, end) of an interval; `end` None while it is still running."""
+Parked = tuple[Micros, str, str, str, int]
+"""A parked event: (its time, event id, its original JSON text, why it cannot apply yet, where
+it came from: the input offset or line number the shell gave, -1 if none)."""
+
+UNOPENED: Final = "unopened"
+"""The status of a placeholder state: events of a ticket whose `ticket.opened` has not come
+yet, parked and nothing else (see `machine.handle`)."""
 
 Detail = tuple[
     int | None,
@@ -86,6 +93,7 @@ class TicketState:
         "history",
         "history_details",
         "last_event_at",
+        "parked",
         "pauses",
         "policy_name",
         "policy_version",
@@ -139,6 +147,7 @@ class TicketState:
         reply_since: Micros | None = None,
         update_round: int = 0,
         update_since: Micros | None = None,
+        parked: list[Parked] | None = None,
     ) -> None:
         self.ticket_id = ticket_id
         self.severity = severity
@@ -198,12 +207,16 @@ class TicketState:
         self.update_since = update_since
         """When the current update period started (the latest agent update or reopen); None
         before the first response and while resolved."""
+        self.parked = parked or None
+        """Events that came before an earlier event of the ticket they need (a resume before
+        its pause), in event-time order, each waiting for the watermark to pass its time
+        (see `machine.handle`); None when there are none (almost always)."""
 
     def __repr__(self) -> str:
         return f"TicketState({self.to_json_obj()!r})"
 
     def to_json_obj(self) -> dict[str, Any]:
-        return {
+        obj: dict[str, Any] = {
             "ticket_id": self.ticket_id,
             "severity": self.severity,
             "reported_at": self.reported_at,
@@ -235,6 +248,9 @@ class TicketState:
             "update_round": self.update_round,
             "update_since": self.update_since,
         }
+        if self.parked:  # absent when none: states without parked events are as before
+            obj["parked"] = [list(entry) for entry in self.parked]
+        return obj
 
     def copy(self) -> TicketState:
         """An independent copy (the fold changes states in place; the engine undoes a failed
@@ -271,6 +287,7 @@ class TicketState:
             reply_since=self.reply_since,
             update_round=self.update_round,
             update_since=self.update_since,
+            parked=None if self.parked is None else list(self.parked),
         )
 
     @classmethod
@@ -323,12 +340,18 @@ class TicketState:
             reply_since=obj.get("reply_since"),
             update_round=obj.get("update_round", 0),
             update_since=obj.get("update_since"),
+            parked=[_parked(entry) for entry in obj["parked"]] if obj.get("parked") else None,
         )
 
     @property
     def next_due(self) -> Micros | None:
-        """When this ticket's earliest pending timer fires, for the timer index."""
-        return self.timers[0].due_at if self.timers else None
+        """When this ticket's earliest pending timer fires (or its earliest parked event
+        expires), for the timer index."""
+        due = self.timers[0].due_at if self.timers else None
+        parked = self.parked
+        if parked and (due is None or parked[0][0] < due):
+            return parked[0][0]
+        return due
 
     def has_history(self) -> bool:
         """Whether every seen event is in the history (not so in states older than it)."""
@@ -500,3 +523,9 @@ def _packed(
             details.extend(detail)
         chunks.append(_step(at, code))
     return b"".join(chunks), tuple(details)
+
+
+def _parked(entry: list[Any]) -> Parked:
+    """A stored parked event (a JSON array); one stored without its origin has -1."""
+    origin: int = entry[4] if len(entry) > 4 else -1
+    return (entry[0], entry[1], entry[2], entry[3], origin)

@@ -117,7 +117,8 @@ def test_the_replay_summary_counts_late_lines_and_retractions() -> None:
 
 
 def test_a_rejected_record_never_moves_the_clock() -> None:
-    """An event for an unknown ticket dated 8999 (9999 no longer decodes) fires nothing."""
+    """An event for an unknown ticket dated 8999 (9999 no longer decodes) fires nothing: it
+    waits for its ticket's open, moving no clock, and is rejected at the end of the input."""
     rogue = orjson.dumps(
         {
             "event_id": "rogue",
@@ -133,7 +134,8 @@ def test_a_rejected_record_never_moves_the_clock() -> None:
     assert out == replay(YX, max_delay=0)
     replayer = Replayer(ISSUE_POLICY, 0)
     replayer.feed(next(iter([_decode(YX[0])])))
-    assert replayer.feed(_decode(rogue)) == ([], "unknown ticket 'NOBODY': no ticket.opened seen")
+    assert replayer.feed(_decode(rogue)) == ([], None)  # parked: it waits for its ticket's open
+    assert replayer.counts.held == 1
     assert replayer.clock == parse_instant("2026-02-04T14:00:00Z")
 
 

@@ -133,10 +133,10 @@ from streams.sla.machine import CONFLICT, handle
 from streams.sla.policy import load_policy
 assert replay.__file__.endswith(".py"), replay.__file__
 real = replay.handle
-def handle(state, event, policy):
+def handle(state, event, policy, raw=None, origin=-1):
     if event.ticket_id == "P":
         raise ValueError("injected")
-    return real(state, event, policy)
+    return real(state, event, policy, raw, origin)
 replay.handle = handle
 reasons = []
 lines = [l.encode() for l in sys.argv[1:]]

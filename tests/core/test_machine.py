@@ -244,7 +244,8 @@ def test_ids_are_compared_exactly_whitespace_included() -> None:
     state = handle(None, opened, POLICY).state
     padded = event("responded", "2026-11-30 09:30", ticket=" T1", event_id="e1 ")
     assert (padded.ticket_id, padded.event_id) == (" T1", "e1 ")
-    assert "unknown ticket" in (handle(None, padded, POLICY).rejected or "")
+    waiting = handle(None, padded, POLICY)  # parked: " T1" has no ticket.opened yet
+    assert waiting.parked and waiting.state is not None and waiting.state.ticket_id == " T1"
     resent = event("assigned", "2026-11-30 09:40", ticket="T1", event_id="e1 ")
     assert not handle(state, resent, POLICY).duplicate
 
@@ -259,16 +260,28 @@ def test_ids_are_compared_exactly_whitespace_included() -> None:
 def test_events_for_unknown_tickets_are_rejected(
     kind: str, fields: dict[str, Any], reason: str
 ) -> None:
+    """Parked in a placeholder (its open may still come), rejected when the watermark passes
+    its time; the placeholder then goes."""
     outcome = handle(None, event(kind, "2026-11-30 09:00", **fields), POLICY)
-    assert outcome.state is None and outcome.rejected is not None and reason in outcome.rejected
+    assert outcome.parked and outcome.rejected is None and outcome.state is not None
+    assert (
+        outcome.state.status == "unopened" and outcome.state.next_due == outcome.state.last_event_at
+    )
+    assert advance(outcome.state, toronto("2026-11-30 08:59"), POLICY).expired == []
+    gone = advance(outcome.state, toronto("2026-11-30 09:00"), POLICY)
+    assert gone.state is None and len(gone.expired) == 1 and reason in gone.expired[0][1]
 
 
 def test_events_that_cannot_apply_are_rejected_with_a_reason() -> None:
     state = handle(None, event("opened", "2026-11-30 09:00", severity=2), POLICY).state
     assert state is not None
-    for kind, why in [("resumed", "cannot resume"), ("reopened", "cannot reopen")]:
-        outcome = handle(state, event(kind, "2026-11-30 09:30"), POLICY)
-        assert outcome.rejected is not None and why in outcome.rejected
+    for kind, why in [("resumed", "cannot resume an open"), ("reopened", "cannot reopen an open")]:
+        # parked (an earlier pause or resolve may still come), rejected once the watermark passes
+        trial = state.copy()
+        outcome = handle(trial, event(kind, "2026-11-30 09:30"), POLICY)
+        assert outcome.parked and outcome.rejected is None and outcome.emitted == []
+        expired = advance(trial, toronto("2026-11-30 09:30"), POLICY).expired
+        assert len(expired) == 1 and expired[0][1].startswith(why)
     outcome = handle(state, event("opened", "2026-11-30 09:30", severity=1), POLICY)
     assert outcome.rejected is not None and "already open" in outcome.rejected
 

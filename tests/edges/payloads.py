@@ -117,6 +117,8 @@ def jira_comment(public: bool, account_type: str) -> dict[str, Any]:
 
 ZAMMAD_TICKET: dict[str, Any] = {
     "article_count": 1,
+    "article_ids": [104],
+    "create_article_sender": "Customer",
     "created_at": "2026-11-30T14:00:00.282Z",
     "customer_id": 8,
     "group": {"id": 3, "name": "Service Desk"},
@@ -149,15 +151,28 @@ def zammad(
     return body
 
 
-def zammad_article(sender: str, internal: bool) -> dict[str, Any]:
+def zammad_article(
+    sender: str, internal: bool, article_id: int = 105, created_at: str = "2026-11-30T14:25:00.318Z"
+) -> dict[str, Any]:
+    """An article as in the documented payload; 104 is the documented ticket's opening one
+    (`article_ids: [104]`), so a later article (a reply) defaults to 105."""
     return {
         "body": SECRET_TEXT,
         "content_type": "text/html",
-        "created_at": "2026-11-30T14:25:00.318Z",
+        "created_at": created_at,
         "from": "Emma Taylor <emma@chrispresso.com>",
-        "id": 104,
+        "id": article_id,
         "internal": internal,
         "sender": sender,
         "ticket_id": 81,
         "type": "email",
     }
+
+
+def zammad_reply(
+    state: str, updated_at: str, sender: str, internal: bool = False, article_id: int = 105
+) -> dict[str, Any]:
+    """A snapshot caused by article `article_id`, the ticket's articles 104 up to it."""
+    ids = list(range(104, article_id + 1))
+    article = zammad_article(sender, internal, article_id, updated_at)
+    return zammad(state, updated_at, article, article_count=len(ids), article_ids=ids)

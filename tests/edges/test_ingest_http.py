@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -44,12 +45,15 @@ class Service:
 
 
 @pytest.fixture
-async def service(kafka_bootstrap: str, kafka_topics: Any) -> AsyncIterator[Service]:
+async def service(
+    kafka_bootstrap: str, kafka_topics: Any, tmp_path: Path
+) -> AsyncIterator[Service]:
     settings = IngestSettings(
         broker=kafka_bootstrap,
         ticket_topic=await kafka_topics.create("tickets", 3),
         dlq_topic=await kafka_topics.create("dlq", 1),
         secrets=SECRETS,
+        zammad_state=str(tmp_path / "zammad.sqlite3"),
     )
     server = TestServer(build_app(settings), host="127.0.0.1")
     await server.start_server()

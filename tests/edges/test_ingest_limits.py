@@ -225,6 +225,7 @@ def test_401_names_the_scheme_and_openapi_describes_every_route(ingest: IngestPr
         "/v1/webhooks/jsm",
         "/v1/webhooks/zammad",
         "/health",
+        "/metrics",
         "/openapi.json",
     }
     events = document["paths"]["/v1/events"]["post"]

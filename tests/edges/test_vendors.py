@@ -8,8 +8,9 @@ import orjson
 import pytest
 
 from events.codec import ticket_event_from_obj
-from events.vendors import StatusMemory, Unmappable, jsm, zammad, zendesk
+from events.vendors import Unmappable, jsm, zammad, zendesk
 from events.vendors.common import scrub, severity_of, transition
+from streams.ingest.zammad_store import ZammadStore
 from tests.edges import payloads as p
 
 
@@ -104,7 +105,9 @@ def test_zendesk_public_comment_is_a_response_or_a_customer_reply_by_its_author(
         event = {
             "comment": {"id": "9", "body": p.SECRET_TEXT, "is_public": public, "author": author}
         }
-        return p.zendesk("comment_added", event)
+        # a comment after the ticket's creation (Zendesk's comment_added example: updated_at
+        # later than created_at); the opening comment is tests/edges/test_zendesk.py's
+        return p.zendesk("comment_added", event, updated_at="2026-11-30T14:20:00Z")
 
     ignored = "not a public comment by a known author"
     assert kinds(zendesk.map_payload(comment(True, True)).events) == ["ticket.responded"]
@@ -192,16 +195,12 @@ def test_jsm_priority_change_and_unknown_event() -> None:
 # -- Zammad
 
 
-def zammad_map(payload: dict[str, Any], memory: StatusMemory) -> Any:
-    """Map, then record the state as the ingest does once the broker has the events."""
-    mapped = zammad.map_payload(payload, memory)
-    if mapped.done is not None:
-        mapped.done()
-    return mapped
+def zammad_map(payload: dict[str, Any], memory: ZammadStore) -> Any:
+    return zammad.map_payload(payload, memory)
 
 
 def test_zammad_new_ticket_then_pending_then_agent_reply_then_closed_then_reopened() -> None:
-    memory = StatusMemory()
+    memory = ZammadStore(":memory:")
     first = zammad_map(p.zammad("new"), memory)
     assert kinds(first.events) == ["ticket.opened", "ticket.severity_changed", "ticket.assigned"]
     opened = first.events[0]
@@ -211,9 +210,7 @@ def test_zammad_new_ticket_then_pending_then_agent_reply_then_closed_then_reopen
     assert opened["assignee"] == "5"
     pending = zammad_map(p.zammad("pending reminder", "2026-11-30T14:10:00Z"), memory)
     assert kinds(pending.events)[-1] == "ticket.paused"
-    reply = zammad_map(
-        p.zammad("open", "2026-11-30T14:25:00Z", p.zammad_article("Agent", False)), memory
-    )
+    reply = zammad_map(p.zammad_reply("open", "2026-11-30T14:25:00Z", "Agent"), memory)
     assert kinds(reply.events)[-2:] == ["ticket.responded", "ticket.resumed"]
     closed = zammad_map(p.zammad("closed", "2026-11-30T15:00:00Z"), memory)
     assert kinds(closed.events)[-1] == "ticket.resolved"
@@ -225,34 +222,35 @@ def test_zammad_new_ticket_then_pending_then_agent_reply_then_closed_then_reopen
 
 
 def test_zammad_internal_note_or_customer_article_is_not_a_response() -> None:
-    memory = StatusMemory()
-    for article in (p.zammad_article("Agent", True), p.zammad_article("Customer", False)):
-        mapped = zammad_map(p.zammad("open", article=article), memory)
+    memory = ZammadStore(":memory:")
+    for article in (("Agent", True), ("Customer", False)):
+        mapped = zammad_map(p.zammad_reply("open", "2026-11-30T14:25:00Z", *article), memory)
         assert "ticket.responded" not in kinds(mapped.events)
 
 
 def test_zammad_public_customer_article_is_a_customer_reply() -> None:
-    memory = StatusMemory()
+    memory = ZammadStore(":memory:")
     zammad_map(p.zammad("open"), memory)
-    mapped = zammad_map(p.zammad("open", article=p.zammad_article("Customer", False)), memory)
+    mapped = zammad_map(p.zammad_reply("open", "2026-11-30T14:25:00Z", "Customer"), memory)
     assert kinds(mapped.events)[-1] == "ticket.customer_replied"
-    assert mapped.events[-1]["event_id"].startswith("zammad:article:")
-    note = zammad_map(p.zammad("open", article=p.zammad_article("Customer", True)), memory)
+    assert mapped.events[-1]["event_id"] == "zammad:article:105"
+    note = zammad_map(p.zammad_reply("open", "2026-11-30T14:26:00Z", "Customer", True, 106), memory)
     assert "ticket.customer_replied" not in kinds(note.events)
 
 
-def test_zammad_state_is_remembered_only_once_produced() -> None:
-    memory = StatusMemory()
+def test_zammad_retried_snapshot_restates_its_transition() -> None:
+    """Kept before producing: a retry after a failed produce states the same pause again."""
+    memory = ZammadStore(":memory:")
     zammad_map(p.zammad("open"), memory)
     lost = zammad.map_payload(p.zammad("pending reminder", "2026-11-30T14:10:00Z"), memory)
     assert kinds(lost.events)[-1] == "ticket.paused"  # ... but never produced (broker down)
     retried = zammad_map(p.zammad("pending reminder", "2026-11-30T14:10:00Z"), memory)
-    assert kinds(retried.events)[-1] == "ticket.paused"  # the redelivery still pauses
+    assert retried.events == lost.events  # the redelivery pauses, with the same ids
 
 
 def test_zammad_unknown_state_is_unmappable() -> None:
     with pytest.raises(Unmappable, match=r"'ticket\.state': 'exploded'"):
-        zammad.map_payload(p.zammad("exploded"), StatusMemory())
+        zammad.map_payload(p.zammad("exploded"), ZammadStore(":memory:"))
 
 
 def test_scrub_drops_free_text_keeps_ids() -> None:

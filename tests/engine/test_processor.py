@@ -80,27 +80,36 @@ def test_redelivered_events_change_nothing() -> None:
 
 
 def test_bad_records_are_rejected_with_reasons() -> None:
+    """A reply of a ticket not opened waits for its open until the watermark passes its time
+    (the tick), then is dead-lettered with its original bytes and input offset."""
     engine = PartitionEngine(0, load_policy(), "event")
+    orphan = (
+        b'{"type": "ticket.responded", "event_id": "e", "ticket_id": "T9",'
+        b' "occurred_at": "2026-11-23T13:00:00Z"}'
+    )
     result = engine.process_batch(
         [
             b"{not json",
             b'{"type": "ticket.teleported", "ticket_id": "T1"}',
             b'{"type": "ticket.opened", "ticket_id": "T1", "occurred_at": "2026-11-23T13:00:00Z"}',
-            b'{"type": "ticket.responded", "event_id": "e", "ticket_id": "T9",'
-            b' "occurred_at": "2026-11-23T13:00:00Z"}',
+            orphan,
             None,
+            b'{"type": "clock.tick", "occurred_at": "2026-11-23T13:00:01Z"}',
         ],
         0,
+        offsets=[10, 11, 12, 13, 14, 15],
     )
     got = {position: (stage, reason) for position, stage, reason in result.dead_letters}
-    assert sorted(got) == [0, 1, 2, 3, 4]
+    assert sorted(got) == [0, 1, 2, 4]
     assert got[0][0] == "decode" and got[0][1].startswith("malformed JSON")
     assert "unknown event type" in got[1][1]
     assert "event_id" in got[2][1] and "severity" in got[2][1]
-    assert got[3] == ("rejected", "unknown ticket 'T9': no ticket.opened seen")
     assert got[4][0] == "decode"
-    assert result.output == [] and result.changelog == []
-    assert result.invalid == 4 and result.events == 1
+    [(key, value, reason, offset)] = result.expired
+    assert (key, value, offset) == (b"T9", orphan, 13)
+    assert reason.startswith("unknown ticket 'T9': no ticket.opened seen (held until")
+    assert result.output == [] and result.changelog == [(b"T9", None)]
+    assert result.invalid == 4 and result.events == 1 and result.held == 1
 
 
 def test_state_encoding_exposes_next_due_and_openness_cheaply() -> None:
