@@ -30,18 +30,22 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)
+    """When it arrived (time.monotonic)."""
 
 
 @dataclass
 class Recorder:
     """An aiohttp server on 127.0.0.1 keeping every request.
 
-    `fail[path]`: statuses to answer, one per request, before answering 202.
+    `fail[path]`: statuses to answer, one per request, before answering 202, with the header
+    `Retry-After: retry_after[path]` when that is set.
     `stall[path]`: seconds to wait before answering, one per request.
     `received` holds the requests answered 2xx; `attempts` every request.
     """
 
     fail: dict[str, list[int]] = field(default_factory=dict)
+    retry_after: dict[str, str] = field(default_factory=dict)
     stall: dict[str, list[float]] = field(default_factory=dict)
     delay: float = 0.0
     secret: str | None = None
@@ -61,7 +65,9 @@ class Recorder:
             await asyncio.sleep(self.delay)
         failures = self.fail.get(request.path)
         if failures:
-            return web.Response(status=failures.pop(0), text="failing on purpose")
+            wait = self.retry_after.get(request.path)
+            headers = {"Retry-After": wait} if wait is not None else None
+            return web.Response(status=failures.pop(0), text="failing on purpose", headers=headers)
         self.received.append(seen)
         if self.echo:
             self._print(seen)

@@ -3,6 +3,11 @@ seeded history with hostile records streams in; the committed result must be wha
 replay` gives for the valid input, event by event.
 
     python tests/chaos.py [--rounds 9] [--tickets 4000] [--seed 1] [--work DIR] [--json]
+                          [--worker-tree DIR]
+
+--worker-tree (or ESCALATOR_WORKER_TREE) runs the workers and the reference replay from
+another checkout with its own .venv (`git worktree add /tmp/old-engine 8b65012`, then its
+venv), to show that the run finds the fault of the code before a fix.
 
 The run drives the system only from outside, as an operator would: `escalator sample`,
 `escalator run` processes (3 slots on one app id, event clock, 4 partitions, each its own
@@ -17,7 +22,13 @@ Harms, one per round (`SCHEDULE`, repeated for more rounds):
   kill            SIGKILL a worker seen consuming (its escalator_events_in_total rising
                   between two scrapes; the longest-running one first, which has kept its
                   partitions through the last rebalances), then restart it (a join)
-  scale-out-kill  a worker joins; once it owns partitions, SIGKILL a consuming older worker
+  scale-out-kill  as the issue's reproduction: the input pauses, the workers leave
+                  (SIGTERM), a new one (empty --data-dir) starts and owns every partition,
+                  idle; 1-3 s later a second joins (the first keeps two partitions), a
+                  backlog of FLOOD records arrives at full speed, and 1-1.5 s into it the
+                  first worker, seen consuming its kept partitions, is SIGKILLed; as in
+                  the reproduction it is restarted 1 s later, SIGKILLed again 1.5 s after
+                  that (restart-kill, while it joins) and restarted 1 s later
   rebalance-kill  a worker joins; SIGKILL a worker seen consuming just before, while the
                   group rebalances
   scale-in        a worker joins, then a consuming older worker is stopped (SIGTERM)
@@ -38,7 +49,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,7 +73,7 @@ from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 from deploy.kafka_local import LocalKafka
 from deploy.local_service import pid_alive
 from events.instants import DAY, format_instant, parse_instant
-from tests.engine.helpers import Topics, Worker, cli, new_topics
+from tests.engine.helpers import HERE, Topics, Tree, Worker, cli, new_topics
 from tests.robust.hostile import hostile_records, mix
 from tests.robust.verdict import EventCounts, LetterCounts, compare_events, compare_letters
 
@@ -84,7 +97,11 @@ ROUND_SECONDS = 11.0
 DWELL = (2.0, 5.0)
 """Seconds between a harm and the next round's, drawn uniformly."""
 BURST = 2000
-"""Records published at full speed just before a kill (`kill`, `scale-out-kill`)."""
+"""Records published at full speed just before a `kill`."""
+FLOOD = 8000
+"""At most this many records (half of those not yet sent) arrive at full speed after a
+scale-out, before its kill: the reproduction's first worker read about 4,900 records of its
+two kept partitions in the 1.5 s before its kill, with thousands more behind them."""
 WARM_UP = 3.0
 """Seconds of input before the first harm."""
 
@@ -107,8 +124,11 @@ class Input:
     """`escalator replay` of the valid lines up to `until`."""
 
 
-def make_input(work: Path, broker: str, tickets: int, hostile_count: int, seed: int) -> Input:
-    """A seeded history (`escalator sample`), hostile records mixed in, and its replay."""
+def make_input(
+    work: Path, broker: str, tickets: int, hostile_count: int, seed: int, tree: Tree = HERE
+) -> Input:
+    """A seeded history (`escalator sample`), hostile records mixed in, and its replay by
+    `tree`'s `escalator replay` (the code the workers run)."""
     sample = cli("sample", "--tickets", str(tickets), "--seed", str(seed), broker=broker)
     assert sample.returncode == 0, sample.stderr.decode()
     valid = [line for line in sample.stdout.splitlines() if line.strip()]
@@ -118,18 +138,18 @@ def make_input(work: Path, broker: str, tickets: int, hostile_count: int, seed: 
     stream = mix(rng, valid, hostile)
     until = format_instant(parse_instant(history[-1]["occurred_at"]) + 30 * DAY)
     (work / "valid.jsonl").write_bytes(b"\n".join(valid) + b"\n")
-    expected = _replay(work / "valid.jsonl", until, broker)
+    expected = _replay(work / "valid.jsonl", until, broker, tree)
     # The hostile records must not change what the valid ones give: the replay of every
     # record that fits a JSONL line is the replay of the valid lines alone.
     lines = [r for r in stream if r.strip() and b"\n" not in r and not r.endswith(b"\r")]
     (work / "mixed.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    mixed = _replay(work / "mixed.jsonl", until, broker)
+    mixed = _replay(work / "mixed.jsonl", until, broker, tree)
     assert mixed == expected, "the hostile records change the replay: not a sound input"
     return Input(valid, hostile, stream, until, expected)
 
 
-def _replay(path: Path, until: str, broker: str) -> list[dict[str, Any]]:
-    done = cli("replay", "--input", str(path), "--until", until, broker=broker)
+def _replay(path: Path, until: str, broker: str, tree: Tree) -> list[dict[str, Any]]:
+    done = cli("replay", "--input", str(path), "--until", until, broker=broker, tree=tree)
     assert done.returncode == 0, done.stderr.decode()
     return [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
@@ -215,10 +235,10 @@ class Trickle(threading.Thread):
 class Slot:
     """One worker's place: its own --port and --data-dir, kept across its restarts."""
 
-    def __init__(self, name: str, broker: str, topics: Topics, work: Path) -> None:
+    def __init__(self, name: str, broker: str, topics: Topics, work: Path, tree: Tree) -> None:
         (work / name).mkdir(parents=True, exist_ok=True)
         self.name = name
-        self.worker = Worker(broker, topics, work / name / "worker.log", clock="event")
+        self.worker = Worker(broker, topics, work / name / "worker.log", clock="event", tree=tree)
         self.started: float | None = None
         """When its current process started (monotonic); None while it is meant to be down."""
 
@@ -230,7 +250,10 @@ class Slot:
         proc = self.worker.proc
         return proc is not None and proc.poll() is None and pid_alive(proc.pid)
 
-    def start(self) -> None:
+    def start(self, fresh: bool = False) -> None:
+        """Start its process; `fresh`: on an empty --data-dir (a worker on a new machine)."""
+        if fresh:
+            shutil.rmtree(self.worker.log_path.parent / "data", ignore_errors=True)
         self.worker.start()
         self.started = time.monotonic()
 
@@ -404,8 +427,11 @@ class Summary:
 
 
 class Run:
-    def __init__(self, work: Path, rounds: int, tickets: int, hostile: int, seed: int) -> None:
+    def __init__(
+        self, work: Path, rounds: int, tickets: int, hostile: int, seed: int, tree: Tree
+    ) -> None:
         self.work = work
+        self.tree = tree
         self.rounds = rounds
         self.tickets = tickets
         self.hostile_count = hostile
@@ -431,15 +457,18 @@ class Run:
         bootstrap = self.broker.bootstrap_servers
         self.topics = new_topics("chaos", PARTITIONS)
         self.slots = [
-            Slot(f"worker-{i + 1}", bootstrap, self.topics, self.work) for i in range(SLOTS)
+            Slot(f"worker-{i + 1}", bootstrap, self.topics, self.work, self.tree)
+            for i in range(SLOTS)
         ]
         trickle: Trickle | None = None
         try:
-            data = make_input(self.work, bootstrap, self.tickets, self.hostile_count, self.seed)
+            data = make_input(
+                self.work, bootstrap, self.tickets, self.hostile_count, self.seed, self.tree
+            )
             log(
                 f"chaos: {len(data.valid)} valid + {len(data.hostile)} hostile records, "
-                f"{len(data.expected)} SLA events expected, {self.rounds} rounds; "
-                f"logs in {self.work}"
+                f"{len(data.expected)} SLA events expected, {self.rounds} rounds; workers "
+                f"from {self.tree.root}; logs in {self.work}"
             )
             for slot in self.slots[:2]:
                 slot.start()
@@ -475,7 +504,12 @@ class Run:
         per_round = max(ROUND_SECONDS, spent / (number - 1) if number > 1 else 0.0)
         left = len(self.trickle.records) - self.trickle.sent
         rounds_left = self.rounds - max(number, 1) + 1
-        self.trickle.rate = max(20.0, left / (rounds_left * per_round + WARM_UP * (not number)))
+        # Kept for the bursts and floods of the rounds left, so the last ones are not dry.
+        kinds = [SCHEDULE[r % len(SCHEDULE)] for r in range(max(number, 1) - 1, self.rounds)]
+        reserve = BURST * sum(kind in ("kill", "scale-out-kill") for kind in kinds)
+        self.trickle.rate = max(
+            20.0, (left - reserve) / (rounds_left * per_round + WARM_UP * (not number))
+        )
 
     def finish(self, data: Input, trickle: Trickle) -> Summary:
         trickle.rate = 1e9
@@ -581,9 +615,35 @@ class Run:
         chosen.slot.start()
 
     def harm_scale_out_kill(self, number: int) -> None:
-        joiner = self.join(number, wait=True)
-        self.burst()  # the older workers go on with the partitions they kept
-        self.kill(number, "scale-out-kill", self.consuming(self.running(but=joiner)))
+        self.trickle.pause()
+        # As the reproduction: a new worker (new process, empty --data-dir) owns every
+        # partition alone, idle; a second one joins; the first keeps two partitions.
+        for slot in self.running():
+            code = slot.sigterm()
+            log(f"  round {number}: {slot.name} leaves (SIGTERM, exit status {code})")
+        first = self.stopped()
+        first.start(fresh=True)
+        first.worker.wait_ready(timeout=90)
+        log(f"  round {number}: {first.name} pid {first.pid} started anew, owns "
+            f"{first.owned()}")  # fmt: skip
+        time.sleep(self.rng.uniform(1.0, 3.0))
+        self.join(number, wait=True)
+        # The first worker goes on with the partitions it kept, into a backlog at full speed.
+        self.trickle.burst += min(FLOOD, (len(self.trickle.records) - self.trickle.sent) // 2)
+        self.trickle.resume()
+        time.sleep(self.rng.uniform(1.0, 1.5))
+        self.kill(number, "scale-out-kill", self.consuming([first]))
+        # As the reproduction goes on: restarted 1 s later, killed again 1.5 s after that
+        # (while it joins, so the survivor takes its partitions), restarted 1 s later.
+        time.sleep(1.0)
+        first.start()
+        time.sleep(1.5)
+        pid, alive = first.pid, first.alive()
+        dead = first.sigkill() if alive else True
+        log(f"  round {number} restart-kill {first.name} pid {pid} at {self.now():.1f} s "
+            f"(1.5 s after its restart, joining): alive {alive}, gone after {dead}")  # fmt: skip
+        time.sleep(1.0)
+        first.start()
 
     def harm_rebalance_kill(self, number: int) -> None:
         chosen = self.consuming(self.running())
@@ -682,9 +742,10 @@ async def read_committed(broker: str, topic: str) -> list[Any]:
 
 
 def run(work: Path, rounds: int = len(SCHEDULE), tickets: int = 4000, hostile: int = 60,
-        seed: int = 1) -> Summary:  # fmt: skip
-    """One chaos run in `work` (its broker, workers' data and logs); see the module doc."""
-    return Run(work, rounds, tickets, hostile, seed).execute()
+        seed: int = 1, tree: Tree = HERE) -> Summary:  # fmt: skip
+    """One chaos run in `work` (its broker, workers' data and logs) with `tree`'s workers;
+    see the module doc."""
+    return Run(work, rounds, tickets, hostile, seed, tree).execute()
 
 
 def main() -> int:
@@ -697,10 +758,17 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--work", type=Path, default=None, help="folder for the broker and logs")
     parser.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    parser.add_argument(
+        "--worker-tree",
+        type=Path,
+        default=os.environ.get("ESCALATOR_WORKER_TREE") or None,
+        help="a checkout with its own .venv whose `escalator` runs the workers and the replay",
+    )
     args = parser.parse_args()
+    tree = Tree.at(args.worker_tree) if args.worker_tree else HERE
     work = args.work or Path(tempfile.mkdtemp(prefix="escalator-chaos-"))
     work.mkdir(parents=True, exist_ok=True)
-    summary = run(work, args.rounds, args.tickets, args.hostile, args.seed)
+    summary = run(work, args.rounds, args.tickets, args.hostile, args.seed, tree)
     log(summary.text())
     if args.json:
         log(orjson.dumps(summary.as_dict()).decode())

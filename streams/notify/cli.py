@@ -57,9 +57,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    topics = [settings.sla_topic, settings.ticket_topic] + [
-        settings.dlq_prefix + name for name in rules.channels
-    ]
+    topics = [settings.sla_topic] + [settings.dlq_prefix + name for name in rules.channels]
     try:
         asyncio.run(
             ensure_topics(settings.broker, topics, settings.partitions, settings.connect_timeout)

@@ -25,10 +25,19 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from yarl import URL
 
 from base.errors import EscalatorError
-from events.outbound import Metric
+from events.outbound import SLA_EVENT_TYPES, Metric
 
 CHANNEL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 """Channel names become part of Kafka topic names (the per-channel dead-letter topic)."""
@@ -38,18 +47,40 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _http_url(value: str) -> str:
+    """An absolute http or https URL with a host (a typo would otherwise fail every delivery)."""
+    try:
+        url = URL(value)
+    except (ValueError, TypeError):
+        url = URL()
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("must be an absolute http:// or https:// URL with a host")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
 class _Channel(_Strict):
     attempts: int = Field(5, ge=1, le=50, description="tries before the dead-letter topic")
-    timeout: float = Field(10.0, gt=0, description="seconds per try")
-    backoff: float = Field(0.5, ge=0, description="first retry delay, seconds; doubles per try")
-    max_backoff: float = Field(30.0, ge=0, description="longest retry delay, seconds")
+    timeout: float = Field(10.0, gt=0, le=300, description="seconds per try, at most 300")
+    backoff: float = Field(
+        0.5, ge=0, le=3600, description="first retry delay, seconds; doubles per try"
+    )
+    max_backoff: float = Field(30.0, ge=0, le=3600, description="longest retry delay, seconds")
+    max_retry_after: float = Field(
+        300.0,
+        ge=0,
+        le=3600,
+        description="longest wait a receiver's Retry-After is granted, seconds",
+    )
 
 
 class WebhookChannel(_Channel):
     """POST the SLA event as JSON, signed (events.signatures: X-Escalator-Signature)."""
 
     kind: Literal["webhook"]
-    url: str
+    url: HttpUrl
     secret_env: str
 
 
@@ -76,7 +107,7 @@ class PagerDutyChannel(_Channel):
 
     kind: Literal["pagerduty"]
     routing_key_env: str
-    url: str = "https://events.pagerduty.com/v2/enqueue"
+    url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"
 
 
 Channel = Annotated[
@@ -86,12 +117,44 @@ _Values = str | int | list[str] | list[int]
 
 
 class Match(_Strict):
-    type: _Values | None = None
-    metric: _Values | None = None
-    severity: _Values | None = None
+    """Values a rule wants; `type`, `metric` and `severity` must be ones the contract has
+    (events.outbound), so a misspelt one is refused instead of never matching."""
+
+    type: str | list[str] | None = None
+    metric: str | list[str] | None = None
+    severity: int | list[int] | None = None
     policy: _Values | None = None
     group: _Values | None = None
     customer: _Values | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _types(cls, value: str | list[str] | None) -> str | list[str] | None:
+        return _known(value, SLA_EVENT_TYPES, "SLA event type")
+
+    @field_validator("metric")
+    @classmethod
+    def _metrics(cls, value: str | list[str] | None) -> str | list[str] | None:
+        return _known(value, get_args(Metric), "metric")
+
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _severities(cls, value: object) -> object:
+        for severity in value if isinstance(value, list) else [value]:
+            if severity is not None and (
+                type(severity) is not int or not 1 <= severity <= 4  # a bool is not one
+            ):
+                raise ValueError(f"severity {severity!r} is not one of the integers 1, 2, 3, 4")
+        return value
+
+
+def _known(
+    value: str | list[str] | None, known: tuple[str, ...], what: str
+) -> str | list[str] | None:
+    for item in value if isinstance(value, list) else [value]:
+        if item is not None and item not in known:
+            raise ValueError(f"unknown {what} {item!r}; one of {', '.join(known)}")
+    return value
 
 
 class Rule(_Strict):
@@ -102,7 +165,7 @@ class Rule(_Strict):
 
 class Rules(_Strict):
     channels: dict[str, Channel]
-    rules: list[Rule]
+    rules: list[Rule] = Field(min_length=1, description="at least one: else nothing is sent")
 
     @field_validator("channels")
     @classmethod

@@ -36,7 +36,10 @@ class NotifySettings(LogSettings, SlaTopicSettings, TicketTopicSettings, BrokerS
         description="dead-letter topic prefix, one topic per channel",
     )
     concurrency: int = 64
+    """Tries in flight at once, per channel."""
     batch: int = 500
+    backlog: int = 10_000
+    """Deliveries one channel may have waiting before fetching pauses (bounds memory)."""
     environ: dict[str, str] = Field(
         default_factory=lambda: dict(os.environ), repr=False, exclude=True
     )

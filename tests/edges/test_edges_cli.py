@@ -51,3 +51,25 @@ def test_notify_rules_error_names_file_and_key(tmp_path: Path) -> None:
     assert str(rules) in result.stderr
     assert "channels.a.webhook.secret_env: Field required" in result.stderr
     assert "rules.0.channels: Field required" in result.stderr
+
+
+def test_notify_refuses_at_start_up_what_would_deliver_nothing(tmp_path: Path) -> None:
+    """#19 item 11: each of these was accepted, then every event consumed and none delivered."""
+    hook = '[channels.a]\nkind = "webhook"\nurl = "{url}"\nsecret_env = "S"\n{extra}\n'
+    rule = '[[rules]]\nname = "r"\nchannels = ["a"]\nmatch = {{ {match} }}\n'
+    cases = [
+        (hook.format(url="not a url", extra="") + rule.format(match=""), "channels.a.webhook.url"),
+        (hook.format(url="http://127.0.0.1:1/", extra="timeout = 1e9") + rule.format(match=""),
+         "channels.a.webhook.timeout"),
+        ("rules = []\n" + hook.format(url="http://127.0.0.1:1/", extra=""), "rules: List"),
+        (hook.format(url="http://127.0.0.1:1/", extra="")
+         + rule.format(match='type = "ticket.escalate"'), "rules.0.match.type"),
+        (hook.format(url="http://127.0.0.1:1/", extra="") + rule.format(match='severity = "one"'),
+         "rules.0.match.severity"),
+    ]  # fmt: skip
+    for text, key in cases:
+        rules = tmp_path / "rules.toml"
+        rules.write_text(text)
+        result = escalator("notify", "--rules", str(rules), env={"S": "s"})
+        assert result.returncode == 2, text
+        assert f"escalator notify: {rules}: " in result.stderr and key in result.stderr, text

@@ -251,24 +251,6 @@ async def test_dead_letter_after_n_failures_and_at_once_for_4xx(
     assert len([a for a in recorder.attempts if a.path == "/hook"]) == 3
 
 
-async def test_pagerduty_resolve_when_the_ticket_is_resolved(
-    kafka_bootstrap: str, topics: tuple[str, str, str], recorder: Recorder, smtp: SmtpSink
-) -> None:
-    sla_topic, ticket_topic, dlq = topics
-    await produce(kafka_bootstrap, sla_topic, [sla(1)])
-    resolved = {
-        "event_id": "zd-9", "type": "ticket.resolved", "ticket_id": "T-1",
-        "occurred_at": "2026-11-30T16:00:00Z",
-    }  # fmt: skip
-    await produce(kafka_bootstrap, ticket_topic, [resolved])
-    rules = rules_text(recorder.url, smtp.port)
-    async with Harness(kafka_bootstrap, sla_topic, ticket_topic, rules, env_for(recorder), dlq):
-        await until(lambda: len(recorder.at("/pd")) == 2)
-    actions = sorted((orjson.loads(r.body)["event_action"], orjson.loads(r.body)["dedup_key"])
-                     for r in recorder.at("/pd"))  # fmt: skip
-    assert actions == [("resolve", "T-1:escalation"), ("trigger", "T-1:escalation")]
-
-
 async def test_crash_redelivers_only_unacknowledged_with_the_same_key(
     kafka_bootstrap: str, topics: tuple[str, str, str], recorder: Recorder, smtp: SmtpSink,
     tmp_path: Path,

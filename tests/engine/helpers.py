@@ -30,6 +30,33 @@ REPO = Path(__file__).resolve().parents[2]
 FAST_POLICY = Path(__file__).with_name("fast_policy.toml")
 
 
+@dataclass(frozen=True)
+class Tree:
+    """A checkout whose `escalator` a test runs: this one, or another one (an older commit
+    with its own `.venv`), so a fault test can be shown to fail on the code before a fix."""
+
+    root: Path
+    python: str
+
+    @classmethod
+    def at(cls, root: Path) -> Tree:
+        """The checkout at `root`, run with its `.venv/bin/python` (ValueError if absent)."""
+        python = root / ".venv" / "bin" / "python"
+        if not (root / "deploy" / "cli.py").is_file() or not python.is_file():
+            raise ValueError(f"{root}: not a checkout with deploy/cli.py and .venv/bin/python")
+        return cls(root.resolve(), str(python))
+
+    def command(self, *args: str) -> list[str]:
+        return [self.python, "-m", "deploy.cli", *args]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(self.root), **extra}
+
+
+HERE = Tree(REPO, sys.executable)
+"""This checkout, run with the test's own interpreter."""
+
+
 @dataclass
 class Topics:
     input: str
@@ -56,13 +83,14 @@ def new_topics(prefix: str, partitions: int) -> Topics:
     return Topics(f"{base}-in", f"{base}-out", f"{base}-dlq", f"{base}-app", partitions)
 
 
-def cli(*args: str, timeout: float = 120.0, broker: str) -> subprocess.CompletedProcess[bytes]:
-    """Run an `escalator` sub-command to completion."""
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker, "PYTHONPATH": str(REPO)}
+def cli(
+    *args: str, timeout: float = 120.0, broker: str, tree: Tree = HERE
+) -> subprocess.CompletedProcess[bytes]:
+    """Run an `escalator` sub-command of `tree` to completion."""
     return subprocess.run(
-        [sys.executable, "-m", "deploy.cli", *args],
-        cwd=REPO,
-        env=env,
+        tree.command(*args),
+        cwd=tree.root,
+        env=tree.env(KAFKA_BOOTSTRAP_SERVERS=broker),
         capture_output=True,
         timeout=timeout,
         check=False,
@@ -81,14 +109,13 @@ class Worker:
     policy: Path | None = None
     extra: list[str] = field(default_factory=list)
     web_port: int = field(default_factory=free_port)
+    tree: Tree = HERE
+    """The checkout whose `escalator run` this is."""
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Worker:
         args = [
-            sys.executable,
-            "-m",
-            "deploy.cli",
-            "run",
+            *self.tree.command("run"),
             "--broker",
             self.broker,
             *self.topics.flags(),
@@ -110,9 +137,10 @@ class Worker:
         ]
         if self.policy is not None:
             args += ["--policy", str(self.policy)]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=log)
+        self.proc = subprocess.Popen(
+            args, cwd=self.tree.root, env=self.tree.env(), stdout=log, stderr=log
+        )
         log.close()
         return self
 

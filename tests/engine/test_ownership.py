@@ -1,4 +1,4 @@
-"""Issue #18, related faults: a broker that goes away right after `escalator run` starts, and
+"""Issue #18, related faults: a broker that is down when `escalator run` starts, and
 the lag metric after a restart that has caught up. Real brokers, real worker processes."""
 
 from __future__ import annotations
@@ -14,7 +14,15 @@ from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
 from deploy.kafka_local import LocalKafka
 from events.samples import generate_history
-from tests.engine.helpers import Worker, cli, new_topics, read_topic, sla_events, write_jsonl
+from tests.engine.helpers import (
+    Topics,
+    Worker,
+    cli,
+    new_topics,
+    read_topic,
+    sla_events,
+    write_jsonl,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -89,41 +97,67 @@ def test_lag_is_zero_after_a_restart_that_has_caught_up(
         second.stop()
 
 
-def test_the_worker_outlives_a_broker_that_goes_away_as_it_starts(tmp_path: Path) -> None:
-    """The broker stops 0.5 s after "worker starting" (it exited 1 with NodeNotReadyError)
-    and comes back 8 s later, within --connect-timeout 60: the worker keeps retrying, then
-    takes its partition and processes a ticket published afterwards (opened + breach)."""
+def _opened_and_breached(bootstrap: str, topics: Topics, tmp_path: Path) -> list[str]:
+    """Publish one severity-1 ticket and a tick past its deadline; the SLA event types."""
+    events = [
+        {"event_id": "s1", "ticket_id": "S", "type": "ticket.opened",
+         "occurred_at": "2026-03-02T09:00:00Z", "severity": 1},
+    ]  # fmt: skip
+    path = write_jsonl(tmp_path / "t.jsonl", events)
+    done = cli("publish", str(path), "--tick", "2026-04-01T00:00:00Z", *topics.flags(),
+               broker=bootstrap)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    records = read_topic(bootstrap, topics.output, expect=1, timeout=60, settle=2.0)
+    return [e["type"] for e in sla_events(records)]
+
+
+def test_a_worker_started_while_the_broker_is_down_waits_for_it(tmp_path: Path) -> None:
+    """The broker is down before `escalator run` starts and stays down 12 s (an attempt to
+    reach a stopped broker fails at once: this is many attempts, not one slow one); it comes
+    back within --connect-timeout 60. The worker must have retried (logged), still be running,
+    then take its partition and process a ticket (opened + breach). Without the start-up
+    retry it exits 1 at its first attempt."""
     broker = LocalKafka(data_dir=tmp_path / "kafka").start()
-    worker: Worker | None = None
+    bootstrap = broker.bootstrap_servers
+    broker.stop()
+    topics = new_topics("startup", partitions=1)
+    worker = Worker(bootstrap, topics, tmp_path / "worker.log", extra=["--connect-timeout", "60"])
     try:
-        bootstrap = broker.bootstrap_servers
-        topics = new_topics("startup", partitions=1)
-        log = tmp_path / "worker.log"
-        worker = Worker(bootstrap, topics, log, extra=["--connect-timeout", "60"])
         worker.start()
-        deadline = time.monotonic() + 60
-        while "worker starting" not in worker.log_path.read_text(errors="replace"):
-            assert time.monotonic() < deadline and worker.proc is not None
-            assert worker.proc.poll() is None, worker.log_tail()
-            time.sleep(0.05)
-        time.sleep(0.5)
-        broker.stop()
-        time.sleep(8)
+        time.sleep(12)
         assert worker.proc is not None and worker.proc.poll() is None, worker.log_tail()
+        assert "unreachable" not in worker.log_path.read_text(errors="replace")
         broker.start()
         worker.wait_ready(partitions=1, timeout=90)
-        events = [
-            {"event_id": "s1", "ticket_id": "S", "type": "ticket.opened",
-             "occurred_at": "2026-03-02T09:00:00Z", "severity": 1},
-        ]  # fmt: skip
-        path = write_jsonl(tmp_path / "t.jsonl", events)
-        done = cli("publish", str(path), "--tick", "2026-04-01T00:00:00Z", *topics.flags(),
-                   broker=bootstrap)  # fmt: skip
-        assert done.returncode == 0, done.stderr.decode()
-        records = read_topic(bootstrap, topics.output, expect=1, timeout=60, settle=2.0)
-        assert "sla.breached" in [e["type"] for e in sla_events(records)], worker.log_tail()
+        assert "sla.breached" in _opened_and_breached(bootstrap, topics, tmp_path), (
+            worker.log_tail()
+        )
         assert worker.proc.poll() is None
     finally:
-        if worker is not None:
-            worker.stop()
+        worker.stop()
         broker.stop()
+
+
+def test_a_worker_gives_up_on_a_broker_down_past_the_connect_timeout(tmp_path: Path) -> None:
+    """The broker stays down: with --connect-timeout 8 the worker keeps trying for 8 s, then
+    exits 1 (not 0: a supervisor must see it) naming the broker address and "unreachable", in
+    no more than 8 s plus a generous 40 s margin for a loaded machine."""
+    broker = LocalKafka(data_dir=tmp_path / "kafka").start()
+    bootstrap = broker.bootstrap_servers
+    broker.stop()
+    topics = new_topics("giveup", partitions=1)
+    worker = Worker(bootstrap, topics, tmp_path / "worker.log", extra=["--connect-timeout", "8"])
+    try:
+        started = time.monotonic()
+        worker.start()
+        assert worker.proc is not None
+        time.sleep(4)
+        assert worker.proc.poll() is None, "gave up before --connect-timeout\n" + worker.log_tail()
+        code = worker.proc.wait(48)
+        took = time.monotonic() - started
+        assert code == 1, worker.log_tail()
+        assert took >= 8, took
+        log = worker.log_path.read_text(errors="replace")
+        assert f"Kafka broker {bootstrap} unreachable after" in log, log
+    finally:
+        worker.stop()

@@ -1,11 +1,14 @@
 """Issue #18: the bounded chaos run in CI, and the verdict it rests on.
 
 `test_chaos_run_gives_the_replay` runs tests/chaos.py's schedule once (9 rounds: 7 SIGKILLs of
-consuming workers, 2 of them after a scale-out and 2 during a rebalance, a graceful scale-in,
-a broker stop/start; 4,000 tickets, about 23,000 records, with 60 hostile records and a
-2,000-record burst before 5 of the kills; under 3 minutes here) on a broker of its own, and
-requires the committed output to be the replay of the valid input on full
-content, every hostile record dead-lettered once and no valid one. The verdict tests break
+consuming workers, 2 of them after a scale-out as the issue's reproduction does it (a new
+worker alone, a second joins, a 6,000-record backlog, the first killed 1-2 s into it) and 2
+during a rebalance, a graceful scale-in, a broker stop/start; 4,000 tickets, about 23,000
+records, with 60 hostile records and a 2,000-record burst before the other kills; under 3
+minutes here) on a broker of its own, and requires the committed output to be the replay of
+the valid input on full content, every hostile record dead-lettered once and no valid one.
+The same schedule against the Faust engine before the fix (`ESCALATOR_WORKER_TREE`, see
+tests/chaos.py) loses SLA events. The verdict tests break
 each count on purpose, so a comparison that cannot see a fault fails here first.
 """
 
