@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from base.errors import EscalatorError
+from base.settings import DB_ENV
 from deploy.local_service import (
     STATE_FILE,
     LocalService,
@@ -53,7 +54,6 @@ from deploy.local_service import (
     live_state,
     read_json,
 )
-from deploy.settings import DB_ENV
 
 DEFAULT_DATABASE = "escalator"
 DEFAULT_SUPERUSER = "postgres"

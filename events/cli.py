@@ -46,15 +46,12 @@ def _schema(args: argparse.Namespace) -> int:
 
 def _start(text: str) -> datetime:
     """`--start`: an RFC 3339 instant, 'now', or a duration before now (as `query --since`)."""
-    from projections.queries import BadParameter, check_when, resolve_when
+    from events.when import check_when, instant_at
 
     now = time.time_ns() // 1000
     if text.strip().lower() == "now":
         return to_datetime(now)
-    try:
-        return to_datetime(resolve_when("start", check_when(text), now))
-    except BadParameter as exc:
-        raise ValueError(exc.message) from None
+    return to_datetime(instant_at(check_when(text), now))
 
 
 def _sample(args: argparse.Namespace) -> int:

@@ -9,13 +9,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-Micros = int
-"""An instant (microseconds since 1970-01-01T00:00:00Z) or a duration in microseconds."""
+from base.durations import DAY as DAY
+from base.durations import HOUR as HOUR
+from base.durations import MINUTE as MINUTE
+from base.durations import SECOND as SECOND
+from base.durations import Micros as Micros
 
-SECOND: Final[Micros] = 1_000_000
-MINUTE: Final[Micros] = 60 * SECOND
-HOUR: Final[Micros] = 60 * MINUTE
-DAY: Final[Micros] = 24 * HOUR
+# The units live on the ground floor (base.durations, which the duration grammar shares) and
+# are part of this module's vocabulary too: `from events.instants import DAY, Micros`.
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MICROSECOND = timedelta(microseconds=1)
@@ -41,7 +42,7 @@ MAX_INSTANT: Final[Micros] = 221_845_392_000 * SECOND - 1
 
 Every deadline is an event time plus policy durations, and the core turns deadlines into
 local dates (datetime, zoneinfo), which end at 9999-12-31. Policy durations are capped at 100
-years (`streams.sla.durations`), so any event in range keeps every deadline representable with
+years (`base.durations`), so any event in range keeps every deadline representable with
 a margin of about 900 years.
 """
 SUPPORTED_RANGE: Final = "1970-01-01T00:00:00Z to 8999-12-31T23:59:59.999999Z"

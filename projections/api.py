@@ -573,7 +573,7 @@ def server(app: FastAPI, host: str, port: int) -> Server:
         access_log=False,
         log_level="warning",
         lifespan="on",
-        log_config=None,  # uvicorn's lines go through the service's logging (deploy.logs)
+        log_config=None,  # uvicorn's lines go through the service's logging (base.logs)
     )
     return Server(config)
 

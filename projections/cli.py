@@ -20,16 +20,7 @@ from typing import Any
 import orjson
 
 from base.errors import EscalatorError
-from deploy.settings import (
-    DB_ENV,
-    ProjectionsSettings,
-    QuerySettings,
-    RebuildSettings,
-    S,
-    SettingsError,
-    add_flags,
-    service_settings,
-)
+from base.settings import DB_ENV, S, SettingsError, add_flags, service_settings
 from events.instants import format_duration
 from events.text import escape_controls
 from projections.db import Database, is_postgres_url
@@ -47,6 +38,7 @@ from projections.queries import (
     resolve_when,
 )
 from projections.schema import migrate
+from projections.settings import ProjectionsSettings, QuerySettings, RebuildSettings
 from streams.sla.policy import PolicyError, load_policy
 from streams.sla.rules import Policy
 

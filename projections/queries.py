@@ -31,16 +31,14 @@ from events.instants import (
     DAY,
     HOUR,
     MAX_INSTANT,
-    MIN_INSTANT,
-    MINUTE,
     SECOND,
     SUPPORTED_RANGE,
     Micros,
     format_instant,
-    parse_rfc3339,
 )
 from events.outbound import Metric
 from events.text import CONTROL_RULE, MAX_TEXT, PRINTABLE_PATTERN
+from events.when import check_when, instant_at, parse_window, shown
 from projections.db import Database
 from projections.model import METRICS, metric_clock, remaining, ticket_policy
 from streams.sla.clocks import BusinessCalendar, Clock
@@ -70,57 +68,12 @@ class BadParameter(EscalatorError, ValueError):
 # Parameters: one pydantic model per question, shared by the HTTP API (FastAPI reads them from
 # the query string and documents them in the generated OpenAPI) and by `escalator query`.
 
-_WINDOW = re.compile(r"([0-9]+)([wdhms])", re.ASCII)
-_UNIT = {"w": 7 * DAY, "d": DAY, "h": HOUR, "m": MINUTE, "s": SECOND}
-
-
-def _shown(text: str) -> str:
-    """A bounded, printable echo of a rejected value (never more than 40 characters)."""
-    return ascii(text[:40])
-
-
-def parse_window(text: str) -> Micros:
-    """A positive elapsed duration such as `90s`, `15m`, `1h`, `2d`, `1w` (ASCII digits only),
-    at most the length of the supported time range. Raises ValueError saying why."""
-    match = _WINDOW.fullmatch(text.strip().lower())
-    if not match or int(match.group(1)) <= 0:
-        raise ValueError(f"expected a duration such as 30m, 1h or 2d, got {_shown(text)}")
-    value = int(match.group(1)) * _UNIT[match.group(2)]
-    if value > MAX_INSTANT - MIN_INSTANT:
-        raise ValueError(f"{_shown(text)} is longer than the supported time range")
-    return value
-
-
-def _check_instant(value: Micros, text: str) -> Micros:
-    if not MIN_INSTANT <= value <= MAX_INSTANT:
-        raise ValueError(f"{_shown(text)} is outside the supported range, {SUPPORTED_RANGE}")
-    return value
-
-
-def check_when(text: str) -> str:
-    """Validate a time parameter: a strict RFC 3339 instant with an offset, inside the
-    supported range (`events.instants.parse_rfc3339`), or a duration before now (`24h`,
-    `30d`). Returns the text; raises ValueError saying why."""
-    stripped = text.strip()
-    if _WINDOW.fullmatch(stripped.lower()):
-        parse_window(stripped)
-        return stripped
-    if stripped[:1].isdigit() and stripped[:1].isascii() and "-" in stripped:
-        parse_rfc3339(stripped)
-        return stripped
-    raise ValueError(
-        f"expected an RFC 3339 time with offset or a duration such as 24h, got {_shown(text)}"
-    )
-
 
 def resolve_when(name: str, text: str, now: Micros) -> Micros:
     """The instant of a validated time parameter (`check_when`) at `now`; BadParameter naming
     `name` when a duration reaches back before the supported range."""
-    stripped = text.strip()
     try:
-        if _WINDOW.fullmatch(stripped.lower()):
-            return _check_instant(now - parse_window(stripped), text)
-        return parse_rfc3339(stripped)
+        return instant_at(text, now)
     except ValueError as exc:
         raise BadParameter(name, str(exc)) from None
 
@@ -129,7 +82,7 @@ def _ascii_int(value: Any) -> Any:
     """Integers in parameters are ASCII digits with an optional minus: no `1_000`, `1.0`, `+5`
     or other scripts' digits (which `int()` would take)."""
     if isinstance(value, str) and not re.fullmatch(r"-?[0-9]{1,12}", value.strip(), re.ASCII):
-        raise ValueError(f"expected an integer, got {_shown(value)}")
+        raise ValueError(f"expected an integer, got {shown(value)}")
     return value
 
 
@@ -144,7 +97,7 @@ def _csv(value: Any) -> Any:
 
 def _strict_bool(value: Any) -> Any:
     if isinstance(value, str) and value.strip().lower() not in ("true", "false", "1", "0"):
-        raise ValueError(f"expected true or false, got {_shown(value)}")
+        raise ValueError(f"expected true or false, got {shown(value)}")
     return value
 
 

@@ -17,7 +17,7 @@ import orjson
 from pydantic import ValidationError
 
 from base.errors import EscalatorError
-from deploy.logs import record_fields
+from base.logs import record_fields
 from events.codec import InvalidEvent, decode_json, sanitise, ticket_event_from_obj
 from events.outbound import sla_event_adapter
 from events.records import TicketEvent

@@ -45,7 +45,7 @@ from aiokafka import (  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
-from deploy.logs import quiet_repeats, record_fields
+from base.logs import quiet_repeats, record_fields
 from events.cloudevents import sla_event_headers, source_of
 from events.codec import sanitise
 from events.instants import SECOND, Micros, format_instant

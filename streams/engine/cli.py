@@ -1,6 +1,6 @@
 """`escalator run | publish | tail`: the streaming engine's command-line shell.
 
-Settings come from deploy.settings (EngineSettings, ClientSettings): the same flag and
+Settings come from streams/engine/settings.py (EngineSettings, ClientSettings): the same flag and
 environment names as every other service (`--broker`/KAFKA_BOOTSTRAP_SERVERS,
 `--ticket-topic`/ESCALATOR_TICKET_TOPIC, `--port`/ESCALATOR_PORT, ...; README table).
 """
@@ -18,14 +18,9 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from deploy.settings import (
-    ClientSettings,
-    EngineSettings,
-    SettingsError,
-    add_flags,
-    service_settings,
-)
+from base.settings import SettingsError, add_flags, service_settings
 from events.instants import SECOND, format_instant, parse_instant
+from streams.engine.settings import ClientSettings, EngineSettings
 
 log = logging.getLogger("escalator.engine")
 

@@ -2,7 +2,7 @@
 
 While the broker is down every client library retries and logs each failure (hundreds of lines
 a second were seen); the worker itself keeps running and catches up once the broker is back.
-`BrokerHealth` tells `/health` to report `degraded` meanwhile, and `deploy.logs.RepeatFilter` (on
+`BrokerHealth` tells `/health` to report `degraded` meanwhile, and `base.logs.RepeatFilter` (on
 every service's log handler) lets one line of each kind through per window and counts the rest.
 """
 

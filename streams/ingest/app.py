@@ -39,7 +39,7 @@ from events.signatures import verify_bearer, verify_hub, verify_zendesk
 from events.vendors import jsm, zammad, zendesk
 from events.vendors.common import Mapped, Unmappable, scrub
 from streams.ingest.openapi import document as openapi_document
-from streams.ingest.settings import SECRET_ENV, IngestSettings
+from streams.ingest.settings import INGEST_SECRETS, IngestSettings
 from streams.ingest.zammad_store import ZammadStore
 
 log = logging.getLogger("escalator.ingest")
@@ -332,7 +332,7 @@ class Ingest:
         """Refuse before reading the body: a disabled source, missing credentials, a wrong
         bearer token (it does not depend on the body), or a declared body over the limit."""
         if source not in self.settings.secrets:
-            return _error(404, f"source {source!r} is not enabled (set {SECRET_ENV[source]})")
+            return _error(404, f"source {source!r} is not enabled (set {INGEST_SECRETS[source]})")
         if not all(request.headers.get(name, "").strip() for name in CREDENTIAL_HEADERS[source]):
             return self._unauthorized(source, request)
         if source == "contract" and not self._authentic(source, request, b""):

@@ -7,7 +7,8 @@ import asyncio
 import sys
 from typing import Any
 
-from deploy.settings import IngestSettings, SettingsError, add_flags, service_settings
+from base.settings import SettingsError, add_flags, service_settings
+from streams.ingest.settings import IngestSettings
 
 
 def register(subparsers: Any) -> None:

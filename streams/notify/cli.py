@@ -8,8 +8,9 @@ import signal
 import sys
 from typing import Any
 
-from deploy.settings import NotifySettings, SettingsError, add_flags, service_settings
+from base.settings import SettingsError, add_flags, service_settings
 from streams.notify.rules import RulesError, load_rules, missing_secrets
+from streams.notify.settings import NotifySettings
 from streams.notify.worker import Notifier
 
 

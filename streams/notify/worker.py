@@ -47,10 +47,10 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
     KafkaError,
 )
 
-from deploy.settings import NotifySettings
 from streams.notify import incidents
 from streams.notify.channels import DeliveryFailed, send
 from streams.notify.rules import Channel, PagerDutyChannel, Rules, route
+from streams.notify.settings import NotifySettings
 
 log = logging.getLogger("escalator.notify")
 

@@ -9,10 +9,10 @@ from typing import IO, Any
 
 import orjson
 
+from base.durations import parse_delay
 from events.instants import DAY, HOUR, format_duration, parse_instant
 from streams.sla.backtest import backtest, format_table
 from streams.sla.clocks import BusinessCalendar
-from streams.sla.durations import parse_delay
 from streams.sla.policy import WEEKDAYS, PolicyError, check_policy, load_policy
 from streams.sla.replay import Replayer
 from streams.sla.rules import Match, Policy

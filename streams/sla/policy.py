@@ -30,10 +30,10 @@ from pydantic import (
     model_validator,
 )
 
+from base.durations import parse_duration
 from base.errors import EscalatorError
 from events.instants import DAY, SECOND, Micros, format_duration
 from streams.sla.clocks import WEEKDAY_NAMES, BusinessCalendar, Interval
-from streams.sla.durations import parse_duration
 from streams.sla.ical import read_ical_closures
 from streams.sla.rules import (
     ClockName,

@@ -45,10 +45,10 @@ import tracemalloc
 
 import orjson
 
+from base.durations import parse_delay
 from events.codec import decode_ticket_event
 from events.samples import generate_history, with_routing
 from streams.sla.cli import quiet_gc
-from streams.sla.durations import parse_delay
 from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
 from streams.sla.rules import Policy

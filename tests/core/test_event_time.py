@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from base.durations import parse_delay
 from events.instants import DAY, HOUR, MINUTE, SECOND, Micros, format_instant, parse_instant
 from events.outbound import sla_event_adapter
 from events.samples import generate_history
-from streams.sla.durations import parse_delay
 from streams.sla.machine import CORRECTION_HORIZON
 from streams.sla.policy import load_policy, parse_policy
 from streams.sla.replay import DEFAULT_MAX_DELAY, Replayer, replay_lines

@@ -45,7 +45,8 @@ try:
 except SystemExit:
     pass
 print("LOADED", " ".join(sorted(m for m in sys.modules if m.split(".")[0] in {"events", "streams",
-      "projections"} or m in {"deploy.demo", "deploy.settings", "pydantic", "aiokafka"})),
+      "projections"} or m in {"deploy.demo", "deploy.settings", "base.settings", "pydantic",
+      "aiokafka"})),
       file=sys.stderr)
 """
 

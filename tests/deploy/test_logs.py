@@ -8,9 +8,10 @@ import time
 
 import orjson
 
+from base.logs import configure_logging
+from base.settings import LogSettings, from_args
 from deploy.cli import build_parser
-from deploy.logs import configure_logging
-from deploy.settings import SERVICES, LogSettings, from_args
+from deploy.settings import SERVICES
 
 
 def test_json_lines_carry_the_ids_as_fields() -> None:

@@ -125,7 +125,7 @@ def test_worker_and_projector_log_json_without_free_text(
 
     invalid = [line for line in projector_lines if "invalid ticket record" in line["event"]]
     # three of one kind (unknown type, bad severity, malformed JSON): logged once per 10 s
-    # like the worker's (deploy.logs.RepeatFilter on every service's handler)
+    # like the worker's (base.logs.RepeatFilter on every service's handler)
     assert len(invalid) == 1, projector_log
     assert all(isinstance(line["partition"], int) for line in invalid)
     rejected = [line for line in projector_lines if "rejected ticket event" in line["event"]]

@@ -11,22 +11,19 @@ import orjson
 import pytest
 from pydantic.fields import FieldInfo
 
-from deploy.cli import build_parser, main
-from deploy.postgres_local import LocalPostgres
-from deploy.settings import (
-    SECRETS,
-    SERVICES,
-    EngineSettings,
-    ProjectionsSettings,
-    QuerySettings,
+from base.settings import (
     Settings,
     SettingsError,
     env_names,
     flag,
     from_args,
-    markdown_table,
     service_settings,
 )
+from deploy.cli import build_parser, main
+from deploy.postgres_local import LocalPostgres
+from deploy.settings import SECRETS, SERVICES, markdown_table
+from projections.settings import ProjectionsSettings, QuerySettings
+from streams.engine.settings import EngineSettings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -207,7 +204,7 @@ def test_compose_uses_the_current_names() -> None:
 def test_secrets_are_never_flags_and_come_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from deploy.settings import IngestSettings
+    from streams.ingest.settings import IngestSettings
 
     monkeypatch.setenv("ESCALATOR_ZENDESK_SECRET", "zendesk-secret-value")
     monkeypatch.setenv("secrets", "not-read")  # a field's own name is not a variable
