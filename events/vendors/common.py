@@ -196,16 +196,22 @@ MAX_TAGS = 64
 """Most tags an event carries (`events.inbound.Tags`)."""
 
 
-def tags_of(value: object) -> list[str]:
+TAGS_CLIPPED = "tags over 64: first 64 kept"
+"""The warning (`Mapped.warnings`) when a ticket has more valid tags than the contract holds."""
+
+
+def tags_of(value: object, warnings: list[str] | None = None) -> list[str]:
     """A vendor's tags or labels as the contract's `tags`: the strings of a JSON array that
     are valid contract tags (1-256 characters, no control character; `events.inbound.Tags`),
-    each once, in order, at most 64. Anything else in the array is left out, so one odd label
-    never loses the ticket."""
+    each once, in order, at most 64 (TAGS_CLIPPED appended to `warnings` when more). Anything
+    else in the array is left out, so one odd label never loses the ticket."""
     tags: list[str] = []
     for item in list_of(value):
         valid = isinstance(item, str) and 0 < len(item) <= MAX_TEXT and not has_control(item)
         if valid and item not in tags:
             tags.append(item)
+    if len(tags) > MAX_TAGS and warnings is not None:
+        warnings.append(TAGS_CLIPPED)
     return tags[:MAX_TAGS]
 
 

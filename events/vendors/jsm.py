@@ -150,11 +150,11 @@ def map_payload(payload: Any, organizations_field: str = ORGANIZATIONS_FIELD) ->
     if key is None or issue_id is None:
         raise Unmappable("field 'issue.key' or 'issue.id': missing")
     fields = obj_of(issue.get("fields"))
-    labels = tags_of(fields.get("labels"))
+    warnings: list[str] = []
+    labels = tags_of(fields.get("labels"), warnings)
     at = rfc3339(payload.get("timestamp"), "timestamp")
     base_id = f"jsm:{issue_id}:{payload.get('timestamp')}:{kind}"
     out: list[dict[str, Any]] = []
-    warnings: list[str] = []
 
     def add(contract_type: str, **extra: Any) -> None:
         suffix = f":{len(out)}" if out else ""

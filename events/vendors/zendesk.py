@@ -23,10 +23,10 @@ from events.vendors.common import (
     contract_event,
     dig,
     ident,
-    list_of,
     obj_of,
     rfc3339,
     severity_or_default,
+    tags_of,
     transition,
 )
 
@@ -92,9 +92,6 @@ def _category(status: object) -> Category:
     return category
 
 
-MAX_TAGS = 64
-"""The contract's bound on `tags`; a ticket with more keeps its first 64 (warning TAGS_CLIPPED)."""
-TAGS_CLIPPED = "tags over 64: first 64 kept"
 OPENING_COMMENT = "the ticket's opening comment (its description) is not a reply"
 """Zendesk's first reply time ends at the first public agent comment *after* creation; when an
 agent creates the ticket, at the agent's next public comment, the description does not count
@@ -108,13 +105,6 @@ TRIGGER_UNSUPPORTED = (
     "and automation webhooks with a custom JSON body are not supported; subscribe the webhook "
     "to ticket events instead (docs/ingest.md, Zendesk)"
 )
-
-
-def _tags(detail: dict[str, Any], warnings: list[str]) -> list[str]:
-    tags = [tag for tag in list_of(detail.get("tags")) if isinstance(tag, str) and tag]
-    if len(tags) > MAX_TAGS:
-        warnings.append(TAGS_CLIPPED)
-    return tags[:MAX_TAGS]
 
 
 def _opening(detail: dict[str, Any]) -> bool:
@@ -177,7 +167,7 @@ def map_payload(payload: Any) -> Mapped:
             return Mapped(ignored=BOT_MESSAGE)
         add(MESSAGING_ACTORS[str(actor)])
     elif name == "created":
-        tags = _tags(detail, warnings)
+        tags = tags_of(detail.get("tags"), warnings)
         channel = dig(detail, "via", "channel")
         add(
             "ticket.opened",
@@ -191,9 +181,9 @@ def map_payload(payload: Any) -> Mapped:
         for follow in transition("open", category):
             add(follow)
     elif name == "priority_changed":
-        add("ticket.severity_changed", severity=severity(_tags(detail, warnings)))
+        add("ticket.severity_changed", severity=severity(tags_of(detail.get("tags"), warnings)))
     elif name == "tags_changed":
-        tags = _tags(detail, warnings)
+        tags = tags_of(detail.get("tags"), warnings)
         add("ticket.updated", tags=tags)
         add("ticket.severity_changed", severity=severity(tags))  # a sevN tag overrides
     elif name == "status_changed":

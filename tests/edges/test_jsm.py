@@ -18,7 +18,7 @@ import pytest
 from events.codec import ticket_event_from_obj
 from events.signatures import sign_hub
 from events.vendors import jsm
-from events.vendors.common import DEFAULT_SEVERITY, PRIORITY_UNKNOWN, scrub
+from events.vendors.common import DEFAULT_SEVERITY, PRIORITY_UNKNOWN, TAGS_CLIPPED, scrub
 from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
 from tests.edges import payloads as p
@@ -156,8 +156,10 @@ def test_labels_that_are_not_contract_tags_are_left_out_not_the_ticket() -> None
     assert opened["tags"] == ["ok", "sev2"]
     assert opened["severity"] == 2
     created["issue"]["fields"]["labels"] = [f"l{n}" for n in range(70)]
-    (opened,) = jsm.map_payload(created).events
+    mapped = jsm.map_payload(created)
+    (opened,) = mapped.events
     assert len(opened["tags"]) == 64
+    assert mapped.warnings == [TAGS_CLIPPED]  # counted, as for Zendesk's tags
     ticket_event_from_obj(opened)
 
 

@@ -34,6 +34,7 @@ from events.vendors.common import (
     DEFAULT_SEVERITY,
     PRIORITY_ABSENT,
     PRIORITY_UNKNOWN,
+    TAGS_CLIPPED,
     severity_or_default,
 )
 from streams.ingest.zammad_store import ZammadStore
@@ -132,7 +133,7 @@ def test_more_than_64_tags_keep_the_first_64_with_a_warning() -> None:
     mapped = zendesk.map_payload(p.zendesk("created", tags=tags))
     contract(mapped.events)
     assert mapped.events[0]["tags"] == tags[:64]
-    assert mapped.warnings == [zendesk.TAGS_CLIPPED]
+    assert mapped.warnings == [TAGS_CLIPPED]
 
 
 # -- item 2: first reply of a ticket an agent creates
@@ -333,3 +334,13 @@ def test_any_json_time_of_any_vendor_maps_or_is_unmappable_never_an_error(value:
         else:
             for ev in events:
                 ticket_event_from_obj(ev)  # in the contract's range
+
+
+def test_tags_the_contract_cannot_hold_are_left_out_not_the_ticket() -> None:
+    """One rule for every vendor's tags (`common.tags_of`): an empty, over-long, repeated or
+    control-character tag is left out; the ticket still opens (it was refused as a whole)."""
+    tags = ["vip", "", "x" * 257, "bad\u0000", "vip", "sev2"]
+    mapped = zendesk.map_payload(p.zendesk("created", tags=tags))
+    contract(mapped.events)
+    assert mapped.events[0]["tags"] == ["vip", "sev2"]
+    assert mapped.events[0]["severity"] == 2
