@@ -84,6 +84,7 @@ async def probe(url: str, deadline: float) -> dict[str, list[int]]:
 async def read_all(bootstrap: str, topic: str) -> list[Any]:
     """Every committed record of `topic`, up to the end offsets seen at the start."""
     from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+    from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
@@ -93,9 +94,15 @@ async def read_all(bootstrap: str, topic: str) -> list[Any]:
         tps = [TopicPartition(topic, p) for p in range(IngestSettings().partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        records: list[Any] = []
         deadline = time.monotonic() + 90
+        while True:  # after the restart a loaded machine may take a while to elect leaders
+            try:
+                ends = await consumer.end_offsets(tps)
+                break
+            except KafkaError:
+                assert time.monotonic() < deadline, "no partition leaders 90 s after the restart"
+                await asyncio.sleep(1)
+        records: list[Any] = []
         while any([await consumer.position(tp) < ends[tp] for tp in tps]):
             assert time.monotonic() < deadline, "topic not read to its end in 90 s"
             batch = await consumer.getmany(timeout_ms=1000)
