@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final, NamedTuple
 
+from events.inbound import TICKET_EVENT_TYPES
 from events.instants import Micros
 from events.records import TicketEvent
 
@@ -43,15 +44,15 @@ DETAIL_SIZE: Final = 9
 
 STEP: Final = 9
 """Bytes per applied event in `TicketState.history`: `time * 256 + code`, signed little-endian,
-where time is in microseconds and code is the type's number in `_KIND_NAMES` plus
+where time is in microseconds and code is the type's index in `TICKET_EVENT_TYPES` plus
 `_HAS_DETAIL` (built with `int.to_bytes`, which mypyc compiles to one call)."""
 _HAS_DETAIL: Final = 0x80
 Step = tuple[Micros, str, tuple[Any, ...] | None]
 """An applied event as `packed` takes it and `unpacked` gives it: (time, type, its Detail's
 DETAIL_SIZE fields or None)."""
-_KIND_NAMES: Final[list[str]] = []
-_KIND_CODES: Final[dict[str, int]] = {}
-"""Each event type's number in a history (types are the contract's dozen; 127 at most)."""
+_KIND_CODES: Final[dict[str, int]] = {kind: code for code, kind in enumerate(TICKET_EVENT_TYPES)}
+"""Each event type's number in a history: its place in the contract's list, fixed (the codes
+never leave the process: the stored form names the type)."""
 
 NO_TAGS: Final[list[str]] = []
 NO_ATTRIBUTES: Final[dict[str, str]] = {}
@@ -307,18 +308,15 @@ def unpacked(history: bytes, details: tuple[Any, ...]) -> list[Step]:
         if code & _HAS_DETAIL:
             detail = details[position : position + DETAIL_SIZE]
             position += DETAIL_SIZE
-        steps.append((value >> 8, _KIND_NAMES[code & ~_HAS_DETAIL], detail))
+        steps.append((value >> 8, TICKET_EVENT_TYPES[code & ~_HAS_DETAIL], detail))
     return steps
 
 
 def _kind_code(kind: str) -> int:
-    """The event type's number in histories, assigned on first use."""
+    """The event type's number in histories. Raises ValueError for a type not in the contract."""
     code = _KIND_CODES.get(kind)
     if code is None:
-        if len(_KIND_NAMES) >= _HAS_DETAIL:
-            raise ValueError(f"field 'type': more than {_HAS_DETAIL} event types in histories")
-        code = _KIND_CODES[kind] = len(_KIND_NAMES)
-        _KIND_NAMES.append(kind)
+        raise ValueError("field 'type': not a ticket event type of the contract")
     return code
 
 

@@ -10,11 +10,12 @@ object has the current shape (FORMAT_VERSION), which alone is turned into a stat
 
 The versions (all written on 2026-11-30 unless said otherwise):
 1. before event digests (ad0d0e8): no `digests`, no history; early ones without `group`.
-2. digests per seen event, the history as one list per event (`history`); early ones without
-   the routing and event-time fields, all without the next-response rounds (de31418).
+2. digests per seen event (ad0d0e8), then the history as one list per event (`history`);
+   early ones without `policy_name`, the event-time fields and others (de31418's has them).
 3. the history as flat `steps`, three slots an event, each detail 8 fields (a735ef7).
 4. details of 9 fields, the last a redated event's digest (cf3afe3); parked events of 4
-   fields (2026-12-07, 8d7720d).
+   fields (2026-12-07, 8d7720d). Versions 2 to 4 were first written without the
+   next-response and update rounds (df2f5c5 added them).
 5. parked events of 5 fields, the last their input origin (2d65d99): the current form.
 """
 
@@ -181,10 +182,6 @@ _ADDED_IN_2: Final[list[tuple[str, Any]]] = [
     ("attributes", None),
     ("timers_through", None),
     ("revisions", None),
-    ("reply_round", 0),
-    ("reply_since", None),
-    ("update_round", 0),
-    ("update_since", None),
 ]
 """Fields version 2 was written without at first, with the value their absence meant."""
 
@@ -200,11 +197,23 @@ def upcast_3_to_4(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def upcast_4_to_5(obj: dict[str, Any]) -> dict[str, Any]:
-    """A parked event gained its 5th field, its input origin (-1: unknown)."""
+    """A parked event gained its 5th field, its input origin (-1: unknown); the next-response
+    and update rounds, written since df2f5c5 (versions 2 to 4 were written without), start
+    at none."""
     parked = obj.get("parked")
     if parked:
         obj["parked"] = [[*entry, -1] if len(entry) == 4 else entry for entry in parked]
+    for field, default in _ROUNDS:
+        obj.setdefault(field, default)
     return obj
+
+
+_ROUNDS: Final[list[tuple[str, Any]]] = [
+    ("reply_round", 0),
+    ("reply_since", None),
+    ("update_round", 0),
+    ("update_since", None),
+]
 
 
 UPCASTERS: Final[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {

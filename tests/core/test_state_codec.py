@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from events.records import TicketEvent
 from streams.sla import state_codec
 from streams.sla.state_codec import (
     FORMAT_VERSION,
@@ -38,11 +39,17 @@ def version_1() -> dict[str, Any]:
     return obj
 
 
+ROUNDS = ("reply_round", "reply_since", "update_round", "update_since")
+
+
 def version_3() -> dict[str, Any]:
-    """STEPS_FORM as a735ef7 wrote it: each detail 8 fields (no pinned digest yet)."""
+    """STEPS_FORM as a735ef7 wrote it: each detail 8 fields (no pinned digest yet), no
+    next-response or update rounds."""
     obj = orjson.loads(STEPS_FORM)
     flat = obj["steps"]
     flat[2], flat[5] = flat[2][:8], flat[5][:8]
+    for field in ROUNDS:
+        del obj[field]
     return obj
 
 
@@ -103,12 +110,8 @@ def test_upcast_2_to_3_flattens_the_history_and_defaults_the_next_response_round
         "ticket.resolved",
         None,
     ]
-    assert (v3["reply_round"], v3["reply_since"], v3["update_round"], v3["update_since"]) == (
-        0,
-        None,
-        0,
-        None,
-    )
+    assert (v3["policy_name"], v3["timers_through"]) == ("", None)
+    assert not set(ROUNDS) & set(v3)  # version 3 was first written without them
     assert v3["digests"] == [1557368539, 1280821673, 3268963176]
     state = state_codec.from_obj(obj)
     assert state.digests is None  # the stored digests are the history's own
@@ -117,11 +120,14 @@ def test_upcast_2_to_3_flattens_the_history_and_defaults_the_next_response_round
 
 def test_upcast_3_to_4_gives_each_detail_no_pinned_digest() -> None:
     v4 = upcast_3_to_4(version_3())
-    assert v4 == orjson.loads(STEPS_FORM)
+    steps_form = orjson.loads(STEPS_FORM)
+    assert v4 == {k: v for k, v in steps_form.items() if k not in ROUNDS}
     assert orjson.dumps(state_codec.to_obj(state_codec.from_obj(version_3()))) == STEPS_FORM
 
 
-def test_upcast_4_to_5_gives_a_parked_event_an_unknown_origin() -> None:
+def test_upcast_4_to_5_gives_a_parked_event_an_unknown_origin_and_no_rounds() -> None:
+    as_cf3afe3_wrote_it = upcast_3_to_4(version_3())
+    assert upcast_4_to_5(as_cf3afe3_wrote_it) == orjson.loads(STEPS_FORM)  # rounds 0, none
     v5 = upcast_4_to_5(version_4())
     assert v5["parked"] == [
         [RESOLVED_AT + 60_000_000, "e9", RESUME, "cannot resume an open ticket", -1]
@@ -135,3 +141,16 @@ def test_upcast_4_to_5_gives_a_parked_event_an_unknown_origin() -> None:
     assert raw.startswith(b'{"next_due":1796137260000000,"status":"resolved",')
     assert state_codec.next_due_of(raw) == RESOLVED_AT + 60_000_000
     assert not state_codec.is_open_raw(raw)
+
+
+def test_a_history_codes_each_type_by_its_place_in_the_contract() -> None:
+    """The packed history's type codes are fixed (no registry filled in order of first use):
+    `ticket.opened` is 0 in any process, `ticket.customer_replied` 11, and a type the contract
+    does not have is refused, naming the field."""
+    state = fresh()
+    assert [state.history[i] & 0x7F for i in range(0, len(state.history), 9)] == [0, 8, 5]
+    replied = TicketEvent("ticket.customer_replied", "e4", "T-1", RESOLVED_AT)
+    state.record(replied, RESOLVED_AT)
+    assert state.history[-9] & 0x7F == 11
+    with pytest.raises(ValueError, match="field 'type': not a ticket event type"):
+        state.record(TicketEvent("ticket.archived", "e5", "T-1", RESOLVED_AT), RESOLVED_AT)
