@@ -95,7 +95,7 @@ def test_upcast_1_to_2_gives_every_seen_event_an_unknown_digest() -> None:
     )
 
 
-def test_upcast_2_to_3_flattens_the_history_and_defaults_the_next_response_rounds() -> None:
+def test_upcast_2_to_3_flattens_the_history_and_defaults_the_policy_and_event_time_fields() -> None:
     obj = orjson.loads(PREVIOUS_FORM)
     v3 = upcast_2_to_3(copy.deepcopy(obj))
     assert "history" not in v3
