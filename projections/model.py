@@ -15,6 +15,7 @@ import orjson
 
 from events.instants import Micros, parse_instant
 from events.records import TicketEvent
+from streams.sla import state_codec
 from streams.sla.clocks import Clock
 from streams.sla.machine import handle, metric_segments, policy_of
 from streams.sla.rules import ELAPSED, MetricName, Policy
@@ -170,7 +171,7 @@ def ticket_row(
         "last_event_at": state.last_event_at,
         "policy_version": state.policy_version,
         "policy_name": policy.name,
-        "state_json": orjson.dumps(state.to_json_obj()).decode(),
+        "state_json": orjson.dumps(state_codec.to_obj(state)).decode(),
     }
     if state.status in ("resolved", "closed") and state.resolution_spans:
         row["resolved_at"] = state.resolution_spans[-1][1]

@@ -32,6 +32,7 @@ from projections.model import (
     sla_fact,
     ticket_row,
 )
+from streams.sla import state_codec
 from streams.sla.rules import Policy
 from streams.sla.state import TicketState
 
@@ -155,7 +156,7 @@ class Store:
             )
             for r in rows:
                 entry = self._batch[r[0]]
-                entry.state = TicketState.from_json_obj(orjson.loads(r[1]))
+                entry.state = state_codec.from_obj(orjson.loads(r[1]))
                 entry.extras = Extras(r[2], r[3], r[4])
             facts = self.db.query(
                 f"SELECT ticket_id, type, metric, cycle, level, round FROM sla_events "
@@ -222,7 +223,8 @@ class Store:
         entry = self._entry(event.ticket_id)
         snapshot = None
         if entry.state is not None and entry.state.status == "closed":
-            snapshot = entry.state.to_json_obj()  # handle may purge it and mutate it on the way
+            # handle may purge it and mutate it on the way
+            snapshot = state_codec.to_obj(entry.state)
         try:
             result = fold_ticket(entry.state, entry.extras, event, self.policy)
         except Exception as exc:  # a fault in the core must not stop the partition
@@ -238,7 +240,7 @@ class Store:
         if result.changed and result.state is not None:
             entry.state, entry.extras, entry.dirty = result.state, result.extras, True
         elif snapshot is not None:
-            entry.state = TicketState.from_json_obj(snapshot)
+            entry.state = state_codec.from_obj(snapshot)
         if result.kind == "duplicate":
             self.counters.duplicates += 1
         elif result.kind == "rejected":

@@ -40,10 +40,11 @@ from events.codec import InvalidEvent, decode_input_record
 from events.inbound import ClockTick
 from events.instants import SECOND, Micros, format_instant
 from events.records import TicketEvent
+from streams.sla import state_codec
 from streams.sla.machine import advance, handle
 from streams.sla.replay import DEFAULT_MAX_DELAY
 from streams.sla.rules import Policy
-from streams.sla.state import UNOPENED, TicketState
+from streams.sla.state import CLOSED_STATUSES, TicketState
 from streams.sla.timer_index import TimerIndex
 
 ClockMode = Literal["wall", "event"]
@@ -55,69 +56,18 @@ FUTURE_SKEW: Final[Micros] = 60 * SECOND
 """Wall clock: how far ahead of the worker's clock an event may be dated (upstream clock skew)
 and still be applied, at the worker's time; events dated further ahead are rejected."""
 
-_NEXT_DUE: Final = b'{"next_due":'
-_CLOSED_STATUSES: Final = frozenset({"resolved", "closed", UNOPENED})
 TIMER_TYPES: Final = frozenset(
     {"sla.warning", "sla.breached", "ticket.escalated", "customer.notification_required"}
 )
 """Outbound event types a timer emits (their lateness is measured on the wall clock)."""
 
 
-def encode_state(state: TicketState) -> bytes:
-    """A state as JSON bytes for the changelog.
-
-    `next_due` and `status` are put first so recovery can re-arm the timer index and count
-    open tickets by slicing a few bytes instead of parsing every state (`next_due_of`,
-    `is_open_raw`). The copy matters: orjson 3.x may return bytes objects with kilobytes of
-    spare capacity, and recovery keeps one per ticket until a record touches it.
-    """
-    obj = state.to_json_obj()
-    head: dict[str, Any] = {"next_due": state.next_due, "status": obj.pop("status")}
-    head.update(obj)
-    return memoryview(orjson.dumps(head)).tobytes()
-
-
-def decode_state(raw: bytes) -> TicketState:
-    return TicketState.from_json_obj(orjson.loads(raw))
-
-
-def _after_next_due(raw: bytes) -> int:
-    """Index just after the `next_due` value, or -1 if the record is not in that shape."""
-    if not raw.startswith(_NEXT_DUE):
-        return -1
-    return raw.find(b",", len(_NEXT_DUE))
-
-
-def next_due_of(raw: bytes) -> Micros | None:
-    """The `next_due` of an encoded state, cheaply (falls back to a full parse)."""
-    end = _after_next_due(raw)
-    if end > 0:
-        text = raw[len(_NEXT_DUE) : end]
-        if text == b"null":
-            return None
-        try:
-            return int(text)
-        except ValueError:
-            pass
-    return decode_state(raw).next_due
-
-
-def is_open_raw(raw: bytes) -> bool:
-    """Whether an encoded state is an open ticket (not resolved or closed), cheaply."""
-    end = _after_next_due(raw)
-    if end > 0 and raw.startswith(b'"status":"', end + 1):
-        start = end + 11
-        stop = raw.find(b'"', start)
-        return raw[start:stop].decode() not in _CLOSED_STATUSES
-    return decode_state(raw).status not in _CLOSED_STATUSES
-
-
 def is_open(state: TicketState | bytes | None) -> bool:
     if state is None:
         return False
     if isinstance(state, bytes):
-        return is_open_raw(state)
-    return state.status not in _CLOSED_STATUSES
+        return state_codec.is_open_raw(state)
+    return state.status not in CLOSED_STATUSES
 
 
 class BatchResult:
@@ -223,9 +173,9 @@ class PartitionEngine:
             self.index.discard(ticket_id)
             return
         self.states[ticket_id] = raw
-        if is_open_raw(raw):
+        if state_codec.is_open_raw(raw):
             self.open_tickets += 1
-        self.index.set(ticket_id, next_due_of(raw))
+        self.index.set(ticket_id, state_codec.next_due_of(raw))
 
     # -- processing
 
@@ -254,7 +204,7 @@ class PartitionEngine:
             if state is None:
                 changelog.append((ticket_id.encode(), None))
             elif isinstance(state, TicketState):
-                changelog.append((ticket_id.encode(), encode_state(state)))
+                changelog.append((ticket_id.encode(), state_codec.encode(state)))
         self._dirty.clear()
         result.faults, self.faults = self.faults, []
         return result
@@ -445,7 +395,7 @@ class PartitionEngine:
             else:
                 self._undo[ticket_id] = state
         if isinstance(state, bytes):
-            decoded = decode_state(state)
+            decoded = state_codec.decode(state)
             self.states[ticket_id] = decoded
             return decoded
         return state
@@ -495,5 +445,5 @@ class PartitionEngine:
                 if isinstance(before, TicketState):
                     index.set(ticket_id, before.next_due)
                 else:
-                    index.set(ticket_id, next_due_of(before))
+                    index.set(ticket_id, state_codec.next_due_of(before))
         self._undo.clear()

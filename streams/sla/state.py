@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final, NamedTuple
 
+from events.inbound import TICKET_EVENT_TYPES
 from events.instants import Micros
 from events.records import TicketEvent
 
@@ -21,6 +22,8 @@ it came from: the input offset or line number the shell gave, -1 if none)."""
 UNOPENED: Final = "unopened"
 """The status of a placeholder state: events of a ticket whose `ticket.opened` has not come
 yet, parked and nothing else (see `machine.handle`)."""
+CLOSED_STATUSES: Final = frozenset({"resolved", "closed", UNOPENED})
+"""Statuses of a ticket that is not open (what the engine counts as open tickets)."""
 
 Detail = tuple[
     int | None,
@@ -41,15 +44,15 @@ DETAIL_SIZE: Final = 9
 
 STEP: Final = 9
 """Bytes per applied event in `TicketState.history`: `time * 256 + code`, signed little-endian,
-where time is in microseconds and code is the type's number in `_KIND_NAMES` plus
+where time is in microseconds and code is the type's index in `TICKET_EVENT_TYPES` plus
 `_HAS_DETAIL` (built with `int.to_bytes`, which mypyc compiles to one call)."""
 _HAS_DETAIL: Final = 0x80
-_Step = tuple[Micros, str, tuple[Any, ...] | None]
-"""An applied event as `_packed` takes it and `_unpacked` gives it: (time, type, its Detail's
+Step = tuple[Micros, str, tuple[Any, ...] | None]
+"""An applied event as `packed` takes it and `unpacked` gives it: (time, type, its Detail's
 DETAIL_SIZE fields or None)."""
-_KIND_NAMES: Final[list[str]] = []
-_KIND_CODES: Final[dict[str, int]] = {}
-"""Each event type's number in a history (types are the contract's dozen; 127 at most)."""
+_KIND_CODES: Final[dict[str, int]] = {kind: code for code, kind in enumerate(TICKET_EVENT_TYPES)}
+"""Each event type's number in a history: its place in the contract's list, fixed (the codes
+never leave the process: the stored form names the type)."""
 
 NO_TAGS: Final[list[str]] = []
 NO_ATTRIBUTES: Final[dict[str, str]] = {}
@@ -213,44 +216,9 @@ class TicketState:
         (see `machine.handle`); None when there are none (almost always)."""
 
     def __repr__(self) -> str:
-        return f"TicketState({self.to_json_obj()!r})"
+        from streams.sla.state_codec import to_obj  # the codec imports this module
 
-    def to_json_obj(self) -> dict[str, Any]:
-        obj: dict[str, Any] = {
-            "ticket_id": self.ticket_id,
-            "severity": self.severity,
-            "reported_at": self.reported_at,
-            "last_event_at": self.last_event_at,
-            "policy_version": self.policy_version,
-            "status": self.status,
-            "customer_id": self.customer_id,
-            "cycle": self.cycle,
-            "responded_at": self.responded_at,
-            "first_response_stopped_at": self.first_response_stopped_at,
-            "resolution_spans": self.resolution_spans,
-            "pauses": self.pauses,
-            "escalation_active": self.escalation_active,
-            "fired": self.fired,
-            "seen": self.seen,
-            "timers": [[t.due_at, t.metric, t.rule, list(t.rank)] for t in self.timers],
-            "group": self.group,
-            "assignee": self.assignee,
-            "digests": self.digests,  # null: taken from the steps
-            "policy_name": self.policy_name,
-            "channel": self.channel,
-            "tags": self.tags,
-            "attributes": self.attributes,
-            "steps": self._steps(),
-            "timers_through": self.timers_through,
-            "revisions": self.revisions or {},
-            "reply_round": self.reply_round,
-            "reply_since": self.reply_since,
-            "update_round": self.update_round,
-            "update_since": self.update_since,
-        }
-        if self.parked:  # absent when none: states without parked events are as before
-            obj["parked"] = [list(entry) for entry in self.parked]
-        return obj
+        return f"TicketState({to_obj(self)!r})"
 
     def copy(self) -> TicketState:
         """An independent copy (the fold changes states in place; the engine undoes a failed
@@ -290,59 +258,6 @@ class TicketState:
             parked=None if self.parked is None else list(self.parked),
         )
 
-    @classmethod
-    def from_json_obj(cls, obj: dict[str, Any]) -> TicketState:
-        """A state from `to_json_obj`, or as written by older versions (no digests, no history,
-        or the history as one list per event, `history`)."""
-        seen = list(obj["seen"])
-        if "steps" in obj:
-            history, details = _steps_from_json(obj["steps"])
-        else:
-            history, details = _steps_from_lists(obj.get("history", ()))
-        digests: list[int] | None = [0] * len(seen)  # absent: a state older than digests
-        if "digests" in obj:
-            stored = obj["digests"]
-            digests = None if stored is None else list(stored)
-            if digests is not None and len(history) == STEP * len(seen):
-                events = _events(history, details, [""] * len(seen), obj["ticket_id"])
-                derived = [event.digest() for event in events]
-                if derived == digests:  # else a redated event's digest: the list is kept
-                    digests = None
-        return cls(
-            ticket_id=obj["ticket_id"],
-            severity=obj["severity"],
-            reported_at=obj["reported_at"],
-            last_event_at=obj["last_event_at"],
-            policy_version=obj["policy_version"],
-            status=obj["status"],
-            customer_id=obj["customer_id"],
-            cycle=obj["cycle"],
-            responded_at=obj["responded_at"],
-            first_response_stopped_at=obj["first_response_stopped_at"],
-            resolution_spans=[(s, e) for s, e in obj["resolution_spans"]],
-            pauses=[(s, e) for s, e in obj["pauses"]],
-            escalation_active=obj["escalation_active"],
-            fired=list(obj["fired"]),
-            seen=seen,
-            timers=[Timer(d, (rk[0], rk[1]), m, r) for d, m, r, rk in obj["timers"]],
-            group=obj.get("group"),  # absent in states written before routing metadata
-            assignee=obj.get("assignee"),
-            digests=digests,
-            policy_name=obj.get("policy_name", ""),  # absent before several policies a file
-            channel=obj.get("channel"),
-            tags=list(obj["tags"]) if obj.get("tags") else None,  # none: the shared NO_TAGS
-            attributes=dict(obj["attributes"]) if obj.get("attributes") else None,
-            history=history,
-            history_details=details,
-            timers_through=obj.get("timers_through"),
-            revisions=dict(obj.get("revisions", {})),
-            reply_round=obj.get("reply_round", 0),  # absent before next_response
-            reply_since=obj.get("reply_since"),
-            update_round=obj.get("update_round", 0),
-            update_since=obj.get("update_since"),
-            parked=[_parked(entry) for entry in obj["parked"]] if obj.get("parked") else None,
-        )
-
     @property
     def next_due(self) -> Micros | None:
         """When this ticket's earliest pending timer fires (or its earliest parked event
@@ -360,7 +275,7 @@ class TicketState:
     def record(self, event: TicketEvent, at: Micros) -> None:
         """Append an applied event to the history, as applied at `at` (its event time)."""
         code = _kind_code(event.type)
-        detail = _detail(event)
+        detail = detail_of(event)
         if detail is not None:
             code |= _HAS_DETAIL
             self.history_details += detail
@@ -376,23 +291,15 @@ class TicketState:
             return self.digests[index]
         return self.applied_events()[index].digest() if self.has_history() else 0
 
-    def _steps(self) -> list[Any]:
-        """The history as `to_json_obj` writes it: flat, (occurred_at, type, detail or None)
-        per event."""
-        flat: list[Any] = []
-        for step in _unpacked(self.history, self.history_details):
-            flat.extend(step)
-        return flat
-
 
 def _step(at: Micros, code: int) -> bytes:
     """One applied event as the history packs it (see STEP)."""
     return (at * 256 + code).to_bytes(STEP, "little", signed=True)
 
 
-def _unpacked(history: bytes, details: tuple[Any, ...]) -> list[_Step]:
-    """(time, type, detail or None) of each event of a packed history (`_packed` reversed)."""
-    steps: list[_Step] = []
+def unpacked(history: bytes, details: tuple[Any, ...]) -> list[Step]:
+    """(time, type, detail or None) of each event of a packed history (`packed` reversed)."""
+    steps: list[Step] = []
     position = 0
     for start in range(0, len(history), STEP):
         value = int.from_bytes(history[start : start + STEP], "little", signed=True)
@@ -401,22 +308,19 @@ def _unpacked(history: bytes, details: tuple[Any, ...]) -> list[_Step]:
         if code & _HAS_DETAIL:
             detail = details[position : position + DETAIL_SIZE]
             position += DETAIL_SIZE
-        steps.append((value >> 8, _KIND_NAMES[code & ~_HAS_DETAIL], detail))
+        steps.append((value >> 8, TICKET_EVENT_TYPES[code & ~_HAS_DETAIL], detail))
     return steps
 
 
 def _kind_code(kind: str) -> int:
-    """The event type's number in histories, assigned on first use."""
+    """The event type's number in histories. Raises ValueError for a type not in the contract."""
     code = _KIND_CODES.get(kind)
     if code is None:
-        if len(_KIND_NAMES) >= _HAS_DETAIL:
-            raise ValueError(f"field 'type': more than {_HAS_DETAIL} event types in histories")
-        code = _KIND_CODES[kind] = len(_KIND_NAMES)
-        _KIND_NAMES.append(kind)
+        raise ValueError("field 'type': not a ticket event type of the contract")
     return code
 
 
-def _detail(event: TicketEvent) -> tuple[Any, ...] | None:
+def detail_of(event: TicketEvent) -> tuple[Any, ...] | None:
     """The event's `Detail`, or None when it says nothing besides its type and time (typed as
     a plain tuple: the history stores it flat, and mypyc need not check and unbox it)."""
     if (
@@ -449,7 +353,7 @@ def _events(
 ) -> list[TicketEvent]:
     """The events of a packed history, with their ids (`ids`, parallel to it)."""
     events: list[TicketEvent] = []
-    for index, (at, kind, detail) in enumerate(_unpacked(history, details)):
+    for index, (at, kind, detail) in enumerate(unpacked(history, details)):
         if detail is None:
             events.append(TicketEvent(kind, ids[index], ticket_id, at, has_group=False))
             continue
@@ -475,43 +379,8 @@ def _events(
     return events
 
 
-def _steps_from_json(flat: list[Any]) -> tuple[bytes, tuple[Any, ...]]:
-    """`steps` as written by `to_json_obj` (each detail a JSON array; 8 long before pins)."""
-    steps: list[_Step] = []
-    for index in range(0, len(flat) - 2, 3):  # three slots an event: time, type, detail
-        detail = flat[index + 2]
-        if detail is not None:
-            detail = (*detail[:8], detail[8] if len(detail) > 8 else 0)
-        steps.append((flat[index], flat[index + 1], detail))
-    return _packed(steps)
-
-
-def _steps_from_lists(steps: Any) -> tuple[bytes, tuple[Any, ...]]:
-    """The history as the first versions with one wrote it: one list per event, (occurred_at,
-    type, severity, assignee, group, routing fields or None)."""
-    unpacked: list[_Step] = []
-    for at, kind, severity, assignee, group, extras in steps:
-        fields: dict[str, Any] = {} if extras is None else extras
-        event = TicketEvent(
-            kind,
-            "",
-            "",
-            at,
-            severity,
-            fields.get("customer_id"),
-            assignee,
-            group,
-            fields.get("channel"),
-            fields.get("tags"),
-            fields.get("attributes"),
-            fields.get("has_group", True),
-        )
-        unpacked.append((at, kind, _detail(event)))
-    return _packed(unpacked)
-
-
-def _packed(
-    steps: list[_Step],
+def packed(
+    steps: list[Step],
 ) -> tuple[bytes, tuple[Any, ...]]:
     """A history (`TicketState.history`, `history_details`) from (time, type, detail) steps."""
     chunks: list[bytes] = []
@@ -523,9 +392,3 @@ def _packed(
             details.extend(detail)
         chunks.append(_step(at, code))
     return b"".join(chunks), tuple(details)
-
-
-def _parked(entry: list[Any]) -> Parked:
-    """A stored parked event (a JSON array); one stored without its origin has -1."""
-    origin: int = entry[4] if len(entry) > 4 else -1
-    return (entry[0], entry[1], entry[2], entry[3], origin)

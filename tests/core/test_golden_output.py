@@ -11,7 +11,7 @@ import difflib
 
 import pytest
 
-from streams.engine.processor import decode_state, encode_state
+from streams.sla import state_codec
 from tests.golden.regenerate import CASES, HERE, STATE_CASES, run_case, stored_states
 
 
@@ -43,5 +43,5 @@ def test_stored_states_still_read_and_are_written_the_same(output: str, input_na
     now = stored_states(input_name).splitlines()
     assert len(now) == len(stored)
     for old, new in zip(stored, now, strict=True):
-        assert encode_state(decode_state(old)) == new
+        assert state_codec.encode(state_codec.decode(old)) == new
     assert now == stored

@@ -19,10 +19,10 @@ import pytest
 
 from events.codec import InvalidEvent, decode_input_record, decode_ticket_event, sanitise
 from events.instants import parse_instant
+from streams.sla import state_codec
 from streams.sla.machine import CONFLICT, handle
 from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
-from streams.sla.state import TicketState
 from tests.core.test_cli import ROOT, escalator
 
 YEAR_9999 = (
@@ -186,9 +186,9 @@ def test_a_reused_event_id_with_other_content_is_rejected_not_dropped() -> None:
     later = opened(event_id="e1", type="ticket.resolved", occurred_at="2026-12-01T11:00:00Z")
     assert handle(state, decode_ticket_event(later), policy).rejected == CONFLICT
     # A state stored before digests existed still treats a repeated id as a redelivery.
-    old = state.to_json_obj()
+    old = state_codec.to_obj(state)
     del old["digests"]
-    restored = TicketState.from_json_obj(old)
+    restored = state_codec.from_obj(old)
     assert handle(restored, decode_ticket_event(later), policy).duplicate
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from streams.sla import state_codec
 from streams.sla.machine import advance, handle
 from streams.sla.policy import load_policy, parse_policy
 from streams.sla.replay import Replayer
@@ -337,7 +338,7 @@ def test_state_survives_a_json_round_trip_mid_stream() -> None:
         out_direct += a.emitted
         b = handle(restored, ev, POLICY)
         assert b.state is not None
-        restored = TicketState.from_json_obj(orjson.loads(orjson.dumps(b.state.to_json_obj())))
+        restored = state_codec.from_obj(orjson.loads(orjson.dumps(state_codec.to_obj(b.state))))
         out_restored += b.emitted
     assert direct is not None and restored is not None
     out_direct += advance(direct, toronto("2026-12-05 00:00"), POLICY).emitted

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from streams.sla import state_codec
 from streams.sla.cli import describe_policy
 from streams.sla.machine import handle
 from streams.sla.policy import PolicyError, check_policy, parse_policy
-from streams.sla.state import TicketState
 from tests.core.helpers import event, replay, utc
 
 VENDOR_FILE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "vendor-policy.toml"
@@ -227,8 +227,8 @@ def test_state_round_trip_keeps_policy_and_attributes() -> None:
     )
     state = handle(None, opened, POLICY).state
     assert state is not None and state.policy_name == "emea"
-    copy = TicketState.from_json_obj(state.to_json_obj())
-    assert copy.to_json_obj() == state.to_json_obj()
+    copy = state_codec.from_obj(state_codec.to_obj(state))
+    assert state_codec.to_obj(copy) == state_codec.to_obj(state)
     assert (copy.channel, copy.tags, copy.attributes) == ("chat", ["a", "b"], {"region": "emea"})
 
 

@@ -12,6 +12,7 @@ import orjson
 from events.codec import decode_ticket_event, ticket_event_from_obj
 from events.instants import SUPPORTED_RANGE, parse_rfc3339
 from events.samples import generate_history, with_routing
+from streams.sla import state_codec
 from streams.sla.machine import CONFLICT, handle
 from streams.sla.policy import load_policy
 from streams.sla.state import TicketState
@@ -83,19 +84,19 @@ def fresh() -> TicketState:
 
 
 def through_json(state: TicketState) -> TicketState:
-    return TicketState.from_json_obj(orjson.loads(orjson.dumps(state.to_json_obj())))
+    return state_codec.from_obj(orjson.loads(orjson.dumps(state_codec.to_obj(state))))
 
 
 def test_a_state_in_the_previous_form_is_read_as_the_same_state() -> None:
-    old = TicketState.from_json_obj(orjson.loads(PREVIOUS_FORM))
-    assert old.to_json_obj() == fresh().to_json_obj()
+    old = state_codec.from_obj(orjson.loads(PREVIOUS_FORM))
+    assert state_codec.to_obj(old) == state_codec.to_obj(fresh())
     assert [e.digest() for e in old.applied_events()] == [1557368539, 1280821673, 3268963176]
 
 
 def test_a_state_as_ba65811_wrote_it_reads_and_writes_back_byte_for_byte() -> None:
-    assert orjson.dumps(fresh().to_json_obj()) == STEPS_FORM
-    restored = TicketState.from_json_obj(orjson.loads(STEPS_FORM))
-    assert orjson.dumps(restored.to_json_obj()) == STEPS_FORM
+    assert orjson.dumps(state_codec.to_obj(fresh())) == STEPS_FORM
+    restored = state_codec.from_obj(orjson.loads(STEPS_FORM))
+    assert orjson.dumps(state_codec.to_obj(restored)) == STEPS_FORM
     assert [(e.type, e.at, e.assignee) for e in restored.applied_events()] == [
         ("ticket.opened", OPENED.at, None),
         ("ticket.assigned", ASSIGNED.at, "agent-1"),
@@ -138,7 +139,7 @@ def test_a_history_keeps_event_times_to_the_microsecond_at_both_ends_of_the_rang
 
 def test_a_state_in_the_previous_form_corrects_a_late_reply_and_checks_reused_ids() -> None:
     late_reply = event("e4", "responded", "10:00")
-    for state in (TicketState.from_json_obj(orjson.loads(PREVIOUS_FORM)), fresh()):
+    for state in (state_codec.from_obj(orjson.loads(PREVIOUS_FORM)), fresh()):
         corrected = handle(state, late_reply, POLICY)
         assert corrected.late and corrected.rejected is None
         assert [(r["type"], r["metric"], r["at"]) for r in corrected.emitted] == [
@@ -171,7 +172,7 @@ def test_every_kind_of_event_is_kept_exactly_through_the_changelog_form() -> Non
     kinds = set()
     for ticket_id, state in states.items():
         restored = through_json(state)
-        assert restored.to_json_obj() == state.to_json_obj()
+        assert state_codec.to_obj(restored) == state_codec.to_obj(state)
         for obj in applied[ticket_id]:
             kinds.add(obj["type"])
             again = ticket_event_from_obj(obj)
@@ -187,7 +188,7 @@ def test_every_kind_of_event_is_kept_exactly_through_the_changelog_form() -> Non
 def test_a_state_without_digests_still_takes_a_repeated_id_for_a_redelivery() -> None:
     old = orjson.loads(PREVIOUS_FORM)
     del old["digests"], old["history"]
-    restored = TicketState.from_json_obj(old)
+    restored = state_codec.from_obj(old)
     reused = event("e2", "assigned", "09:05", assignee="agent-2", group="l1")
     assert handle(restored, reused, POLICY).duplicate
 
@@ -205,7 +206,7 @@ def test_an_event_applied_redated_keeps_the_digest_it_came_with() -> None:
         assert handle(restored, ASSIGNED, POLICY).rejected == CONFLICT
     old = orjson.loads(PREVIOUS_FORM)
     old["digests"][1] = ahead.digest()  # as the previous code stored the redated event
-    restored = TicketState.from_json_obj(old)
+    restored = state_codec.from_obj(old)
     assert handle(restored, again, POLICY).duplicate
     assert handle(restored, ASSIGNED, POLICY).rejected == CONFLICT
     assert handle(through_json(restored), again, POLICY).duplicate
@@ -225,5 +226,5 @@ def test_tickets_without_tags_share_nothing_that_another_ticket_changes() -> Non
     assert (one.tags, one.attributes, one.policy_name) == (["vip"], {"tier": "gold"}, "premium")
     assert (two.tags, two.attributes, two.policy_name) == ([], {}, "standard")
     assert (before.tags, before.attributes) == ([], {})
-    again = TicketState.from_json_obj(orjson.loads(orjson.dumps(two.to_json_obj())))
+    again = state_codec.from_obj(orjson.loads(orjson.dumps(state_codec.to_obj(two))))
     assert (again.tags, again.attributes) == ([], {})

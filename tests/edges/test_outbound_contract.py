@@ -10,6 +10,7 @@ from events.cloudevents import (
     sla_event_headers,
 )
 from events.schema import schemas
+from streams.sla import state_codec
 from streams.sla.policy import load_policy
 from streams.sla.state import TicketState
 from tests.core.helpers import event, replay
@@ -61,11 +62,12 @@ def test_assigned_event_replaces_both_fields() -> None:
 
 def test_state_round_trips_routing_metadata_and_reads_old_states() -> None:
     state = TicketState("T", 1, 0, 0, "v", group="g", assignee="a")
-    again = TicketState.from_json_obj(state.to_json_obj())
+    again = state_codec.from_obj(state_codec.to_obj(state))
     assert (again.group, again.assignee) == ("g", "a")
-    old = state.to_json_obj()
-    del old["group"], old["assignee"]  # a changelog record written before this change
-    assert TicketState.from_json_obj(old).group is None
+    old = state_codec.to_obj(state)
+    # a changelog record written before this change (4d9ce65), so before digests too
+    del old["group"], old["assignee"], old["digests"]
+    assert state_codec.from_obj(old).group is None
 
 
 def test_cloudevents_binary_headers_written_by_the_sdk_and_readable_back() -> None:

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 
 from events.instants import MINUTE, format_instant
-from streams.engine.processor import PartitionEngine, decode_state, encode_state
+from streams.engine.processor import PartitionEngine
+from streams.sla import state_codec
 from streams.sla.replay import Replayer
 from tests.core.test_own_lines_out_of_order import (
     EXPECTED,
@@ -104,7 +105,7 @@ def test_a_state_stored_before_parked_events_still_reads() -> None:
     engine = PartitionEngine(0, POLICY, "event", 0)
     [(_, stored)] = engine.process_batch([OPENED, RESUMED], 0, offsets=[7, 8]).changelog
     assert stored is not None
-    state = decode_state(stored)
+    state = state_codec.decode(stored)
     assert state.parked is not None and state.parked[0][2:] == (
         RESUMED.decode(),
         "cannot resume an open ticket",
@@ -112,10 +113,10 @@ def test_a_state_stored_before_parked_events_still_reads() -> None:
     )
     older = orjson.loads(stored)
     del older["parked"]
-    read = decode_state(orjson.dumps(older))
+    read = state_codec.decode(orjson.dumps(older))
     assert read.parked is None
     state.parked = None
-    assert encode_state(read) == encode_state(state)
+    assert state_codec.encode(read) == state_codec.encode(state)
 
 
 @settings(max_examples=300, deadline=None)
@@ -217,7 +218,7 @@ def test_a_record_that_fails_after_its_sweep_expired_an_event_leaves_it_parked()
     the next record dead-letters it once."""
     engine = PartitionEngine(0, POLICY, "wall")
     wall = (
-        decode_state(
+        state_codec.decode(
             PartitionEngine(0, POLICY, "event").process_batch([OPENED], 0).changelog[0][1] or b""
         ).reported_at
         + 70 * MINUTE

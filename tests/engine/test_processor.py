@@ -10,13 +10,8 @@ import pytest
 
 from events.instants import SECOND, format_instant, parse_instant
 from events.samples import generate_history
-from streams.engine.processor import (
-    PartitionEngine,
-    decode_state,
-    encode_state,
-    is_open_raw,
-    next_due_of,
-)
+from streams.engine.processor import PartitionEngine
+from streams.sla import state_codec
 from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
 from tests.engine.helpers import REPO, per_ticket
@@ -119,11 +114,11 @@ def test_state_encoding_exposes_next_due_and_openness_cheaply() -> None:
     assert values
     statuses = set()
     for raw in values:
-        state = decode_state(raw)
+        state = state_codec.decode(raw)
         statuses.add(state.status)
-        assert next_due_of(raw) == state.next_due
-        assert is_open_raw(raw) == (state.status not in ("resolved", "closed"))
-        assert encode_state(state) == raw
+        assert state_codec.next_due_of(raw) == state.next_due
+        assert state_codec.is_open_raw(raw) == (state.status not in ("resolved", "closed"))
+        assert state_codec.encode(state) == raw
     assert {"open", "resolved"} <= statuses
 
 
@@ -193,9 +188,9 @@ def test_ticket_state_copy_is_independent_and_complete() -> None:
     history = generate_history(40, seed=2)
     _, _, changelogs = _run_partitions(history, 2, 0)
     for raw in (v for changelog in changelogs.values() for v in changelog.values()):
-        state = decode_state(raw)
+        state = state_codec.decode(raw)
         copy = state.copy()
-        assert copy.to_json_obj() == state.to_json_obj()
+        assert state_codec.to_obj(copy) == state_codec.to_obj(state)
         for name in ("resolution_spans", "pauses", "fired", "seen", "timers"):
             assert getattr(copy, name) is not getattr(state, name)
     # copy() passes every parameter of __init__ (a field added later must be copied too).

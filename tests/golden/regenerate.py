@@ -61,7 +61,7 @@ writes it to its changelog, one line per ticket in ticket id order."""
 
 def stored_states(input_name: str) -> bytes:
     """The changelog form of every ticket's state after replaying the stored input (15m)."""
-    from streams.engine.processor import encode_state
+    from streams.sla import state_codec
     from streams.sla.policy import load_policy
     from streams.sla.replay import DEFAULT_MAX_DELAY, Replayer
 
@@ -69,7 +69,7 @@ def stored_states(input_name: str) -> bytes:
     for _ in replayer.run((HERE / input_name).read_bytes().splitlines()):
         pass
     tickets = replayer.tickets
-    return b"".join(encode_state(tickets[t]) + b"\n" for t in sorted(tickets))
+    return b"".join(state_codec.encode(tickets[t]) + b"\n" for t in sorted(tickets))
 
 
 def write_inputs() -> None:
