@@ -30,12 +30,12 @@ Harms, one per round (`SCHEDULE`, repeated for more rounds):
                   the reproduction it is restarted 1 s later, SIGKILLed again 1.5 s after
                   that (restart-kill, while it joins) and restarted 1 s later
   killmid         as `worker_recovery.sh killmid`: the workers leave, two new ones start
-                  (empty --data-dir) and a backlog of FLOOD records arrives at full speed as
-                  the second joins; 1.5 s into it the first, seen consuming, is SIGKILLed,
+                  (empty --data-dir; in round 1 the run's own two on new topics), the second
+                  joins, half the records left arrive at full speed; 1.5 s into them (or
+                  as soon after as it is seen consuming) the first, which kept two
+                  partitions, is SIGKILLed,
                   restarted 1 s later and SIGKILLed again 1.5 s after each restart (a
-                  join-kill, while it joins, so the survivor takes its partitions through
-                  that join before the dead process's session expires), 3 kills in all,
-                  then restarted
+                  join-kill, while it starts or joins), 3 kills in all, then restarted
   rebalance-kill  a worker joins; SIGKILL a worker seen consuming just before, while the
                   group rebalances
   scale-in        a worker joins, then a consuming older worker is stopped (SIGTERM)
@@ -706,10 +706,12 @@ class Run:
 
     def harm_killmid(self, number: int) -> None:
         """As `worker_recovery.sh killmid`: two new workers (empty --data-dir), the second
-        joining as a backlog starts to arrive at full speed; 1.5 s into it the first, seen
-        consuming, is SIGKILLed, restarted 1 s later, SIGKILLed again 1.5 s after its restart
-        (while it joins: the survivor gets its partitions through that join, before the
-        dead process's session could expire), three kills in all, then restarted."""
+        joined, a backlog arrives at full speed; 1.5 s into it (or as soon after as it is
+        seen consuming the partitions it kept) the first is SIGKILLed, restarted 1 s later,
+        SIGKILLed again 1.5 s after each restart (while it starts or joins), three kills in
+        all, then restarted.
+        In the reproduction's failing run the survivor took the kept partitions when the
+        first process's session expired, 6 s after the first kill."""
         first, second = self.slots[0], self.slots[1]
         if self.trickle.ident is not None:  # started
             self.trickle.pause()

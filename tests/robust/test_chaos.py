@@ -4,15 +4,15 @@
 consuming workers, 2 of them after a scale-out as the issue's reproduction does it (a new
 worker alone, a second joins, a backlog of up to 8,000 records, the first killed 1-1.5 s into
 it), 1 `killmid` as `worker_recovery.sh killmid` (two new workers, half the records left at
-full speed, the first killed 1.5 s in, restarted, killed again 1.5 s after each restart while
-it joins: 3 kills) and 2 during a rebalance, a graceful scale-in, a broker stop/start; 4,000
-tickets, about 23,000 records, with 60 hostile records and a 2,000-record burst before the
-other kills; under 3 minutes here) on a broker of its own, and requires the committed output
-to be the replay of the valid input on full content, every hostile record dead-lettered once
-and no valid one. The same run against the Faust engine before the fix
+full speed, the first killed 1.5 s in, once seen consuming, restarted, killed again 1.5 s
+after each restart while it starts: 3 kills) and 2 during a rebalance, a graceful scale-in, a broker
+stop/start; 4,000 tickets, about 23,000 records, with 60 hostile records and a 2,000-record
+burst before the other kills; under 3 minutes here) on a broker of its own, and requires the
+committed output to be the replay of the valid input on full content, every hostile record
+dead-lettered once and no valid one. The same run against the Faust engine before the fix
 (`ESCALATOR_WORKER_TREE`, see tests/chaos.py) is meant to lose SLA events: see
-docs/reliability.md for what it found there. The verdict tests break each count on purpose,
-so a comparison that cannot see a fault fails here first.
+docs/reliability.md for what it found there. The verdict tests break each count on purpose, so
+a comparison that cannot see a fault fails here first.
 """
 
 from __future__ import annotations
