@@ -87,18 +87,19 @@ from tests.robust.verdict import EventCounts, LetterCounts, compare_events, comp
 PARTITIONS = 4
 SLOTS = 3
 SCHEDULE = (
-    "kill",
+    "killmid",
     "scale-out-kill",
     "rebalance-kill",
-    "killmid",
+    "kill",
     "scale-in",
     "kill",
     "broker",
     "scale-out-kill",
     "rebalance-kill",
 )
-"""The bounded run's rounds (7 kill rounds: 2 after a scale-out, 2 during a rebalance, 1
-`killmid` with 2 more kills of the restarted worker while it joins)."""
+"""The bounded run's rounds (7 kill rounds: 2 after a scale-out, 2 during a rebalance, and
+first, on the new topics as in `worker_recovery.sh killmid`, 1 `killmid` with 2 more kills of
+the restarted worker while it joins)."""
 KILLS = ("kill", "scale-out-kill", "rebalance-kill", "killmid")
 JOIN_KILLS = ("join-kill",)
 """Kills of a worker restarted 1.5 s before, while it joins: it cannot be seen consuming yet,
