@@ -4,7 +4,7 @@
 consuming workers, 2 of them after a scale-out as the issue's reproduction does it (a new
 worker alone, a second joins, a backlog of up to 8,000 records, the first killed 1-1.5 s into
 it), 1 `killmid` as `worker_recovery.sh killmid` (two new workers, half the records left at
-full speed, the first killed 1.5 s in, once seen consuming, restarted, killed again 1.5 s
+full speed, the first killed once seen consuming, restarted, killed again 1.5 s
 after each restart while it starts: 3 kills) and 2 during a rebalance, a graceful scale-in, a broker
 stop/start; 4,000 tickets, about 23,000 records, with 60 hostile records and a 2,000-record
 burst before the other kills; under 3 minutes here) on a broker of its own, and requires the
