@@ -8,8 +8,8 @@ written by the `cloudevents` SDK so that any CloudEvents consumer can read them:
     ce_type         escalator.<type>, e.g. escalator.ticket.escalated
     ce_source       /escalator/<app id>
     ce_time         when it fired on the SLA clock (`at`), RFC 3339 UTC
-    ce_subject      the ticket id
-    ce_dataschema   the $id of events/schemas/sla-event.schema.json
+    ce_subject      the ticket id (`policy/<version>` for a `policy.activated` record)
+    ce_dataschema   the $id of events/schemas/sla-event.schema.json (policy-activated...)
     content-type    application/json
 
 A pure function: the engine calls it for every SLA event it produces.
@@ -28,6 +28,8 @@ TYPE_PREFIX: Final = "escalator."
 SCHEMA_BASE: Final = "urn:escalator:schema:"
 SLA_EVENT_SCHEMA_ID: Final = SCHEMA_BASE + "sla-event"
 DEFAULT_SOURCE: Final = "/escalator/escalator"
+_SCHEMAS: Final = {"policy.activated": "policy-activated"}
+"""Record types on the SLA topic that are not SLA events: the schema each follows."""
 _FORMAT: Final = JSONFormat()
 
 
@@ -53,9 +55,9 @@ def sla_event_headers(
             "type": TYPE_PREFIX + record["type"],
             "source": source,
             "time": datetime.fromisoformat(record["at"].replace("Z", "+00:00")),
-            "subject": record["ticket_id"],
+            "subject": record.get("ticket_id") or f"policy/{record.get('version')}",
             "datacontenttype": "application/json",
-            "dataschema": SLA_EVENT_SCHEMA_ID,
+            "dataschema": SCHEMA_BASE + _SCHEMAS.get(record["type"], "sla-event"),
         },
         data=None,
     )

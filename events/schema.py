@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 from events.cloudevents import SCHEMA_BASE
 from events.inbound import ClockTick, TicketEventPayload
 from events.outbound import SlaEvent
+from events.rollouts import PolicyActivated, PolicyRollout
 
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -29,10 +30,16 @@ def schemas() -> dict[str, dict[str, Any]]:
     outbound["title"] = "Escalator outbound SLA event"
     tick = ClockTick.model_json_schema()
     tick["title"] = "Escalator clock tick (event-clock control record)"
+    rollout = PolicyRollout.model_json_schema()
+    rollout["title"] = "Escalator policy rollout (policy topic record)"
+    activated = PolicyActivated.model_json_schema()
+    activated["title"] = "Escalator policy.activated audit record (SLA topic)"
     named = {
         "ticket-event.schema.json": inbound,
         "sla-event.schema.json": outbound,
         "clock-tick.schema.json": tick,
+        "policy-rollout.schema.json": rollout,
+        "policy-activated.schema.json": activated,
     }
     # $id: a stable URN per record type (also the CloudEvents `dataschema` of SLA events).
     return {

@@ -50,6 +50,7 @@ from events.cloudevents import sla_event_headers, source_of
 from events.codec import sanitise
 from events.instants import SECOND, Micros, format_instant
 from streams.engine.health import BrokerHealth
+from streams.engine.policy_topic import PolicyFollower, apply_records
 from streams.engine.processor import (
     DEFAULT_ALLOWED_LATENESS,
     BatchResult,
@@ -59,6 +60,7 @@ from streams.engine.processor import (
 from streams.engine.topics import PRODUCER_MAX_REQUEST_BYTES, dead_letter
 from streams.sla.replay import DEFAULT_MAX_DELAY
 from streams.sla.rules import Policy
+from streams.sla.versions import BEGINNING, PolicyBook
 
 log = logging.getLogger("escalator.engine")
 
@@ -108,6 +110,11 @@ class EngineConfig:
 
     connect_timeout: float = 30.0
     """Seconds to keep trying to reach the broker at start-up before exiting 1."""
+    policy_topic: str = ""
+    """The policy topic (`streams.engine.policy_topic`) read before processing and followed
+    while running; "" for a single-file start (the `--policy` file only)."""
+    policy_poll_interval: float = 0.2
+    """Seconds between reads of the policy topic while running."""
 
     @property
     def changelog_topic(self) -> str:
@@ -148,6 +155,18 @@ class Metrics:
         self._sla_out: dict[str, Any] = {}
         self.dead_letters = Counter(
             "escalator_dead_letters", "Input records sent to the dead-letter topic", registry=r
+        )
+        self.policy_kept = Counter(
+            "escalator_policy_kept_tickets",
+            "Tickets a rollout did not move: they stay on the version that attached them "
+            "(its severity or a running metric is not in the new version), by version",
+            ["version"],
+            registry=r,
+        )
+        self.policy_versions = Gauge(
+            "escalator_policy_versions",
+            "Policy versions this worker knows (its base version and the policy topic's)",
+            registry=r,
         )
         self.timer_faults = Counter(
             "escalator_timer_faults",
@@ -294,6 +313,11 @@ class Engine:
         self._txn_started: float | None = None
         self._stopping = asyncio.Event()
         self._ce_source = source_of(config.app_id)
+        self.book: PolicyBook | None = None
+        """The versions read from the policy topic (None: single-file start)."""
+        self._follower: PolicyFollower | None = None
+        self._kept_logged: set[str] = set()
+        """Versions whose kept tickets have been logged (once per version)."""
 
     # -- lifecycle
 
@@ -311,6 +335,13 @@ class Engine:
             if consumer is None:
                 return 1
             self.consumer = consumer
+            if self.config.policy_topic:
+                await self._read_policies()
+                tasks.append(
+                    asyncio.ensure_future(
+                        self._every(self.config.policy_poll_interval, self._follow_policies)
+                    )
+                )
             consumer.subscribe([self.config.input_topic], listener=_Listener(self))
             quiet_repeats()
             tasks = [
@@ -392,6 +423,38 @@ class Engine:
                 except Exception:
                     self._fail(batches)
 
+    async def _read_policies(self) -> None:
+        """Before any input: the policy topic to its end (every version and rollout)."""
+        follower = PolicyFollower(self.config.bootstrap_list(), self.config.policy_topic)
+        self._follower = follower
+        book = PolicyBook(self.policy)
+        apply_records(book, await follower.catch_up())
+        self.book = book
+        self.policy = book.newest
+        self.metrics.policy_versions.set(len(book.entries))
+        log.info(
+            "policy topic %r read: %d versions, newest %s (%s)",
+            self.config.policy_topic, len(book.entries), self.policy.version,
+            self.policy.digest[:19],
+        )  # fmt: skip
+
+    async def _follow_policies(self) -> None:
+        """While running: new versions from the policy topic; every partition switches at
+        each rollout's instant (its tickets are armed for it now)."""
+        if self._follower is None or self.book is None:
+            return
+        values = await self._follower.poll()
+        if not values:
+            return
+        async with self._lock:
+            apply_records(self.book, values)
+            self.policy = self.book.newest
+            for owned in self.owned.values():
+                owned.engine.set_policy(self.policy)
+            for engine, _ in self._retained.values():
+                engine.set_policy(self.policy)
+            self.metrics.policy_versions.set(len(self.book.entries))
+
     async def _shutdown(self) -> None:
         """Commit the open transactions, leave the group, close every client."""
         async with self._lock:
@@ -411,6 +474,8 @@ class Engine:
         if self._changelog_reader is not None:
             with contextlib.suppress(Exception):
                 await self._changelog_reader.stop()
+        if self._follower is not None:
+            await self._follower.close()
 
     def _fail(self, batches: dict[Any, list[Any]]) -> None:
         """A send or commit failed: end the process at once, like a SIGKILL.
@@ -508,6 +573,13 @@ class Engine:
         changelog = cfg.changelog_topic
         for key, state in result.changelog:
             pending.append(await send(changelog, state, key=key, partition=p))
+        for ticket_id, kept_version, reason in result.kept:
+            self.metrics.policy_kept.labels(kept_version).inc()
+            if kept_version not in self._kept_logged:
+                self._kept_logged.add(kept_version)
+                log.warning("policy version %s: ticket %s (and any others counted in "
+                            "escalator_policy_kept_tickets) stays on the version that attached "
+                            "it: %s", kept_version, sanitise(ticket_id), reason)  # fmt: skip
         for ticket_id, reason in result.faults:
             log.error("ticket %s on partition %d: timer failed (%s); disarmed until its next "
                       "event", sanitise(ticket_id), p, reason)  # fmt: skip
@@ -714,6 +786,8 @@ class Engine:
                 last_log = time.monotonic()
                 log.info("recovering partitions %s: %d changelog records read", wanted, records)
         reader.assign([])
+        for engine in engines.values():
+            engine.set_policy(self.policy)  # arm open tickets for a pending rollout
         took = time.monotonic() - started
         log.info(
             "read %d changelog records of partitions %s in %.2f s (%.0f records/s)",
@@ -829,6 +903,19 @@ class Engine:
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
 
+    def _versions(self) -> list[dict[str, Any]]:
+        """The versions known, base first: label, digest, mode and instant (None: the base)."""
+        assert self.book is not None
+        return [
+            {
+                "version": rollout.version,
+                "digest": rollout.digest,
+                "mode": rollout.mode,
+                "at": None if rollout.instant == BEGINNING else format_instant(rollout.instant),
+            }
+            for rollout, _ in self.book.entries
+        ]
+
     async def _health_view(self, request: web.Request) -> web.Response:
         """200 `ok`; 503 `recovering` (state being read) or `degraded` (broker unreachable)."""
         status = "ok" if self.ready else "recovering"
@@ -846,6 +933,7 @@ class Engine:
             "open_tickets": self._open_tickets(),
             "tickets_in_state": sum(len(o.engine.states) for o in self.owned.values()),
             "policy": self.policy.ref(),
+            "policy_versions": [] if self.book is None else self._versions(),
         }
         return web.json_response(
             body, status=200 if status == "ok" else 503, dumps=lambda o: orjson.dumps(o).decode()

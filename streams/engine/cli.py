@@ -100,6 +100,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     except BrokerUnavailable as exc:
         print(f"escalator run: {exc}", file=sys.stderr)
         return 1
+    if settings.policy_topic:
+        from streams.engine.policy_topic import POLICY_TOPIC_CONFIG
+
+        try:
+            asyncio.run(
+                ensure_topics(
+                    settings.broker,
+                    (settings.policy_topic,),
+                    1,
+                    settings.connect_timeout,
+                    {settings.policy_topic: dict(POLICY_TOPIC_CONFIG)},
+                )
+            )
+        except BrokerUnavailable as exc:
+            print(f"escalator run: {exc}", file=sys.stderr)
+            return 1
     partitions = counts.get(settings.ticket_topic, settings.partitions)
     short = [t for t in (*topics[1:], changelog) if counts.get(t, 0) < partitions]
     if short:
@@ -130,6 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_delay=round(settings.max_delay * SECOND),
         allowed_lateness=round(settings.allowed_lateness * SECOND),
         connect_timeout=settings.connect_timeout,
+        policy_topic=settings.policy_topic,
     )
     engine = build_engine(config, policy)
     log.info(

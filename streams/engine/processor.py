@@ -40,6 +40,7 @@ from events.codec import InvalidEvent, decode_input_record
 from events.inbound import ClockTick
 from events.instants import SECOND, Micros, format_instant
 from events.records import TicketEvent
+from events.rollouts import activation_id
 from streams.sla import state_codec
 from streams.sla.machine import advance, handle
 from streams.sla.replay import DEFAULT_MAX_DELAY
@@ -48,6 +49,11 @@ from streams.sla.state import CLOSED_STATUSES, TicketState
 from streams.sla.timer_index import TimerIndex
 
 ClockMode = Literal["wall", "event"]
+
+ROLLOUTS_KEY: Final = "\x00policy-rollouts"
+"""The changelog key of a partition's activated rollouts (a JSON list of version labels):
+a ticket id never holds a control character, so it names no ticket. Written in the
+transaction that emits the partition's `policy.activated`, so a restart never repeats it."""
 
 DEFAULT_ALLOWED_LATENESS: Final[Micros] = SECOND // 10
 """The `--allowed-lateness` default: how long after its due time a live timer waits for input
@@ -91,6 +97,7 @@ class BatchResult:
         "faults",
         "held",
         "invalid",
+        "kept",
         "late",
         "out_types",
         "output",
@@ -123,6 +130,9 @@ class BatchResult:
         """Late events rejected as older than the correction horizon."""
         self.faults: list[tuple[str, str]] = []
         """(ticket id, reason) of each ticket whose timer raised and was disarmed."""
+        self.kept: list[tuple[str, str, str]] = []
+        """(ticket id, version, reason) of each ticket a rollout did not move (see
+        `streams.sla.versions`): the shell counts them and logs once per version."""
 
 
 class PartitionEngine:
@@ -161,11 +171,18 @@ class PartitionEngine:
         """Tickets quarantined by the current batch (see `_quarantine`)."""
         self._expired: list[tuple[bytes, bytes, str, int]] = []
         """Parked events the current record's sweeps rejected (see `BatchResult.expired`)."""
+        self.activated: list[str] = []
+        """Versions whose rollout this partition has activated (`policy.activated` sent)."""
+        self._activated_changed = False
+        self._kept: list[tuple[str, str, str]] = []
 
     # -- recovery
 
     def load(self, ticket_id: str, raw: bytes | None) -> None:
         """Apply one changelog record (recovery): keep the bytes, arm the ticket's timer."""
+        if ticket_id == ROLLOUTS_KEY:
+            self.activated = [] if raw is None else [str(v) for v in orjson.loads(raw)]
+            return
         previous = self.states.pop(ticket_id, None)
         if previous is not None and is_open(previous):
             self.open_tickets -= 1
@@ -176,6 +193,30 @@ class PartitionEngine:
         if state_codec.is_open_raw(raw):
             self.open_tickets += 1
         self.index.set(ticket_id, state_codec.next_due_of(raw))
+
+    def set_policy(self, policy: Policy) -> None:
+        """Run under `policy` (the newest version of its book) from now on, and arm every open
+        ticket at its next switch (an `open-tickets` rollout's instant), so the sweep moves it
+        then even if none of its timers is due: call after recovery and for each new rollout."""
+        self.policy = policy
+        book = policy.book
+        if book is None:
+            return
+        pending = [
+            r.instant
+            for r in book.rollouts
+            if r.mode == "open-tickets" and r.version not in self.activated
+        ]
+        if not pending:
+            return
+        first = min(pending)
+        index = self.index
+        for ticket_id, state in self.states.items():
+            if isinstance(state, TicketState):
+                index.set(ticket_id, book.due(state))
+            elif state_codec.is_open_raw(state):
+                due = state_codec.next_due_of(state)
+                index.set(ticket_id, first if due is None or first < due else due)
 
     # -- processing
 
@@ -206,7 +247,11 @@ class PartitionEngine:
             elif isinstance(state, TicketState):
                 changelog.append((ticket_id.encode(), state_codec.encode(state)))
         self._dirty.clear()
+        if self._activated_changed:
+            changelog.append((ROLLOUTS_KEY.encode(), orjson.dumps(self.activated)))
+            self._activated_changed = False
         result.faults, self.faults = self.faults, []
+        result.kept, self._kept = self._kept, []
         return result
 
     def _process(
@@ -229,6 +274,7 @@ class PartitionEngine:
         emitted: list[dict[str, Any]] = []
         dues: list[Micros] = []
         watermark, latest, live_since = self.watermark, self.latest, self.live_since
+        activated, kept = len(self.activated), len(self._kept)
         wall = self.clock == "wall"
         if wall:
             self._track_lag(wall_now, lag, None if isinstance(record, ClockTick) else record.at)
@@ -263,6 +309,8 @@ class PartitionEngine:
             self._rollback()
             self._expired.clear()
             self.watermark, self.latest, self.live_since = watermark, latest, live_since
+            del self.activated[activated:]
+            del self._kept[kept:]
             reason = f"internal error: {type(error).__name__}"
             out.dead_letters.append((position, "internal", reason))
             return
@@ -276,7 +324,8 @@ class PartitionEngine:
             output = out.output
             types = out.out_types
             for event in emitted:
-                output.append((event["ticket_id"].encode(), orjson.dumps(event), event))
+                key = event.get("ticket_id") or f"policy/{event.get('version')}"
+                output.append((key.encode(), orjson.dumps(event), event))
                 kind: str = event["type"]
                 types[kind] = types.get(kind, 0) + 1
             out.timer_dues.extend(dues)
@@ -297,6 +346,8 @@ class PartitionEngine:
         watermark = self.watermark
         outcome = handle(self._touch(ticket_id), record, self.policy, raw, offset)
         emitted.extend(outcome.emitted)
+        for version, reason in outcome.kept:
+            self._kept.append((ticket_id, version, reason))
         if outcome.duplicate:
             out.duplicates += 1
             return None, record.at
@@ -371,12 +422,58 @@ class PartitionEngine:
                 self._quarantine(ticket_id, f"internal error: {type(error).__name__}")
                 continue
             self._store(ticket_id, outcome.state)
+            for version, reason in outcome.kept:
+                self._kept.append((ticket_id, version, reason))
             for text, reason, origin in outcome.expired:
                 self._expired.append((ticket_id.encode(), text.encode(), reason, origin))
             for event in outcome.emitted:
                 out.append(event)
                 if live is not None and due >= live and event["type"] in TIMER_TYPES:
                     dues.append(due)
+        if policy.book is not None:
+            self._activate(watermark, inclusive, out)
+
+    def _activate(self, watermark: Micros, inclusive: bool, out: list[dict[str, Any]]) -> None:
+        """Emit `policy.activated` for each rollout whose instant the watermark has passed
+        (its tickets have all been moved by the sweep), once per partition: the versions
+        activated go to the changelog in the same transaction."""
+        book = self.policy.book
+        assert book is not None
+        for rollout in book.rollouts:
+            instant = rollout.instant
+            if rollout.version in self.activated:
+                continue
+            if instant > watermark or (instant == watermark and not inclusive):
+                return
+            moved = kept = 0
+            for state in self.states.values():
+                if isinstance(state, bytes):
+                    if not state_codec.is_open_raw(state):
+                        continue
+                    state = state_codec.decode(state)
+                if state.status in CLOSED_STATUSES or state.reported_at >= instant:
+                    continue
+                if state.policy_version == rollout.version and rollout.mode == "open-tickets":
+                    moved += 1
+                else:
+                    kept += 1
+            version = book.version(rollout.version)
+            out.append(
+                {
+                    "type": "policy.activated",
+                    "event_id": activation_id(rollout.version, rollout.digest, self.partition),
+                    "name": "" if version is None else version.name,
+                    "version": rollout.version,
+                    "digest": rollout.digest,
+                    "mode": rollout.mode,
+                    "at": format_instant(instant),
+                    "partition": self.partition,
+                    "tickets_moved": moved,
+                    "tickets_kept": kept,
+                }
+            )
+            self.activated.append(rollout.version)
+            self._activated_changed = True
 
     def next_due(self) -> Micros | None:
         """When this partition next has something to fire: its earliest timer, plus the
@@ -407,7 +504,8 @@ class PartitionEngine:
                 return
         else:
             self.states[ticket_id] = state
-            self.index.set(ticket_id, state.next_due)
+            book = self.policy.book
+            self.index.set(ticket_id, state.next_due if book is None else book.due(state))
         self._dirty[ticket_id] = None
 
     def _quarantine(self, ticket_id: str, reason: str) -> None:
@@ -442,8 +540,9 @@ class PartitionEngine:
                 index.discard(ticket_id)
             else:
                 states[ticket_id] = before
+                book = self.policy.book
                 if isinstance(before, TicketState):
-                    index.set(ticket_id, before.next_due)
+                    index.set(ticket_id, before.next_due if book is None else book.due(before))
                 else:
                     index.set(ticket_id, state_codec.next_due_of(before))
         self._undo.clear()

@@ -33,6 +33,12 @@ class EngineSettings(PolicySettings, LogSettings, HttpSettings, KafkaSettings):
         validation_alias=env("ESCALATOR_APP_ID"),
         description="consumer group, transactional id and changelog prefix",
     )
+    policy_topic: str = Field(
+        "escalator-policies",
+        validation_alias=env("ESCALATOR_POLICY_TOPIC"),
+        description="compacted topic of published policy versions (escalator policy publish), "
+        "read before processing and followed while running; '' for --policy alone",
+    )
     at_least_once: bool = Field(
         False,
         validation_alias=env("ESCALATOR_AT_LEAST_ONCE"),

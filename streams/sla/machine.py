@@ -38,6 +38,7 @@ from events.records import TicketEvent
 from streams.sla.clocks import Clock
 from streams.sla.rules import EscalationRule, MetricName, MetricRule, Policy
 from streams.sla.state import STEP, UNOPENED, Parked, Span, TicketState, Timer
+from streams.sla.versions import why_kept
 
 CLOSED_RETENTION: Final[Micros] = 7 * DAY
 """How long a closed ticket's ids are remembered, so redelivered events are still recognised."""
@@ -61,6 +62,7 @@ class Outcome:
         "duplicate",
         "emitted",
         "expired",
+        "kept",
         "late",
         "parked",
         "rejected",
@@ -94,6 +96,9 @@ class Outcome:
         self.expired: list[tuple[str, str, int]] = []
         """(original JSON text, reason, origin) of parked events the watermark passed: rejected
         now (origin: what the shell gave `handle`, its input offset or line number)."""
+        self.kept: list[tuple[str, str]] = []
+        """(version, reason) of each rollout this step did not move the ticket to: it stays on
+        the version that attached it (see `streams.sla.versions`)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -490,6 +495,55 @@ def _adopt_policy(state: TicketState, root: Policy, now: Micros, out: list[dict[
             _schedule(state, policy, now, out)
 
 
+def versioned(
+    state: TicketState,
+    root: Policy,
+    upto: Micros,
+    out: list[dict[str, Any]],
+    kept: list[tuple[str, str]],
+) -> Policy:
+    """The version (a root policy of `root.book`) timing the ticket at `upto`, after moving it
+    through the `open-tickets` rollouts with an instant since its own time and at or before
+    `upto` (see `streams.sla.versions`): at each, its timers due before the instant fire under
+    the version it leaves, then its unfired timers are recomputed under the new one from their
+    original start, the overdue firing at the instant. The instant counts as a fired timer's
+    due time (`timers_through`), so an event dated before it that comes later is folded in by
+    a replay, under the versions of its time. A ticket the new version cannot time stays
+    (`kept` gets the version and why). A ticket on a version the book does not know (a state
+    written under a single-file start) is adopted by the newest version, as before."""
+    book = root.book
+    assert book is not None
+    own = book.version(state.policy_version)
+    if own is None:
+        newest = book.newest
+        _adopt_policy(state, newest, state.last_event_at, out)
+        return newest
+    through = state.timers_through
+    after = state.last_event_at if through is None else max(state.last_event_at, through)
+    while state.status == "open" or state.status == "paused":
+        found = book.switch(state.policy_version, after, upto)
+        if found is None:
+            break
+        rollout, version = found
+        instant = rollout.instant
+        current = policy_of(state, own) if own.policies else own
+        if state.timers and state.timers[0].due_at < instant:
+            _fire_due(state, current, instant, False, out)
+        reason = why_kept(state, version)
+        if reason is None:
+            state.policy_version = version.version
+            chosen = version.select(state) if version.policies else version
+            state.policy_name = chosen.name if version.policies else ""
+            _schedule(state, chosen, instant, out)
+            own = version
+        else:
+            kept.append((version.version, reason))
+        if state.timers_through is None or state.timers_through < instant:
+            state.timers_through = instant
+        after = instant
+    return own
+
+
 def advance(state: TicketState, now: Micros, policy: Policy) -> Outcome:
     """Fire every timer of the ticket due at or before `now`, in due-time order; reject its
     parked events dated at or before `now` (`Outcome.expired`)."""
@@ -499,12 +553,16 @@ def advance(state: TicketState, now: Micros, policy: Policy) -> Outcome:
         waiting.state = state if state.parked else None
         return waiting
     out: list[dict[str, Any]] = []
-    if state.policy_version != policy.version:
+    kept: list[tuple[str, str]] = []
+    if policy.book is not None:
+        policy = versioned(state, policy, now, out, kept)
+    elif state.policy_version != policy.version:
         _adopt_policy(state, policy, state.last_event_at, out)
     if policy.policies:
         policy = policy_of(state, policy)
     alive = _fire_due(state, policy, now, True, out)
     outcome = Outcome(state if alive else None, out)
+    outcome.kept = kept
     if state.parked is not None:
         _expire(state, now if alive else None, outcome)
     return outcome
@@ -668,11 +726,14 @@ def _fold(state: TicketState | None, event: TicketEvent, policy: Policy) -> Outc
     # (A state written before histories were kept applies a late event at its latest time.)
     now = at if at > state.last_event_at else state.last_event_at
     out: list[dict[str, Any]] = []
-    if state.policy_version != policy.version:
-        _adopt_policy(state, policy, state.last_event_at, out)
+    kept: list[tuple[str, str]] = []
     root = policy
+    if policy.book is not None:
+        policy = versioned(state, root, now, out, kept)
+    elif state.policy_version != policy.version:
+        _adopt_policy(state, policy, state.last_event_at, out)
     if policy.policies:
-        policy = policy_of(state, root)
+        policy = policy_of(state, policy)
     timers = state.timers
     if timers and timers[0].due_at < now and not _fire_due(state, policy, now, False, out):
         if event.type == "ticket.opened":
@@ -684,14 +745,18 @@ def _fold(state: TicketState | None, event: TicketEvent, policy: Policy) -> Outc
         )
     reason = _apply(state, event, policy, now, out)
     if reason is not None:
-        return Outcome(state, out, rejected=reason)
+        rejected = Outcome(state, out, rejected=reason)
+        rejected.kept = kept
+        return rejected
     if complete:
         state.record(event, now)
     seen.append(event.event_id)
     if state.digests is not None:
         state.digests.append(event.digest())
     state.last_event_at = now
-    return Outcome(state, out)
+    applied = Outcome(state, out)
+    applied.kept = kept
+    return applied
 
 
 # ---------------------------------------------------------------------------------------------
@@ -818,6 +883,8 @@ def _retraction(record: dict[str, Any], issued: str, at: str) -> dict[str, Any]:
 def _open(event: TicketEvent, root: Policy) -> Outcome:
     severity = event.severity
     at = event.at
+    if root.book is not None:  # the version in effect when the ticket is opened
+        root = root.book.attach(at)
     state = TicketState(
         ticket_id=event.ticket_id,
         severity=severity or 0,

@@ -501,9 +501,10 @@ def compile_policy(spec: PolicySpec, source: str, base: Path | None = None) -> P
             orjson.dumps(_hashed_content(spec), option=orjson.OPT_SORT_KEYS)
         ).hexdigest()[:12]
     )
+    digest = content_digest(spec)
     if spec.severity is not None:
         severities = _severities(spec.severity, calendars, default, source, "")
-        return Policy(spec.name, version, calendars[default], severities, calendars)
+        return Policy(spec.name, version, calendars[default], severities, calendars, digest=digest)
     children: list[Policy] = []
     for index, child in enumerate(spec.policies):
         key = f"policies.{index}"
@@ -522,7 +523,20 @@ def compile_policy(spec: PolicySpec, source: str, base: Path | None = None) -> P
         children.append(
             Policy(child.name, version, calendars[own], severities, calendars, match=match)
         )
-    return Policy(spec.name, version, calendars[default], {}, calendars, policies=children)
+    return Policy(
+        spec.name, version, calendars[default], {}, calendars, policies=children, digest=digest
+    )
+
+
+def content_digest(spec: PolicySpec) -> str:
+    """A policy's identity: ``sha256:`` and the hex SHA-256 of every key of the file as
+    canonical JSON (sorted keys, defaults filled in), so comments and layout do not make a new
+    version while any change of value does. Unlike the default `version` (a short hash of the
+    first format's fields, kept stable for old files), it covers every key. An ``ical`` file
+    is named, not read: publish refuses such files (see `streams.sla.versions`)."""
+    content = spec.model_dump(mode="json", by_alias=True)
+    canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+    return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
 
 def _severities(

@@ -84,6 +84,8 @@ class Replayer:
         self.expired: list[tuple[str, str, int]] = []
         """(original JSON, reason, origin) of parked events rejected since the caller last took
         them (origin: as given to `feed`)."""
+        self.kept: dict[str, dict[str, str]] = {}
+        """Version -> ticket id -> why a rollout of that version did not move the ticket."""
 
     def feed(
         self, event: TicketEvent, raw: bytes | str | None = None, origin: int = -1
@@ -110,9 +112,12 @@ class Replayer:
             and not self._held
             and (state is None or not state.timers or state.timers[0].due_at >= at)
             and (state is None or state.policy_version == self.policy.version)
+            and self.policy.book is None
         )
         outcome = handle(state, event, self.policy, raw, origin)
         counts.events += 1
+        if outcome.kept:
+            self._kept(ticket_id, outcome.kept)
         if outcome.parked:
             counts.held += 1
             self._store(ticket_id, outcome.state)
@@ -227,6 +232,8 @@ class Replayer:
                 self.counts.faults += 1
                 continue
             self._store(ticket_id, outcome.state)
+            if outcome.kept:
+                self._kept(ticket_id, outcome.kept)
             if outcome.expired:
                 self._took(ticket_id, outcome.expired)
             if out is not None:
@@ -264,13 +271,19 @@ class Replayer:
         self.counts.rejected += len(expired)
         self.expired.extend(expired)
 
+    def _kept(self, ticket_id: str, kept: list[tuple[str, str]]) -> None:
+        """Tickets a rollout did not move (see `streams.sla.versions`): counted once each."""
+        for version, reason in kept:
+            self.kept.setdefault(version, {}).setdefault(ticket_id, reason)
+
     def _store(self, ticket_id: str, state: TicketState | None) -> None:
         if state is None:
             self.tickets.pop(ticket_id, None)
             self.index.discard(ticket_id)
         else:
             self.tickets[ticket_id] = state
-            self.index.set(ticket_id, state.next_due)
+            book = self.policy.book
+            self.index.set(ticket_id, state.next_due if book is None else book.due(state))
 
     def run(
         self,

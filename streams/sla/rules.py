@@ -8,10 +8,13 @@ format so the SLA core compiles to native code (see setup.py) without pulling py
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, Literal, Protocol
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from events.instants import Micros, format_duration
 from streams.sla.clocks import BusinessCalendar, Clock, ElapsedClock
+
+if TYPE_CHECKING:
+    from streams.sla.versions import PolicyBook
 
 ClockName = Literal["business", "elapsed"]
 MetricName = Literal["first_response", "resolution", "next_response", "periodic_update"]
@@ -230,9 +233,11 @@ class Policy:
     __slots__ = (
         "_default",
         "_refs",
+        "book",
         "by_name",
         "calendar",
         "calendars",
+        "digest",
         "match",
         "name",
         "policies",
@@ -250,9 +255,17 @@ class Policy:
         calendars: dict[str, BusinessCalendar] | None = None,
         match: Match | None = None,
         policies: list[Policy] | None = None,
+        digest: str = "",
     ) -> None:
         self.name = name
         self.version = version
+        """The file's `version` key, or a hash of its content: what outbound events name."""
+        self.digest = digest
+        """`sha256:` and the hex SHA-256 of the file's whole content (every key, canonical
+        JSON): the version's identity, also when two files share a `version` key."""
+        self.book: PolicyBook | None = None
+        """Every published version and its rollouts, when the worker reads the policy topic
+        (see `streams.sla.versions`); None for a single-file start (one version, no rollout)."""
         self.calendar = calendar
         """The policy's default business calendar."""
         self.calendars = calendars if calendars is not None else {"default": calendar}
