@@ -382,3 +382,155 @@ def cmd_tail(args: argparse.Namespace) -> int:
             )
         )
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# policy publish
+
+
+def register_policy_publish(policy_commands: Any) -> None:
+    """Add `escalator policy publish FILE --mode MODE [--at TIME]` (issue #22)."""
+    from events.rollouts import ROLLOUT_MODES
+    from streams.engine.settings import PolicyPublishSettings
+
+    publish = policy_commands.add_parser(
+        "publish",
+        help="publish a policy version to the policy topic; running workers switch at --at",
+        description="Checks the file as `escalator policy check` does (a file with errors is "
+        "refused), then writes it to the compacted policy topic, keyed by its version. Every "
+        "worker reads the topic before it processes input and follows it while running: the "
+        "version takes effect at --at (event time: the watermark on the event clock, the wall "
+        "clock on the wall clock), the same instant for every worker and partition.",
+    )
+    add_flags(publish, PolicyPublishSettings)
+    publish.add_argument("file", help="policy TOML")
+    publish.add_argument(
+        "--mode",
+        required=True,
+        choices=ROLLOUT_MODES,
+        help="new-tickets: tickets opened from --at on use it, open tickets finish on theirs; "
+        "open-tickets: open tickets move to it at --at too (unfired timers recomputed)",
+    )
+    publish.add_argument(
+        "--at", metavar="TIME", default="now", help="RFC 3339 instant, or 'now' (default)"
+    )
+    publish.set_defaults(func=cmd_policy_publish)
+
+
+def cmd_policy_publish(args: argparse.Namespace) -> int:
+    """Check, then publish; 2 for a refused file or flag, 1 if the broker is unreachable."""
+    import tomllib
+    from pathlib import Path
+
+    from events.rollouts import PolicyRollout
+    from streams.engine.policy_topic import POLICY_TOPIC_CONFIG, PolicyFollower, decode_rollout
+    from streams.engine.settings import PolicyPublishSettings
+    from streams.engine.topics import BrokerUnavailable, ensure_topics
+    from streams.sla.cli import describe_policy
+    from streams.sla.policy import PolicyError, check_policy, load_policy
+
+    settings: PolicyPublishSettings | None = _settings(
+        "policy publish", PolicyPublishSettings, args
+    )
+    if settings is None:
+        return 2
+    if not settings.policy_topic:
+        print("escalator policy publish: --policy-topic is empty", file=sys.stderr)
+        return 2
+    try:
+        policy = load_policy(args.file)
+    except PolicyError as exc:
+        print(f"escalator policy publish: refused: {exc}", file=sys.stderr)
+        return 2
+    print(describe_policy(policy))
+    for warning in check_policy(policy):
+        print(f"warning: {warning}")
+    text = Path(args.file).read_text(encoding="utf-8-sig")
+    if _uses_ical(tomllib.loads(text)):
+        print(
+            f"escalator policy publish: refused: {args.file}: a calendar's 'ical' file is not "
+            "carried by the topic; give its closures in the policy file",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        instant = time.time_ns() // 1000 if args.at == "now" else parse_instant(args.at)
+    except ValueError as exc:
+        print(f"escalator policy publish: --at: {exc}", file=sys.stderr)
+        return 2
+    record = PolicyRollout(
+        version=policy.version,
+        digest=policy.digest,
+        name=policy.name,
+        mode=args.mode,
+        at=format_instant(instant),
+        published_at=format_instant(time.time_ns() // 1000),
+        source=Path(args.file).name,
+        text=text,
+    )
+    topic = settings.policy_topic
+    try:
+        asyncio.run(
+            ensure_topics(
+                settings.broker, (topic,), 1, settings.connect_timeout,
+                {topic: dict(POLICY_TOPIC_CONFIG)},
+            )
+        )  # fmt: skip
+    except BrokerUnavailable as exc:
+        print(f"escalator policy publish: {exc}", file=sys.stderr)
+        return 1
+
+    async def publish() -> str | None:
+        from aiokafka import AIOKafkaProducer
+
+        follower = PolicyFollower([settings.broker], topic)
+        try:
+            published = await follower.catch_up()
+        finally:
+            await follower.close()
+        latest: int | None = None
+        for value in published:
+            try:
+                known = decode_rollout(value)
+            except ValueError:
+                continue  # a worker skips it too
+            if known.version == policy.version:
+                if known.digest != policy.digest:
+                    return (
+                        f"version {policy.version!r} is already published with other "
+                        "content; give the file a new 'version'"
+                    )
+                return f"version {policy.version!r} is already published (at {known.at})"
+            known_at = parse_instant(known.at)
+            latest = known_at if latest is None else max(latest, known_at)
+        if latest is not None and instant < latest:
+            return (
+                f"--at {format_instant(instant)} is before the latest rollout's instant "
+                f"({format_instant(latest)}): rollouts take effect in order"
+            )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.broker, acks="all", enable_idempotence=True
+        )
+        await producer.start()
+        try:
+            value = orjson.dumps(record.model_dump(mode="json"))
+            await producer.send_and_wait(topic, value, key=policy.version.encode(), partition=0)
+        finally:
+            await producer.stop()
+        return None
+
+    refused = asyncio.run(publish())
+    if refused is not None:
+        print(f"escalator policy publish: refused: {refused}", file=sys.stderr)
+        return 2
+    print(
+        f"published {policy.name} {policy.version} ({policy.digest}) to {topic!r}: "
+        f"{args.mode} at {record.at}"
+    )
+    return 0
+
+
+def _uses_ical(raw: dict[str, Any]) -> bool:
+    """Whether a policy file's calendars read an iCalendar file (`ical`)."""
+    tables = [raw.get("calendar"), *dict(raw.get("calendars") or {}).values()]
+    return any(isinstance(table, dict) and "ical" in table for table in tables)

@@ -9,12 +9,32 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from base.durations import parse_delay
-from base.settings import HttpSettings, KafkaSettings, LogSettings, PolicySettings, env, http_port
+from base.settings import (
+    BrokerSettings,
+    HttpSettings,
+    KafkaSettings,
+    LogSettings,
+    PolicySettings,
+    Settings,
+    env,
+    http_port,
+)
 
 # Bases are listed last-first: pydantic orders fields from the last base on (broker first).
 
 
-class EngineSettings(PolicySettings, LogSettings, HttpSettings, KafkaSettings):
+class PolicyTopicSettings(Settings):
+    """The policy topic: published policy versions (issue #22)."""
+
+    policy_topic: str = Field(
+        "escalator-policies",
+        validation_alias=env("ESCALATOR_POLICY_TOPIC"),
+        description="compacted topic of published policy versions (escalator policy publish), "
+        "read before processing and followed while running; '' for --policy alone",
+    )
+
+
+class EngineSettings(PolicyTopicSettings, PolicySettings, LogSettings, HttpSettings, KafkaSettings):
     """`escalator run`: the stream-processing worker."""
 
     port: int = http_port(6066)
@@ -32,12 +52,6 @@ class EngineSettings(PolicySettings, LogSettings, HttpSettings, KafkaSettings):
         "escalator",
         validation_alias=env("ESCALATOR_APP_ID"),
         description="consumer group, transactional id and changelog prefix",
-    )
-    policy_topic: str = Field(
-        "escalator-policies",
-        validation_alias=env("ESCALATOR_POLICY_TOPIC"),
-        description="compacted topic of published policy versions (escalator policy publish), "
-        "read before processing and followed while running; '' for --policy alone",
     )
     at_least_once: bool = Field(
         False,
@@ -97,3 +111,7 @@ class EngineSettings(PolicySettings, LogSettings, HttpSettings, KafkaSettings):
 
 class ClientSettings(KafkaSettings):
     """`escalator publish` and `escalator tail`."""
+
+
+class PolicyPublishSettings(PolicyTopicSettings, BrokerSettings):
+    """`escalator policy publish`: the broker and the policy topic."""

@@ -24,6 +24,16 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     check = policy_commands.add_parser("check", help="validate a policy and print its targets")
     check.add_argument("file", nargs="?", help="policy TOML (default: the shipped Clevr policy)")
     check.set_defaults(func=_policy_check)
+    diff = policy_commands.add_parser(
+        "diff", help="what a new policy version changes: targets, calendars, matches, warnings"
+    )
+    diff.add_argument("old", help="the current policy TOML")
+    diff.add_argument("new", help="the proposed policy TOML")
+    diff.add_argument("--format", choices=("table", "json"), default="table")
+    diff.set_defaults(func=_policy_diff)
+    from streams.engine.cli import register_policy_publish  # the Kafka part, imported lazily
+
+    register_policy_publish(policy_commands)
 
     replay = commands.add_parser(
         "replay",
@@ -80,6 +90,26 @@ def _policy_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_diff(args: argparse.Namespace) -> int:
+    from streams.sla.policy_diff import diff_policies, format_diff
+
+    try:
+        old, new = load_policy(args.old), load_policy(args.new)
+    except PolicyError as exc:
+        return _fail(str(exc))
+    changes = diff_policies(old, new)
+    if args.format == "json":
+        body = {
+            "old": {"name": old.name, "version": old.version, "digest": old.digest},
+            "new": {"name": new.name, "version": new.version, "digest": new.digest},
+            "changes": [change.as_json() for change in changes],
+        }
+        sys.stdout.buffer.write(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        print(format_diff(old, new, changes))
+    return 0
+
+
 def describe_policy(policy: Policy) -> str:
     """The effective targets as a table, durations spelled out as business or elapsed time."""
     lines = [f"policy {policy.name} (version {policy.version})"]
@@ -128,7 +158,7 @@ def _targets(policy: Policy) -> list[str]:
         rules = policy.severities[level]
 
         def target(rule: Any) -> str:
-            return "-" if rule is None else _spelled(policy, rule.target, rule.clock, rule.calendar)
+            return "-" if rule is None else spelled(policy, rule.target, rule.clock, rule.calendar)
 
         res = rules.resolution
         rows.append(
@@ -139,7 +169,7 @@ def _targets(policy: Policy) -> list[str]:
                 ", ".join(f"{f:g}" for f in res.warn_at) if res and res.warn_at else "-",
                 ("yes" if res.pausable else "no") if res else "-",
                 "; ".join(
-                    f"L{e.level} {e.to} after {_spelled(policy, e.after, e.clock, e.calendar)}"
+                    f"L{e.level} {e.to} after {spelled(policy, e.after, e.clock, e.calendar)}"
                     for e in rules.escalations
                 )
                 or "-",
@@ -153,7 +183,7 @@ def _targets(policy: Policy) -> list[str]:
     return lines
 
 
-def _spelled(policy: Policy, amount: int, clock: str, calendar: str) -> str:
+def spelled(policy: Policy, amount: int, clock: str, calendar: str) -> str:
     """A duration on a clock: `30m elapsed`, `2d elapsed`; business time in hours with the
     business days of that calendar's length (a day is not 24 hours there: 48h on a 12-hour
     calendar is `48h business (4bd)`, never `2d`), and the calendar's name when the file has
@@ -178,7 +208,7 @@ def _more_targets(policy: Policy) -> list[str]:
             text = ""
             if rule.rounds:
                 every = "every " if rule.metric == "periodic_update" else ""
-                text = f"{label} {every}{_spelled(policy, rule.target, rule.clock, rule.calendar)}"
+                text = f"{label} {every}{spelled(policy, rule.target, rule.clock, rule.calendar)}"
                 text += ", pausable" if rule.pausable else ""
                 if rule.warn_at:
                     text += ", warn at " + ", ".join(f"{f:g}" for f in rule.warn_at)
@@ -190,7 +220,7 @@ def _more_targets(policy: Policy) -> list[str]:
         for esc in rules.escalations:
             if esc.repeat_every:
                 times = "until resolved" if esc.max_repeats is None else f"{esc.max_repeats}x"
-                every = _spelled(policy, esc.repeat_every, esc.clock, esc.calendar)
+                every = spelled(policy, esc.repeat_every, esc.clock, esc.calendar)
                 parts.append(f"L{esc.level} repeats every {every} ({times})")
         if parts:
             lines.append(f"  severity {level}: " + "; ".join(parts))
