@@ -35,6 +35,7 @@ from projections.queries import (
     list_escalations,
     list_tickets,
     parse_params,
+    policy_history,
     resolve_when,
 )
 from projections.schema import migrate
@@ -79,7 +80,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     comp.add_argument("--group-by", default="severity")
     for sub in (tickets, comp):  # `--policy` names the policy file, as on every service
         sub.add_argument("--policy-name", help="only tickets running under this policy (name)")
-    for sub in (tickets, one, esc, comp):
+    history = query_sub.add_parser(
+        "policies", help="the policy rollout history: versions activated, tickets moved and kept"
+    )
+    for sub in (tickets, one, esc, comp, history):
         add_flags(sub, QuerySettings)
         sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
         sub.add_argument("--now", default=None, help="evaluate as of this RFC 3339 instant")
@@ -251,6 +255,14 @@ def _left(metric: dict[str, Any] | None) -> str:
 
 
 def _render(what: str, data: dict[str, Any]) -> str:
+    if what == "policies":
+        rows = [
+            [a["at"], a["version"], a["digest"][:19], a["mode"], a["partitions"],
+             a["tickets_moved"], a["tickets_kept"]]
+            for a in data["activations"]
+        ]  # fmt: skip
+        headers = ["AT", "VERSION", "DIGEST", "MODE", "PARTITIONS", "MOVED", "KEPT"]
+        return _table(headers, rows)
     if what == "tickets":
         rows = [
             [t["ticket_id"], t["status"], t["severity"], t["customer_id"], t["group"],
@@ -329,6 +341,10 @@ def run_query(args: argparse.Namespace, policy: Policy, db: Database) -> dict[st
         return list_tickets(db, policy, q, now)
     if what == "ticket":
         return get_ticket(db, policy, args.ticket_id, now)
+    if what == "policies":
+        return policy_history(db)
+    if what == "policies":
+        return policy_history(db)
     if what == "escalations":
         e = parse_params(EscalationQuery, given(since=args.since, limit=args.limit))
         return list_escalations(db, resolve_when("since", e.since, now), now, args.open, e.limit)

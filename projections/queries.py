@@ -868,3 +868,29 @@ def dashboard_board(db: Database, policy: Policy, q: DashboardQuery, now: Micros
             db, now - DAY, now, limit=50, group=q.group, customer=q.customer, policy=q.policy
         )["items"],
     }
+
+
+def policy_history(db: Database) -> dict[str, Any]:
+    """The rollout history (issue #22), from the `policy.activated` audit records: per version,
+    in the order they took effect, its digest, mode, instant, the partitions that activated it
+    and the tickets moved to it and kept on their own version, summed over those partitions."""
+    rows = db.query(
+        "SELECT version, MIN(name), MIN(digest), MIN(mode), MIN(at), COUNT(*), "
+        "SUM(tickets_moved), SUM(tickets_kept) FROM policy_activations "
+        "GROUP BY version ORDER BY MIN(at), version"
+    )
+    return {
+        "activations": [
+            {
+                "version": r[0],
+                "name": r[1],
+                "digest": r[2],
+                "mode": r[3],
+                "at": _ts(int(r[4])),
+                "partitions": int(r[5]),
+                "tickets_moved": int(r[6]),
+                "tickets_kept": int(r[7]),
+            }
+            for r in rows
+        ]
+    }

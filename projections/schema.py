@@ -141,10 +141,30 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE sla_events ADD COLUMN before_seconds DOUBLE PRECISION",
         ],
     ),
+    (
+        7,
+        "policy_activations: the policy.activated audit records (issue #22), one per rollout "
+        "and partition",
+        [
+            """CREATE TABLE policy_activations (
+                event_id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                version TEXT NOT NULL,
+                digest TEXT NOT NULL,
+                mode TEXT NOT NULL,
+                at BIGINT NOT NULL,
+                partition_id INTEGER NOT NULL,
+                tickets_moved INTEGER NOT NULL,
+                tickets_kept INTEGER NOT NULL
+            )""",
+            "CREATE INDEX policy_activations_at ON policy_activations (at, version)",
+        ],
+    ),
 ]
 
 PROJECTION_TABLES = (
     "tickets", "sla_events", "escalations", "projector_offsets", "retracted_events",
+    "policy_activations",
 )  # fmt: skip
 """Every table a rebuild empties, in an order that respects no foreign keys (there are none)."""
 

@@ -19,8 +19,10 @@ from pydantic import ValidationError
 from base.errors import EscalatorError
 from base.logs import record_fields
 from events.codec import InvalidEvent, decode_json, sanitise, ticket_event_from_obj
+from events.instants import parse_rfc3339
 from events.outbound import sla_event_adapter
 from events.records import TicketEvent
+from events.rollouts import PolicyActivated
 from projections.db import Database
 from projections.model import (
     SLA_EVENT_COLUMNS,
@@ -204,6 +206,9 @@ class Store:
             if raw is None:
                 raise InvalidEvent("empty record")
             obj = decode_json(raw)
+            if isinstance(obj, dict) and obj.get("type") == "policy.activated":
+                self._activated(PolicyActivated.model_validate(obj))
+                return None
             record = sla_event_adapter.validate_python(obj).model_dump(mode="json")
             sla_event_row(record)  # every field converts
             return record
@@ -217,6 +222,19 @@ class Store:
             )
             self.counters.invalid += 1
             return None
+
+    def _activated(self, record: PolicyActivated) -> None:
+        """Keep a `policy.activated` audit record (the rollout history; once per id)."""
+        self.db.execute(
+            "INSERT INTO policy_activations (event_id, name, version, digest, mode, at, "
+            "partition_id, tickets_moved, tickets_kept) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (event_id) DO NOTHING",
+            (
+                record.event_id, record.name, record.version, record.digest, record.mode,
+                parse_rfc3339(record.at), record.partition, record.tickets_moved,
+                record.tickets_kept,
+            ),
+        )  # fmt: skip
 
     def _apply_ticket(self, event: TicketEvent, where: Record) -> str:
         """Fold one ticket event into the batch's copy of its ticket."""
