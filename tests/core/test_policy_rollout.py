@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from events.codec import ticket_event_from_obj
-from events.instants import parse_rfc3339
+from events.instants import MINUTE, parse_rfc3339
 from events.outbound import sla_event_adapter
 from events.records import TicketEvent
 from events.rollouts import RolloutMode
@@ -132,13 +132,15 @@ def test_a_rollout_after_the_recomputed_deadline_fires_it_at_the_instant() -> No
 
 
 def test_a_removed_severity_keeps_its_tickets_on_their_version() -> None:
-    """v2 has no severity 3: the Sev3 ticket is never rejected, stays on v1 (2h) and is
-    counted once as kept; a Sev3 ticket opened after the instant is refused by v2."""
+    """v2 has no severity 3: the Sev3 tickets (E touched after the instant, E2 not) are never
+    rejected, stay on v1 (2h) and are counted once each as kept; a Sev3 ticket opened after
+    the instant is refused by v2."""
     policy = book("open-tickets", "10:10")
     replayer = Replayer(policy)
     out: list[dict[str, Any]] = []
     for event in [
         ev("opened", "10:00", "E", severity=3),
+        ev("opened", "10:00", "E2", severity=3),
         ev("opened", "10:00", "B", severity=2),
         ev("assigned", "10:40", "E", group="tier-2"),
         ev("responded", "10:50", "B"),
@@ -153,8 +155,10 @@ def test_a_removed_severity_keeps_its_tickets_on_their_version() -> None:
     assert breaches(out) == [
         ("B", utc("10:20"), utc("10:20"), "v2"),
         ("E", utc("12:00"), utc("12:00"), "v1"),
+        ("E2", utc("12:00"), utc("12:00"), "v1"),
     ]
-    assert replayer.kept == {"v2": {"E": "severity 3 is not defined in policy 'rollout-test'"}}
+    reason = "severity 3 is not defined in policy 'rollout-test'"
+    assert replayer.kept == {"v2": {"E": reason, "E2": reason}}
     assert replayer.counts.faults == 0
 
 
@@ -181,3 +185,40 @@ def test_versions_have_a_digest_of_their_content() -> None:
     versions = PolicyBook(one)
     refused = versions.add(Rollout("v1", other.digest, at("10:00"), "new-tickets"), other)
     assert refused is not None and "already published with other content" in refused
+
+
+def test_an_event_after_the_instant_moves_its_ticket_at_the_instant() -> None:
+    """With 15 minutes of out-of-orderness, A's event of 10:35 is applied while the watermark
+    is at 10:20: A moves at the 10:30 instant all the same (breach at 10:30, due 10:20), as
+    B does when the watermark passes 10:30; the output is the time-ordered one."""
+    events = [
+        ev("opened", "10:00", "A", severity=2),
+        ev("opened", "10:00", "B", severity=2),
+        ev("assigned", "10:35", "A", group="tier-2"),
+    ]
+    replayer = Replayer(book("open-tickets", "10:30"), max_delay=15 * MINUTE)
+    out: list[dict[str, Any]] = []
+    for event in events:
+        emitted, rejected = replayer.feed(event)
+        assert rejected is None, rejected
+        out.extend(emitted)
+    assert breaches(out) == []  # nothing final yet: the watermark is at 10:20
+    out.extend(replayer.finish(at("11:30")))
+    assert breaches(out) == [
+        ("A", utc("10:20"), utc("10:30"), "v2"),
+        ("B", utc("10:20"), utc("10:30"), "v2"),
+    ]
+
+
+def test_a_reply_dated_between_the_ticket_and_the_instant_counts_under_the_old_version() -> None:
+    """J moved to v2 at 10:10 (its first response now due 10:20); its reply dated 10:05 comes
+    when the watermark is at 10:15: it is folded in before the switch, meeting v1's 60m."""
+    events = [ev("opened", "10:00", "J", severity=2), ev("opened", "10:15", "K", severity=2)]
+    replayer = Replayer(book("open-tickets", "10:10"))
+    for event in events:
+        assert replayer.feed(event)[1] is None
+    emitted, rejected = replayer.feed(ev("responded", "10:05", "J"))
+    assert rejected is None
+    assert [(r["type"], r["due_at"], r["at"], r["policy"]["version"]) for r in emitted] == [
+        ("sla.met", utc("11:00"), utc("10:05"), "v1"),
+    ]
