@@ -258,6 +258,9 @@ class Notifier:
                         record.topic, record.partition, record.offset)  # fmt: skip
             self.progress.add(tp, record.offset, 0)
             return
+        if event.get("type") == "policy.activated":  # an audit record, not an alert
+            self.progress.add(tp, record.offset, 0)
+            return
         self.stats["events"] += 1
         routed = route(self.rules, event)
         names = dict.fromkeys(routed)
