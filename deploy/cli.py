@@ -35,7 +35,7 @@ COMMANDS: dict[str, Command] = {
         "run ticket events (JSONL) through the SLA core with event time as the clock",
     ),
     "backtest": Command(
-        "streams.sla.cli",
+        "deploy.backtest",
         "replay a history under the current and a proposed policy and compare outcomes",
     ),
     "run": Command("streams.engine.cli", "run a stream-processing worker"),

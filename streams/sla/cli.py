@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+from collections.abc import Callable
 from typing import IO, Any
 
 import orjson
@@ -60,18 +61,23 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     )
     replay.set_defaults(func=_replay)
 
-    backtest = commands.add_parser(
+
+def add_backtest_parser(
+    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+) -> argparse.ArgumentParser:
+    """The `backtest` sub-command's parser (its history flags are `deploy.backtest`'s: it
+    also reads the projections database and the ticket topic)."""
+    backtest: argparse.ArgumentParser = commands.add_parser(
         "backtest",
         description="Runs the history through the SLA core under both policies and reports, "
         "per policy, severity and metric, met and breached counts under each and the "
         "difference, the tickets whose outcome changes, and escalations gained or lost.",
     )
-    backtest.add_argument("--input", "-i", required=True, help="JSONL ticket events, or -")
     backtest.add_argument("--policy", "-p", help="current policy (default: the shipped one)")
     backtest.add_argument("--against", "-a", required=True, help="proposed policy TOML")
     backtest.add_argument("--until", help="advance both clocks to this RFC 3339 time at the end")
     backtest.add_argument("--format", choices=("table", "json"), default="table")
-    backtest.set_defaults(func=_backtest)
+    return backtest
 
 
 def _fail(message: str) -> int:
@@ -285,7 +291,9 @@ GC_THRESHOLD = 35_000
 """Allocations between young-generation collections (Python's default is 700)."""
 
 
-def _backtest(args: argparse.Namespace) -> int:
+def run_backtest(args: argparse.Namespace, read: Callable[[], list[bytes]]) -> int:
+    """`escalator backtest` once its history source is chosen: `read` returns the JSONL lines
+    (OSError or ValueError: a message naming the source)."""
     try:
         current = load_policy(args.policy)
         proposed = load_policy(args.against)
@@ -295,13 +303,9 @@ def _backtest(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(f"--until: {exc}")
     try:
-        if args.input == "-":
-            lines = sys.stdin.buffer.readlines()
-        else:
-            with open(args.input, "rb") as source:
-                lines = source.readlines()
-    except OSError as exc:
-        return _fail(f"--input: cannot read {args.input}: {exc.strerror}")
+        lines = read()
+    except (OSError, ValueError) as exc:
+        return _fail(str(exc))
     quiet_gc()
     report = backtest(lines, current, proposed, until)
     if args.format == "json":

@@ -607,7 +607,7 @@ def handle(
         outcome = _fold(None if placeholder else state, event, policy)
     if outcome.blocked and state is not None and outcome.rejected is not None:
         text = raw.decode() if isinstance(raw, bytes) else raw
-        entry = (event.at, event.event_id, text or _as_json(event), outcome.rejected, origin)
+        entry = (event.at, event.event_id, text or event_json(event), outcome.rejected, origin)
         state.parked = sorted([*(parked or ()), entry])
         held = Outcome(state)
         held.parked = True
@@ -623,7 +623,7 @@ def handle(
     return outcome
 
 
-def _as_json(event: TicketEvent) -> str:
+def event_json(event: TicketEvent) -> str:
     """An event as contract JSON, for a parked event given without its original text."""
     obj: dict[str, Any] = {
         "event_id": event.event_id,
@@ -849,7 +849,7 @@ def _replay(
             reason = outcome.rejected
             stopped = outcome.blocked
         elif outcome.blocked and outcome.rejected is not None:
-            displaced.append((event.at, event.event_id, _as_json(event), outcome.rejected, -1))
+            displaced.append((event.at, event.event_id, event_json(event), outcome.rejected, -1))
         if outcome.state is not None or current is None:
             current = outcome.state
     through = state.timers_through
