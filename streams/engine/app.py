@@ -50,7 +50,7 @@ from events.cloudevents import sla_event_headers, source_of
 from events.codec import sanitise
 from events.instants import SECOND, Micros, format_instant
 from streams.engine.health import BrokerHealth
-from streams.engine.policy_topic import PolicyFollower, apply_records
+from streams.engine.policy_topic import PolicyFollower, apply_records, open_book, rollout_record
 from streams.engine.processor import (
     DEFAULT_ALLOWED_LATENESS,
     BatchResult,
@@ -318,6 +318,9 @@ class Engine:
         self._follower: PolicyFollower | None = None
         self._kept_logged: set[str] = set()
         """Versions whose kept tickets have been logged (once per version)."""
+        self.policy_file: tuple[str, str] | None = None
+        """(file name, TOML text) of the `--policy` version, to register on the policy topic
+        when it is not there (`escalator run` sets it; None: never registered)."""
 
     # -- lifecycle
 
@@ -424,18 +427,32 @@ class Engine:
                     self._fail(batches)
 
     async def _read_policies(self) -> None:
-        """Before any input: the policy topic to its end (every version and rollout)."""
-        follower = PolicyFollower(self.config.bootstrap_list(), self.config.policy_topic)
+        """Before any input: the policy topic to its end (every version and rollout); the
+        worker's own version is written there if the topic lacks it (`open_book`)."""
+        topic = self.config.policy_topic
+        follower = PolicyFollower(self.config.bootstrap_list(), topic)
         self._follower = follower
-        book = PolicyBook(self.policy)
-        apply_records(book, await follower.catch_up())
+        book, register = open_book(self.policy, await follower.catch_up(), wall_now())
+        if register is not None and self.policy_file is not None:
+            source, text = self.policy_file
+            value = rollout_record(register, self.policy, source, text, wall_now())
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.config.bootstrap_list(), acks="all",
+                enable_idempotence=True,
+            )  # fmt: skip
+            await producer.start()
+            try:
+                await producer.send_and_wait(
+                    topic, value, key=register.version.encode(), partition=0
+                )
+            finally:
+                await _stop(producer)
         self.book = book
         self.policy = book.newest
         self.metrics.policy_versions.set(len(book.entries))
         log.info(
             "policy topic %r read: %d versions, newest %s (%s)",
-            self.config.policy_topic, len(book.entries), self.policy.version,
-            self.policy.digest[:19],
+            topic, len(book.entries), self.policy.version, self.policy.digest[:19],
         )  # fmt: skip
 
     async def _follow_policies(self) -> None:

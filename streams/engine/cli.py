@@ -100,17 +100,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     except BrokerUnavailable as exc:
         print(f"escalator run: {exc}", file=sys.stderr)
         return 1
-    if settings.policy_topic:
+    policy_topic = settings.policy_topic_of(settings.app_id)
+    if policy_topic:
         from streams.engine.policy_topic import POLICY_TOPIC_CONFIG
 
         try:
             asyncio.run(
                 ensure_topics(
                     settings.broker,
-                    (settings.policy_topic,),
+                    (policy_topic,),
                     1,
                     settings.connect_timeout,
-                    {settings.policy_topic: dict(POLICY_TOPIC_CONFIG)},
+                    {policy_topic: dict(POLICY_TOPIC_CONFIG)},
                 )
             )
         except BrokerUnavailable as exc:
@@ -146,9 +147,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_delay=round(settings.max_delay * SECOND),
         allowed_lateness=round(settings.allowed_lateness * SECOND),
         connect_timeout=settings.connect_timeout,
-        policy_topic=settings.policy_topic,
+        policy_topic=policy_topic,
     )
     engine = build_engine(config, policy)
+    engine.policy_file = policy_file(settings.policy)
     log.info(
         "worker starting: %r -> %r (dead letters %r), %d partitions, %s clock, policy %s %s, "
         "%s, http://%s:%d/metrics",
@@ -434,7 +436,8 @@ def cmd_policy_publish(args: argparse.Namespace) -> int:
     )
     if settings is None:
         return 2
-    if not settings.policy_topic:
+    topic = settings.policy_topic_of(settings.app_id)
+    if not topic:
         print("escalator policy publish: --policy-topic is empty", file=sys.stderr)
         return 2
     try:
@@ -468,7 +471,6 @@ def cmd_policy_publish(args: argparse.Namespace) -> int:
         source=Path(args.file).name,
         text=text,
     )
-    topic = settings.policy_topic
     try:
         asyncio.run(
             ensure_topics(
@@ -534,3 +536,26 @@ def _uses_ical(raw: dict[str, Any]) -> bool:
     """Whether a policy file's calendars read an iCalendar file (`ical`)."""
     tables = [raw.get("calendar"), *dict(raw.get("calendars") or {}).values()]
     return any(isinstance(table, dict) and "ical" in table for table in tables)
+
+
+def policy_file(path: str | None) -> tuple[str, str] | None:
+    """(file name, TOML text) of the worker's `--policy` (the shipped default when None), for
+    the worker to register its version on the policy topic; None when it cannot be carried
+    there (an `ical` file, or unreadable: `load_policy` has read it already, so rarely)."""
+    import tomllib
+    from importlib import resources
+    from pathlib import Path
+
+    from streams.sla.policy import DEFAULT_POLICY_RESOURCE
+
+    try:
+        if path is None:
+            name = DEFAULT_POLICY_RESOURCE
+            text = resources.files("streams.sla").joinpath(name).read_text()
+        else:
+            name, text = Path(path).name, Path(path).read_text(encoding="utf-8-sig")
+        if _uses_ical(tomllib.loads(text)):
+            return None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return name, text

@@ -17,7 +17,7 @@ from typing import Any, Final
 import orjson
 from pydantic import ValidationError
 
-from events.instants import parse_rfc3339
+from events.instants import Micros, format_instant, parse_rfc3339
 from events.rollouts import PolicyRollout
 from streams.sla.policy import PolicyError, parse_policy
 from streams.sla.rules import Policy
@@ -135,6 +135,66 @@ class PolicyFollower:
                 log.debug("policy topic reader did not stop cleanly", exc_info=True)
 
 
-def base_book(policy: Policy) -> PolicyBook:
-    """A book whose base version is the worker's `--policy` file (or the shipped default)."""
-    return PolicyBook(policy)
+def open_book(
+    own: Policy, values: list[bytes | None], now: Micros
+) -> tuple[PolicyBook, Rollout | None]:
+    """A worker's versions at start: the topic's, the first being the base (it times every
+    ticket opened before the next rollout), then the worker's own `--policy` version if the
+    topic does not have it: the base of an empty topic, else a `new-tickets` rollout at `now`
+    (or at the latest rollout's instant, if later), as after a restart with an edited file.
+    Returns the book and the rollout the worker must write to the topic (None: none)."""
+    records: list[PolicyRollout] = []
+    for value in values:
+        try:
+            records.append(decode_rollout(value))
+        except ValueError as exc:
+            log.error("policy topic: record skipped: %s", str(exc)[:300])
+    book: PolicyBook | None = None
+    rest: list[bytes | None] = []
+    for index, record in enumerate(records):
+        try:
+            base = parse_policy(record.text, record.source)
+        except PolicyError as exc:
+            log.error("policy topic: version %r skipped: %s", record.version, str(exc)[:300])
+            continue
+        book = PolicyBook(base)
+        rest = [orjson.dumps(r.model_dump(mode="json")) for r in records[index + 1 :]]
+        break
+    if book is None:
+        return PolicyBook(own), Rollout(own.version, own.digest, 0, "new-tickets")
+    apply_records(book, rest)
+    known = book.version(own.version)
+    if known is not None:
+        if known.digest != own.digest:
+            log.error(
+                "the --policy file's version %s is on the policy topic with other content "
+                "(%s); running the topic's", own.version, known.digest[:19],
+            )  # fmt: skip
+        return book, None
+    at = max(now, book.entries[-1][0].instant)
+    rollout = Rollout(own.version, own.digest, at, "new-tickets")
+    refused = book.add(rollout, own)
+    if refused is not None:  # pragma: no cover - a new label at the latest instant is taken
+        log.error("the --policy file's version %s: %s", own.version, refused)
+        return book, None
+    log.warning(
+        "the --policy file's version %s is not on the policy topic: it takes effect for tickets "
+        "opened from %s on (new-tickets); open tickets stay on their versions",
+        own.version, format_instant(at),
+    )  # fmt: skip
+    return book, rollout
+
+
+def rollout_record(rollout: Rollout, policy: Policy, source: str, text: str, now: Micros) -> bytes:
+    """A policy topic record (`PolicyRollout`) as JSON bytes."""
+    record = PolicyRollout(
+        version=rollout.version,
+        digest=rollout.digest,
+        name=policy.name,
+        mode=rollout.mode,
+        at=format_instant(max(rollout.instant, 0)),
+        published_at=format_instant(now),
+        source=source,
+        text=text,
+    )
+    return orjson.dumps(record.model_dump(mode="json"))

@@ -26,12 +26,17 @@ from base.settings import (
 class PolicyTopicSettings(Settings):
     """The policy topic: published policy versions (issue #22)."""
 
-    policy_topic: str = Field(
-        "escalator-policies",
+    policy_topic: str | None = Field(
+        None,
         validation_alias=env("ESCALATOR_POLICY_TOPIC"),
         description="compacted topic of published policy versions (escalator policy publish), "
-        "read before processing and followed while running; '' for --policy alone",
+        "read before processing and followed while running (default: <app-id>-policies); "
+        "'' for --policy alone",
     )
+
+    def policy_topic_of(self, app_id: str) -> str:
+        """The policy topic: as given, else `<app-id>-policies` ("": none)."""
+        return f"{app_id}-policies" if self.policy_topic is None else self.policy_topic
 
 
 class EngineSettings(PolicyTopicSettings, PolicySettings, LogSettings, HttpSettings, KafkaSettings):
@@ -114,4 +119,10 @@ class ClientSettings(KafkaSettings):
 
 
 class PolicyPublishSettings(PolicyTopicSettings, BrokerSettings):
-    """`escalator policy publish`: the broker and the policy topic."""
+    """`escalator policy publish`: the broker and the policy topic (of `app_id`'s workers)."""
+
+    app_id: str = Field(
+        "escalator",
+        validation_alias=env("ESCALATOR_APP_ID"),
+        description="the workers' app id: their policy topic is <app-id>-policies",
+    )

@@ -281,3 +281,64 @@ def test_a_rollout_across_a_sigkill_is_applied_exactly_once(
     assert len(dead) == replayer.counts.rejected == 1500
     assert not [r for r in reasons if r.startswith("internal error")]
     assert sum(r.startswith("field 'severity': 3 is not defined") for r in reasons) == 1000
+
+
+def test_a_restart_with_an_edited_file_keeps_open_tickets_on_their_version(
+    kafka_bootstrap: str, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """The issue's operator: v1 running, its file replaced by v2 (no severity 3) and the worker
+    restarted. The first run registered v1 on the app's policy topic (<app-id>-policies); the
+    restart adds v2 as a new-tickets rollout at its start: the open Sev3 tickets are never
+    dead-lettered and breach by v1 at 12:00, the Sev2 ones at v1's 11:00."""
+    v1, v2 = _files(tmp_path)
+    topics = new_topics("rolloutfile", partitions=2)
+    first = Worker(kafka_bootstrap, topics, tmp_path / "w1.log", policy=v1,
+                   extra=["--max-delay", "0"])  # fmt: skip
+    workers.append(first.start())
+    first.wait_ready(partitions=2, timeout=90)
+    history = [_opened(f"F2-{i}", TEN, 2) for i in range(3)]
+    history += [_opened(f"F3-{i}", TEN, 3) for i in range(3)]
+    done = cli(
+        "publish",
+        str(write_jsonl(tmp_path / "opened.jsonl", history)),
+        "--tick",
+        "2026-12-07T10:05:00Z",
+        *topics.flags(),
+        broker=kafka_bootstrap,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert first.stop() == 0
+    second = Worker(kafka_bootstrap, topics, tmp_path / "w2.log", policy=v2,
+                    extra=["--max-delay", "0"])  # fmt: skip
+    workers.append(second.start())
+    second.wait_ready(partitions=2, timeout=90)
+    reply = {
+        "event_id": "F3-0-assigned",
+        "ticket_id": "F3-0",
+        "type": "ticket.assigned",
+        "occurred_at": "2026-12-07T10:30:00Z",
+        "group": "tier-2",
+    }
+    done = cli(
+        "publish",
+        str(write_jsonl(tmp_path / "later.jsonl", [reply])),
+        "--tick",
+        "2026-12-07T13:00:00Z",
+        *topics.flags(),
+        broker=kafka_bootstrap,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    records = read_topic(kafka_bootstrap, topics.output, expect=6, timeout=90, settle=3)
+    breaches = sorted(
+        (e["ticket_id"], e["at"], e["policy"]["version"])
+        for e in sla_events(records)
+        if e["type"] == "sla.breached"
+    )
+    assert breaches == sorted(
+        [(f"F2-{i}", "2026-12-07T11:00:00Z", "v1") for i in range(3)]
+        + [(f"F3-{i}", "2026-12-07T12:00:00Z", "v1") for i in range(3)]
+    )
+    assert read_topic(kafka_bootstrap, topics.dlq, timeout=2) == []
+    assert "timer_faults_total 0.0" in second.metrics()
+    versions = [(v["version"], v["mode"]) for v in second.health()["policy_versions"]]
+    assert versions == [("v1", "new-tickets"), ("v2", "new-tickets")]
