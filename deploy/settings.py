@@ -15,7 +15,7 @@ from pathlib import Path
 
 from base.settings import DEPRECATED_FLAGS, Settings, env_names, flag
 from projections.settings import ProjectionsSettings, QuerySettings, RebuildSettings
-from streams.engine.settings import ClientSettings, EngineSettings
+from streams.engine.settings import ClientSettings, EngineSettings, PolicyPublishSettings
 from streams.ingest.settings import IngestSettings
 from streams.notify.settings import NotifySettings
 
@@ -35,6 +35,7 @@ SERVICES: dict[str, type[Settings]] = {
     "projections serve": ProjectionsSettings,
     "projections rebuild": RebuildSettings,
     "publish, tail": ClientSettings,
+    "policy publish": PolicyPublishSettings,
     "query": QuerySettings,
     "ingest": IngestSettings,
     "notify": NotifySettings,
