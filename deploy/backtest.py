@@ -21,7 +21,7 @@ import orjson
 from events.codec import InvalidEvent, decode_ticket_event
 from events.instants import DAY, Micros, parse_instant
 from streams.sla.cli import add_backtest_parser, run_backtest
-from streams.sla.machine import event_json
+from streams.sla.parking import as_json
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -92,7 +92,7 @@ def from_db(target: str, since: Micros) -> list[bytes]:
         state = state_codec.from_obj(orjson.loads(text))
         events.extend(state.applied_events())
     events.sort(key=lambda event: (event.at, event.ticket_id))
-    return [event_json(event).encode() for event in events]
+    return [as_json(event).encode() for event in events]
 
 
 async def from_topic(broker: str, topic: str, since: Micros) -> list[bytes]:
