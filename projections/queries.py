@@ -448,8 +448,8 @@ def get_ticket(db: Database, policy: Policy, ticket_id: str, now: Micros) -> dic
             timeline.append({"at": row[index], "type": f"ticket.{kind}"})
     events = db.query(
         "SELECT event_id, type, metric, severity, cycle, due_at, at, level, target, threshold, "
-        "took_seconds, clock, eta, policy_calendar, round, repeat, before_seconds "
-        "FROM sla_events WHERE ticket_id = ? "
+        "took_seconds, clock, eta, policy_calendar, round, repeat, before_seconds, "
+        "policy_version FROM sla_events WHERE ticket_id = ? "
         "ORDER BY at, event_id",
         (ticket_id,),
     )
@@ -460,7 +460,7 @@ def get_ticket(db: Database, policy: Policy, ticket_id: str, now: Micros) -> dic
         }  # fmt: skip
         extra = {"level": e[7], "to": e[8], "threshold": e[9], "took_seconds": e[10],
                  "clock": e[11], "eta": _ts(e[12]), "calendar": e[13], "round": e[14],
-                 "repeat": e[15], "before_seconds": e[16]}  # fmt: skip
+                 "repeat": e[15], "before_seconds": e[16], "policy_version": e[17]}  # fmt: skip
         entry.update({k: v for k, v in extra.items() if v is not None})
         timeline.append(entry)
     timeline.sort(key=lambda item: (item["at"], item["type"] != "ticket.reported"))

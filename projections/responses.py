@@ -130,6 +130,11 @@ class TimelineEntry(_Model):
     calendar: str | None = Field(
         None, description="The calendar that timed the SLA event (`elapsed`: the elapsed clock)."
     )
+    policy_version: str | None = Field(
+        None,
+        description="On an SLA event: the policy version that timed it (after a rollout, the "
+        "version the ticket moved to or stayed on).",
+    )
     round: Round = None
     repeat: Repeat = None
     before_seconds: BeforeSeconds = None

@@ -50,3 +50,40 @@ def test_activations_are_kept_once_and_summed_per_version(db: Database, policy: 
             }
         ]
     }
+
+
+def test_a_ticket_timeline_names_the_version_that_timed_each_event(
+    db: Database, policy: Policy
+) -> None:
+    from events.instants import parse_instant
+    from projections.queries import get_ticket
+    from streams.sla.policy import parse_policy
+    from streams.sla.replay import Replayer
+    from streams.sla.versions import PolicyBook, Rollout
+    from tests.core.test_policy_rollout import V1, V2
+    from tests.projections.helpers import TICKETS
+
+    versions = PolicyBook(parse_policy(V1, "v1.toml"))
+    v2 = parse_policy(V2.replace('"20m"', '"20m", warn_at = [0.5]'), "v2.toml")
+    instant = parse_instant("2026-12-07T10:10:00Z")
+    assert versions.add(Rollout("v2", v2.digest, instant, "open-tickets"), v2) is None
+    opened = orjson.dumps(
+        {"event_id": "o", "ticket_id": "T", "type": "ticket.opened",
+         "occurred_at": "2026-12-07T10:00:00Z", "severity": 2}
+    )  # fmt: skip
+    # v1 has no warning; moved at 10:10, v2 warns at 10:10 (half of 20m, due then) and breaches
+    # at 10:20: both name v2
+    out = list(Replayer(versions.newest).run([opened], parse_instant("2026-12-07T11:00:00Z")))
+    store = Store(db, parse_policy(V1, "v1.toml"))
+    store.apply_batch("ticket", as_records(TICKETS, [opened]))
+    store.apply_batch("sla", as_records(SLA, [orjson.dumps(e) for e in out]))
+    ticket = get_ticket(db, store.policy, "T", parse_instant("2026-12-07T11:00:00Z"))
+    assert ticket is not None
+    assert [
+        (e["type"], e["at"], e["due_at"], e["policy_version"])
+        for e in ticket["timeline"]
+        if e["type"].startswith("sla.")
+    ] == [
+        ("sla.warning", "2026-12-07T10:10:00Z", "2026-12-07T10:10:00Z", "v2"),
+        ("sla.breached", "2026-12-07T10:20:00Z", "2026-12-07T10:20:00Z", "v2"),
+    ]
