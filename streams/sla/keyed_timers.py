@@ -117,29 +117,24 @@ class KeyedTimers:
             and (outcome.rejected is None or outcome.beyond_horizon)
         )
 
-    def event_mark(self, at: Micros) -> Micros | None:
+    def event_mark(self, at: Micros) -> Micros:
         """An accepted event at `at`: the latest event time moves to it if it is later; returns
-        the event clock's new watermark, `latest - max_delay`, if that passes the current one,
-        else None (the watermark stays)."""
+        the event clock's watermark mark, `latest - max_delay` (for `sweep`; the watermark is
+        at or past it unless this event moved it)."""
         latest = self.latest
         if latest is None or at > latest:
-            self.latest = at
-            mark = at - self.max_delay
-            watermark = self.watermark
-            if watermark is None or mark > watermark:
-                return mark
-        return None
+            self.latest = latest = at
+        return latest - self.max_delay
 
     # -- timers
 
-    def sweep(self, mark: Micros | None, inclusive: bool, out: list[dict[str, Any]] | None) -> None:
-        """Move the watermark to `mark` (never back; None: it stays), then fire every timer due
-        before it (or at it, if inclusive), in due order, across the tickets (`fire`)."""
+    def sweep(self, mark: Micros, inclusive: bool, out: list[dict[str, Any]] | None) -> None:
+        """Move the watermark to `mark` (never back), then fire every timer due before it (or
+        at it, if inclusive), in due order, across the tickets (`fire`)."""
         watermark = self.watermark
-        if mark is not None and (watermark is None or mark > watermark):
+        if watermark is None or mark > watermark:
             self.watermark = watermark = mark
-        if watermark is not None:
-            self.fire(watermark, inclusive, out)
+        self.fire(watermark, inclusive, out)
 
     def fire(self, until: Micros, inclusive: bool, out: list[dict[str, Any]] | None) -> None:
         """Fire every timer due before `until` (or at it, if inclusive), in due-time order: each

@@ -143,7 +143,9 @@ class Replayer(KeyedTimers):
         elif not outcome.duplicate and (latest is None or at >= latest):
             in_order = True
             mark = self.event_mark(at)
-            if mark is not None:
+            watermark = self.watermark
+            if watermark is None or mark > watermark:  # only when it moves the watermark: a
+                # timer a late event armed before the watermark fires at its next move
                 self.sweep(mark, False, released if direct else None)
         emitted = outcome.emitted
         if emitted:
