@@ -90,6 +90,8 @@ class TicketApi:
     fail: list[int] = field(default_factory=list)
     delay: float = 0.0
     """Seconds each write waits before it is applied and answered (a slow vendor)."""
+    hold: dict[str, float] = field(default_factory=dict)
+    """Path -> seconds the next write to it waits before it is answered 503, not applied."""
     seen: list[Seen] = field(default_factory=list)
     echo: bool = False
     url: str = ""
@@ -130,6 +132,10 @@ class TicketApi:
         seen = Seen(request.method, request.path, dict(request.query), dict(request.headers),
                     body)  # fmt: skip
         self.seen.append(seen)
+        if request.method != "GET" and request.path in self.hold:
+            await asyncio.sleep(self.hold.pop(request.path))
+            seen.status = 503
+            return web.json_response({"error": "held on purpose"}, status=503)
         if self.delay and request.method != "GET":
             await asyncio.sleep(self.delay)
         response = self._answer(request, seen)

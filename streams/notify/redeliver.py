@@ -17,6 +17,7 @@ filters sends the same records again, harmlessly by the keys above.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,11 +56,14 @@ async def dead_letters(broker: str, topic: str, timeout: float = 10.0) -> list[A
     )
     await reader.start()
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or [])]
-        if not parts:
-            await reader.force_metadata_update()
-            found = reader.partitions_for_topic(topic) or []
-            parts = [TopicPartition(topic, p) for p in sorted(found)]
+        found = reader.partitions_for_topic(topic)
+        for _ in range(20):  # a fresh consumer may not have the topic's metadata yet
+            if found:
+                break
+            await reader._client.force_metadata_update()  # as `escalator tail` does
+            await asyncio.sleep(0.1)
+            found = reader.partitions_for_topic(topic)
+        parts = [TopicPartition(topic, p) for p in sorted(found or ())]
         if not parts:
             return []
         reader.assign(parts)
