@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -135,27 +135,6 @@ async def until(check: Callable[[], bool], timeout: float = 30.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out waiting"
         await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def recorder() -> AsyncIterator[Recorder]:
-    server = await Recorder().start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-def smtp() -> Any:
-    sink = SmtpSink().start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture
-async def topics(kafka_topics: Any) -> tuple[str, str, str]:
-    sla_topic = await kafka_topics.create("sla", 3)
-    ticket_topic = await kafka_topics.create("tickets", 3)
-    return sla_topic, ticket_topic, sla_topic + "-dlq."
 
 
 def env_for(recorder: Recorder) -> dict[str, str]:

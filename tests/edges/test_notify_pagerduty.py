@@ -72,13 +72,6 @@ async def pd() -> AsyncIterator[PagerDutyEvents]:
     await server.stop()
 
 
-@pytest.fixture
-async def topics(kafka_topics: Any) -> tuple[str, str, str]:
-    sla_topic = await kafka_topics.create("sla", 3)
-    ticket_topic = await kafka_topics.create("tickets", 3)
-    return sla_topic, ticket_topic, sla_topic + "-dlq."
-
-
 def assert_well_ordered(pd: PagerDutyEvents, crashed: bool = False) -> None:
     """Per key: no resolve while no alert is open (a resolve before its trigger is dropped by
     PagerDuty), nothing refused. After a crash a resolve may be repeated (at least once), but

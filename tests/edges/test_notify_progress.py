@@ -25,31 +25,10 @@ COMMON = "attempts = {attempts}\ntimeout = 1.0\nbackoff = 0.05\nmax_backoff = 0.
 
 
 @pytest.fixture
-async def recorder() -> AsyncIterator[Recorder]:
-    server = await Recorder().start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def pd() -> AsyncIterator[PagerDutyEvents]:
     server = await PagerDutyEvents(rate=100_000).start()
     yield server
     await server.stop()
-
-
-@pytest.fixture
-def smtp() -> Any:
-    sink = SmtpSink().start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture
-async def topics(kafka_topics: Any) -> tuple[str, str, str]:
-    sla_topic = await kafka_topics.create("sla", 3)
-    ticket_topic = await kafka_topics.create("tickets", 3)
-    return sla_topic, ticket_topic, sla_topic + "-dlq."
 
 
 def nine_channels(recorder: Recorder, pd: PagerDutyEvents, smtp: SmtpSink) -> str:
@@ -65,16 +44,7 @@ kind = "webhook"
 url = "{recorder.url}/hang"
 secret_env = "HOOK_SECRET"
 {common}
-[channels.team-slack]
-kind = "slack"
-url_env = "SLACK_URL"
-{common}
-[channels.oncall-mail]
-kind = "email"
-port = {smtp.port}
-sender = "escalator@example.com"
-to = ["oncall@example.com"]
-{common}
+{slack_and_mail(smtp, common)}
 [channels.pager]
 kind = "pagerduty"
 routing_key_env = "PD_KEY"
@@ -253,8 +223,8 @@ channels = ["ops-hook"]
 """
 
 
-def mail_and_slack(recorder: Recorder, smtp: SmtpSink) -> str:
-    common = COMMON.format(attempts=4)
+def slack_and_mail(smtp: SmtpSink, common: str) -> str:
+    """The Slack channel `team-slack` and the e-mail channel `oncall-mail` of a rules file."""
     return f"""
 [channels.team-slack]
 kind = "slack"
@@ -265,7 +235,11 @@ kind = "email"
 port = {smtp.port}
 sender = "escalator@example.com"
 to = ["oncall@example.com"]
-{common}
+{common}"""
+
+
+def mail_and_slack(recorder: Recorder, smtp: SmtpSink) -> str:
+    return f"""{slack_and_mail(smtp, COMMON.format(attempts=4))}
 [[rules]]
 name = "all"
 channels = ["team-slack", "oncall-mail"]
