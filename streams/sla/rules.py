@@ -114,7 +114,12 @@ class EscalationRule:
     With `repeat_every` (microseconds, 0: never) the level escalates again each time that
     much more has passed since the report (`after + n * repeat_every`, repeat n = 1, 2, ...),
     at most `max_repeats` times (None: until the ticket is resolved), as an on-call escalation
-    policy repeats (PagerDuty's "repeat this policy N times")."""
+    policy repeats (PagerDuty's "repeat this policy N times").
+
+    An acknowledgement (`ticket.escalation_acknowledged`) stops the level's repeats; with
+    `ack_timeout` (microseconds on the level's clock, 0: never) the level fires again that
+    long after it when the ticket has not progressed (PagerDuty's acknowledgement timeout;
+    docs/actions.md)."""
 
     level: int
     after: Micros
@@ -123,6 +128,7 @@ class EscalationRule:
     calendar: str = "default"
     repeat_every: Micros = 0
     max_repeats: int | None = None
+    ack_timeout: Micros = 0
     written: str = field(default="", compare=False)
     repeat_written: str = field(default="", compare=False)
     """`repeat_every` as the file spells it, for `policy check`."""
@@ -134,12 +140,15 @@ class EscalationRule:
     """Its order among timers due at the same instant (derived)."""
     repeat_key: str = field(init=False, repr=False, compare=False)
     """The fired-key of a repeat without its number, `escalation:level:<level>:repeat:`."""
+    ack_rule: str = field(init=False, repr=False, compare=False)
+    """The rule name of its acknowledgement-timeout timer, `level:<level>:ack` (derived)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rule", f"level:{self.level}")
         object.__setattr__(self, "key", f"escalation:level:{self.level}")
         object.__setattr__(self, "rank", (2, float(self.level)))
         object.__setattr__(self, "repeat_key", f"escalation:level:{self.level}:repeat:")
+        object.__setattr__(self, "ack_rule", f"level:{self.level}:ack")
 
 
 @dataclass(frozen=True, slots=True)
