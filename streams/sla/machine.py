@@ -37,7 +37,7 @@ from events.instants import DAY, Micros, format_instant
 from events.records import TicketEvent
 from streams.sla.clocks import Clock
 from streams.sla.rules import EscalationRule, MetricName, MetricRule, Policy
-from streams.sla.state import STEP, UNOPENED, Parked, Span, TicketState, Timer
+from streams.sla.state import STEP, UNOPENED, Ack, Parked, Span, TicketState, Timer
 
 CLOSED_RETENTION: Final[Micros] = 7 * DAY
 """How long a closed ticket's ids are remembered, so redelivered events are still recognised."""
@@ -233,10 +233,15 @@ def _schedule(
                 name = mark.rule + suffix if suffix else mark.rule
                 timers.append(_new_timer(Timer, (due, mark.rank, metric, name)))
     if "escalation" in metrics and state.escalation_active:
+        acks = state.acks
         for esc in rules.escalations:
             if esc.key not in fired:
                 due = policy.clock(esc.clock, esc.calendar).add(state.reported_at, esc.after)
                 timers.append(_new_timer(Timer, (due, esc.rank, "escalation", esc.rule)))
+            elif acks is not None and _acked(acks, esc.level):
+                timer = _ack_timer(state, policy, esc)
+                if timer is not None:
+                    timers.append(timer)
             elif esc.repeat_every:
                 repeat = _overdue_repeat(state, policy, esc, now)
                 if repeat is not None:
@@ -308,6 +313,59 @@ def _next_repeat(
     return _repeat_timer(state, policy, esc, max(fired + 1, first))
 
 
+# Acknowledgements (docs/actions.md). An acknowledged level arms no repeat; with `ack_timeout`
+# it arms one timer instead, `level:<n>:ack`, at the acknowledgement plus the timeout on the
+# level's clock, unless the ticket progressed since (an agent's response, `_apply_responded`).
+# When that timer fires the acknowledgement is spent: the level fires again, numbered as the
+# latest repeat due by then (as overdue repeats fire only the latest), and repeats on its
+# schedule from there.
+
+
+def _acked(acks: list[Ack], level: int) -> Ack | None:
+    for ack in acks:
+        if ack[0] == level:
+            return ack
+    return None
+
+
+def _ack_timer(state: TicketState, policy: Policy, esc: EscalationRule) -> Timer | None:
+    ack = _acked(state.acks or [], esc.level)
+    if ack is None or ack[2] or not esc.ack_timeout:
+        return None
+    due = policy.clock(esc.clock, esc.calendar).add(ack[1], esc.ack_timeout)
+    return _new_timer(Timer, (due, esc.rank, "escalation", esc.ack_rule))
+
+
+def _ack_timed_out(
+    state: TicketState,
+    policy: Policy,
+    esc: EscalationRule,
+    timer: Timer,
+    at: Micros,
+    out: list[dict[str, Any]],
+) -> None:
+    """The acknowledgement of `esc` timed out without progress: fire the level again."""
+    state.fired.pop()  # the ack timer's own key: the repeat's key stands for it
+    state.acks = [a for a in state.acks or [] if a[0] != esc.level] or None
+    n = _last_repeat(state, esc) + 1
+    if esc.repeat_every:  # numbered as the latest repeat due by now, as overdue repeats are
+        consumed = policy.clock(esc.clock, esc.calendar).between(state.reported_at, at)
+        n = max(n, (consumed - esc.after) // esc.repeat_every)
+    rule = f"{esc.rule}:repeat:{n}"
+    state.fired.append(_new_timer(Timer, (timer.due_at, esc.rank, "escalation", rule)).key())
+    due_at, fired_at = _instants(timer.due_at, at)
+    ref = policy.ref(esc.clock, esc.calendar)
+    record = _event(state, ref, "ticket.escalated", "escalation", rule, due_at, fired_at)
+    record["level"] = esc.level
+    record["to"] = esc.to
+    record["repeat"] = n
+    out.append(record)
+    if esc.repeat_every:
+        repeat = _next_repeat(state, policy, esc, n, at)
+        if repeat is not None:
+            insort(state.timers, repeat)
+
+
 def _event(
     state: TicketState,
     ref: dict[str, str],
@@ -356,6 +414,9 @@ def _fire(
     if timer.metric == "escalation":
         parts = timer.rule.split(":")
         esc = rules.escalations[int(parts[1]) - 1]
+        if len(parts) == 3:  # `level:<n>:ack`
+            _ack_timed_out(state, policy, esc, timer, at, out)
+            return
         ref = policy.ref(esc.clock, esc.calendar)
         record = _event(state, ref, "ticket.escalated", "escalation", timer.rule, due_at, fired_at)
         record["level"] = esc.level
@@ -577,6 +638,8 @@ def _as_json(event: TicketEvent) -> str:
         obj["severity"] = event.severity
     if event.has_group:
         obj["group"] = event.group
+    if event.level is not None:
+        obj["level"] = event.level
     optional: list[tuple[str, object]] = [
         ("customer_id", event.customer_id),
         ("assignee", event.assignee),
@@ -901,6 +964,10 @@ def _apply_responded(
             _met(state, policy, "next_response", now, out)
             state.timers = [t for t in state.timers if t.metric != "next_response"]
         state.reply_since = None
+    acks = state.acks
+    if acks is not None and not all(ack[2] for ack in acks):  # progress: no ack timeout
+        state.acks = [(level, since, True) for level, since, _ in acks]
+        state.timers = [t for t in state.timers if not t.rule.endswith(":ack")]
     if state.status == "open" or state.status == "paused":  # an update: the next period begins
         periodic = policy.severities[state.severity].periodic_update is not None
         if periodic and state.update_since is not None:
@@ -1012,6 +1079,7 @@ def _apply_reopened(
     state.cycle += 1
     state.resolution_spans.append((now, None))
     state.escalation_active = True
+    state.acks = None  # the ticket came back: whoever took its escalations may not hold it
     state.update_round += 1  # an update is due a period after the reopen
     state.update_since = now
     _schedule(state, policy, now, out, _REOPENED)
@@ -1078,6 +1146,30 @@ def _rematch(
     return None
 
 
+def _apply_acknowledged(
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+) -> str | None:
+    """Someone took the escalation: `event.level` (None: every level fired so far) repeats
+    no more; a level not fired yet is left alone (nothing to stop). Acknowledged again, the
+    timeout counts from the new acknowledgement."""
+    wanted = event.level
+    taken = [
+        esc.level
+        for esc in policy.severities[state.severity].escalations
+        if esc.key in state.fired and (wanted is None or esc.level == wanted)
+    ]
+    if not taken:
+        return None
+    kept = [ack for ack in state.acks or [] if ack[0] not in taken]
+    state.acks = sorted(kept + [(level, now, False) for level in taken])
+    if state.escalation_active:
+        _schedule(state, policy, now, out, _ESCALATION)
+    return None
+
+
+_ESCALATION: Final = ("escalation",)
+
+
 def _apply_nothing(
     state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
 ) -> str | None:
@@ -1097,4 +1189,5 @@ _APPLY: Final[dict[str, _Apply]] = {
     "ticket.assigned": _apply_assigned,
     "ticket.customer_notified": _apply_nothing,
     "ticket.updated": _apply_updated,
+    "ticket.escalation_acknowledged": _apply_acknowledged,
 }

@@ -4,7 +4,8 @@ re-arms it when the ticket has not progressed (docs/actions.md, "Acknowledgement
 The issue's hand-computed case: a Sev1, level 1 after 1h, `repeat_every = "30m"`, elapsed
 clock, reported at 09:00. Level 1 at 10:00, repeat 1 at 10:30; acknowledged at 10:40: no
 repeat at 11:00 or later. With `ack_timeout = "1h"` and no response, level 1 fires again at
-11:40 (1h40 + 1h = 2h40 after the report), then on its 30-minute schedule from 12:00.
+11:40 (1h40 + 1h = 2h40 after the report; numbered repeat 3, the latest due by then, as
+overdue repeats are), then on its 30-minute schedule from 12:00 (repeat 4).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ escalations = [
   {{ after = "1h", clock = "elapsed", to = "duty", repeat_every = "30m"{extra} }},
   {{ after = "3h", clock = "elapsed", to = "manager"{level2} }},
 ]
-""")  # fmt: skip
+""", "ack.toml")  # fmt: skip
 
 
 def escalations(out: list[dict[str, Any]]) -> list[tuple[int, int | None, str, str]]:
@@ -80,7 +81,7 @@ def test_ack_timeout_without_progress_fires_level_1_again_at_2h40() -> None:
     assert escalations(out) == [
         (1, None, utc("2026-11-30 10:00"), utc("2026-11-30 10:00")),
         (1, 1, utc("2026-11-30 10:30"), utc("2026-11-30 10:30")),
-        (1, 2, utc("2026-11-30 11:40"), utc("2026-11-30 11:40")),  # 2h40: fires again
+        (1, 3, utc("2026-11-30 11:40"), utc("2026-11-30 11:40")),  # 2h40: fires again
         (1, 4, utc("2026-11-30 12:00"), utc("2026-11-30 12:00")),  # then on its schedule
         (2, None, utc("2026-11-30 12:00"), utc("2026-11-30 12:00")),
         (1, 5, utc("2026-11-30 12:30"), utc("2026-11-30 12:30")),
