@@ -424,7 +424,7 @@ def _fire(
         if len(parts) > 3:
             record["repeat"] = int(parts[3])
         out.append(record)
-        if esc.repeat_every:
+        if esc.repeat_every and not (state.acks and _acked(state.acks, esc.level)):
             repeat = _next_repeat(state, policy, esc, int(parts[3]) if len(parts) > 3 else 0, at)
             if repeat is not None:
                 insort(state.timers, repeat)

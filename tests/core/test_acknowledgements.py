@@ -20,6 +20,10 @@ from tests.core.helpers import event, replay, toronto, utc
 
 
 def policy(extra: str = "", level2: str = "") -> Policy:
+    levels = f"""escalations = [
+  {{ after = "1h", clock = "elapsed", to = "duty", repeat_every = "30m"{extra} }},
+  {{ after = "3h", clock = "elapsed", to = "manager"{level2} }},
+]"""  # fmt: skip
     return parse_policy(f"""
 name = "ack"
 version = "t"
@@ -27,10 +31,9 @@ version = "t"
 timezone = "America/Toronto"
 hours = "24x7"
 [severity.1]
-escalations = [
-  {{ after = "1h", clock = "elapsed", to = "duty", repeat_every = "30m"{extra} }},
-  {{ after = "3h", clock = "elapsed", to = "manager"{level2} }},
-]
+{levels}
+[severity.2]
+{levels}
 """, "ack.toml")  # fmt: skip
 
 
@@ -94,6 +97,8 @@ def test_a_response_after_the_acknowledgement_is_progress_no_refire() -> None:
             event(*OPENED, severity=1),
             event("escalation_acknowledged", "2026-11-30 10:40", level=1, actor="agent-17"),
             event("responded", "2026-11-30 11:10"),
+            # every timer recomputed: the acknowledgement still holds, its timeout stays off
+            event("severity_changed", "2026-11-30 11:20", severity=2),
         ),
         policy(extra=', ack_timeout = "1h"'),
         until="2026-11-30 13:30",
