@@ -9,8 +9,9 @@ What each implements (the vendor's documented endpoints, statuses and error bodi
 
 - Zendesk Support API (developer.zendesk.com, "Tickets", "Ticket Comments", "Rate limits"):
   basic auth `{email}/token:{token}` else 401 `{"error": "Couldn't authenticate you"}`;
-  `GET /api/v2/tickets/{id}/comments` (`sort_order=desc`: newest first) 200 `{"comments",
-  "meta": {"has_more"}}`; `PUT /api/v2/tickets/{id}` with `{"ticket": {...}}`: `comment`
+  `GET /api/v2/tickets/{id}/comments` (`sort_order=desc`: newest first; cursor pagination,
+  `page[size]` at most 100, `page[after]`) 200 `{"comments", "meta": {"has_more"}, "links":
+  {"next"}}`; `PUT /api/v2/tickets/{id}` with `{"ticket": {...}}`: `comment`
   (`body` required, `public`), `additional_tags`, `remove_tags`, `priority` (urgent, high,
   normal, low), `group_id`, `custom_fields` -> 200 `{"ticket", "audit"}`; 404
   `{"error": "RecordNotFound", "description": "Not found"}`; 422 `{"error": "RecordInvalid",
@@ -171,9 +172,18 @@ class TicketApi:
         ticket = self._ticket(parts[3])
         if ticket is None:
             return not_found
-        if seen.method == "GET" and parts[4:] == ["comments"]:
+        if seen.method == "GET" and parts[4:] == ["comments"]:  # cursor pagination
             notes = ticket.notes[::-1] if seen.query.get("sort_order") == "desc" else ticket.notes
-            return web.json_response({"comments": notes, "meta": {"has_more": False}})
+            size = min(int(seen.query.get("page[size]", 100)), 100)
+            after = int(seen.query.get("page[after]", 0))
+            page, more = notes[after : after + size], after + size < len(notes)
+            links: dict[str, Any] = {"next": None}
+            if more:
+                order = seen.query.get("sort_order", "asc")
+                links["next"] = (f"{self.url}{seen.path}?sort_order={order}&page[size]={size}"
+                                 f"&page[after]={after + size}")  # fmt: skip
+            return web.json_response({"comments": page, "meta": {"has_more": more},
+                                      "links": links})  # fmt: skip
         if seen.method != "PUT" or len(parts) != 4:
             return not_found
         update = seen.body.get("ticket") if isinstance(seen.body, dict) else None

@@ -17,7 +17,8 @@ One delivery of one SLA event to one ticket-action channel is a short plan of HT
 
 Idempotent per SLA event id: the note ends with the marker `[escalator-event:<event id>]`, and
 before writing, the ticket's internal notes are read (`check`); when one already carries the
-marker, the delivery is done and nothing is written. The note is the plan's last write, so a
+marker, the delivery is done and nothing is written (up to CHECK_PAGES pages of 100 notes are
+read: Zendesk's newest first, JSM's from the oldest). The note is the plan's last write, so a
 marker means every write of that event landed (Zendesk's single PUT is atomic anyway). The
 other writes are set-like (a tag added twice is one tag, a priority set twice is that
 priority), so a try cut short by a crash or a timeout and repeated is harmless; a redelivery
@@ -118,18 +119,46 @@ class Call:
     body: Any = None
 
 
+CHECK_PAGES = 10
+"""Most pages of notes read per check (100 notes a page; Zendesk newest first)."""
+
+
 def check_call(channel: TicketChannel, ticket: str) -> Call | None:
-    """The read that tells whether the event's note is already there (None: no note)."""
+    """The first read that tells whether the event's note is already there (None: no note)."""
     if not channel.note:
         return None
     if isinstance(channel, ZendeskChannel):
         path = f"/api/v2/tickets/{ticket}/comments?sort_order=desc&page[size]=100"
         return Call("zendesk read comments", "GET", path)
     if isinstance(channel, JsmChannel):
-        return Call("jsm read comments", "GET",
-                    f"/rest/servicedeskapi/request/{quote(ticket)}/comment"
-                    "?public=false&internal=true&start=0&limit=100")  # fmt: skip
+        return _jsm_page(ticket, 0)
     return Call("zammad read articles", "GET", f"/api/v1/ticket_articles/by_ticket/{ticket}")
+
+
+def _jsm_page(ticket: str, start: int) -> Call:
+    path = f"/rest/servicedeskapi/request/{quote(ticket)}/comment"
+    query = f"?public=false&internal=true&start={start}&limit=100"
+    return Call("jsm read comments", "GET", path + query)
+
+
+def next_page(channel: TicketChannel, ticket: str, answer: Any) -> Call | None:
+    """The read of the next page of notes, if the answer says there is one: Zendesk's cursor
+    pagination (`meta.has_more`, `links.next`, followed only on the channel's own host), the
+    Service Desk API's `isLastPage`, `start` and `size`; Zammad answers every article at once."""
+    if not isinstance(answer, dict):
+        return None
+    if isinstance(channel, ZendeskChannel):
+        following = (answer.get("links") or {}).get("next")
+        more = (answer.get("meta") or {}).get("has_more")
+        base = channel.url.rstrip("/")
+        if more and isinstance(following, str) and following.startswith(base + "/"):
+            return Call("zendesk read comments", "GET", following[len(base) :])
+        return None
+    if isinstance(channel, JsmChannel) and answer.get("isLastPage") is False:
+        start, size = answer.get("start"), answer.get("size")
+        if type(start) is int and type(size) is int and size > 0:
+            return _jsm_page(ticket, start + size)
+    return None
 
 
 def has_marker(channel: TicketChannel, answer: Any, event_id: str) -> bool:
@@ -293,10 +322,13 @@ async def perform(
     if isinstance(channel, ZammadChannel):
         ticket = str(await zammad_ids.find(session, channel, auth, ticket))
     check = check_call(channel, ticket)
-    if check is not None:
+    for _ in range(CHECK_PAGES):
+        if check is None:
+            break
         answer = await call(session, channel, auth, check)
         if has_marker(channel, answer, str(event.get("event_id"))):
             return 0
+        check = next_page(channel, ticket, answer)
     text = None
     if channel.note:
         secret = environ[channel.ack_secret_env] if channel.ack_secret_env else ""

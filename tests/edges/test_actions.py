@@ -258,3 +258,27 @@ def test_rules_refuse_an_action_channel_that_does_nothing_or_a_bad_tag() -> None
         parse_rules(base + 'priority="Highest"\n' + rule)
     with pytest.raises(RulesError, match=r"token: Extra inputs"):
         parse_rules(base + 'token="x"\n' + rule)
+
+
+@pytest.mark.parametrize("vendor", ["zendesk", "jsm"])
+async def test_the_check_reads_every_page_of_notes(
+    session: aiohttp.ClientSession, vendor: str
+) -> None:
+    """250 notes on the ticket, the event's on the third page of 100 in the vendor's order
+    (Zendesk's newest first: among the oldest; JSM's oldest first: among the newest): found,
+    nothing written."""
+    server = await api(vendor)
+    try:
+        ref, ticket_id = ("SUP-9", "SUP-9") if vendor == "jsm" else ("9", "zendesk-9")
+        ticket = server.seed(ref)
+        act = channel(vendor, server.url, 'add_tags = ["sla_breached"]\n')
+        mark = actions.MARKER.format(EVENT_ID)
+        marked = 240 if vendor == "jsm" else 3
+        ticket.notes += [{"id": n, "body": f"note {n}" + (f"\n{mark}" if n == marked else ""),
+                          "public": False} for n in range(2, 252)]  # fmt: skip
+        assert await actions.perform(session, act, breach(ticket_id), ENV,
+                                     actions.ZammadIds()) == 0  # fmt: skip
+        assert [s.method for s in server.seen] == ["GET", "GET", "GET"]
+        assert not server.writes()
+    finally:
+        await server.stop()
