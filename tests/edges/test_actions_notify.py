@@ -17,6 +17,8 @@ import orjson
 import pytest
 
 from deploy.ticket_apis import SECRET_TEXT, TicketApi
+from streams.notify.rules import parse_rules
+from streams.notify.worker import Notifier
 from tests.edges.test_actions import breach
 from tests.edges.test_notify import REPO, Harness, committed_offsets, produce, until
 from tests.engine.helpers import _read as read_records
@@ -204,3 +206,52 @@ async def test_notify_redeliver_sends_dead_letters_again_with_the_same_key(
         assert report["zd"]["matched"] == 0
     finally:
         await api.stop()
+
+
+async def test_three_vendors_on_one_rule_each_acts_on_its_own_tickets(
+    kafka_bootstrap: str, kafka_topics: Any
+) -> None:
+    """One rule routes every breach to a Zendesk, a JSM and a Zammad channel: each writes to
+    its own vendor's ticket and skips the others' (no dead letter); a second run over the same
+    records (a new consumer group: every record redelivered) writes nothing more."""
+    sla_topic = await kafka_topics.create("sla", 2)
+    apis = {v: await TicketApi(v, TOKEN).start() for v in ("zendesk", "jsm", "zammad")}
+    try:
+        apis["zendesk"].seed("11")
+        apis["jsm"].seed("SUP-11")
+        apis["zammad"].seed("71", number="31011")
+        rules = (
+            "".join(
+                f"""
+[channels.{vendor}]
+kind = "{vendor}"
+url = "{api.url}"
+token_env = "ZD_TOKEN"
+{'email = "bot@example.com"' if vendor != "zammad" else ""}
+add_tags = ["sla_breached"]
+"""
+                for vendor, api in apis.items()
+            )
+            + '[[rules]]\nname = "all"\nchannels = ["zendesk", "jsm", "zammad"]\n'
+        )
+        events = [breach(t, event_id(n)) for n, t in
+                  enumerate(("zendesk-11", "SUP-11", "zammad-31011"), start=1)]  # fmt: skip
+        await produce(kafka_bootstrap, sla_topic, events)
+        env = {"ZD_TOKEN": TOKEN}
+        for run in (1, 2):
+            harness = Harness(kafka_bootstrap, sla_topic, "unused", rules, env, sla_topic + "-d.")
+            group = {"consumer_group": f"{sla_topic}-run{run}"}
+            harness.notifier = Notifier(harness.settings.model_copy(update=group),
+                                        parse_rules(rules))  # fmt: skip
+            async with harness as notifier:
+                await until(lambda: notifier.stats["delivered"] + notifier.stats["skipped"] == 9)
+            assert (notifier.stats["skipped"], notifier.stats["dead_lettered"]) == (6, 0)
+            assert notifier.stats["already_done"] == (0 if run == 1 else 3)
+        assert apis["zendesk"].tickets["11"].tags == ["sla_breached"]
+        assert apis["jsm"].tickets["SUP-11"].tags == ["sla_breached"]
+        assert apis["zammad"].tickets["71"].tags == ["sla_breached"]
+        for api, ref in ((apis["zendesk"], "11"), (apis["jsm"], "SUP-11"), (apis["zammad"], "71")):
+            assert len(api.internal_notes(ref)) == 1
+    finally:
+        for api in apis.values():
+            await api.stop()
