@@ -4,7 +4,7 @@ escalated, how we are doing against the SLA.
 Layers (the Kafka and HTTP parts are thin shells around pure functions):
 
 - `model`: pure. A ticket row is a function of the core `TicketState` (folded from the
-  ticket's events with `streams.sla.machine.handle`, whose emitted events are ignored), the
+  ticket's events with `streams.sla.fold.handle`, whose emitted events are ignored), the
   ticket's extras (assignee, group, closed time) and the set of SLA events seen for it. The
   sla-events topic is the source of truth for warnings, breaches and met; the fold supplies
   deadlines, pauses and cycles. The row does not depend on how the two topics interleave, so

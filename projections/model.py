@@ -17,8 +17,9 @@ from events.instants import Micros, parse_instant
 from events.records import TicketEvent
 from streams.sla import state_codec
 from streams.sla.clocks import Clock
-from streams.sla.machine import handle, metric_segments, policy_of
+from streams.sla.fold import handle, policy_of
 from streams.sla.rules import ELAPSED, MetricName, Policy
+from streams.sla.spans import metric_segments
 from streams.sla.state import UNOPENED, TicketState
 from streams.sla.status import MetricStatus, sla_status
 

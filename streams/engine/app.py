@@ -57,7 +57,7 @@ from streams.engine.processor import (
     PartitionEngine,
 )
 from streams.engine.topics import PRODUCER_MAX_REQUEST_BYTES, dead_letter
-from streams.sla.replay import DEFAULT_MAX_DELAY
+from streams.sla.keyed_timers import DEFAULT_MAX_DELAY
 from streams.sla.rules import Policy
 
 log = logging.getLogger("escalator.engine")

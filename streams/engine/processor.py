@@ -14,7 +14,8 @@ Firing rules: event time with a per-partition watermark (see the README, "Event 
 due before the watermark fire. Each ticket's events apply at their own `occurred_at` (a late one
 with a correction, see `streams.sla.machine`).
 - `event` clock: the watermark is the latest event time of an accepted event minus
-  `max_delay` (as in `streams.sla.replay`); a `clock.tick` at t moves it through t (inclusive).
+  `max_delay` (`streams.sla.keyed_timers`, as replay); a `clock.tick` at t moves it through t
+  (inclusive).
 - `wall` clock (timers due at the watermark fire too): the wall time minus `allowed_lateness`
   once the partition is caught up (no record behind the one processed, as the broker says), the
   event-time watermark above (never past the wall mark) while it is consuming a backlog
@@ -41,11 +42,10 @@ from events.inbound import ClockTick
 from events.instants import SECOND, Micros, format_instant
 from events.records import TicketEvent
 from streams.sla import state_codec
-from streams.sla.machine import advance, handle
-from streams.sla.replay import DEFAULT_MAX_DELAY
+from streams.sla.keyed_timers import DEFAULT_MAX_DELAY, KeyedTimers
+from streams.sla.machine import Outcome, handle
 from streams.sla.rules import Policy
 from streams.sla.state import CLOSED_STATUSES, TicketState
-from streams.sla.timer_index import TimerIndex
 
 ClockMode = Literal["wall", "event"]
 
@@ -125,8 +125,10 @@ class BatchResult:
         """(ticket id, reason) of each ticket whose timer raised and was disarmed."""
 
 
-class PartitionEngine:
-    """States, timer index and clock of one owned partition of the input topic."""
+class PartitionEngine(KeyedTimers):
+    """States, timer index and clock of one owned partition of the input topic (`KeyedTimers`,
+    as replay), with what the shell needs: each record all or nothing, the changed tickets for
+    the changelog, the wall clock."""
 
     def __init__(
         self,
@@ -136,27 +138,18 @@ class PartitionEngine:
         max_delay: Micros = DEFAULT_MAX_DELAY,
         allowed_lateness: Micros = DEFAULT_ALLOWED_LATENESS,
     ) -> None:
+        super().__init__(policy, max_delay, track_changes=True)
         self.partition = partition
-        self.policy = policy
         self.clock: ClockMode = clock
-        self.max_delay = max_delay
         self.allowed_lateness = allowed_lateness
-        self.latest: Micros | None = None
-        """The latest event time of an accepted event on this partition."""
         self.live_since: Micros | None = None
         """Wall clock: the wall time the partition last caught up; None while behind."""
-        self.index = TimerIndex()
-        self.states: dict[str, TicketState | bytes] = {}
-        """Ticket id -> state; bytes for a state recovered and not touched since."""
         self.open_tickets = 0
         """Tickets in `states` that are neither resolved nor closed."""
-        self.watermark: Micros | None = None
-        """Timers due before it have fired (at it too, after an event-clock tick);
-        microseconds, never goes back."""
         self._undo: dict[str, TicketState | bytes | None] = {}
         """The current record's first-touch snapshot of each ticket it changes."""
-        self._dirty: dict[str, None] = {}
-        """Tickets changed by the current batch, in first-change order."""
+        self._dues: list[Micros] = []
+        """Due times of the current record's live timer output (see `BatchResult.timer_dues`)."""
         self.faults: list[tuple[str, str]] = []
         """Tickets quarantined by the current batch (see `_quarantine`)."""
         self._expired: list[tuple[bytes, bytes, str, int]] = []
@@ -169,13 +162,9 @@ class PartitionEngine:
         previous = self.states.pop(ticket_id, None)
         if previous is not None and is_open(previous):
             self.open_tickets -= 1
-        if raw is None:
-            self.index.discard(ticket_id)
-            return
-        self.states[ticket_id] = raw
-        if state_codec.is_open_raw(raw):
+        self.restore(ticket_id, raw)
+        if raw is not None and state_codec.is_open_raw(raw):
             self.open_tickets += 1
-        self.index.set(ticket_id, state_codec.next_due_of(raw))
 
     # -- processing
 
@@ -199,13 +188,15 @@ class PartitionEngine:
             self._process(position, raw, wall_now, behind + last - position, result, offset)
         changelog = result.changelog
         states = self.states
-        for ticket_id in self._dirty:
+        changed = self.changed
+        assert changed is not None  # tracked (`track_changes`)
+        for ticket_id in changed:
             state = states.get(ticket_id)
             if state is None:
                 changelog.append((ticket_id.encode(), None))
             elif isinstance(state, TicketState):
                 changelog.append((ticket_id.encode(), state_codec.encode(state)))
-        self._dirty.clear()
+        changed.clear()
         result.faults, self.faults = self.faults, []
         return result
 
@@ -227,7 +218,8 @@ class PartitionEngine:
             out.dead_letters.append((position, "decode", str(exc)))
             return
         emitted: list[dict[str, Any]] = []
-        dues: list[Micros] = []
+        dues = self._dues
+        dues.clear()
         watermark, latest, live_since = self.watermark, self.latest, self.live_since
         wall = self.clock == "wall"
         if wall:
@@ -237,9 +229,9 @@ class PartitionEngine:
             if isinstance(record, ClockTick):
                 # event clock: input complete through the tick's time; wall: only a prompt
                 if wall:
-                    self._sweep(self._wall_mark(wall_now), emitted, dues, True)
+                    self.sweep(self._wall_mark(wall_now), True, emitted)
                 else:
-                    self._sweep(record.at, emitted, dues, True)
+                    self.sweep(record.at, True, emitted)
                 out.ticks += 1
             else:
                 at = record.at
@@ -254,10 +246,10 @@ class PartitionEngine:
                     if wall and at > wall_now:  # upstream clock skew: take it as now
                         record = record.redated(wall_now)
                     if wall:
-                        self._sweep(self._wall_mark(wall_now), emitted, dues, True)
+                        self.sweep(self._wall_mark(wall_now), True, emitted)
                     rejected, moved = self._apply(record, emitted, out, raw, offset)
                     if moved is not None:
-                        self._accepted(moved, wall_now, emitted, dues)
+                        self._accepted(moved, wall_now, emitted)
         except Exception as error:  # a bug, or a value the core cannot represent
             # (`error`, not `exc`: mypyc gives a name one type per function.)
             self._rollback()
@@ -294,18 +286,16 @@ class PartitionEngine:
         ticket, see `machine.handle`) moves no clock; parked events it lets apply move it to
         their time, as in `streams.sla.replay`."""
         ticket_id = record.ticket_id
-        watermark = self.watermark
-        outcome = handle(self._touch(ticket_id), record, self.policy, raw, offset)
+        outcome = handle(self.touch(ticket_id), record, self.policy, raw, offset)
         emitted.extend(outcome.emitted)
         if outcome.duplicate:
             out.duplicates += 1
             return None, record.at
-        self._store(ticket_id, outcome.state)
+        self.store(ticket_id, outcome.state)
         if outcome.parked:
             out.held += 1
             return None, None
-        late = watermark is not None and record.at < watermark
-        if late and (outcome.rejected is None or outcome.beyond_horizon):
+        if self.is_late(record.at, outcome):
             out.late += 1
         if outcome.beyond_horizon:
             out.beyond_horizon += 1
@@ -319,16 +309,14 @@ class PartitionEngine:
                 moved = at
         return None, moved
 
-    def _accepted(
-        self, at: Micros, wall_now: Micros, out: list[dict[str, Any]], dues: list[Micros]
-    ) -> None:
-        """An accepted event moves the event time; then what the watermark passed fires."""
-        if self.latest is None or at > self.latest:
-            self.latest = at
+    def _accepted(self, at: Micros, wall_now: Micros, out: list[dict[str, Any]]) -> None:
+        """An accepted event moves the event time; then what the watermark passed fires (on
+        the event clock, also when this event did not move it)."""
+        mark = self.event_mark(at)
         if self.clock == "wall":
-            self._sweep(self._wall_mark(wall_now), out, dues, True)
+            self.sweep(self._wall_mark(wall_now), True, out)
         else:
-            self._sweep(self.latest - self.max_delay, out, dues)
+            self.sweep(mark, False, out)
 
     def _track_lag(self, wall_now: Micros, lag: int, at: Micros | None) -> None:
         """Caught up (no record behind) or consuming a backlog (records behind, and this one
@@ -349,34 +337,22 @@ class PartitionEngine:
             return self.watermark if self.watermark is not None else 0
         return min(mark, self.latest - self.max_delay)
 
-    def _sweep(
-        self, mark: Micros, out: list[dict[str, Any]], dues: list[Micros], inclusive: bool = False
+    def on_timer(
+        self, due: Micros, ticket_id: str, outcome: Outcome, out: list[dict[str, Any]] | None
     ) -> None:
-        """Move the watermark to `mark` (never back); fire every timer due before it (or at
-        it, if inclusive), in due order, across the partition's tickets."""
-        watermark = self.watermark
-        if watermark is None or mark > watermark:
-            self.watermark = watermark = mark
-        index = self.index
-        policy = self.policy
+        """A fired timer's output goes to `out`, its expired parked events to the dead letters;
+        the due time of its live output is kept for lateness."""
+        assert out is not None  # the engine always sweeps into the record's output
+        for text, reason, origin in outcome.expired:
+            self._expired.append((ticket_id.encode(), text.encode(), reason, origin))
         live = self.live_since
-        while (head := index.pop_before(watermark, inclusive)) is not None:
-            due, ticket_id = head
-            state = self._touch(ticket_id)
-            if state is None:  # pragma: no cover - the index only holds stored tickets
-                continue
-            try:
-                outcome = advance(state, due, policy)
-            except Exception as error:
-                self._quarantine(ticket_id, f"internal error: {type(error).__name__}")
-                continue
-            self._store(ticket_id, outcome.state)
-            for text, reason, origin in outcome.expired:
-                self._expired.append((ticket_id.encode(), text.encode(), reason, origin))
-            for event in outcome.emitted:
-                out.append(event)
-                if live is not None and due >= live and event["type"] in TIMER_TYPES:
-                    dues.append(due)
+        for event in outcome.emitted:
+            out.append(event)
+            if live is not None and due >= live and event["type"] in TIMER_TYPES:
+                self._dues.append(due)
+
+    def on_timer_fault(self, ticket_id: str, error: Exception) -> None:
+        self._quarantine(ticket_id, f"internal error: {type(error).__name__}")
 
     def next_due(self) -> Micros | None:
         """When this partition next has something to fire: its earliest timer, plus the
@@ -386,29 +362,13 @@ class PartitionEngine:
             return None
         return head[0] + (self.allowed_lateness if self.clock == "wall" else 0)
 
-    def _touch(self, ticket_id: str) -> TicketState | None:
+    def touch(self, ticket_id: str) -> TicketState | None:
         """A ticket's state, decoded, after saving what the current record may change."""
-        state = self.states.get(ticket_id)
-        if ticket_id not in self._undo:
-            if isinstance(state, TicketState):
-                self._undo[ticket_id] = state.copy()
-            else:
-                self._undo[ticket_id] = state
-        if isinstance(state, bytes):
-            decoded = state_codec.decode(state)
-            self.states[ticket_id] = decoded
-            return decoded
-        return state
-
-    def _store(self, ticket_id: str, state: TicketState | None) -> None:
-        if state is None:
-            self.index.discard(ticket_id)
-            if self.states.pop(ticket_id, None) is None:
-                return
-        else:
-            self.states[ticket_id] = state
-            self.index.set(ticket_id, state.next_due)
-        self._dirty[ticket_id] = None
+        undo = self._undo
+        if ticket_id not in undo:
+            state = self.states.get(ticket_id)
+            undo[ticket_id] = state.copy() if isinstance(state, TicketState) else state
+        return self.get(ticket_id)
 
     def _quarantine(self, ticket_id: str, reason: str) -> None:
         """A ticket's timer raised: put its state back and disarm it, so others still fire.
@@ -434,16 +394,6 @@ class PartitionEngine:
 
     def _rollback(self) -> None:
         """The record failed: put back every ticket it touched, state and timer."""
-        states = self.states
-        index = self.index
         for ticket_id, before in self._undo.items():
-            if before is None:
-                states.pop(ticket_id, None)
-                index.discard(ticket_id)
-            else:
-                states[ticket_id] = before
-                if isinstance(before, TicketState):
-                    index.set(ticket_id, before.next_due)
-                else:
-                    index.set(ticket_id, state_codec.next_due_of(before))
+            self.restore(ticket_id, before)
         self._undo.clear()

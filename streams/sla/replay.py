@@ -19,20 +19,17 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, cast
 
 from events.codec import InvalidEvent, decode_ticket_event
-from events.instants import MINUTE, Micros, parse_rfc3339
+from events.instants import Micros, parse_rfc3339
 from events.records import TicketEvent
-from streams.sla.machine import advance, handle
+from streams.sla.keyed_timers import DEFAULT_MAX_DELAY, KeyedTimers
+from streams.sla.machine import Outcome, advance, handle
 from streams.sla.rules import Policy
 from streams.sla.state import TicketState
-from streams.sla.timer_index import TimerIndex
 
-DEFAULT_MAX_DELAY: Final[Micros] = 15 * MINUTE
-"""The `escalator replay --max-delay` default: how far out of time order lines of different
-tickets may come and still give the time-ordered result (webhook retries and connector
-restarts usually deliver within minutes; later lines are corrected, not lost)."""
+__all__ = ["DEFAULT_MAX_DELAY", "ReplayCounts", "Replayer", "replay_lines"]
 
 
 @dataclass(slots=True)
@@ -60,23 +57,17 @@ def _at(record: dict[str, Any]) -> Micros:
     return parse_rfc3339(text)
 
 
-class Replayer:
-    """Many tickets under one watermark: a dict of states, one timer index, an output buffer.
+class Replayer(KeyedTimers):
+    """Many tickets under one watermark (`KeyedTimers`: the states, one timer index, the
+    watermark), and an output buffer that puts what they emit in firing order.
 
     `max_delay` (microseconds) is the bounded out-of-orderness; 0 (the default here) treats
     the input as time-ordered, so `feed` returns everything an event causes at once.
     """
 
     def __init__(self, policy: Policy, max_delay: Micros = 0) -> None:
-        self.policy = policy
-        self.max_delay = max_delay
-        self.tickets: dict[str, TicketState] = {}
-        self.index = TimerIndex()
+        super().__init__(policy, max_delay)
         self.counts = ReplayCounts()
-        self.clock: Micros | None = None
-        """The watermark: timers due before it have fired (at it too, after `advance`)."""
-        self.latest: Micros | None = None
-        """The latest event time of an accepted event."""
         self._held: list[tuple[Micros, int, str, int, dict[str, Any]]] = []
         """Output not yet final: (at, 0 event / 1 timer, ticket id or "", sequence, record)."""
         self._seq = 0
@@ -84,6 +75,16 @@ class Replayer:
         self.expired: list[tuple[str, str, int]] = []
         """(original JSON, reason, origin) of parked events rejected since the caller last took
         them (origin: as given to `feed`)."""
+
+    @property
+    def tickets(self) -> dict[str, TicketState]:
+        """The states by ticket id (all decoded: replay never stores a state's bytes)."""
+        return cast(dict[str, TicketState], self.states)
+
+    @property
+    def clock(self) -> Micros | None:
+        """The watermark: timers due before it have fired (at it too, after `advance`)."""
+        return self.watermark
 
     def feed(
         self, event: TicketEvent, raw: bytes | str | None = None, origin: int = -1
@@ -100,8 +101,7 @@ class Replayer:
         at = event.at
         ticket_id = event.ticket_id
         counts = self.counts
-        watermark = self.clock
-        state = self.tickets.get(ticket_id)
+        state = self.get(ticket_id)
         # Time-ordered input with nothing held: if the ticket has no timer of its own due
         # before the event, all the event causes is at its time, after whatever the sweep
         # fires for other tickets, and both go out in order without the buffer.
@@ -115,21 +115,16 @@ class Replayer:
         counts.events += 1
         if outcome.parked:
             counts.held += 1
-            self._store(ticket_id, outcome.state)
+            self.store(ticket_id, outcome.state)
             released_now: list[dict[str, Any]] = []
             if self._held:
                 self._release(released_now)
             return released_now, None
         if outcome.unparked:
             at = max(at, *outcome.unparked)
-        if (
-            watermark is not None
-            and at < watermark
-            and not outcome.duplicate
-            and (outcome.rejected is None or outcome.beyond_horizon)
-        ):
+        if self.is_late(at, outcome):
             counts.late += 1
-        self._store(ticket_id, outcome.state)
+        self.store(ticket_id, outcome.state)
         if outcome.duplicate:
             counts.duplicates += 1
         latest = self.latest
@@ -141,11 +136,9 @@ class Replayer:
                 counts.beyond_horizon += 1
         elif not outcome.duplicate and (latest is None or at >= latest):
             in_order = True
-            if latest is None or at > latest:
-                self.latest = at
-                mark = at - self.max_delay
-                if watermark is None or mark > watermark:
-                    self._sweep(mark, False, released if direct else None)
+            mark = self.event_mark(at)
+            if mark is not None:
+                self.sweep(mark, False, released if direct else None)
         emitted = outcome.emitted
         if emitted:
             counts.emitted += len(emitted)
@@ -166,8 +159,12 @@ class Replayer:
         return released, outcome.rejected
 
     def advance(self, now: Micros, inclusive: bool = True) -> list[dict[str, Any]]:
-        """Move the watermark to `now`: fire every timer due before it (or at it, if inclusive)."""
-        self._sweep(now, inclusive)
+        """Move the watermark to `now`: fire every timer due before it (or at it, if inclusive);
+        through `now` only, if the watermark is already past it."""
+        if self.watermark is not None and now < self.watermark:
+            self.fire(now, inclusive, None)  # an end before the watermark (`--until`)
+        else:
+            self.sweep(now, inclusive, None)
         out: list[dict[str, Any]] = []
         self._release(out, inclusive)
         return out
@@ -179,7 +176,7 @@ class Replayer:
             if state.parked is not None:
                 outcome = advance(state, state.parked[-1][0], self.policy)
                 self._took(ticket_id, outcome.expired)
-                self._store(ticket_id, outcome.state)
+                self.store(ticket_id, outcome.state)
                 for record in outcome.emitted:
                     self._seq += 1
                     heapq.heappush(self._held, (_at(record), 1, ticket_id, self._seq, record))
@@ -212,38 +209,34 @@ class Replayer:
                     continue
             out.append(record)
 
-    def _sweep(self, now: Micros, inclusive: bool, out: list[dict[str, Any]] | None = None) -> None:
-        """Fire every timer due before `now` (or at it), in due-time order, into the buffer,
-        or straight to `out` when it is given (nothing held, nothing else to merge with)."""
-        if self.clock is None or now > self.clock:
-            self.clock = now
-        held = self._held
-        fired = 0
-        while (head := self.index.pop_before(now, inclusive)) is not None:
-            due, ticket_id = head
-            try:
-                outcome = advance(self.tickets[ticket_id], due, self.policy)
-            except Exception:  # a fault in the core: disarm the ticket, as the worker does
-                self.counts.faults += 1
-                continue
-            self._store(ticket_id, outcome.state)
-            if outcome.expired:
-                self._took(ticket_id, outcome.expired)
-            if out is not None:
-                out.extend(outcome.emitted)
-            else:
-                for record in outcome.emitted:
-                    self._seq += 1
-                    heapq.heappush(held, (due, 1, ticket_id, self._seq, record))
-            fired += len(outcome.emitted)
-        self.counts.emitted += fired
+    def on_timer(
+        self, due: Micros, ticket_id: str, outcome: Outcome, out: list[dict[str, Any]] | None
+    ) -> None:
+        """A fired timer's output: into the buffer, or straight to `out` when the sweep was
+        given one (nothing held, nothing else to merge with)."""
+        if outcome.expired:
+            self._took(ticket_id, outcome.expired)
+        emitted = outcome.emitted
+        if out is not None:
+            out.extend(emitted)
+        else:
+            held = self._held
+            for record in emitted:
+                self._seq += 1
+                heapq.heappush(held, (due, 1, ticket_id, self._seq, record))
+        self.counts.emitted += len(emitted)
+
+    def on_timer_fault(self, ticket_id: str, error: Exception) -> None:
+        """A fault in the core: the ticket stays disarmed until its next event, as in the
+        worker; counted."""
+        self.counts.faults += 1
 
     def _release(self, out: list[dict[str, Any]], inclusive: bool = False) -> None:
         """Move final output to `out`: before the watermark, or at it if the input is complete
         through it (inclusive); else only event output at it (timers due then come after any
         event of that instant still to come)."""
         held = self._held
-        watermark = self.clock
+        watermark = self.watermark
         if watermark is None:
             return
         last_phase = 1 if inclusive else 0
@@ -263,14 +256,6 @@ class Replayer:
         """Parked events of a ticket the watermark passed: rejected now."""
         self.counts.rejected += len(expired)
         self.expired.extend(expired)
-
-    def _store(self, ticket_id: str, state: TicketState | None) -> None:
-        if state is None:
-            self.tickets.pop(ticket_id, None)
-            self.index.discard(ticket_id)
-        else:
-            self.tickets[ticket_id] = state
-            self.index.set(ticket_id, state.next_due)
 
     def run(
         self,

@@ -12,6 +12,7 @@ from typing import Final, Literal, Protocol
 
 from events.instants import Micros, format_duration
 from streams.sla.clocks import BusinessCalendar, Clock, ElapsedClock
+from streams.sla.timer_key import NO_ROUND, TimerKey
 
 ClockName = Literal["business", "elapsed"]
 MetricName = Literal["first_response", "resolution", "next_response", "periodic_update"]
@@ -55,7 +56,7 @@ class MetricRule:
 
 @dataclass(frozen=True, slots=True)
 class Mark:
-    """One timer of a metric: its rule name, how much clock time it needs, its fired-key.
+    """One timer of a metric: its rule name, how much clock time it needs, its key.
 
     `rank` orders it among the ticket's timers due at the same instant (see state.Timer).
     """
@@ -63,7 +64,8 @@ class Mark:
     rule: str
     amount: Micros
     fraction: float
-    key: str
+    timer: TimerKey
+    """Its key (`TimerKey.at_round` gives a round's, for a rounded metric)."""
     rank: tuple[int, float]
     before: Micros = 0
     """For a warning by lead time: how long before the breach it fires (0 otherwise)."""
@@ -81,14 +83,14 @@ added after the first two come after first response, so the seed's order is unch
 
 def _marks(rule: MetricRule) -> tuple[Mark, ...]:
     """The warnings (by fraction and by lead time), sorted by the clock time they need, then
-    the breach: `machine.deadlines` takes the amounts in ascending order."""
+    the breach: `spans.deadlines` takes the amounts in ascending order."""
     rank = _METRIC_RANK[rule.metric]
     warnings = [
         Mark(
             f"warning:{f:g}",
             round(rule.target * f),
             f,
-            f"{rule.metric}:warning:{f:g}",
+            TimerKey(rule.metric, f"warning:{f:g}"),
             (rank, f),
         )
         for f in rule.warn_at
@@ -98,12 +100,17 @@ def _marks(rule: MetricRule) -> tuple[Mark, ...]:
         fraction = (rule.target - lead) / rule.target
         warnings.append(
             Mark(
-                name, rule.target - lead, fraction, f"{rule.metric}:{name}", (rank, fraction), lead
+                name,
+                rule.target - lead,
+                fraction,
+                TimerKey(rule.metric, name),
+                (rank, fraction),
+                lead,
             )
         )
     if rule.warn_before:
         warnings.sort(key=lambda mark: (mark.amount, mark.rule))
-    breach = Mark("breached", rule.target, 1.0, f"{rule.metric}:breached", (rank, 1.0))
+    breach = Mark("breached", rule.target, 1.0, TimerKey(rule.metric, "breached"), (rank, 1.0))
     return (*warnings, breach)
 
 
@@ -132,23 +139,22 @@ class EscalationRule:
     written: str = field(default="", compare=False)
     repeat_written: str = field(default="", compare=False)
     """`repeat_every` as the file spells it, for `policy check`."""
-    rule: str = field(init=False, repr=False, compare=False)
-    """The timer's rule name, `level:<level>` (derived)."""
-    key: str = field(init=False, repr=False, compare=False)
-    """Its fired-key, `escalation:level:<level>` (derived)."""
+    timer: TimerKey = field(init=False, repr=False, compare=False)
+    """The level's timer, `level:<level>` (derived; `TimerKey.repeat_of` for its repeats)."""
     rank: tuple[int, float] = field(init=False, repr=False, compare=False)
     """Its order among timers due at the same instant (derived)."""
-    repeat_key: str = field(init=False, repr=False, compare=False)
+    repeat_prefix: str = field(init=False, repr=False, compare=False)
     """The fired-key of a repeat without its number, `escalation:level:<level>:repeat:`."""
-    ack_rule: str = field(init=False, repr=False, compare=False)
-    """The rule name of its acknowledgement-timeout timer, `level:<level>:ack` (derived)."""
+    ack_timer: TimerKey = field(init=False, repr=False, compare=False)
+    """Its acknowledgement-timeout timer, `level:<level>:ack` (derived; docs/actions.md)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "rule", f"level:{self.level}")
-        object.__setattr__(self, "key", f"escalation:level:{self.level}")
+        timer = TimerKey("escalation", f"level:{self.level}", NO_ROUND, self.level)
+        object.__setattr__(self, "timer", timer)
         object.__setattr__(self, "rank", (2, float(self.level)))
-        object.__setattr__(self, "repeat_key", f"escalation:level:{self.level}:repeat:")
-        object.__setattr__(self, "ack_rule", f"level:{self.level}:ack")
+        object.__setattr__(self, "repeat_prefix", timer.repeat_prefix)
+        ack = TimerKey("escalation", f"level:{self.level}:ack", NO_ROUND, self.level)
+        object.__setattr__(self, "ack_timer", ack)
 
 
 @dataclass(frozen=True, slots=True)

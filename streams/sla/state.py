@@ -12,6 +12,7 @@ from typing import Any, Final, NamedTuple
 from events.inbound import TICKET_EVENT_TYPES
 from events.instants import Micros
 from events.records import TicketEvent
+from streams.sla.timer_key import TimerKey
 
 Span = tuple[Micros, Micros | None]
 """[start, end) of an interval; `end` None while it is still running."""
@@ -25,7 +26,7 @@ it came from: the input offset or line number the shell gave, -1 if none)."""
 
 UNOPENED: Final = "unopened"
 """The status of a placeholder state: events of a ticket whose `ticket.opened` has not come
-yet, parked and nothing else (see `machine.handle`)."""
+yet, parked and nothing else (see `fold.handle`)."""
 CLOSED_STATUSES: Final = frozenset({"resolved", "closed", UNOPENED})
 """Statuses of a ticket that is not open (what the engine counts as open tickets)."""
 
@@ -63,8 +64,6 @@ NO_TAGS: Final[list[str]] = []
 NO_ATTRIBUTES: Final[dict[str, str]] = {}
 """The tags and attributes of the many tickets without any: one shared empty list and dict
 (never changed in place: an event replaces a ticket's tags and attributes as a whole)."""
-_KEYS: Final[dict[str, str]] = {}
-"""Each timer key's one string (a policy has a few dozen: metric, threshold or level)."""
 
 
 class Timer(NamedTuple):
@@ -76,12 +75,8 @@ class Timer(NamedTuple):
     due_at: Micros
     rank: tuple[int, float]
     metric: str
-    rule: str
-
-    def key(self) -> str:
-        """`metric:rule`, as `TicketState.fired` keeps it: one string per key for all tickets."""
-        key = f"{self.metric}:{self.rule}"
-        return _KEYS.setdefault(key, key)
+    key: TimerKey
+    """Which timer (`key.metric` is `metric`; `key.fired` goes to `TicketState.fired`)."""
 
 
 class TicketState:
@@ -198,7 +193,7 @@ class TicketState:
         (time, type code), so an event costs nine bytes and no object of its own. What the
         events said besides is in `history_details`, flat: the DETAIL_SIZE fields of a
         `Detail` for each event coded with `_HAS_DETAIL`, one after the other. A late event is
-        folded in at its own time by replaying them (see `machine`); a redelivered id is
+        folded in at its own time by replaying them (see `corrections`); a redelivered id is
         checked against its event's digest. Both are immutable, so copies share them."""
         self.history_details = history_details
         self.timers_through = timers_through
@@ -220,7 +215,7 @@ class TicketState:
         self.parked = parked or None
         """Events that came before an earlier event of the ticket they need (a resume before
         its pause), in event-time order, each waiting for the watermark to pass its time
-        (see `machine.handle`); None when there are none (almost always)."""
+        (see `fold.handle`); None when there are none (almost always)."""
         self.acks = acks or None
         """The escalation levels acknowledged in this cycle (`ticket.escalation_acknowledged`),
         in level order; None when none is (almost always)."""

@@ -40,6 +40,7 @@ from streams.sla.state import (
     packed,
     unpacked,
 )
+from streams.sla.timer_key import parse
 
 FORMAT_VERSION: Final = 5
 """The version `to_obj` writes (see the module docstring for each version's shape)."""
@@ -88,7 +89,7 @@ def to_obj(state: TicketState) -> dict[str, Any]:
         "escalation_active": state.escalation_active,
         "fired": state.fired,
         "seen": state.seen,
-        "timers": [[t.due_at, t.metric, t.rule, list(t.rank)] for t in state.timers],
+        "timers": [[t.due_at, t.metric, t.key.text, list(t.rank)] for t in state.timers],
         "group": state.group,
         "assignee": state.assignee,
         "digests": state.digests,  # null: taken from the steps
@@ -248,7 +249,7 @@ def _from_current(obj: dict[str, Any]) -> TicketState:
         escalation_active=obj["escalation_active"],
         fired=list(obj["fired"]),
         seen=list(obj["seen"]),
-        timers=[Timer(d, (rk[0], rk[1]), m, r) for d, m, r, rk in obj["timers"]],
+        timers=[Timer(d, (rk[0], rk[1]), m, parse(m, r)) for d, m, r, rk in obj["timers"]],
         group=obj["group"],
         assignee=obj["assignee"],
         digests=None if stored is None else list(stored),

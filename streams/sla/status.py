@@ -6,14 +6,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from events.instants import Micros
-from streams.sla.machine import (
-    deadlines,
-    metric_round,
-    metric_running,
-    metric_segments,
-    policy_of,
-)
+from streams.sla.fold import policy_of
 from streams.sla.rules import MetricName, Policy
+from streams.sla.spans import deadlines, metric_round, metric_running, metric_segments
 from streams.sla.state import TicketState
 
 MetricState = Literal["on_track", "warning", "breached", "met", "paused", "stopped"]
@@ -53,18 +48,17 @@ def sla_status(state: TicketState, policy: Policy, now: Micros) -> list[MetricSt
     for rule in rules.clocked:
         metric = rule.metric
         number: int | None = None
-        suffix = ""
         if rule.rounds:
             number = metric_round(state, metric)
             if number == 0 and not metric_running(state, metric):
                 continue  # never started: nothing to show
-            suffix = f"@{number}"
         calendar = rule.calendar if rule.clock == "business" else None
         clock = policy.clock(rule.clock, rule.calendar)
-        breached = f"{metric}:breached{suffix}" in fired
+        breach = rule.marks[-1].timer
+        breached = (breach if number is None else breach.at_round(number)).fired in fired
         if not metric_running(state, metric):
             if rule.rounds:
-                met = f"{metric}:met{suffix}" in fired
+                met = f"{metric}:met@{number}" in fired
             else:
                 met = any(key.startswith(f"{metric}:met") for key in fired)
             done: MetricState = "breached" if breached else "met" if met else "stopped"
@@ -77,7 +71,10 @@ def sla_status(state: TicketState, policy: Policy, now: Micros) -> list[MetricSt
         remaining = None
         if due is not None:
             remaining = clock.between(now, due) if due >= now else -clock.between(due, now)
-        warned = any(mark.key + suffix in fired for mark in rule.marks[:-1])
+        warned = any(
+            (mark.timer if number is None else mark.timer.at_round(number)).fired in fired
+            for mark in rule.marks[:-1]
+        )
         if breached:
             current: MetricState = "breached"
         elif paused:

@@ -20,7 +20,7 @@ from base.durations import parse_delay
 from events.instants import DAY, HOUR, MINUTE, SECOND, Micros, format_instant, parse_instant
 from events.outbound import sla_event_adapter
 from events.samples import generate_history
-from streams.sla.machine import CORRECTION_HORIZON
+from streams.sla.corrections import CORRECTION_HORIZON
 from streams.sla.policy import load_policy, parse_policy
 from streams.sla.replay import DEFAULT_MAX_DELAY, Replayer, replay_lines
 from streams.sla.rules import MetricName, Policy

@@ -20,7 +20,7 @@ import pytest
 from events.codec import InvalidEvent, decode_input_record, decode_ticket_event, sanitise
 from events.instants import parse_instant
 from streams.sla import state_codec
-from streams.sla.machine import CONFLICT, handle
+from streams.sla.fold import CONFLICT, handle
 from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
 from tests.core.test_cli import ROOT, escalator
@@ -129,7 +129,7 @@ def test_replay_cli_reports_the_9999_record_and_goes_on_without_a_traceback() ->
 FAULT_SCRIPT = """
 import sys
 from streams.sla import replay
-from streams.sla.machine import CONFLICT, handle
+from streams.sla.fold import CONFLICT, handle
 from streams.sla.policy import load_policy
 assert replay.__file__.endswith(".py"), replay.__file__
 real = replay.handle

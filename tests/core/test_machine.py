@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from streams.sla import state_codec
-from streams.sla.machine import advance, handle
+from streams.sla.fold import advance, handle
 from streams.sla.policy import load_policy, parse_policy
 from streams.sla.replay import Replayer
 from streams.sla.rules import Policy

@@ -15,7 +15,7 @@ from events.instants import MINUTE, format_instant
 from events.outbound import sla_event_adapter
 from events.records import TicketEvent
 from events.samples import generate_history
-from streams.sla.machine import advance, handle
+from streams.sla.fold import advance, handle
 from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
 from streams.sla.state import TicketState

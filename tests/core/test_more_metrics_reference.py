@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from events.instants import format_instant
 from events.records import TicketEvent
-from streams.sla.machine import advance, handle
+from streams.sla.fold import advance, handle
 from streams.sla.rules import EscalationRule, MetricRule, Policy, SeverityRules
 from streams.sla.state import TicketState
 from tests.calendar_shapes import build, shapes

@@ -15,7 +15,7 @@ import pytest
 
 from streams.sla import state_codec
 from streams.sla.cli import describe_policy
-from streams.sla.machine import handle
+from streams.sla.fold import handle
 from streams.sla.policy import PolicyError, check_policy, parse_policy
 from tests.core.helpers import event, replay, utc
 

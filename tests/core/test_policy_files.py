@@ -13,7 +13,7 @@ import pytest
 from base.durations import MAX_BUSINESS_DAYS, parse_duration
 from events.codec import decode_ticket_event
 from events.instants import MAX_INSTANT, format_instant
-from streams.sla.machine import handle
+from streams.sla.fold import handle
 from streams.sla.policy import PolicyError, load_policy, parse_policy
 from tests.core.test_cli import escalator
 from tests.core.test_hostile_input import opened

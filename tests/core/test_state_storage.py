@@ -13,7 +13,7 @@ from events.codec import decode_ticket_event, ticket_event_from_obj
 from events.instants import SUPPORTED_RANGE, parse_rfc3339
 from events.samples import generate_history, with_routing
 from streams.sla import state_codec
-from streams.sla.machine import CONFLICT, handle
+from streams.sla.fold import CONFLICT, handle
 from streams.sla.policy import load_policy
 from streams.sla.state import TicketState
 

@@ -1,0 +1,169 @@
+"""The keyed-timers driver: one watermark, one timer index and the states of many tickets.
+
+Replay (`streams.sla.replay.Replayer`) and the stream processor
+(`streams.engine.processor.PartitionEngine`) run the SLA core the same way: ticket states by
+ticket id, each ticket's next deadline in a `TimerIndex`, a watermark that only moves forward,
+and timers that fire when the watermark passes their due time. This is that one part, as Flink
+has one timer service under every keyed operator (`KeyedProcessFunction`, `TimerService`,
+event-time watermarks): "replay gives what the engine gives" holds by construction here, not
+only by the tests that compare them.
+
+What it owns: the states (`store`, `get`, `restore`), the per-ticket timer index, the
+watermark and the latest accepted event time (`event_mark`: the event clock), the sweep
+(`sweep`, `fire`: timers due before a mark fire in due order across the tickets) and the
+late-event decision (`is_late`). What a caller does with fired output is its own (`on_timer`:
+replay buffers it by time, the engine produces it in a Kafka transaction), and so is a timer
+that raises (`on_timer_fault`). Pure: no clock is read, nothing is imported from Kafka; every
+instant is integer microseconds UTC.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from events.instants import MINUTE, Micros
+from streams.sla import state_codec
+from streams.sla.machine import Outcome, advance
+from streams.sla.rules import Policy
+from streams.sla.state import TicketState
+from streams.sla.timer_index import TimerIndex
+
+DEFAULT_MAX_DELAY: Final[Micros] = 15 * MINUTE
+"""The `--max-delay` default of `escalator replay` and `escalator run`: how far out of time
+order events of different tickets may come and still give the time-ordered result (webhook
+retries and connector restarts usually deliver within minutes; later ones are corrected, not
+lost)."""
+
+
+class KeyedTimers:
+    """Ticket states, their timers and the watermark they fire by (see the module docstring).
+
+    `max_delay` (microseconds) is the bounded out-of-orderness of the event clock: its
+    watermark is the latest accepted event time minus `max_delay`. `track_changes`: remember
+    which tickets `store` changed (`changed`), for a caller that writes them out (the engine's
+    changelog); off, nothing is kept.
+    """
+
+    def __init__(self, policy: Policy, max_delay: Micros, track_changes: bool = False) -> None:
+        self.policy = policy
+        self.max_delay = max_delay
+        self.states: dict[str, TicketState | bytes] = {}
+        """Ticket id -> state; bytes for a stored state not decoded yet (`restore`)."""
+        self.index = TimerIndex()
+        self.watermark: Micros | None = None
+        """Timers due before it have fired (at it too, after an inclusive sweep); microseconds,
+        never goes back."""
+        self.latest: Micros | None = None
+        """The latest event time of an accepted event."""
+        self.changed: dict[str, None] | None = {} if track_changes else None
+        """Tickets `store` changed, in first-change order, until the caller clears it."""
+
+    # -- states
+
+    def get(self, ticket_id: str) -> TicketState | None:
+        """A ticket's state, decoded (a stored form is decoded once, on first use)."""
+        state = self.states.get(ticket_id)
+        if isinstance(state, bytes):
+            decoded = state_codec.decode(state)
+            self.states[ticket_id] = decoded
+            return decoded
+        return state
+
+    def touch(self, ticket_id: str) -> TicketState | None:
+        """The state of a ticket a timer is about to change (`get`; a caller that can undo a
+        step saves it first)."""
+        return self.get(ticket_id)
+
+    def store(self, ticket_id: str, state: TicketState | None) -> None:
+        """Keep a ticket's new state (None: the ticket is gone) and arm its next deadline."""
+        if state is None:
+            self.index.discard(ticket_id)
+            if self.states.pop(ticket_id, None) is None:
+                return
+        else:
+            self.states[ticket_id] = state
+            self.index.set(ticket_id, state.next_due)
+        changed = self.changed
+        if changed is not None:
+            changed[ticket_id] = None
+
+    def restore(self, ticket_id: str, stored: TicketState | bytes | None) -> None:
+        """Put a ticket's state back as it was stored (recovery, an undone step) and arm its
+        deadline; not a change (`changed` is left alone)."""
+        if stored is None:
+            self.states.pop(ticket_id, None)
+            self.index.discard(ticket_id)
+            return
+        self.states[ticket_id] = stored
+        if isinstance(stored, TicketState):
+            self.index.set(ticket_id, stored.next_due)
+        else:
+            self.index.set(ticket_id, state_codec.next_due_of(stored))
+
+    # -- event time
+
+    def is_late(self, at: Micros, outcome: Outcome) -> bool:
+        """Whether an event dated `at` that the core took as `outcome` is late: dated before the
+        watermark and not a duplicate, nor rejected for anything but the correction horizon."""
+        watermark = self.watermark
+        return (
+            watermark is not None
+            and at < watermark
+            and not outcome.duplicate
+            and (outcome.rejected is None or outcome.beyond_horizon)
+        )
+
+    def event_mark(self, at: Micros) -> Micros | None:
+        """An accepted event at `at`: the latest event time moves to it if it is later; returns
+        the event clock's new watermark, `latest - max_delay`, if that passes the current one,
+        else None (the watermark stays)."""
+        latest = self.latest
+        if latest is None or at > latest:
+            self.latest = at
+            mark = at - self.max_delay
+            watermark = self.watermark
+            if watermark is None or mark > watermark:
+                return mark
+        return None
+
+    # -- timers
+
+    def sweep(self, mark: Micros | None, inclusive: bool, out: list[dict[str, Any]] | None) -> None:
+        """Move the watermark to `mark` (never back; None: it stays), then fire every timer due
+        before it (or at it, if inclusive), in due order, across the tickets (`fire`)."""
+        watermark = self.watermark
+        if mark is not None and (watermark is None or mark > watermark):
+            self.watermark = watermark = mark
+        if watermark is not None:
+            self.fire(watermark, inclusive, out)
+
+    def fire(self, until: Micros, inclusive: bool, out: list[dict[str, Any]] | None) -> None:
+        """Fire every timer due before `until` (or at it, if inclusive), in due-time order: each
+        ticket is advanced to its due time and stored, then `on_timer` takes the outcome; a
+        timer that raises goes to `on_timer_fault` and its ticket stays unarmed."""
+        index = self.index
+        policy = self.policy
+        while (head := index.pop_before(until, inclusive)) is not None:
+            due, ticket_id = head
+            state = self.touch(ticket_id)
+            if state is None:  # pragma: no cover - the index only holds stored tickets
+                continue
+            try:
+                outcome = advance(state, due, policy)
+            except Exception as error:  # a fault in the core: the caller disarms the ticket
+                self.on_timer_fault(ticket_id, error)
+                continue
+            self.store(ticket_id, outcome.state)
+            self.on_timer(due, ticket_id, outcome, out)
+
+    def on_timer(
+        self, due: Micros, ticket_id: str, outcome: Outcome, out: list[dict[str, Any]] | None
+    ) -> None:
+        """What a fired timer emitted (`outcome.emitted`) and the parked events it rejected
+        (`outcome.expired`): to `out` as given to `sweep`; a caller overrides this."""
+        if out is not None:
+            out.extend(outcome.emitted)
+
+    def on_timer_fault(self, ticket_id: str, error: Exception) -> None:
+        """A ticket's timer raised (a bug, or a value the core cannot represent); the ticket is
+        left unarmed until it is stored again. A caller overrides this to count or undo."""

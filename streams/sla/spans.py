@@ -1,0 +1,111 @@
+"""Clock arithmetic over spans: when a metric's clock ran, its deadlines, the time it consumed.
+
+A metric's clock is kept as the spans of time it ran (`TicketState`), cut by the ticket's
+pauses when the metric is pausable, so the time consumed can be measured again on any clock
+after a severity or policy change. Instants and amounts are integer microseconds UTC; a
+`Clock` (`streams.sla.clocks`) counts business or elapsed time between them.
+"""
+
+from __future__ import annotations
+
+from events.instants import Micros
+from streams.sla.clocks import Clock
+from streams.sla.rules import MetricName, MetricRule
+from streams.sla.state import Span, TicketState
+
+
+def _subtract(spans: list[Span], cuts: list[Span]) -> list[Span]:
+    """`spans` minus the intervals in `cuts` (both sorted, each without overlaps)."""
+    if not cuts:
+        return spans
+    result: list[Span] = []
+    for start, end in spans:
+        cursor: Micros | None = start
+        for cut_start, cut_end in cuts:
+            if cursor is None:
+                break
+            if end is not None and cut_start >= end:
+                break
+            if cut_end is not None and cut_end <= cursor:
+                continue
+            if cut_start > cursor:
+                result.append((cursor, cut_start))
+            cursor = None if cut_end is None else max(cursor, cut_end)
+        if cursor is not None and (end is None or cursor < end):
+            result.append((cursor, end))
+    return result
+
+
+def deadlines(segments: list[Span], clock: Clock, amounts: list[Micros]) -> list[Micros | None]:
+    """For each amount (ascending), the instant the segments have consumed it; None if never."""
+    results: list[Micros | None] = []
+    consumed = 0
+    index = 0
+    for start, end in segments:
+        if end is None:
+            for amount in amounts[index:]:
+                results.append(clock.add(start, amount - consumed))
+            return results
+        length = clock.between(start, end)
+        while index < len(amounts) and amounts[index] <= consumed + length:
+            results.append(clock.add(start, amounts[index] - consumed))
+            index += 1
+        consumed += length
+    results.extend([None] * (len(amounts) - index))
+    return results
+
+
+def consumed(segments: list[Span], clock: Clock, upto: Micros) -> Micros:
+    """The clock time the segments consumed up to `upto` (microseconds on `clock`)."""
+    total = 0
+    for start, end in segments:
+        stop = upto if end is None else min(end, upto)
+        if stop > start:
+            total += clock.between(start, stop)
+    return total
+
+
+def metric_segments(
+    state: TicketState, metric: MetricName, rule: MetricRule, resume_at: Micros | None = None
+) -> list[Span]:
+    """The spans during which a metric's clock ran (or runs).
+
+    `resume_at`: treat a pause still open as ending then (a metric fulfilled while paused).
+    """
+    if metric == "first_response":
+        spans: list[Span] = [(state.reported_at, first_response_end(state))]
+    elif metric == "resolution":
+        spans = state.resolution_spans
+    else:
+        since = round_since(state, metric)
+        spans = [] if since is None else [(since, None)]
+    if not rule.pausable:
+        return spans
+    pauses = state.pauses
+    if resume_at is not None and pauses and pauses[-1][1] is None:
+        pauses = [*pauses[:-1], (pauses[-1][0], resume_at)]
+    return _subtract(spans, pauses)
+
+
+def first_response_end(state: TicketState) -> Micros | None:
+    """When first response's clock stopped (a response, or a resolve without one); None: runs."""
+    return state.responded_at if state.responded_at is not None else state.first_response_stopped_at
+
+
+def metric_round(state: TicketState, metric: str) -> int:
+    """The number of a rounded metric's current round (see `rules.ROUNDED`; 0: none yet)."""
+    return state.reply_round if metric == "next_response" else state.update_round
+
+
+def round_since(state: TicketState, metric: str) -> Micros | None:
+    """When a rounded metric's open round started (None: no round open)."""
+    return state.reply_since if metric == "next_response" else state.update_since
+
+
+def metric_running(state: TicketState, metric: str) -> bool:
+    """Whether the metric's clock runs now (a rounded metric: a round is open)."""
+    if metric == "first_response":
+        return first_response_end(state) is None
+    if metric == "resolution":
+        return state.status in ("open", "paused")
+    return round_since(state, metric) is not None and state.status in ("open", "paused")
