@@ -12,7 +12,7 @@ for the changelog (compacted: only its last state in the batch matters).
 
 Firing rules: event time with a per-partition watermark (see the README, "Event time"); timers
 due before the watermark fire. Each ticket's events apply at their own `occurred_at` (a late one
-with a correction, see `streams.sla.machine`).
+with a correction, see `streams.sla.corrections`).
 - `event` clock: the watermark is the latest event time of an accepted event minus
   `max_delay` (`streams.sla.keyed_timers`, as replay); a `clock.tick` at t moves it through t
   (inclusive).
@@ -42,8 +42,9 @@ from events.inbound import ClockTick
 from events.instants import SECOND, Micros, format_instant
 from events.records import TicketEvent
 from streams.sla import state_codec
+from streams.sla.fold import handle
 from streams.sla.keyed_timers import DEFAULT_MAX_DELAY, KeyedTimers
-from streams.sla.machine import Outcome, handle
+from streams.sla.outcome import Outcome
 from streams.sla.rules import Policy
 from streams.sla.state import CLOSED_STATUSES, TicketState
 

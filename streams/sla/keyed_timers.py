@@ -23,7 +23,8 @@ from typing import Any, Final
 
 from events.instants import MINUTE, Micros
 from streams.sla import state_codec
-from streams.sla.machine import Outcome, advance
+from streams.sla.fold import advance
+from streams.sla.outcome import Outcome
 from streams.sla.rules import Policy
 from streams.sla.state import TicketState
 from streams.sla.timer_index import TimerIndex

@@ -24,8 +24,9 @@ from typing import Any, cast
 from events.codec import InvalidEvent, decode_ticket_event
 from events.instants import Micros, parse_rfc3339
 from events.records import TicketEvent
+from streams.sla.fold import advance, handle
 from streams.sla.keyed_timers import DEFAULT_MAX_DELAY, KeyedTimers
-from streams.sla.machine import Outcome, advance, handle
+from streams.sla.outcome import Outcome
 from streams.sla.rules import Policy
 from streams.sla.state import TicketState
 
