@@ -165,6 +165,30 @@ class TicketCustomerNotified(_TicketEventBase):
     type: Literal["ticket.customer_notified"]
 
 
+@with_config(_CONFIG)
+class TicketEscalationAcknowledged(_TicketEventBase):
+    """Someone took the escalation: the level's repeats stop (an optional `ack_timeout` of
+    the level re-arms it when the ticket has not progressed; docs/actions.md). From a
+    signed acknowledge link, PagerDuty's `incident.acknowledged`, or any integrator."""
+
+    type: Literal["ticket.escalation_acknowledged"]
+    level: NotRequired[
+        Annotated[
+            int,
+            Strict(),
+            Field(
+                ge=1,
+                le=2**31 - 1,
+                description="The level acknowledged; absent: every level that has fired.",
+            ),
+        ]
+        | None
+    ]
+    actor: NotRequired[
+        Annotated[Identifier, Field(description="Who acknowledged: an id, never a name.")] | None
+    ]
+
+
 TicketEventPayload = Annotated[
     TicketOpened
     | TicketSeverityChanged
@@ -177,7 +201,8 @@ TicketEventPayload = Annotated[
     | TicketAssigned
     | TicketCustomerNotified
     | TicketUpdated
-    | TicketCustomerReplied,
+    | TicketCustomerReplied
+    | TicketEscalationAcknowledged,
     Field(discriminator="type"),
 ]
 """Any inbound ticket event as JSON, told apart by its `type`: the integrators' contract."""
@@ -195,6 +220,7 @@ TICKET_EVENT_TYPES: tuple[str, ...] = (
     "ticket.customer_notified",
     "ticket.updated",
     "ticket.customer_replied",
+    "ticket.escalation_acknowledged",
 )
 
 ticket_event_adapter: TypeAdapter[TicketEventPayload] = TypeAdapter(TicketEventPayload)

@@ -27,6 +27,7 @@ class TicketEvent:
         "event_id",
         "group",
         "has_group",
+        "level",
         "pinned_digest",
         "severity",
         "tags",
@@ -48,6 +49,7 @@ class TicketEvent:
         tags: list[str] | None = None,
         attributes: dict[str, str] | None = None,
         has_group: bool = True,
+        level: int | None = None,
     ) -> None:
         self.type = type
         self.event_id = event_id
@@ -65,6 +67,8 @@ class TicketEvent:
         self.attributes = attributes
         self.has_group = has_group
         """Whether the event gives `group` (a `ticket.updated` without it keeps the group)."""
+        self.level = level
+        """`ticket.escalation_acknowledged`: the level acknowledged (None: every fired one)."""
         self.pinned_digest = 0
         """The digest of the event as received, when `redated` moved it (0: computed)."""
 
@@ -85,6 +89,7 @@ class TicketEvent:
             self.tags,
             self.attributes,
             self.has_group,
+            self.level,
         )
         moved.pinned_digest = self.digest()
         return moved
@@ -103,6 +108,8 @@ class TicketEvent:
         if self.type == "ticket.updated" or self.channel or self.tags or self.attributes:
             extra = sorted(self.attributes.items()) if self.attributes is not None else None
             content += f"|{self.channel}|{self.tags}|{extra}|{self.has_group}"
+        if self.level is not None:  # acknowledgements only: other digests are as before
+            content += f"|level={self.level}"
         return zlib.crc32(content.encode()) or 1
 
     def __repr__(self) -> str:
@@ -127,6 +134,7 @@ def from_payload(payload: dict[str, Any], at: Micros) -> TicketEvent:
         payload.get("tags"),
         payload.get("attributes"),
         "group" in payload,
+        payload.get("level"),
     )
 
 

@@ -89,3 +89,39 @@ def verify_webhook(
     """What a receiver of our webhooks does: signature matches and timestamp is recent."""
     expected = "v1=" + _digest(secret, f"{timestamp}.".encode() + body).hex()
     return _recent(timestamp, now, tolerance) and _same(expected, signature.strip())
+
+
+def _ack_message(ticket_id: str, level: int, expires: int) -> bytes:
+    """What an acknowledge link signs: ticket, level and expiry, NUL-separated (a contract id
+    holds no control character, so no two triples give the same message)."""
+    return f"escalator-ack\x00{ticket_id}\x00{level}\x00{expires}".encode()
+
+
+def sign_ack(secret: str, ticket_id: str, level: int, expires: int) -> str:
+    """The signature of an acknowledge link: hex HMAC-SHA256 over the ticket id, the
+    escalation level and the expiry (Unix seconds); see `streams.notify.actions.ack_link`."""
+    return _digest(secret, _ack_message(ticket_id, level, expires)).hex()
+
+
+def verify_ack(
+    secret: str, ticket_id: str, level: int, expires: int, signature: str, now: int
+) -> bool:
+    """Whether an acknowledge link is authentic (constant-time compare) and not expired at
+    `now` (Unix seconds)."""
+    expected = sign_ack(secret, ticket_id, level, expires)
+    return _same(expected, signature.strip().lower()) and now <= expires
+
+
+def verify_pagerduty(secret: str, body: bytes, header: str) -> bool:
+    """PagerDuty v3 webhooks ("Verifying signatures"): `X-PagerDuty-Signature` holds one or
+    more comma-separated `v1=<hex HMAC-SHA256(secret, body)>` (several while a secret is
+    rotated); authentic when one matches. Each is compared in constant time."""
+    expected = "v1=" + _digest(secret, body).hex()
+    found = False
+    for given in header.split(","):
+        found |= _same(expected, given.strip().lower())
+    return found
+
+
+def sign_pagerduty(secret: str, body: bytes) -> str:
+    return "v1=" + _digest(secret, body).hex()

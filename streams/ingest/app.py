@@ -4,6 +4,8 @@
     POST /v1/webhooks/zendesk    Zendesk webhook (signed: X-Zendesk-Webhook-Signature)
     POST /v1/webhooks/jsm        Jira Service Management webhook (X-Hub-Signature sha256)
     POST /v1/webhooks/zammad     Zammad webhook (X-Hub-Signature sha1)
+    POST /v1/webhooks/pagerduty  PagerDuty webhook v3 (X-PagerDuty-Signature): acknowledgements
+    GET  /v1/ack, POST /v1/ack   a signed acknowledge link (HMAC over ticket, level, expiry)
     GET  /health
     GET  /metrics                Prometheus text: webhooks ignored, warned, dead-lettered
 
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 import resource
 import signal
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -35,9 +39,15 @@ from prometheus_client import CollectorRegistry, Counter, disable_created_metric
 from base.errors import EscalatorError
 from events.codec import InvalidEvent, decode_json, ticket_event_from_obj
 from events.inbound import ticket_event_adapter
-from events.signatures import verify_bearer, verify_hub, verify_zendesk
-from events.vendors import jsm, zammad, zendesk
-from events.vendors.common import Mapped, Unmappable, scrub
+from events.signatures import (
+    verify_ack,
+    verify_bearer,
+    verify_hub,
+    verify_pagerduty,
+    verify_zendesk,
+)
+from events.vendors import jsm, pagerduty, zammad, zendesk
+from events.vendors.common import Mapped, Unmappable, contract_event, scrub
 from streams.ingest.openapi import document as openapi_document
 from streams.ingest.settings import INGEST_SECRETS, IngestSettings
 from streams.ingest.zammad_store import ZammadStore
@@ -242,6 +252,7 @@ CHALLENGE = {
     "zendesk": 'Zendesk-Webhook-Signature realm="escalator-ingest"',
     "jsm": 'Hub-Signature realm="escalator-ingest", algorithm="sha256"',
     "zammad": 'Hub-Signature realm="escalator-ingest", algorithm="sha1"',
+    "pagerduty": 'PagerDuty-Signature realm="escalator-ingest"',
 }
 """`WWW-Authenticate` of each route's 401 (RFC 9110 section 11.6.1; RFC 6750 for Bearer)."""
 
@@ -250,6 +261,7 @@ CREDENTIAL_HEADERS = {
     "zendesk": (zendesk.SIGNATURE_HEADER, zendesk.TIMESTAMP_HEADER),
     "jsm": (jsm.SIGNATURE_HEADER,),
     "zammad": (zammad.SIGNATURE_HEADER,),
+    "pagerduty": (pagerduty.SIGNATURE_HEADER,),
 }
 """Headers a request must carry before its body is read (issue #19: no body is read for an
 unauthenticated request)."""
@@ -289,6 +301,7 @@ class Ingest:
             "zendesk": zendesk.map_payload,
             "jsm": lambda p: jsm.map_payload(p, settings.jsm_organizations_field),
             "zammad": lambda p: zammad.map_payload(p, self.zammad),
+            "pagerduty": pagerduty.map_payload,
         }
 
     @property
@@ -320,6 +333,8 @@ class Ingest:
             return verify_hub(secret, body, headers.get(jsm.SIGNATURE_HEADER, ""), "sha256")
         if source == "zammad":
             return verify_hub(secret, body, headers.get(zammad.SIGNATURE_HEADER, ""), "sha1")
+        if source == "pagerduty":
+            return verify_pagerduty(secret, body, headers.get(pagerduty.SIGNATURE_HEADER, ""))
         return verify_bearer(secret, headers.get("Authorization", ""))
 
     def _unauthorized(self, source: str, request: web.Request) -> web.Response:
@@ -398,7 +413,7 @@ class Ingest:
     async def webhook(self, request: web.Request) -> web.Response:
         source = request.match_info["source"]
         if source not in self.mappers:
-            return _error(404, f"unknown source {source!r}: zendesk, jsm or zammad")
+            return _error(404, f"unknown source {source!r}: zendesk, jsm, zammad or pagerduty")
         refused = self._refuse_early(source, request)
         if refused is not None:
             return refused
@@ -480,6 +495,68 @@ class Ingest:
         log.warning("%s: dead-lettered an unmappable payload: %s", source, reason[:300])
         return web.json_response({"dead_lettered": reason}, status=202, dumps=_dumps)
 
+    # -- acknowledge links
+
+    def _ack_fields(self, values: Any) -> tuple[str, int, int, str] | web.Response:
+        """(ticket, level, expires, sig) of an authentic, unexpired link, or the refusal: 404
+        when links are not enabled, 403 for anything else (which part was wrong is not said)."""
+        if "ack" not in self.settings.secrets:
+            return _error(404, f"acknowledge links are not enabled (set {INGEST_SECRETS['ack']})")
+        refused = _error(403, "acknowledge link not valid, or expired")
+        try:
+            ticket, sig = str(values["ticket"]), str(values["sig"])
+            level, expires = int(values["level"]), int(values["expires"])
+        except (KeyError, ValueError):
+            return refused
+        secret = self.settings.secrets["ack"]
+        if not verify_ack(secret, ticket, level, expires, sig, int(time.time())):
+            return refused
+        return ticket, level, expires, sig
+
+    async def ack_page(self, request: web.Request) -> web.Response:
+        """GET: a page whose button posts the link. Mail scanners and link previews fetch
+        links; a GET never acknowledges."""
+        checked = self._ack_fields(request.query)
+        if isinstance(checked, web.Response):
+            return checked
+        ticket, level, expires, sig = checked
+        hidden = "".join(
+            f'<input type="hidden" name="{name}" value="{html.escape(str(value))}">'
+            for name, value in (("ticket", ticket), ("level", level), ("expires", expires),
+                                ("sig", sig))
+        )  # fmt: skip
+        page = (
+            "<!doctype html><title>Acknowledge</title>"
+            f"<p>Acknowledge escalation level {level} of {html.escape(ticket)}?</p>"
+            f'<form method="post" action="/v1/ack">{hidden}'
+            '<button type="submit">Acknowledge</button></form>'
+        )
+        return web.Response(text=page, content_type="text/html")
+
+    async def ack(self, request: web.Request) -> web.Response:
+        """POST: produce `ticket.escalation_acknowledged` (actor `ack-link`) at our clock."""
+        if (request.content_length or 0) > 4096:
+            return _error(413, "body over the limit of 4096 bytes")
+        checked = self._ack_fields(await request.post())
+        if isinstance(checked, web.Response):
+            return checked
+        ticket, level, _, sig = checked
+        now = time.time()
+        at = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
+        event = contract_event(
+            "ticket.escalation_acknowledged", f"ack-link:{sig[:16]}:{int(now * 1000)}", ticket,
+            at, "ack-link", level=level, actor="ack-link",
+        )  # fmt: skip
+        try:
+            record = contract_record(event, self.settings.max_record_bytes)
+            await self.sink.produce(self.settings.ticket_topic, [record])
+        except InvalidEvent as exc:
+            return _error(400, str(exc))
+        except ProduceFailed as exc:
+            log.error("ack: producing failed: %s", exc)
+            return _error(exc.status, str(exc))
+        return web.json_response({"taken": [event["event_id"]]}, dumps=_dumps)
+
     async def health(self, request: web.Request) -> web.Response:
         """200 `ok` while the broker can be produced to; 503 `degraded` naming why not (the
         broker unreachable, or the producer being replaced after a failure)."""
@@ -508,6 +585,8 @@ def build_app(settings: IngestSettings, sink: Sink | None = None) -> web.Applica
     app = web.Application(client_max_size=settings.max_body_bytes)
     app.router.add_post("/v1/events", ingest.events)
     app.router.add_post("/v1/webhooks/{source}", ingest.webhook)
+    app.router.add_get("/v1/ack", ingest.ack_page)
+    app.router.add_post("/v1/ack", ingest.ack)
     app.router.add_get("/health", ingest.health)
     app.router.add_get("/metrics", ingest.metrics)
     app.router.add_get("/openapi.json", ingest.openapi)

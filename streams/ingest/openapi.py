@@ -93,6 +93,7 @@ def document(settings: IngestSettings) -> dict[str, Any]:
         "zendesk": ("Zendesk webhook", "zendeskSignature"),
         "jsm": ("Jira Service Management webhook (X-Hub-Signature sha256)", "hubSha256"),
         "zammad": ("Zammad webhook (X-Hub-Signature sha1)", "hubSha1"),
+        "pagerduty": ("PagerDuty webhook v3: incident.acknowledged", "pagerdutySignature"),
     }
     paths: dict[str, Any] = {
         "/v1/events": {
@@ -117,6 +118,42 @@ def document(settings: IngestSettings) -> dict[str, Any]:
                     "422",
                 ),
             }
+        },
+        "/v1/ack": {
+            "get": {
+                "operationId": "ackPage",
+                "summary": "A signed acknowledge link: a page whose button posts it (a link "
+                "opened by a mail scanner acknowledges nothing)",
+                "parameters": [
+                    {"name": n, "in": "query", "required": True, "schema": {"type": "string"}}
+                    for n in ("ticket", "level", "expires", "sig")
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the confirmation page",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    },
+                    "403": _json({"$ref": "#/components/schemas/Error"}, "bad or expired"),
+                    "404": _json({"$ref": "#/components/schemas/Error"}, "links not enabled"),
+                },
+            },
+            "post": {
+                "operationId": "ack",
+                "summary": "Acknowledge: ticket.escalation_acknowledged for the link's ticket "
+                "and level (form fields ticket, level, expires, sig)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {"schema": {"type": "object"}}
+                    },
+                },
+                "responses": _answers(
+                    {
+                        "200": _json({"type": "object"}, "on the broker (`taken`)"),
+                        "403": _json({"$ref": "#/components/schemas/Error"}, "bad or expired"),
+                    }
+                ),
+            },
         },
         "/health": {
             "get": {
@@ -178,6 +215,12 @@ def document(settings: IngestSettings) -> dict[str, Any]:
                 },
                 "hubSha256": {"type": "apiKey", "in": "header", "name": "X-Hub-Signature"},
                 "hubSha1": {"type": "apiKey", "in": "header", "name": "X-Hub-Signature"},
+                "pagerdutySignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-PagerDuty-Signature",
+                    "description": "v1=<hex HMAC-SHA256 of the body>, comma-separated",
+                },
             },
         },
     }

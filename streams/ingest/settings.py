@@ -4,7 +4,8 @@ Same flag and environment names as every service (KAFKA_BOOTSTRAP_SERVERS,
 ESCALATOR_TICKET_TOPIC, ESCALATOR_DLQ_TOPIC, ESCALATOR_HOST, ESCALATOR_PORT; the settings
 table). Secrets only from the environment, one per source; a source without its secret is
 disabled (INGEST_SECRETS: ESCALATOR_INGEST_TOKEN, ESCALATOR_ZENDESK_SECRET,
-ESCALATOR_JSM_SECRET, ESCALATOR_ZAMMAD_SECRET).
+ESCALATOR_JSM_SECRET, ESCALATOR_ZAMMAD_SECRET, ESCALATOR_PAGERDUTY_SECRET, and
+ESCALATOR_ACK_SECRET for the signed acknowledge links).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ INGEST_SECRETS: dict[str, str] = {
     "zendesk": "ESCALATOR_ZENDESK_SECRET",
     "jsm": "ESCALATOR_JSM_SECRET",
     "zammad": "ESCALATOR_ZAMMAD_SECRET",
+    "pagerduty": "ESCALATOR_PAGERDUTY_SECRET",
+    "ack": "ESCALATOR_ACK_SECRET",
 }
 """Ingest source -> the environment variable of its shared secret; unset disables it."""
 

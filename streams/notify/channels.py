@@ -30,8 +30,8 @@ import orjson
 from base.errors import EscalatorError
 from events.signatures import WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER, sign_webhook
 from streams.notify.rules import (
-    Channel,
     EmailChannel,
+    MessageChannel,
     PagerDutyChannel,
     SlackChannel,
     WebhookChannel,
@@ -246,7 +246,7 @@ async def _post(
 
 
 def build(
-    name: str, channel: Channel, event: dict[str, Any], raw: bytes, environ: dict[str, str]
+    name: str, channel: MessageChannel, event: dict[str, Any], raw: bytes, environ: dict[str, str]
 ) -> tuple[str, bytes, dict[str, str]] | EmailMessage:
     """The request for one delivery: (url, body, headers), or the mail. Pure but for the
     webhook's signing time; an id no format can carry raises (a permanent failure)."""
@@ -277,7 +277,7 @@ def build(
 async def send(
     session: aiohttp.ClientSession,
     name: str,
-    channel: Channel,
+    channel: MessageChannel,
     event: dict[str, Any],
     raw: bytes,
     environ: dict[str, str],

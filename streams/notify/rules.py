@@ -110,8 +110,106 @@ class PagerDutyChannel(_Channel):
     url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"
 
 
+_TAG = re.compile(r"^[A-Za-z0-9_./:-]{1,80}$")
+"""A tag or label an action writes: letters, digits and `_./:-` (Zendesk and Zammad tags and
+Jira labels hold no spaces; Jira labels at most 255 characters)."""
+
+
+def _tags(value: list[str]) -> list[str]:
+    for tag in value:
+        if not _TAG.match(tag):
+            raise ValueError(f"tag {tag!r}: 1-80 of letters, digits and _./:- only")
+    return value
+
+
+Tags = Annotated[list[str], AfterValidator(_tags)]
+
+
+class _TicketActions(_Channel):
+    """What a ticket-action channel does to the vendor's ticket for each routed SLA event
+    (streams.notify.actions): an internal note (never a public reply), tags or labels to add
+    or remove, a priority, a group, custom fields. Every value here is the operator's, never
+    the ticket's: the note is built from the SLA event's ids and times only."""
+
+    url: HttpUrl = Field(description="the vendor's base URL, e.g. https://acme.zendesk.com")
+    token_env: str = Field(description="environment variable holding the API token")
+    note: bool = Field(True, description="add an internal note naming the SLA event")
+    add_tags: Tags = Field(default_factory=list)
+    remove_tags: Tags = Field(default_factory=list)
+    priority: str | None = Field(None, min_length=1, max_length=64)
+    fields: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="custom field id -> value"
+    )
+    ack_url: HttpUrl | None = Field(
+        None, description="`escalator ingest`'s /v1/ack URL: escalations get a signed link"
+    )
+    ack_secret_env: str | None = None
+    ack_valid: float = Field(
+        86400.0, gt=0, le=30 * 86400, description="seconds an acknowledge link is valid"
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> _TicketActions:
+        doing = (self.note, self.add_tags, self.remove_tags, self.priority, self.fields)
+        if not any(doing) and not getattr(self, "group", None):
+            raise ValueError("the channel does nothing: set note, tags, priority, group or fields")
+        if (self.ack_url is None) != (self.ack_secret_env is None):
+            raise ValueError("ack_url and ack_secret_env go together")
+        return self
+
+
+class ZendeskChannel(_TicketActions):
+    """Zendesk Support: `PUT /api/v2/tickets/{id}` (API token auth: `email/token`)."""
+
+    kind: Literal["zendesk"]
+    email: str = Field(min_length=3, description="the agent the API token belongs to")
+    group: int | None = Field(None, ge=1, description="group_id to reassign to")
+    priority: Literal["urgent", "high", "normal", "low"] | None = None
+    fields: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="custom field id (a number) -> value"
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _numeric_ids(
+        cls, value: dict[str, str | int | float | bool]
+    ) -> dict[str, str | int | float | bool]:
+        for key in value:
+            if not key.isdigit():
+                raise ValueError(f"custom field id {key!r}: Zendesk field ids are numbers")
+        return value
+
+
+class JsmChannel(_TicketActions):
+    """Jira Service Management: internal comments by the Service Desk API, labels, priority
+    and fields by `PUT /rest/api/3/issue/{key}` (basic auth: e-mail and API token)."""
+
+    kind: Literal["jsm"]
+    email: str = Field(min_length=3, description="the Atlassian account of the API token")
+
+
+class ZammadChannel(_TicketActions):
+    """Zammad: internal note articles, `PUT /api/v1/tickets/{id}` for priority, group and
+    fields, `/api/v1/tags/add` and `/remove` (token auth)."""
+
+    kind: Literal["zammad"]
+    group: str | None = Field(None, min_length=1, max_length=160, description="group name")
+
+
+TicketChannel = ZendeskChannel | JsmChannel | ZammadChannel
+"""Channels that act on the vendor's ticket (streams.notify.actions)."""
+MessageChannel = WebhookChannel | SlackChannel | EmailChannel | PagerDutyChannel
+"""Channels that send a message (streams.notify.channels)."""
+
 Channel = Annotated[
-    WebhookChannel | SlackChannel | EmailChannel | PagerDutyChannel, Field(discriminator="kind")
+    WebhookChannel
+    | SlackChannel
+    | EmailChannel
+    | PagerDutyChannel
+    | ZendeskChannel
+    | JsmChannel
+    | ZammadChannel,
+    Field(discriminator="kind"),
 ]
 _Values = str | int | list[str] | list[int]
 
@@ -270,7 +368,14 @@ def missing_secrets(rules: Rules, environ: dict[str, str] | None = None) -> list
     env = dict(os.environ) if environ is None else environ
     needed: list[str] = []
     for channel in rules.channels.values():
-        for name in ("secret_env", "url_env", "routing_key_env", "password_env"):
+        for name in (
+            "secret_env",
+            "url_env",
+            "routing_key_env",
+            "password_env",
+            "token_env",
+            "ack_secret_env",
+        ):
             var = getattr(channel, name, None)
             if var and not env.get(var):
                 needed.append(var)

@@ -47,9 +47,17 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
     KafkaError,
 )
 
-from streams.notify import incidents
+from streams.notify import actions, incidents
 from streams.notify.channels import DeliveryFailed, send
-from streams.notify.rules import Channel, PagerDutyChannel, Rules, route
+from streams.notify.rules import (
+    Channel,
+    JsmChannel,
+    PagerDutyChannel,
+    Rules,
+    ZammadChannel,
+    ZendeskChannel,
+    route,
+)
 from streams.notify.settings import NotifySettings
 
 log = logging.getLogger("escalator.notify")
@@ -153,7 +161,17 @@ class Notifier:
         self.rng = random.Random()
         self.delivered: OrderedDict[tuple[str, str], None] = OrderedDict()
         """(event id, channel) delivered by this process: a rebalance re-reading them skips."""
-        self.stats = {"delivered": 0, "dead_lettered": 0, "retries": 0, "events": 0}
+        self.stats = {
+            "delivered": 0,
+            "dead_lettered": 0,
+            "retries": 0,
+            "events": 0,
+            "skipped": 0,
+            "already_done": 0,
+        }
+        """`skipped`: ticket actions for another vendor's ticket; `already_done`: ticket
+        actions whose note the ticket already had (a redelivery)."""
+        self.zammad_ids = actions.ZammadIds()
         self.lanes = {name: _Lane(settings.concurrency) for name in rules.channels}
         self.pagerduty = [
             name
@@ -195,13 +213,18 @@ class Notifier:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
         )
+        await self.start_delivery()
+        await self._consumer.start()
+        self._consumer.subscribe([self.settings.sla_topic], listener=_Rebalance(self))
+
+    async def start_delivery(self) -> None:
+        """What delivering needs without consuming (also `notify redeliver`): the producer of
+        dead letters and the HTTP session."""
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.broker, acks="all", enable_idempotence=True
         )
         self._session = aiohttp.ClientSession()
         await self._producer.start()
-        await self._consumer.start()
-        self._consumer.subscribe([self.settings.sla_topic], listener=_Rebalance(self))
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -340,10 +363,11 @@ class Notifier:
             asked: float | None = None
             try:
                 async with lane.semaphore:
-                    await asyncio.wait_for(
-                        send(self._session, name, channel, event, raw, self.environ),
-                        channel.timeout,
-                    )
+                    await asyncio.wait_for(self._try(name, channel, event, raw), channel.timeout)
+            except actions.Skipped:
+                self._remember(key)
+                self.stats["skipped"] += 1
+                return
             except DeliveryFailed as exc:
                 reason = str(exc)
                 asked = exc.retry_after
@@ -361,6 +385,18 @@ class Notifier:
                 self.stats["retries"] += 1
                 await asyncio.sleep(retry_delay(channel, attempt, self.rng, asked))
         await self._dead_letter(name, raw, record, f"{reason} (after {attempt} tries)", attempt)
+
+    async def _try(self, name: str, channel: Channel, event: dict[str, Any], raw: bytes) -> None:
+        """One try: a ticket action (streams.notify.actions) or a message (channels.send)."""
+        assert self._session is not None
+        if isinstance(channel, ZendeskChannel | JsmChannel | ZammadChannel):
+            writes = await actions.perform(
+                self._session, channel, event, self.environ, self.zammad_ids
+            )
+            if not writes:
+                self.stats["already_done"] += 1
+            return
+        await send(self._session, name, channel, event, raw, self.environ)
 
     def _remember(self, key: tuple[str, str]) -> None:
         self.delivered[key] = None

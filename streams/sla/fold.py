@@ -379,6 +379,10 @@ def _apply_responded(
             met(state, policy, "next_response", now, out)
             state.timers = [t for t in state.timers if t.metric != "next_response"]
         state.reply_since = None
+    acks = state.acks
+    if acks is not None and not all(ack[2] for ack in acks):  # progress: no ack timeout
+        state.acks = [(level, since, True) for level, since, _ in acks]
+        state.timers = [t for t in state.timers if not t.key.name.endswith(":ack")]
     if state.status == "open" or state.status == "paused":  # an update: the next period begins
         periodic = policy.severities[state.severity].periodic_update is not None
         if periodic and state.update_since is not None:
@@ -467,6 +471,7 @@ def _apply_reopened(
     state.cycle += 1
     state.resolution_spans.append((now, None))
     state.escalation_active = True
+    state.acks = None  # the ticket came back: whoever took its escalations may not hold it
     state.update_round += 1  # an update is due a period after the reopen
     state.update_since = now
     schedule(state, policy, now, out, REOPENED)
@@ -528,6 +533,30 @@ def _rematch(
     return None
 
 
+def _apply_acknowledged(
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+) -> str | None:
+    """Someone took the escalation: `event.level` (None: every level fired so far) repeats
+    no more; a level not fired yet is left alone (nothing to stop). Acknowledged again, the
+    timeout counts from the new acknowledgement (docs/actions.md)."""
+    wanted = event.level
+    taken = [
+        esc.level
+        for esc in policy.severities[state.severity].escalations
+        if esc.timer.fired in state.fired and (wanted is None or esc.level == wanted)
+    ]
+    if not taken:
+        return None
+    kept = [ack for ack in state.acks or [] if ack[0] not in taken]
+    state.acks = sorted(kept + [(level, now, False) for level in taken])
+    if state.escalation_active:
+        schedule(state, policy, now, out, ESCALATION)
+    return None
+
+
+ESCALATION: Final = ("escalation",)
+
+
 def _apply_nothing(
     state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
 ) -> str | None:
@@ -547,4 +576,5 @@ _APPLY: Final[dict[str, _Apply]] = {
     "ticket.assigned": _apply_assigned,
     "ticket.customer_notified": _apply_nothing,
     "ticket.updated": _apply_updated,
+    "ticket.escalation_acknowledged": _apply_acknowledged,
 }

@@ -52,6 +52,8 @@ def as_json(event: TicketEvent) -> str:
         obj["severity"] = event.severity
     if event.has_group:
         obj["group"] = event.group
+    if event.level is not None:
+        obj["level"] = event.level
     optional: list[tuple[str, object]] = [
         ("customer_id", event.customer_id),
         ("assignee", event.assignee),

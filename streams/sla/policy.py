@@ -227,6 +227,9 @@ class EscalationSpec(_Strict):
     """Escalate again each time this much more has passed (on the level's clock)."""
     max_repeats: Annotated[int, Strict(), Field(ge=1)] | None = None
     """At most this many repeats (default: until the ticket is resolved)."""
+    ack_timeout: str | None = None
+    """After an acknowledgement, fire the level again when this much has passed (on the
+    level's clock) without the ticket progressing (docs/actions.md)."""
 
     @model_validator(mode="after")
     def _repeats(self) -> EscalationSpec:
@@ -607,6 +610,9 @@ def _severities(
                     if every is None
                     else duration(every, f"{where}.repeat_every", esc.clock, calendar),
                     max_repeats=esc.max_repeats,
+                    ack_timeout=0
+                    if esc.ack_timeout is None
+                    else duration(esc.ack_timeout, f"{where}.ack_timeout", esc.clock, calendar),
                     written=esc.after,
                     repeat_written=every or "",
                 )

@@ -124,7 +124,12 @@ class EscalationRule:
     With `repeat_every` (microseconds, 0: never) the level escalates again each time that
     much more has passed since the report (`after + n * repeat_every`, repeat n = 1, 2, ...),
     at most `max_repeats` times (None: until the ticket is resolved), as an on-call escalation
-    policy repeats (PagerDuty's "repeat this policy N times")."""
+    policy repeats (PagerDuty's "repeat this policy N times").
+
+    An acknowledgement (`ticket.escalation_acknowledged`) stops the level's repeats; with
+    `ack_timeout` (microseconds on the level's clock, 0: never) the level fires again that
+    long after it when the ticket has not progressed (PagerDuty's acknowledgement timeout;
+    docs/actions.md)."""
 
     level: int
     after: Micros
@@ -133,6 +138,7 @@ class EscalationRule:
     calendar: str = "default"
     repeat_every: Micros = 0
     max_repeats: int | None = None
+    ack_timeout: Micros = 0
     written: str = field(default="", compare=False)
     repeat_written: str = field(default="", compare=False)
     """`repeat_every` as the file spells it, for `policy check`."""
@@ -142,12 +148,16 @@ class EscalationRule:
     """Its order among timers due at the same instant (derived)."""
     repeat_prefix: str = field(init=False, repr=False, compare=False)
     """The fired-key of a repeat without its number, `escalation:level:<level>:repeat:`."""
+    ack_timer: TimerKey = field(init=False, repr=False, compare=False)
+    """Its acknowledgement-timeout timer, `level:<level>:ack` (derived; docs/actions.md)."""
 
     def __post_init__(self) -> None:
         timer = TimerKey("escalation", f"level:{self.level}", NO_ROUND, self.level)
         object.__setattr__(self, "timer", timer)
         object.__setattr__(self, "rank", (2, float(self.level)))
         object.__setattr__(self, "repeat_prefix", timer.repeat_prefix)
+        ack = TimerKey("escalation", f"level:{self.level}:ack", NO_ROUND, self.level)
+        object.__setattr__(self, "ack_timer", ack)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,10 @@ from streams.sla.timer_key import TimerKey
 
 Span = tuple[Micros, Micros | None]
 """[start, end) of an interval; `end` None while it is still running."""
+Ack = tuple[int, Micros, bool]
+"""An acknowledged escalation level: (level, when it was acknowledged, whether the ticket has
+progressed since: an agent's response; see docs/actions.md)."""
+ACKNOWLEDGED: Final = "ticket.escalation_acknowledged"
 Parked = tuple[Micros, str, str, str, int]
 """A parked event: (its time, event id, its original JSON text, why it cannot apply yet, where
 it came from: the input offset or line number the shell gave, -1 if none)."""
@@ -39,7 +43,8 @@ Detail = tuple[
 ]
 """What an applied event said besides its id, type and time: (severity, customer_id, assignee,
 group, channel, tags, attributes, has_group, pinned_digest); None in the history when it said
-nothing more (most events: a reply, a pause, a resolution)."""
+nothing more (most events: a reply, a pause, a resolution). An acknowledgement has no
+severity: its first field is the level it acknowledged (`TicketEvent.level`)."""
 DETAIL_SIZE: Final = 9
 """Fields of a Detail, as `TicketState.history_details` holds them one after the other."""
 
@@ -78,6 +83,7 @@ class TicketState:
     """One ticket's SLA state (a plain class with an explicit `__init__` so mypyc compiles it)."""
 
     __slots__ = (
+        "acks",
         "assignee",
         "attributes",
         "channel",
@@ -146,6 +152,7 @@ class TicketState:
         update_round: int = 0,
         update_since: Micros | None = None,
         parked: list[Parked] | None = None,
+        acks: list[Ack] | None = None,
     ) -> None:
         self.ticket_id = ticket_id
         self.severity = severity
@@ -209,6 +216,9 @@ class TicketState:
         """Events that came before an earlier event of the ticket they need (a resume before
         its pause), in event-time order, each waiting for the watermark to pass its time
         (see `fold.handle`); None when there are none (almost always)."""
+        self.acks = acks or None
+        """The escalation levels acknowledged in this cycle (`ticket.escalation_acknowledged`),
+        in level order; None when none is (almost always)."""
 
     def __repr__(self) -> str:
         from streams.sla.state_codec import to_obj  # the codec imports this module
@@ -251,6 +261,7 @@ class TicketState:
             update_round=self.update_round,
             update_since=self.update_since,
             parked=None if self.parked is None else list(self.parked),
+            acks=None if self.acks is None else list(self.acks),
         )
 
     @property
@@ -318,8 +329,9 @@ def _kind_code(kind: str) -> int:
 def detail_of(event: TicketEvent) -> tuple[Any, ...] | None:
     """The event's `Detail`, or None when it says nothing besides its type and time (typed as
     a plain tuple: the history stores it flat, and mypyc need not check and unbox it)."""
+    severity = event.level if event.type == ACKNOWLEDGED else event.severity
     if (
-        event.severity is None
+        severity is None
         and event.customer_id is None
         and event.assignee is None
         and event.group is None
@@ -331,7 +343,7 @@ def detail_of(event: TicketEvent) -> tuple[Any, ...] | None:
     ):
         return None
     return (
-        event.severity,
+        severity,
         event.customer_id,
         event.assignee,
         event.group,
@@ -355,12 +367,13 @@ def _events(
         severity, customer_id, assignee, group, channel, tags, attributes, has_group, pinned = (
             detail
         )
+        acknowledged = kind == ACKNOWLEDGED
         event = TicketEvent(
             kind,
             ids[index],
             ticket_id,
             at,
-            severity,
+            None if acknowledged else severity,
             customer_id,
             assignee,
             group,
@@ -368,6 +381,7 @@ def _events(
             tags,
             attributes,
             has_group,
+            severity if acknowledged else None,
         )
         event.pinned_digest = pinned  # a redated event's digest as received (see `redated`)
         events.append(event)

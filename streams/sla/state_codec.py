@@ -16,7 +16,9 @@ The versions (all written on 2026-11-30 unless said otherwise):
 4. details of 9 fields, the last a redated event's digest (cf3afe3); parked events of 4
    fields (2026-12-07, 8d7720d). Versions 2 to 4 were first written without the
    next-response and update rounds (df2f5c5 added them).
-5. parked events of 5 fields, the last their input origin (2d65d99): the current form.
+5. parked events of 5 fields, the last their input origin (2d65d99): the current form; since
+   2026-12-07 (issue #25) with `acks`, the acknowledged escalation levels, when there are any
+   (absent otherwise, so every state without one is byte-identical to before).
 """
 
 from __future__ import annotations
@@ -105,6 +107,8 @@ def to_obj(state: TicketState) -> dict[str, Any]:
     }
     if state.parked:  # absent when none: states without parked events are as before
         obj["parked"] = [list(entry) for entry in state.parked]
+    if state.acks:  # absent when none, likewise (acknowledgements came after version 5)
+        obj["acks"] = [list(ack) for ack in state.acks]
     return obj
 
 
@@ -260,6 +264,7 @@ def _from_current(obj: dict[str, Any]) -> TicketState:
         update_round=obj["update_round"],
         update_since=obj["update_since"],
         parked=[_parked(entry) for entry in obj["parked"]] if obj.get("parked") else None,
+        acks=[(a[0], a[1], a[2]) for a in obj["acks"]] if obj.get("acks") else None,
     )
     state.history, state.history_details = _history(obj["steps"])
     digests = state.digests

@@ -10,7 +10,8 @@ are integer microseconds UTC.
 Repeating escalations: repeat n of a level is due when `after + n * repeat_every` has passed
 on the level's clock since the report; with c = clock.between(report, t), the due instant
 add(report, A) is at or before t exactly when c >= A (`add` is the earliest instant that has
-consumed A). A change that makes repeats overdue fires only the latest of them, once.
+consumed A). A change that makes repeats overdue fires only the latest of them, once. An
+acknowledged level repeats no more (`ack_timeout` may fire it again; docs/actions.md).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from events.ids import revised_id, sla_event_id
 from events.instants import Micros, format_instant
 from streams.sla.rules import EscalationRule, Mark, MetricName, Policy
 from streams.sla.spans import consumed, deadlines, metric_round, metric_running, metric_segments
-from streams.sla.state import TicketState, Timer
+from streams.sla.state import Ack, TicketState, Timer
 from streams.sla.timer_key import NO_ROUND, TimerKey, fired_repeat
 
 _ALL: Final = ("first_response", "resolution", "escalation", "next_response", "periodic_update")
@@ -80,10 +81,15 @@ def schedule(
             if due is not None:
                 timers.append(_new_timer(Timer, (due, marks[index].rank, metric, keys[index])))
     if "escalation" in metrics and state.escalation_active:
+        acks = state.acks
         for esc in rules.escalations:
             if esc.timer.fired not in fired:
                 due = policy.clock(esc.clock, esc.calendar).add(state.reported_at, esc.after)
                 timers.append(_new_timer(Timer, (due, esc.rank, "escalation", esc.timer)))
+            elif acks is not None and acked(acks, esc.level) is not None:
+                timer = _ack_timer(state, policy, esc)
+                if timer is not None:
+                    timers.append(timer)
             elif esc.repeat_every:
                 repeat = _overdue_repeat(state, policy, esc, now)
                 if repeat is not None:
@@ -142,6 +148,60 @@ def _next_repeat(
     return _repeat_timer(state, policy, esc, max(fired + 1, first))
 
 
+# Acknowledgements (docs/actions.md). An acknowledged level arms no repeat; with `ack_timeout`
+# it arms one timer instead, `level:<n>:ack`, at the acknowledgement plus the timeout on the
+# level's clock, unless the ticket progressed since (an agent's response, `fold`). When that
+# timer fires the acknowledgement is spent: the level fires again, numbered as the latest
+# repeat due by then (as overdue repeats fire only the latest), and repeats on its schedule
+# from there.
+
+
+def acked(acks: list[Ack], level: int) -> Ack | None:
+    """The acknowledgement of `level` among `acks` (None: not acknowledged)."""
+    for ack in acks:
+        if ack[0] == level:
+            return ack
+    return None
+
+
+def _ack_timer(state: TicketState, policy: Policy, esc: EscalationRule) -> Timer | None:
+    ack = acked(state.acks or [], esc.level)
+    if ack is None or ack[2] or not esc.ack_timeout:
+        return None
+    due = policy.clock(esc.clock, esc.calendar).add(ack[1], esc.ack_timeout)
+    return _new_timer(Timer, (due, esc.rank, "escalation", esc.ack_timer))
+
+
+def _ack_timed_out(
+    state: TicketState,
+    policy: Policy,
+    esc: EscalationRule,
+    timer: Timer,
+    at: Micros,
+    out: list[dict[str, Any]],
+) -> None:
+    """The acknowledgement of `esc` timed out without progress: fire the level again."""
+    state.fired.pop()  # the ack timer's own key: the repeat's key stands for it
+    state.acks = [a for a in state.acks or [] if a[0] != esc.level] or None
+    n = _last_repeat(state, esc) + 1
+    if esc.repeat_every:  # numbered as the latest repeat due by now, as overdue repeats are
+        used = policy.clock(esc.clock, esc.calendar).between(state.reported_at, at)
+        n = max(n, (used - esc.after) // esc.repeat_every)
+    key = esc.timer.repeat_of(n)
+    state.fired.append(key.fired)
+    due_at, fired_at = _instants(timer.due_at, at)
+    ref = policy.ref(esc.clock, esc.calendar)
+    record = _event(state, ref, "ticket.escalated", "escalation", key.text, due_at, fired_at)
+    record["level"] = esc.level
+    record["to"] = esc.to
+    record["repeat"] = n
+    out.append(record)
+    if esc.repeat_every:
+        repeat = _next_repeat(state, policy, esc, n, at)
+        if repeat is not None:
+            insort(state.timers, repeat)
+
+
 def _event(
     state: TicketState,
     ref: dict[str, str],
@@ -192,6 +252,9 @@ def fire(
     due_at, fired_at = _instants(timer.due_at, at)
     if timer.metric == "escalation":
         esc = rules.escalations[key.level - 1]
+        if key == esc.ack_timer:
+            _ack_timed_out(state, policy, esc, timer, at, out)
+            return
         ref = policy.ref(esc.clock, esc.calendar)
         record = _event(state, ref, "ticket.escalated", "escalation", key.text, due_at, fired_at)
         record["level"] = esc.level
@@ -199,7 +262,7 @@ def fire(
         if key.repeat:
             record["repeat"] = key.repeat
         out.append(record)
-        if esc.repeat_every:
+        if esc.repeat_every and not (state.acks and acked(state.acks, esc.level)):
             repeat = _next_repeat(state, policy, esc, key.repeat, at)
             if repeat is not None:
                 insort(state.timers, repeat)

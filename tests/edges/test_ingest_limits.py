@@ -229,6 +229,8 @@ def test_401_names_the_scheme_and_openapi_describes_every_route(ingest: IngestPr
         "/v1/webhooks/zendesk",
         "/v1/webhooks/jsm",
         "/v1/webhooks/zammad",
+        "/v1/webhooks/pagerduty",
+        "/v1/ack",
         "/health",
         "/metrics",
         "/openapi.json",
