@@ -405,7 +405,7 @@ class PartitionEngine(KeyedTimers):
             if live is not None and due >= live and event["type"] in TIMER_TYPES:
                 self._dues.append(due)
 
-    def sweep(self, mark: Micros | None, inclusive: bool, out: list[dict[str, Any]] | None) -> None:
+    def sweep(self, mark: Micros, inclusive: bool, out: list[dict[str, Any]] | None) -> None:
         """`KeyedTimers.sweep`, then the rollouts whose instant the watermark passed."""
         super().sweep(mark, inclusive, out)
         watermark = self.watermark

@@ -16,8 +16,9 @@ from events.instants import MINUTE, Micros, parse_instant
 from events.records import TicketEvent
 from streams.engine.processor import PartitionEngine
 from streams.sla import state_codec
+from streams.sla.fold import handle
 from streams.sla.keyed_timers import KeyedTimers
-from streams.sla.machine import Outcome, handle
+from streams.sla.outcome import Outcome
 from streams.sla.policy import parse_policy
 from streams.sla.replay import Replayer
 from streams.sla.state import TicketState
