@@ -405,11 +405,11 @@ class PartitionEngine(KeyedTimers):
             if live is not None and due >= live and event["type"] in TIMER_TYPES:
                 self._dues.append(due)
 
-    def sweep(self, mark: Micros, inclusive: bool, out: list[dict[str, Any]] | None) -> None:
-        """`KeyedTimers.sweep`, then the rollouts whose instant the watermark passed."""
-        super().sweep(mark, inclusive, out)
-        watermark = self.watermark
-        if self.policy.book is not None and watermark is not None and out is not None:
+    def on_watermark(
+        self, watermark: Micros, inclusive: bool, out: list[dict[str, Any]] | None
+    ) -> None:
+        """After a sweep: the rollouts whose instant the watermark passed."""
+        if self.policy.book is not None and out is not None:
             self._activate(watermark, inclusive, out)
 
     def _activate(self, watermark: Micros, inclusive: bool, out: list[dict[str, Any]]) -> None:

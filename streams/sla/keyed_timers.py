@@ -130,11 +130,12 @@ class KeyedTimers:
 
     def sweep(self, mark: Micros, inclusive: bool, out: list[dict[str, Any]] | None) -> None:
         """Move the watermark to `mark` (never back), then fire every timer due before it (or
-        at it, if inclusive), in due order, across the tickets (`fire`)."""
+        at it, if inclusive), in due order, across the tickets (`fire`), then `on_watermark`."""
         watermark = self.watermark
         if watermark is None or mark > watermark:
             self.watermark = watermark = mark
         self.fire(watermark, inclusive, out)
+        self.on_watermark(watermark, inclusive, out)
 
     def fire(self, until: Micros, inclusive: bool, out: list[dict[str, Any]] | None) -> None:
         """Fire every timer due before `until` (or at it, if inclusive), in due-time order: each
@@ -162,6 +163,12 @@ class KeyedTimers:
         (`outcome.expired`): to `out` as given to `sweep`; a caller overrides this."""
         if out is not None:
             out.extend(outcome.emitted)
+
+    def on_watermark(
+        self, watermark: Micros, inclusive: bool, out: list[dict[str, Any]] | None
+    ) -> None:
+        """The sweep up to `watermark` is done (every timer before it fired). The engine
+        overrides this to announce the policy rollouts whose instant the watermark passed."""
 
     def on_timer_fault(self, ticket_id: str, error: Exception) -> None:
         """A ticket's timer raised (a bug, or a value the core cannot represent); the ticket is
