@@ -49,6 +49,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import orjson
 
+from base.errors import EscalatorError
 from events.instants import parse_instant
 from events.signatures import sign_ack
 from streams.notify.channels import DeliveryFailed, details, headline, retry_after
@@ -63,7 +64,7 @@ _JIRA_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,254}-[0-9]{1,19}$")
 """Jira issue keys: project key (upper-case letter, then letters, digits, `_`), `-`, number."""
 
 
-class Skipped(Exception):
+class Skipped(EscalatorError):
     """The event's ticket is not one of this channel's vendor: nothing to do."""
 
 
