@@ -24,7 +24,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 STATE_FILE = "state.json"
 
@@ -38,6 +41,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def serve_app(app: web.Application, port: int | None = None) -> tuple[web.AppRunner, int]:
+    """Serve `app` on 127.0.0.1, on `port` or a free one: the local receivers' one start-up.
+    Returns the runner (`cleanup()` stops it) and the port."""
+    from aiohttp import web  # only the receivers need it
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = port or free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

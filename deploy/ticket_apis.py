@@ -50,7 +50,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from deploy.local_service import free_port
+from deploy.local_service import serve_app
 
 SECRET_TEXT = "CUSTOMER-SECRET: my password is hunter2"
 """The free text every seeded ticket holds (subject, description, a public comment)."""
@@ -318,10 +318,7 @@ class TicketApi:
     async def start(self, port: int | None = None) -> TicketApi:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        port = port or free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self._runner, port = await serve_app(app, port)
         self.url = f"http://127.0.0.1:{port}"
         return self
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from deploy.local_service import free_port
+from deploy.local_service import serve_app
 from events.signatures import WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER, verify_webhook
 
 
@@ -90,10 +90,7 @@ class Recorder:
     async def start(self, port: int | None = None) -> Recorder:
         app = web.Application()
         app.router.add_route("POST", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        port = port or free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self._runner, port = await serve_app(app, port)
         self.url = f"http://127.0.0.1:{port}"
         return self
 

@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-from deploy.local_service import free_port
+from deploy.local_service import free_port, serve_app
 
 
 class _Keep:
@@ -167,10 +167,7 @@ class PagerDutyEvents:
     async def start(self) -> PagerDutyEvents:
         app = web.Application()
         app.router.add_post("/v2/enqueue", self._enqueue)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self._runner, port = await serve_app(app)
         self.url = f"http://127.0.0.1:{port}/v2/enqueue"
         return self
 
