@@ -82,6 +82,15 @@ def _publish_policy(broker: str, file: Path, mode: str, at: str, topic: str) -> 
     assert done.returncode == 0, done.stderr.decode()
 
 
+def _publish_events(
+    broker: str, topics: Topics, file: Path, events: list[dict[str, Any]], tick: str
+) -> None:
+    """`escalator publish` of `events` (written to `file`), then a clock tick at `tick`."""
+    done = cli("publish", str(write_jsonl(file, events)), "--tick", tick, *topics.flags(),
+               broker=broker)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+
+
 def _wait_version(worker: Worker, version: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -120,15 +129,9 @@ def test_two_workers_switch_at_the_same_watermark(
     sev2 = [f"S2-{i}" for i in range(12)]
     sev3 = [f"S3-{i}" for i in range(4)]
     history = [_opened(t, TEN, 2) for t in sev2] + [_opened(t, TEN, 3) for t in sev3]
-    done = cli(
-        "publish",
-        str(write_jsonl(tmp_path / "opened.jsonl", history)),
-        "--tick",
-        "2026-12-07T10:05:00Z",
-        *topics.flags(),
-        broker=kafka_bootstrap,
+    _publish_events(
+        kafka_bootstrap, topics, tmp_path / "opened.jsonl", history, "2026-12-07T10:05:00Z"
     )
-    assert done.returncode == 0, done.stderr.decode()
     _publish_policy(kafka_bootstrap, v2, "open-tickets", "2026-12-07T10:10:00Z", policy_topic)
     for worker in workers:
         _wait_version(worker, "v2")
@@ -298,15 +301,9 @@ def test_a_restart_with_an_edited_file_keeps_open_tickets_on_their_version(
     first.wait_ready(partitions=2, timeout=90)
     history = [_opened(f"F2-{i}", TEN, 2) for i in range(3)]
     history += [_opened(f"F3-{i}", TEN, 3) for i in range(3)]
-    done = cli(
-        "publish",
-        str(write_jsonl(tmp_path / "opened.jsonl", history)),
-        "--tick",
-        "2026-12-07T10:05:00Z",
-        *topics.flags(),
-        broker=kafka_bootstrap,
+    _publish_events(
+        kafka_bootstrap, topics, tmp_path / "opened.jsonl", history, "2026-12-07T10:05:00Z"
     )
-    assert done.returncode == 0, done.stderr.decode()
     assert first.stop() == 0
     second = Worker(kafka_bootstrap, topics, tmp_path / "w2.log", policy=v2,
                     extra=["--max-delay", "0"])  # fmt: skip
@@ -319,15 +316,9 @@ def test_a_restart_with_an_edited_file_keeps_open_tickets_on_their_version(
         "occurred_at": "2026-12-07T10:30:00Z",
         "group": "tier-2",
     }
-    done = cli(
-        "publish",
-        str(write_jsonl(tmp_path / "later.jsonl", [reply])),
-        "--tick",
-        "2026-12-07T13:00:00Z",
-        *topics.flags(),
-        broker=kafka_bootstrap,
+    _publish_events(
+        kafka_bootstrap, topics, tmp_path / "later.jsonl", [reply], "2026-12-07T13:00:00Z"
     )
-    assert done.returncode == 0, done.stderr.decode()
     records = read_topic(kafka_bootstrap, topics.output, expect=6, timeout=90, settle=3)
     breaches = sorted(
         (e["ticket_id"], e["at"], e["policy"]["version"])
