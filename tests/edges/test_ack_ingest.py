@@ -14,17 +14,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import aiohttp
 import orjson
 import pytest
-from aiohttp.test_utils import TestServer
 
 from events.signatures import sign_ack, sign_pagerduty
 from events.vendors import pagerduty
 from events.vendors.common import Unmappable
-from streams.ingest.app import build_app
 from streams.ingest.settings import IngestSettings
-from tests.edges.test_ingest_http import Service
+from tests.edges.test_ingest_http import Service, serving
 from tests.engine.helpers import _read as read_records
 
 pytestmark = pytest.mark.kafka
@@ -91,11 +88,8 @@ async def service(
         secrets={"pagerduty": PD_SECRET, "ack": ACK_SECRET},
         zammad_state=str(tmp_path / "zammad.sqlite3"),
     )
-    server = TestServer(build_app(settings), host="127.0.0.1")
-    await server.start_server()
-    async with aiohttp.ClientSession() as http:
-        yield Service(str(server.make_url("")).rstrip("/"), settings, http)
-    await server.close()
+    async with serving(settings) as service:
+        yield service
 
 
 async def test_pagerduty_webhook_signed_to_the_broker_and_unsigned_refused(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,11 +56,20 @@ async def service(
         secrets=SECRETS,
         zammad_state=str(tmp_path / "zammad.sqlite3"),
     )
+    async with serving(settings) as service:
+        yield service
+
+
+@asynccontextmanager
+async def serving(settings: IngestSettings) -> AsyncIterator[Service]:
+    """The ingest app on 127.0.0.1 with `settings`, and a client session to it."""
     server = TestServer(build_app(settings), host="127.0.0.1")
     await server.start_server()
-    async with aiohttp.ClientSession() as http:
-        yield Service(str(server.make_url("")).rstrip("/"), settings, http)
-    await server.close()
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Service(str(server.make_url("")).rstrip("/"), settings, http)
+    finally:
+        await server.close()
 
 
 def event(n: int, **extra: Any) -> dict[str, Any]:
