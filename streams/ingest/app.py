@@ -617,17 +617,24 @@ class _Busy(asyncio.Protocol):
         transport.close()
 
 
-BACKLOG = 64
-"""Listen backlog; asyncio accepts up to this many sockets before any protocol is made."""
+BACKLOG = 16
+"""Listen backlog, which asyncio also takes as the most sockets it accepts in one turn of the
+event loop, before any of their protocols is made or counted.
+
+A refused socket stays open for three turns (accepted; its `_Busy` made; closed), and one
+turn's handlers are made before `connection_made` counts them, so the file budget reserves
+four backlogs. Kept small so that, on a slow machine where turns pile up, the refused sockets
+in flight stay few (64 left a 256-file process short)."""
 
 
 def connection_limit(configured: int) -> int:
     """`configured`, lowered to leave file descriptors for the producer, the log and the
-    sockets accepted but not yet counted (RLIMIT_NOFILE less 128 and the BACKLOG)."""
+    sockets accepted but not yet counted or closed (RLIMIT_NOFILE less 128 and four
+    BACKLOGs, see `BACKLOG`)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return configured
-    return max(4, min(configured, soft - 128 - BACKLOG))
+    return max(4, min(configured, soft - 128 - 4 * BACKLOG))
 
 
 class Served:
