@@ -1,17 +1,23 @@
 """An outbound SLA event as the SLA core builds it: one TypedDict per type of the contract.
 
 They mirror `events.outbound` field for field (a test compares them with the pydantic
-models), so mypy checks the producer (the fold, `streams.sla.timers` and
-`streams.sla.corrections`) against the contract, not only the consumers' tests. A TypedDict
-is a plain dict at run time: this costs the fold nothing, and the events are encoded as they
-are (`orjson.dumps`: the keys in the order the core writes them, which the golden outputs
-fix). Optional fields of the contract (`round`, `repeat`, `before_seconds`) are left out
-when they do not apply, never written as null.
+models), so mypy checks the producer (`streams.sla.timers` and `streams.sla.corrections`)
+against the contract, not only the consumers' tests. Inside the core an instant stays integer
+microseconds UTC (`due_at`, `at`, `eta`); `wire` and `encode` turn a record into the
+contract's JSON, with RFC 3339 text, once, at the edge (the replay's output, the engine's
+producer). A TypedDict is a plain dict at run time; the keys are in the order the core writes
+them, which the golden outputs fix. Optional fields of the contract (`round`, `repeat`,
+`before_seconds`) are left out when they do not apply, never written as null: the core adds
+them by unpacking a `Round`, `Repeat` or `LeadTime`, empty when they do not apply.
 """
 
 # No `from __future__ import annotations`: Python 3.11 finds `NotRequired` (the TypedDicts'
 # `__required_keys__`) only in annotations evaluated at class creation.
-from typing import Literal, NotRequired, TypedDict
+from typing import Final, Literal, NotRequired, TypedDict
+
+import orjson
+
+from events.instants import Micros, format_instant
 
 
 class PolicyRef(TypedDict):
@@ -22,21 +28,47 @@ class PolicyRef(TypedDict):
     calendar: NotRequired[str]
 
 
-class _SlaRecord(TypedDict):
-    """The fields every SLA event has (`events.outbound._SlaEventBase`); instants are RFC
-    3339 text, UTC."""
+class SlaBody(TypedDict):
+    """The fields every SLA event has after its `event_id` and `type`
+    (`events.outbound._SlaEventBase`); `due_at` and `at` in microseconds UTC."""
 
-    event_id: str
     ticket_id: str
     severity: int
     metric: str
-    due_at: str
-    at: str
+    due_at: Micros
+    at: Micros
     cycle: int
     policy: PolicyRef
     customer_id: str | None
     group: str | None
     assignee: str | None
+
+
+class _SlaRecord(SlaBody):
+    event_id: str
+
+
+class Round(TypedDict, total=False):
+    """`round` of a rounded metric's event (absent: not rounded)."""
+
+    round: int
+
+
+class Repeat(TypedDict, total=False):
+    """`repeat` of an escalation level's repeat (absent: the level's first firing)."""
+
+    repeat: int
+
+
+class LeadTime(TypedDict, total=False):
+    """`before_seconds` of a warning set by lead time (absent: by fraction)."""
+
+    before_seconds: float
+
+
+NOT_ROUNDED: Final[Round] = {}
+NOT_REPEATED: Final[Repeat] = {}
+NO_LEAD_TIME: Final[LeadTime] = {}
 
 
 class SlaWarning(_SlaRecord):
@@ -67,7 +99,7 @@ class TicketEscalated(_SlaRecord):
 
 class CustomerNotificationRequired(_SlaRecord):
     type: Literal["customer.notification_required"]
-    eta: str
+    eta: Micros
 
 
 RetractedType = Literal[
@@ -90,5 +122,41 @@ SlaRecord = (
     | SlaRetracted
 )
 """Any SLA event the core emits (`type` tells which)."""
+
+
+class PolicyActivated(TypedDict):
+    """`events.rollouts.PolicyActivated`: a rollout took effect on one partition (the
+    engine's audit record on the SLA topic; `at` is RFC 3339 text, as it is made once)."""
+
+    type: Literal["policy.activated"]
+    event_id: str
+    name: str
+    version: str
+    digest: str
+    mode: str
+    at: str
+    partition: int
+    tickets_moved: int
+    tickets_kept: int
+
+
 Issued = SlaWarning | SlaBreached | SlaMet | TicketEscalated | CustomerNotificationRequired
 """An SLA event other than a retraction: what a retraction can withdraw."""
+
+
+def wire(record: SlaRecord) -> dict[str, object]:
+    """`record` as the contract has it (`events.outbound`): its instants as RFC 3339 text, UTC
+    (`format_instant`), in the same key order. A new dict; `record` is unchanged."""
+    due = record["due_at"]
+    due_text = format_instant(due)
+    at = record["at"]
+    at_text = due_text if at == due else format_instant(at)
+    if record["type"] == "customer.notification_required":
+        return {**record, "due_at": due_text, "at": at_text, "eta": format_instant(record["eta"])}
+    return {**record, "due_at": due_text, "at": at_text}
+
+
+def encode(record: SlaRecord) -> bytes:
+    """`record` as the JSON of the contract (`wire`): what the SLA topic and the replay's
+    output carry."""
+    return orjson.dumps(wire(record))

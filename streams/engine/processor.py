@@ -33,7 +33,7 @@ the partition exactly as before.
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import orjson
 
@@ -42,6 +42,7 @@ from events.inbound import ClockTick
 from events.instants import SECOND, Micros, format_instant
 from events.records import TicketEvent
 from events.rollouts import activation_id
+from events.sla_records import PolicyActivated, SlaRecord, wire
 from streams.sla import state_codec
 from streams.sla.fold import handle
 from streams.sla.keyed_timers import DEFAULT_MAX_DELAY, KeyedTimers
@@ -108,7 +109,7 @@ class BatchResult:
     )
 
     def __init__(self) -> None:
-        self.output: list[tuple[bytes, bytes, dict[str, Any]]] = []
+        self.output: list[tuple[bytes, bytes, dict[str, object]]] = []
         self.dead_letters: list[tuple[int, str, str]] = []
         self.changelog: list[tuple[bytes, bytes | None]] = []
         self.expired: list[tuple[bytes, bytes, str, int]] = []
@@ -136,7 +137,11 @@ class BatchResult:
         `streams.sla.versions`): the shell counts them and logs once per version."""
 
 
-class PartitionEngine(KeyedTimers):
+Emitted = list[SlaRecord | PolicyActivated]
+"""What one input record makes, in order: SLA events and rollout audit records."""
+
+
+class PartitionEngine(KeyedTimers[Emitted]):
     """States, timer index and clock of one owned partition of the input topic (`KeyedTimers`,
     as replay), with what the shell needs: each record all or nothing, the changed tickets for
     the changelog, the wall clock."""
@@ -263,7 +268,7 @@ class PartitionEngine(KeyedTimers):
             out.invalid += 1
             out.dead_letters.append((position, "decode", str(exc)))
             return
-        emitted: list[dict[str, Any]] = []
+        emitted: Emitted = []
         dues = self._dues
         dues.clear()
         watermark, latest, live_since = self.watermark, self.latest, self.live_since
@@ -317,16 +322,21 @@ class PartitionEngine(KeyedTimers):
             output = out.output
             types = out.out_types
             for event in emitted:
-                key = event.get("ticket_id") or f"policy/{event.get('version')}"
-                output.append((key.encode(), orjson.dumps(event), event))
-                kind: str = event["type"]
+                kind = event["type"]
+                if event["type"] == "policy.activated":
+                    key = f"policy/{event['version']}"
+                    text: dict[str, object] = {**event}
+                else:
+                    key = event["ticket_id"]
+                    text = wire(event)
+                output.append((key.encode(), orjson.dumps(text), text))
                 types[kind] = types.get(kind, 0) + 1
             out.timer_dues.extend(dues)
 
     def _apply(
         self,
         record: TicketEvent,
-        emitted: list[dict[str, Any]],
+        emitted: Emitted,
         out: BatchResult,
         raw: bytes,
         offset: int,
@@ -361,7 +371,7 @@ class PartitionEngine(KeyedTimers):
                 moved = at
         return None, moved
 
-    def _accepted(self, at: Micros, wall_now: Micros, out: list[dict[str, Any]]) -> None:
+    def _accepted(self, at: Micros, wall_now: Micros, out: Emitted) -> None:
         """An accepted event moves the event time; then what the watermark passed fires (on
         the event clock, also when this event did not move it)."""
         mark = self.event_mark(at)
@@ -389,12 +399,9 @@ class PartitionEngine(KeyedTimers):
             return self.watermark if self.watermark is not None else 0
         return min(mark, self.latest - self.max_delay)
 
-    def on_timer(
-        self, due: Micros, ticket_id: str, outcome: Outcome, out: list[dict[str, Any]] | None
-    ) -> None:
+    def on_timer(self, due: Micros, ticket_id: str, outcome: Outcome, out: Emitted) -> None:
         """A fired timer's output goes to `out`, its expired parked events to the dead letters;
         the due time of its live output is kept for lateness."""
-        assert out is not None  # the engine always sweeps into the record's output
         for text, reason, origin in outcome.expired:
             self._expired.append((ticket_id.encode(), text.encode(), reason, origin))
         for version, reason in outcome.kept:
@@ -405,14 +412,12 @@ class PartitionEngine(KeyedTimers):
             if live is not None and due >= live and event["type"] in TIMER_TYPES:
                 self._dues.append(due)
 
-    def on_watermark(
-        self, watermark: Micros, inclusive: bool, out: list[dict[str, Any]] | None
-    ) -> None:
+    def on_watermark(self, watermark: Micros, inclusive: bool, out: Emitted) -> None:
         """After a sweep: the rollouts whose instant the watermark passed."""
-        if self.policy.book is not None and out is not None:
+        if self.policy.book is not None:
             self._activate(watermark, inclusive, out)
 
-    def _activate(self, watermark: Micros, inclusive: bool, out: list[dict[str, Any]]) -> None:
+    def _activate(self, watermark: Micros, inclusive: bool, out: Emitted) -> None:
         """Emit `policy.activated` for each rollout whose instant the watermark has passed
         (its tickets have all been moved by the sweep), once per partition: the versions
         activated go to the changelog in the same transaction."""

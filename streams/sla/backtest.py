@@ -45,18 +45,17 @@ def _run(
     def skip(line: int, reason: str) -> None:
         skipped.append({"line": line, "reason": reason})
 
-    for record in Replayer(policy).run(lines, until, skip):
-        kind = record["type"]
+    for record in Replayer(policy).records(lines, until, skip):
         key = (record["ticket_id"], record["metric"], record["cycle"])
-        if kind in ("sla.met", "sla.breached"):
-            outcome = "met" if kind == "sla.met" else "breached"
+        if record["type"] == "sla.met" or record["type"] == "sla.breached":
+            outcome = "met" if record["type"] == "sla.met" else "breached"
             outcomes[key] = (record["policy"]["name"], record["severity"], outcome)
             outcome_of[record["event_id"]] = key
-        elif kind == "ticket.escalated":
+        elif record["type"] == "ticket.escalated":
             escalation = (record["ticket_id"], record["cycle"], record["level"], record["to"])
             escalations.add(escalation)
             escalation_of[record["event_id"]] = escalation
-        elif kind == "sla.retracted":
+        elif record["type"] == "sla.retracted":
             withdrawn = outcome_of.pop(record["retracts"], None)
             if withdrawn is not None:
                 outcomes.pop(withdrawn, None)

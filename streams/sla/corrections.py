@@ -13,11 +13,12 @@ imports: the fold calls `correct` for a late event, and this module stays below 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from events.ids import retraction_id, revised_id
 from events.instants import DAY, Micros, format_instant
 from events.records import TicketEvent
+from events.sla_records import SlaRecord, SlaRetracted
 from streams.sla.outcome import Outcome
 from streams.sla.parking import as_json
 from streams.sla.rules import Policy
@@ -77,20 +78,19 @@ def correct(
     revisions = dict(state.revisions) if state.revisions else {}
     fresh = {record["event_id"]: record for record in new}
     kept = {record["event_id"]: record for record in old}
-    out: list[dict[str, Any]] = []
-    at_text = format_instant(at)
+    out: list[SlaRecord] = []
     for record in old:
         base = record["event_id"]
         if fresh.get(base) != record:
             revision = revisions.get(base, 0)
-            out.append(_retraction(record, revised_id(base, revision), at_text))
+            out.append(_retraction(record, revised_id(base, revision), at))
             revisions[base] = revision + 1
     for record in new:
         base = record["event_id"]
         if kept.get(base) != record:
             revision = revisions.get(base, 0)
             if revision:
-                record = {**record, "event_id": revised_id(base, revision)}
+                record = _revised(record, revised_id(base, revision))
             out.append(record)
     after.revisions = revisions or None
     if state.digests is not None:  # digests of a state older than them: kept as they were
@@ -107,7 +107,7 @@ def _replay(
     watch: int,
     fold: Fold,
     sweep: Sweep,
-) -> tuple[TicketState | None, list[dict[str, Any]], str | None, bool, list[Parked]]:
+) -> tuple[TicketState | None, list[SlaRecord], str | None, bool, list[Parked]]:
     """Fold a ticket's events (in event-time order) from scratch, then sweep its timers through
     `state.timers_through`; returns (state, emitted, why event `watch` was rejected or None,
     whether only for the ticket's status, the events displaced).
@@ -117,7 +117,7 @@ def _replay(
     again, as it came (`correct`), to be folded in when the event it needs comes.
     """
     current: TicketState | None = None
-    out: list[dict[str, Any]] = []
+    out: list[SlaRecord] = []
     reason: str | None = None
     stopped = False
     displaced: list[Parked] = []
@@ -139,8 +139,17 @@ def _replay(
     return current, out, reason, stopped, displaced
 
 
-def _retraction(record: dict[str, Any], issued: str, at: str) -> dict[str, Any]:
-    """`sla.retracted`: the SLA event `issued` no longer holds (a late event changed it)."""
+def _revised(record: SlaRecord, event_id: str) -> SlaRecord:
+    """`record` issued again under `event_id` (a new dict: the replay's own is unchanged)."""
+    revised = record.copy()
+    revised["event_id"] = event_id
+    return revised
+
+
+def _retraction(record: SlaRecord, issued: str, at: Micros) -> SlaRetracted:
+    """`sla.retracted` at `at`: the SLA event `issued` no longer holds (a late event changed
+    it). A retraction is never itself retracted (the replays emit none)."""
+    assert record["type"] != "sla.retracted"
     return {
         "event_id": retraction_id(issued),
         "type": "sla.retracted",

@@ -28,11 +28,12 @@ The modules below it: `spans` (clock arithmetic), `timers` (scheduling and firin
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from events.codec import decode_ticket_event
 from events.instants import DAY, Micros
 from events.records import TicketEvent
+from events.sla_records import SlaRecord
 from streams.sla.corrections import correct
 from streams.sla.outcome import Outcome
 from streams.sla.parking import as_json, blocked, expire
@@ -63,7 +64,7 @@ def policy_of(state: TicketState, root: Policy) -> Policy:
     return found if found is not None else root.select(state)
 
 
-def _adopt_policy(state: TicketState, root: Policy, now: Micros, out: list[dict[str, Any]]) -> None:
+def _adopt_policy(state: TicketState, root: Policy, now: Micros, out: list[SlaRecord]) -> None:
     """A worker restarted with another policy version: choose the ticket's policy again and
     recompute the ticket's timers under it."""
     if state.policy_version != root.version:
@@ -78,7 +79,7 @@ def versioned(
     state: TicketState,
     root: Policy,
     upto: Micros,
-    out: list[dict[str, Any]],
+    out: list[SlaRecord],
     kept: list[tuple[str, str]],
 ) -> Policy:
     """The version (a root policy of `root.book`) timing the ticket at `upto`, after moving it
@@ -131,7 +132,7 @@ def advance(state: TicketState, now: Micros, policy: Policy) -> Outcome:
         expire(state, now, waiting)
         waiting.state = state if state.parked else None
         return waiting
-    out: list[dict[str, Any]] = []
+    out: list[SlaRecord] = []
     kept: list[tuple[str, str]] = []
     if policy.book is not None:
         policy = versioned(state, policy, now, out, kept)
@@ -257,7 +258,7 @@ def _fold(state: TicketState | None, event: TicketEvent, policy: Policy) -> Outc
         return stopped
     # (A state written before histories were kept applies a late event at its latest time.)
     now = at if at > state.last_event_at else state.last_event_at
-    out: list[dict[str, Any]] = []
+    out: list[SlaRecord] = []
     kept: list[tuple[str, str]] = []
     root = policy
     if policy.book is not None:
@@ -320,7 +321,7 @@ def _open(event: TicketEvent, root: Policy) -> Outcome:
         return Outcome(
             None, rejected=f"field 'severity': {severity} is not defined in policy {policy.name!r}"
         )
-    out: list[dict[str, Any]] = []
+    out: list[SlaRecord] = []
     schedule(state, policy, at, out)
     return Outcome(state, out)
 
@@ -331,7 +332,7 @@ def _close_last(spans: list[Span], at: Micros) -> None:
 
 
 def _apply(
-    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[SlaRecord]
 ) -> str | None:
     """Change the state for one event; a string is the reason it cannot apply."""
     if state.status == "closed":
@@ -341,11 +342,11 @@ def _apply(
 
 # One function per event type, `(state, event, policy, now, out) -> rejection or None`, found
 # by the event's `type` in one dict lookup rather than a chain of comparisons.
-_Apply = Callable[[TicketState, TicketEvent, Policy, Micros, list[dict[str, Any]]], str | None]
+_Apply = Callable[[TicketState, TicketEvent, Policy, Micros, list[SlaRecord]], str | None]
 
 
 def _apply_opened(
-    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[SlaRecord]
 ) -> str | None:
     return f"ticket {state.ticket_id!r} is already open (opened by another event)"
 
@@ -355,7 +356,7 @@ def _apply_severity_changed(
     event: TicketEvent,
     policy: Policy,
     now: Micros,
-    out: list[dict[str, Any]],
+    out: list[SlaRecord],
 ) -> str | None:
     severity = event.severity
     if severity is None or severity not in policy.severities:
@@ -368,7 +369,7 @@ def _apply_severity_changed(
 
 
 def _apply_responded(
-    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[SlaRecord]
 ) -> str | None:
     if first_response_end(state) is None:
         met(state, policy, "first_response", now, out)
@@ -395,7 +396,7 @@ def _apply_responded(
 
 
 def _apply_customer_replied(
-    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[SlaRecord]
 ) -> str | None:
     """A public message from the customer: starts a next-response round if the ticket was
     answered since the customer's last message (first response given, no round open). A reply
@@ -415,7 +416,7 @@ def _apply_customer_replied(
 
 
 def _apply_paused(
-    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[SlaRecord]
 ) -> str | None:
     if state.status != "open":
         return blocked(state.status, event.type)
@@ -426,7 +427,7 @@ def _apply_paused(
 
 
 def _apply_resumed(
-    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[SlaRecord]
 ) -> str | None:
     if state.status != "paused":
         return blocked(state.status, event.type)
@@ -437,7 +438,7 @@ def _apply_resumed(
 
 
 def _apply_resolved(
-    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[SlaRecord]
 ) -> str | None:
     if state.status != "resolved":
         _close_last(state.pauses, now)
@@ -454,7 +455,7 @@ def _apply_resolved(
 
 
 def _apply_closed(
-    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[SlaRecord]
 ) -> str | None:
     _apply_resolved(state, event, policy, now, out)
     state.status = "closed"
@@ -463,7 +464,7 @@ def _apply_closed(
 
 
 def _apply_reopened(
-    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[SlaRecord]
 ) -> str | None:
     if state.status != "resolved":
         return blocked(state.status, event.type)
@@ -479,7 +480,7 @@ def _apply_reopened(
 
 
 def _apply_assigned(
-    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[SlaRecord]
 ) -> str | None:
     """The event states the current assignment: both fields replace what was known."""
     before = state.group
@@ -492,7 +493,7 @@ def _apply_assigned(
 
 
 def _apply_updated(
-    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[SlaRecord]
 ) -> str | None:
     """The routing attributes given replace what was known; the ticket may change policy."""
     before = (state.group, state.channel, state.tags, state.attributes)
@@ -510,9 +511,7 @@ def _apply_updated(
     return reason
 
 
-def _rematch(
-    state: TicketState, policy: Policy, now: Micros, out: list[dict[str, Any]]
-) -> str | None:
+def _rematch(state: TicketState, policy: Policy, now: Micros, out: list[SlaRecord]) -> str | None:
     """After the ticket's attributes changed: if another policy of the file now matches, the
     ticket moves to it and every unfired timer is recomputed from the report time under it
     (overdue ones fire now, as after a severity change). A string: why it cannot move."""
@@ -534,7 +533,7 @@ def _rematch(
 
 
 def _apply_acknowledged(
-    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[SlaRecord]
 ) -> str | None:
     """Someone took the escalation: `event.level` (None: every level fired so far) repeats
     no more; a level not fired yet is left alone (nothing to stop). Acknowledged again, the
@@ -558,7 +557,7 @@ ESCALATION: Final = ("escalation",)
 
 
 def _apply_nothing(
-    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[dict[str, Any]]
+    state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[SlaRecord]
 ) -> str | None:
     return None
 

@@ -19,7 +19,7 @@ instant is integer microseconds UTC.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final, Generic, TypeVar
 
 from events.instants import MINUTE, Micros
 from streams.sla import state_codec
@@ -36,7 +36,12 @@ retries and connector restarts usually deliver within minutes; later ones are co
 lost)."""
 
 
-class KeyedTimers:
+Out = TypeVar("Out")
+"""Where a caller's sweep puts what fired (`on_timer`), handed through unread: the replay's
+output list or None (its own buffer), the engine's record output."""
+
+
+class KeyedTimers(Generic[Out]):
     """Ticket states, their timers and the watermark they fire by (see the module docstring).
 
     `max_delay` (microseconds) is the bounded out-of-orderness of the event clock: its
@@ -128,7 +133,7 @@ class KeyedTimers:
 
     # -- timers
 
-    def sweep(self, mark: Micros, inclusive: bool, out: list[dict[str, Any]] | None) -> None:
+    def sweep(self, mark: Micros, inclusive: bool, out: Out) -> None:
         """Move the watermark to `mark` (never back), then fire every timer due before it (or
         at it, if inclusive), in due order, across the tickets (`fire`), then `on_watermark`."""
         watermark = self.watermark
@@ -137,7 +142,7 @@ class KeyedTimers:
         self.fire(watermark, inclusive, out)
         self.on_watermark(watermark, inclusive, out)
 
-    def fire(self, until: Micros, inclusive: bool, out: list[dict[str, Any]] | None) -> None:
+    def fire(self, until: Micros, inclusive: bool, out: Out) -> None:
         """Fire every timer due before `until` (or at it, if inclusive), in due-time order: each
         ticket is advanced to its due time and stored, then `on_timer` takes the outcome; a
         timer that raises goes to `on_timer_fault` and its ticket stays unarmed."""
@@ -156,17 +161,14 @@ class KeyedTimers:
             self.store(ticket_id, outcome.state)
             self.on_timer(due, ticket_id, outcome, out)
 
-    def on_timer(
-        self, due: Micros, ticket_id: str, outcome: Outcome, out: list[dict[str, Any]] | None
-    ) -> None:
+    def on_timer(self, due: Micros, ticket_id: str, outcome: Outcome, out: Out) -> None:
         """What a fired timer emitted (`outcome.emitted`) and the parked events it rejected
-        (`outcome.expired`): to `out` as given to `sweep`; a caller overrides this."""
-        if out is not None:
+        (`outcome.expired`), with `out` as given to `sweep`: by default the emitted events are
+        appended to `out` when it is a list; a caller overrides this."""
+        if isinstance(out, list):
             out.extend(outcome.emitted)
 
-    def on_watermark(
-        self, watermark: Micros, inclusive: bool, out: list[dict[str, Any]] | None
-    ) -> None:
+    def on_watermark(self, watermark: Micros, inclusive: bool, out: Out) -> None:
         """The sweep up to `watermark` is done (every timer before it fired). The engine
         overrides this to announce the policy rollouts whose instant the watermark passed."""
 

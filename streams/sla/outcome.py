@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from events.instants import Micros
+from events.sla_records import SlaRecord
 from streams.sla.state import TicketState
 
 
@@ -32,14 +31,14 @@ class Outcome:
     def __init__(
         self,
         state: TicketState | None,
-        emitted: list[dict[str, Any]] | None = None,
+        emitted: list[SlaRecord] | None = None,
         rejected: str | None = None,
         duplicate: bool = False,
         late: bool = False,
         beyond_horizon: bool = False,
     ) -> None:
         self.state = state
-        self.emitted: list[dict[str, Any]] = [] if emitted is None else emitted
+        self.emitted: list[SlaRecord] = [] if emitted is None else emitted
         self.rejected = rejected
         self.duplicate = duplicate
         self.late = late

@@ -19,11 +19,12 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 from events.codec import InvalidEvent, decode_ticket_event
-from events.instants import Micros, parse_rfc3339
+from events.instants import Micros
 from events.records import TicketEvent
+from events.sla_records import SlaRecord, wire
 from streams.sla.fold import advance, handle
 from streams.sla.keyed_timers import DEFAULT_MAX_DELAY, KeyedTimers
 from streams.sla.outcome import Outcome
@@ -53,12 +54,7 @@ class ReplayCounts:
     """Events parked on arrival, waiting for an earlier event of their ticket."""
 
 
-def _at(record: dict[str, Any]) -> Micros:
-    text: str = record["at"]
-    return parse_rfc3339(text)
-
-
-class Replayer(KeyedTimers):
+class Replayer(KeyedTimers[list[SlaRecord] | None]):
     """Many tickets under one watermark (`KeyedTimers`: the states, one timer index, the
     watermark), and an output buffer that puts what they emit in firing order.
 
@@ -69,7 +65,7 @@ class Replayer(KeyedTimers):
     def __init__(self, policy: Policy, max_delay: Micros = 0) -> None:
         super().__init__(policy, max_delay)
         self.counts = ReplayCounts()
-        self._held: list[tuple[Micros, int, str, int, dict[str, Any]]] = []
+        self._held: list[tuple[Micros, int, str, int, SlaRecord]] = []
         """Output not yet final: (at, 0 event / 1 timer, ticket id or "", sequence, record)."""
         self._seq = 0
         self._cancelled: set[str] = set()
@@ -91,7 +87,7 @@ class Replayer(KeyedTimers):
 
     def feed(
         self, event: TicketEvent, raw: bytes | str | None = None, origin: int = -1
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> tuple[list[SlaRecord], str | None]:
         """Apply one event, then fire what the watermark passed; returns (final output, rejection).
 
         Output that is not final yet (it may still be preceded by output of lines to come) is
@@ -122,7 +118,7 @@ class Replayer(KeyedTimers):
         if outcome.parked:
             counts.held += 1
             self.store(ticket_id, outcome.state)
-            released_now: list[dict[str, Any]] = []
+            released_now: list[SlaRecord] = []
             if self._held:
                 self._release(released_now)
             return released_now, None
@@ -135,7 +131,7 @@ class Replayer(KeyedTimers):
             counts.duplicates += 1
         latest = self.latest
         in_order = False
-        released: list[dict[str, Any]] = []
+        released: list[SlaRecord] = []
         if outcome.rejected is not None:
             counts.rejected += 1
             if outcome.beyond_horizon:
@@ -166,18 +162,18 @@ class Replayer(KeyedTimers):
             self._release(released)
         return released, outcome.rejected
 
-    def advance(self, now: Micros, inclusive: bool = True) -> list[dict[str, Any]]:
+    def advance(self, now: Micros, inclusive: bool = True) -> list[SlaRecord]:
         """Move the watermark to `now`: fire every timer due before it (or at it, if inclusive);
         through `now` only, if the watermark is already past it."""
         if self.watermark is not None and now < self.watermark:
             self.fire(now, inclusive, None)  # an end before the watermark (`--until`)
         else:
             self.sweep(now, inclusive, None)
-        out: list[dict[str, Any]] = []
+        out: list[SlaRecord] = []
         self._release(out, inclusive)
         return out
 
-    def finish(self, until: Micros | None) -> list[dict[str, Any]]:
+    def finish(self, until: Micros | None) -> list[SlaRecord]:
         """The end of the input: advance to `until` (inclusive), then release everything held."""
         out = self.advance(until) if until is not None else []
         for ticket_id, state in list(self.tickets.items()):  # the input is complete
@@ -187,25 +183,25 @@ class Replayer(KeyedTimers):
                 self.store(ticket_id, outcome.state)
                 for record in outcome.emitted:
                     self._seq += 1
-                    heapq.heappush(self._held, (_at(record), 1, ticket_id, self._seq, record))
+                    heapq.heappush(self._held, (record["at"], 1, ticket_id, self._seq, record))
         while self._held:
             self._pop(out)
         return out
 
     # -- the output buffer
 
-    def _hold(self, emitted: list[dict[str, Any]], event_at: Micros) -> None:
+    def _hold(self, emitted: list[SlaRecord], event_at: Micros) -> None:
         """Hold an event's output: at its time it is event output; earlier, its own timers."""
         held = self._held
         for record in emitted:
-            at = _at(record)
+            at = record["at"]
             self._seq += 1
             if at >= event_at:
                 heapq.heappush(held, (at, 0, "", self._seq, record))
             else:
                 heapq.heappush(held, (at, 1, record["ticket_id"], self._seq, record))
 
-    def _correct(self, emitted: list[dict[str, Any]], out: list[dict[str, Any]]) -> None:
+    def _correct(self, emitted: list[SlaRecord], out: list[SlaRecord]) -> None:
         """A correction goes out at once; retracting output still held just drops it."""
         held_ids = {entry[4]["event_id"] for entry in self._held} if self._held else set()
         for record in emitted:
@@ -218,7 +214,7 @@ class Replayer(KeyedTimers):
             out.append(record)
 
     def on_timer(
-        self, due: Micros, ticket_id: str, outcome: Outcome, out: list[dict[str, Any]] | None
+        self, due: Micros, ticket_id: str, outcome: Outcome, out: list[SlaRecord] | None
     ) -> None:
         """A fired timer's output: into the buffer, or straight to `out` when the sweep was
         given one (nothing held, nothing else to merge with)."""
@@ -241,7 +237,7 @@ class Replayer(KeyedTimers):
         worker; counted."""
         self.counts.faults += 1
 
-    def _release(self, out: list[dict[str, Any]], inclusive: bool = False) -> None:
+    def _release(self, out: list[SlaRecord], inclusive: bool = False) -> None:
         """Move final output to `out`: before the watermark, or at it if the input is complete
         through it (inclusive); else only event output at it (timers due then come after any
         event of that instant still to come)."""
@@ -255,7 +251,7 @@ class Replayer(KeyedTimers):
         ):
             self._pop(out)
 
-    def _pop(self, out: list[dict[str, Any]]) -> None:
+    def _pop(self, out: list[SlaRecord]) -> None:
         record = heapq.heappop(self._held)[4]
         if self._cancelled and record["event_id"] in self._cancelled:
             self._cancelled.discard(record["event_id"])
@@ -277,8 +273,18 @@ class Replayer(KeyedTimers):
         lines: Iterable[bytes | str],
         until: Micros | None = None,
         on_invalid: Callable[[int, str], None] | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        """Replay JSONL lines; invalid or rejected lines go to `on_invalid(line_number, reason)`."""
+    ) -> Iterator[dict[str, object]]:
+        """Replay JSONL lines; invalid or rejected lines go to `on_invalid(line_number, reason)`.
+        Yields the SLA events as the contract has them (`events.sla_records.wire`)."""
+        return map(wire, _run(self, lines, until, on_invalid))
+
+    def records(
+        self,
+        lines: Iterable[bytes | str],
+        until: Micros | None = None,
+        on_invalid: Callable[[int, str], None] | None = None,
+    ) -> Iterator[SlaRecord]:
+        """`run`, yielding the core's typed records (instants in microseconds)."""
         return _run(self, lines, until, on_invalid)
 
 
@@ -287,8 +293,8 @@ def replay_lines(
     policy: Policy,
     until: Micros | None = None,
     max_delay: Micros = DEFAULT_MAX_DELAY,
-) -> list[dict[str, Any]]:
-    """All SLA events of a history, for callers that want a list."""
+) -> list[dict[str, object]]:
+    """All SLA events of a history (`wire` form), for callers that want a list."""
     return list(Replayer(policy, max_delay).run(lines, until))
 
 
@@ -297,7 +303,7 @@ def _run(
     lines: Iterable[bytes | str],
     until: Micros | None,
     on_invalid: Callable[[int, str], None] | None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[SlaRecord]:
     feed = replayer.feed
     for number, line in enumerate(lines, start=1):
         try:

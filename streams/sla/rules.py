@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from events.instants import Micros, format_duration
+from events.sla_records import PolicyRef
 from streams.sla.clocks import BusinessCalendar, Clock, ElapsedClock
 from streams.sla.timer_key import NO_ROUND, TimerKey
 
@@ -296,7 +297,7 @@ class Policy:
         default = next(iter(names), "default")
         self._default: str | None = default if names else None
         """The name of the policy's own calendar (`clock` finds it without a lookup)."""
-        self._refs: dict[str, dict[str, str]] = {
+        self._refs: dict[str, PolicyRef] = {
             key: {"name": name, "version": version, "calendar": key}
             for key in (*self.calendars, "elapsed")
         }
@@ -318,7 +319,7 @@ class Policy:
                 return policy
         return self
 
-    def ref(self, clock: str = "business", calendar: str = "") -> dict[str, str]:
+    def ref(self, clock: str = "business", calendar: str = "") -> PolicyRef:
         """`{"name", "version", "calendar"}` for outbound events: the calendar that timed
         the event (`elapsed` for the elapsed clock). One dict per calendar, shared: never
         change it."""

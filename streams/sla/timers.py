@@ -17,10 +17,26 @@ acknowledged level repeats no more (`ack_timeout` may fire it again; docs/action
 from __future__ import annotations
 
 from bisect import insort
-from typing import Any, Final
+from typing import Final
 
 from events.ids import revised_id, sla_event_id
-from events.instants import Micros, format_instant
+from events.instants import Micros
+from events.sla_records import (
+    NO_LEAD_TIME,
+    NOT_REPEATED,
+    NOT_ROUNDED,
+    CustomerNotificationRequired,
+    LeadTime,
+    PolicyRef,
+    Repeat,
+    Round,
+    SlaBody,
+    SlaBreached,
+    SlaMet,
+    SlaRecord,
+    SlaWarning,
+    TicketEscalated,
+)
 from streams.sla.rules import EscalationRule, Mark, MetricName, Policy
 from streams.sla.spans import consumed, deadlines, metric_round, metric_running, metric_segments
 from streams.sla.state import Ack, TicketState, Timer
@@ -50,7 +66,7 @@ def schedule(
     state: TicketState,
     policy: Policy,
     now: Micros,
-    emitted: list[dict[str, Any]],
+    emitted: list[SlaRecord],
     metrics: tuple[str, ...] = _ALL,
 ) -> None:
     """Recompute the unfired timers of `metrics` from the state; fire at `now` those overdue.
@@ -178,7 +194,7 @@ def _ack_timed_out(
     esc: EscalationRule,
     timer: Timer,
     at: Micros,
-    out: list[dict[str, Any]],
+    out: list[SlaRecord],
 ) -> None:
     """The acknowledgement of `esc` timed out without progress: fire the level again."""
     state.fired.pop()  # the ack timer's own key: the repeat's key stands for it
@@ -189,43 +205,22 @@ def _ack_timed_out(
         n = max(n, (used - esc.after) // esc.repeat_every)
     key = esc.timer.repeat_of(n)
     state.fired.append(key.fired)
-    due_at, fired_at = _instants(timer.due_at, at)
-    ref = policy.ref(esc.clock, esc.calendar)
-    record = _event(state, ref, "ticket.escalated", "escalation", key.text, due_at, fired_at)
-    record["level"] = esc.level
-    record["to"] = esc.to
-    record["repeat"] = n
-    out.append(record)
+    out.append(_escalated(state, policy, esc, key.text, timer.due_at, at, {"repeat": n}))
     if esc.repeat_every:
         repeat = _next_repeat(state, policy, esc, n, at)
         if repeat is not None:
             insort(state.timers, repeat)
 
 
-def _event(
-    state: TicketState,
-    ref: dict[str, str],
-    kind: str,
-    metric: str,
-    rule: str,
-    due_at: str,
-    at: str,
-) -> dict[str, Any]:
-    """An outbound SLA event; `due_at` and `at` come formatted (see `_instants`).
-
-    It carries the routing metadata as known when it fired (customer, group, assignee), so a
-    consumer can route it without joining the ticket stream.
-    """
-    event_id = sla_event_id(state.ticket_id, state.reported_at, metric, rule, state.cycle)
-    if state.revisions:
-        event_id = revised_id(event_id, state.revisions.get(event_id, 0))
+def _body(state: TicketState, ref: PolicyRef, metric: str, due: Micros, at: Micros) -> SlaBody:
+    """What every SLA event of the ticket carries after its id and type: the deadline, when it
+    went out (microseconds), and the routing metadata as known then (customer, group,
+    assignee), so a consumer can route it without joining the ticket stream."""
     return {
-        "event_id": event_id,
-        "type": kind,
         "ticket_id": state.ticket_id,
         "severity": state.severity,
         "metric": metric,
-        "due_at": due_at,
+        "due_at": due,
         "at": at,
         "cycle": state.cycle,
         "policy": ref,
@@ -235,33 +230,55 @@ def _event(
     }
 
 
-def _instants(due: Micros, at: Micros) -> tuple[str, str]:
-    """`due` and `at` as RFC 3339 text, formatted once when they are equal (a timer on time)."""
-    due_text = format_instant(due)
-    return due_text, (due_text if at == due else format_instant(at))
+def _event_id(state: TicketState, metric: str, rule: str) -> str:
+    """The event's deterministic id (`events.ids.sla_event_id`), revised if a correction has
+    replaced it (`revised_id`)."""
+    event_id = sla_event_id(state.ticket_id, state.reported_at, metric, rule, state.cycle)
+    if state.revisions:
+        event_id = revised_id(event_id, state.revisions.get(event_id, 0))
+    return event_id
+
+
+def _rounded(number: int) -> Round:
+    return NOT_ROUNDED if number == NO_ROUND else {"round": number}
+
+
+def _escalated(
+    state: TicketState,
+    policy: Policy,
+    esc: EscalationRule,
+    rule: str,
+    due: Micros,
+    at: Micros,
+    repeat: Repeat,
+) -> TicketEscalated:
+    ref = policy.ref(esc.clock, esc.calendar)
+    return {
+        "event_id": _event_id(state, "escalation", rule),
+        "type": "ticket.escalated",
+        **_body(state, ref, "escalation", due, at),
+        "level": esc.level,
+        "to": esc.to,
+        **repeat,
+    }
 
 
 def fire(
-    state: TicketState, policy: Policy, timer: Timer, at: Micros, out: list[dict[str, Any]]
+    state: TicketState, policy: Policy, timer: Timer, at: Micros, out: list[SlaRecord]
 ) -> None:
     """Emit what `timer` fires at `at` (a warning, a breach with the customer notice of a
     resolution breach, an escalation level or repeat) and arm a repeating level's next one."""
     key = timer.key
     state.fired.append(key.fired)
     rules = policy.severities[state.severity]
-    due_at, fired_at = _instants(timer.due_at, at)
+    due = timer.due_at
     if timer.metric == "escalation":
         esc = rules.escalations[key.level - 1]
         if key == esc.ack_timer:
             _ack_timed_out(state, policy, esc, timer, at, out)
             return
-        ref = policy.ref(esc.clock, esc.calendar)
-        record = _event(state, ref, "ticket.escalated", "escalation", key.text, due_at, fired_at)
-        record["level"] = esc.level
-        record["to"] = esc.to
-        if key.repeat:
-            record["repeat"] = key.repeat
-        out.append(record)
+        repeated: Repeat = {"repeat": key.repeat} if key.repeat else NOT_REPEATED
+        out.append(_escalated(state, policy, esc, key.text, due, at, repeated))
         if esc.repeat_every and not (state.acks and acked(state.acks, esc.level)):
             repeat = _next_repeat(state, policy, esc, key.repeat, at)
             if repeat is not None:
@@ -275,36 +292,42 @@ def fire(
     else:
         rule = rules.metric(metric)  # type: ignore[arg-type]
     ref = policy.ref() if rule is None else policy.ref(rule.clock, rule.calendar)
-    name, number = key.name, key.round
+    name = key.name
+    body = _body(state, ref, metric, due, at)
     if name == "breached":
-        record = _event(state, ref, "sla.breached", timer.metric, key.text, due_at, fired_at)
-        if number != NO_ROUND:
-            record["round"] = number
-        out.append(record)
-        if timer.metric == "resolution" and rules.resolution is not None:
-            notice = _event(
-                state,
-                ref,
-                "customer.notification_required",
-                "resolution",
-                "notification",
-                due_at,
-                fired_at,
-            )
+        breached: SlaBreached = {
+            "event_id": _event_id(state, metric, key.text),
+            "type": "sla.breached",
+            **body,
+            **_rounded(key.round),
+        }
+        out.append(breached)
+        if metric == "resolution" and rules.resolution is not None:
             clock = policy.clock(rules.resolution.clock, rules.resolution.calendar)
-            notice["eta"] = format_instant(clock.add(timer.due_at, rules.resolution.target))
+            notice: CustomerNotificationRequired = {
+                "event_id": _event_id(state, "resolution", "notification"),
+                "type": "customer.notification_required",
+                **body,
+                "eta": clock.add(due, rules.resolution.target),
+            }
             out.append(notice)
         return
-    record = _event(state, ref, "sla.warning", timer.metric, key.text, due_at, fired_at)
     mark = rule.by_rule.get(name) if rule is not None and rule.warn_before else None
+    lead: LeadTime = NO_LEAD_TIME
     if mark is not None and mark.before:  # by lead time: the fraction elapsed then
-        record["threshold"] = mark.fraction
-        record["before_seconds"] = mark.before / 1_000_000
+        threshold = mark.fraction
+        lead = {"before_seconds": mark.before / 1_000_000}
     else:
-        record["threshold"] = key.threshold
-    if number != NO_ROUND:
-        record["round"] = number
-    out.append(record)
+        threshold = key.threshold
+    warning: SlaWarning = {
+        "event_id": _event_id(state, metric, key.text),
+        "type": "sla.warning",
+        **body,
+        "threshold": threshold,
+        **lead,
+        **_rounded(key.round),
+    }
+    out.append(warning)
 
 
 def _pending_breach(state: TicketState, metric: str) -> Micros | None:
@@ -316,7 +339,7 @@ def _pending_breach(state: TicketState, metric: str) -> Micros | None:
 
 
 def met(
-    state: TicketState, policy: Policy, metric: MetricName, at: Micros, out: list[dict[str, Any]]
+    state: TicketState, policy: Policy, metric: MetricName, at: Micros, out: list[SlaRecord]
 ) -> None:
     """Emit `sla.met` if the metric is fulfilled at `at` without having breached.
 
@@ -335,14 +358,16 @@ def met(
     due = _pending_breach(state, metric)
     if due is None:  # paused: no pending timer, measure it
         due = deadlines(segments, clock, [rule.target])[0]
-    due_at, met_at = _instants(due if due is not None else at, at)
     ref = policy.ref(rule.clock, rule.calendar)
     met = f"met@{number}" if number else f"met:{state.cycle}"
-    record = _event(state, ref, "sla.met", metric, met, due_at, met_at)
-    record["took_seconds"] = consumed(segments, clock, at) / 1_000_000
-    record["clock"] = rule.clock
-    if number:
-        record["round"] = number
+    record: SlaMet = {
+        "event_id": _event_id(state, metric, met),
+        "type": "sla.met",
+        **_body(state, ref, metric, due if due is not None else at, at),
+        "took_seconds": consumed(segments, clock, at) / 1_000_000,
+        "clock": rule.clock,
+        **(_rounded(number) if number else NOT_ROUNDED),
+    }
     state.fired.append(f"{metric}:{met}")
     out.append(record)
 
@@ -352,7 +377,7 @@ def met(
 
 
 def fire_due(
-    state: TicketState, policy: Policy, now: Micros, inclusive: bool, out: list[dict[str, Any]]
+    state: TicketState, policy: Policy, now: Micros, inclusive: bool, out: list[SlaRecord]
 ) -> bool:
     """Fire pending timers due before (or at, if inclusive) `now`; False if the ticket is purged."""
     while state.timers:

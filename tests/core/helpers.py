@@ -13,6 +13,7 @@ from events.codec import ticket_event_from_obj
 from events.instants import Micros, format_instant, from_datetime
 from events.outbound import sla_event_adapter
 from events.records import TicketEvent
+from events.sla_records import wire
 from streams.sla.replay import Replayer
 from streams.sla.rules import Policy
 
@@ -56,15 +57,15 @@ def brief(records: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
 
 def replay(events: tuple[Any, ...], policy: Policy, until: str | None) -> list[dict[str, Any]]:
     """The SLA events `policy` gives for `events` (each accepted), then up to `until`
-    (Toronto wall time), each checked against the outbound contract."""
+    (Toronto wall time), in the contract's form (`wire`), each checked against it."""
     replayer = Replayer(policy)
     out: list[dict[str, Any]] = []
     for ev in events:
         emitted, rejected = replayer.feed(ev)
         assert rejected is None, rejected
-        out.extend(emitted)
+        out.extend(map(wire, emitted))
     if until is not None:
-        out.extend(replayer.advance(toronto(until)))
+        out.extend(map(wire, replayer.advance(toronto(until))))
     for record in out:
         sla_event_adapter.validate_python(record)  # every output honours the contract
     return out

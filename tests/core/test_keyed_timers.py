@@ -14,6 +14,7 @@ import pytest
 from events.codec import ticket_event_from_obj
 from events.instants import MINUTE, Micros, parse_instant
 from events.records import TicketEvent
+from events.sla_records import wire
 from streams.engine.processor import PartitionEngine
 from streams.sla import state_codec
 from streams.sla.fold import handle
@@ -62,7 +63,7 @@ def driver_with(*events: TicketEvent, max_delay: Micros = 0) -> KeyedTimers:
 
 
 def fired(records: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    return [(r["type"], r["ticket_id"], r["due_at"]) for r in records]
+    return [(r["type"], r["ticket_id"], r["due_at"]) for r in map(wire, records)]
 
 
 def test_timers_fire_in_due_order_across_tickets_as_the_watermark_passes_them() -> None:

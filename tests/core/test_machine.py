@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from events.sla_records import wire
 from streams.sla import state_codec
 from streams.sla.fold import advance, handle
 from streams.sla.policy import load_policy, parse_policy
@@ -355,7 +356,7 @@ def test_policy_change_is_recorded_and_adopted() -> None:
         "stricter.toml",
     )
     assert stricter.version != POLICY.version
-    out = advance(state, toronto("2026-11-30 12:00"), stricter).emitted
+    out = [wire(r) for r in advance(state, toronto("2026-11-30 12:00"), stricter).emitted]
     assert brief(out) == [
         ("sla.breached", "first_response", utc("2026-11-30 11:00"), utc("2026-11-30 11:00"))
     ]

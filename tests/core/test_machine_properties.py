@@ -15,6 +15,7 @@ from events.instants import MINUTE, format_instant
 from events.outbound import sla_event_adapter
 from events.records import TicketEvent
 from events.samples import generate_history
+from events.sla_records import wire
 from streams.sla.fold import advance, handle
 from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
@@ -64,7 +65,7 @@ def test_output_does_not_depend_on_how_often_the_clock_is_advanced(
         ats = [r["at"] for r in records]
         assert ats == sorted(ats), "a ticket's events went back in time"
     for record in out_plain:
-        sla_event_adapter.validate_python(record)
+        sla_event_adapter.validate_python(wire(record))
 
 
 def never_swept(events: list[TicketEvent], end: int) -> list[dict[str, Any]]:

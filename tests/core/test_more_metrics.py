@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from events.ids import sla_event_id
+from events.sla_records import wire
 from streams.sla.cli import describe_policy
 from streams.sla.policy import PolicyError, check_policy, parse_policy
 from streams.sla.replay import Replayer
@@ -360,7 +361,7 @@ def test_a_late_customer_reply_starts_its_round_at_its_own_time() -> None:
     # round's timers (11:00, 11:45, 12:00) are overdue when it arrives and fire at once
     out, rejected = replayer.feed(event("customer_replied", "2026-11-30 10:00"))
     assert rejected is None
-    assert rows(out, "next_response") == [
+    assert rows(list(map(wire, out)), "next_response") == [
         ("sla.warning", 1, 0.5, utc("2026-11-30 11:00"), utc("2026-11-30 11:00")),
         ("sla.warning", 1, 0.875, utc("2026-11-30 11:45"), utc("2026-11-30 11:45")),
         ("sla.breached", 1, None, utc("2026-11-30 12:00"), utc("2026-11-30 12:00")),

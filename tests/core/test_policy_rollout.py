@@ -13,6 +13,7 @@ from events.instants import MINUTE, parse_rfc3339
 from events.outbound import sla_event_adapter
 from events.records import TicketEvent
 from events.rollouts import RolloutMode
+from events.sla_records import wire
 from streams.sla.policy import parse_policy
 from streams.sla.replay import Replayer
 from streams.sla.rules import Policy
@@ -82,14 +83,14 @@ def run(policy: Policy, events: list[TicketEvent], until: str) -> tuple[list[Any
         out.extend(emitted)
     out.extend(replayer.advance(at(until)))
     for record in out:
-        sla_event_adapter.validate_python(record)
+        sla_event_adapter.validate_python(wire(record))
     return out, replayer
 
 
 def breaches(out: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
     return [
         (r["ticket_id"], r["due_at"], r["at"], r["policy"]["version"])
-        for r in out
+        for r in map(wire, out)
         if r["type"] == "sla.breached"
     ]
 
@@ -170,7 +171,9 @@ def test_a_late_reply_from_before_the_instant_is_folded_in_under_the_old_version
     assert breaches(out) == [("F", utc("10:20"), utc("10:20"), "v2")]
     emitted, rejected = replayer.feed(ev("responded", "10:05", "F"))
     assert rejected is None
-    assert [(r["type"], r["due_at"], r["at"], r["policy"]["version"]) for r in emitted] == [
+    assert [
+        (r["type"], r["due_at"], r["at"], r["policy"]["version"]) for r in map(wire, emitted)
+    ] == [
         ("sla.retracted", utc("10:20"), utc("10:05"), "v2"),
         ("sla.met", utc("11:00"), utc("10:05"), "v1"),
     ]
@@ -219,6 +222,8 @@ def test_a_reply_dated_between_the_ticket_and_the_instant_counts_under_the_old_v
         assert replayer.feed(event)[1] is None
     emitted, rejected = replayer.feed(ev("responded", "10:05", "J"))
     assert rejected is None
-    assert [(r["type"], r["due_at"], r["at"], r["policy"]["version"]) for r in emitted] == [
+    assert [
+        (r["type"], r["due_at"], r["at"], r["policy"]["version"]) for r in map(wire, emitted)
+    ] == [
         ("sla.met", utc("11:00"), utc("10:05"), "v1"),
     ]

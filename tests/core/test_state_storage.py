@@ -12,6 +12,7 @@ import orjson
 from events.codec import decode_ticket_event, ticket_event_from_obj
 from events.instants import SUPPORTED_RANGE, parse_rfc3339
 from events.samples import generate_history, with_routing
+from events.sla_records import wire
 from streams.sla import state_codec
 from streams.sla.fold import CONFLICT, handle
 from streams.sla.policy import load_policy
@@ -142,7 +143,7 @@ def test_a_state_in_the_previous_form_corrects_a_late_reply_and_checks_reused_id
     for state in (state_codec.from_obj(orjson.loads(PREVIOUS_FORM)), fresh()):
         corrected = handle(state, late_reply, POLICY)
         assert corrected.late and corrected.rejected is None
-        assert [(r["type"], r["metric"], r["at"]) for r in corrected.emitted] == [
+        assert [(r["type"], r["metric"], r["at"]) for r in map(wire, corrected.emitted)] == [
             ("sla.met", "first_response", "2026-12-01T10:00:00Z")
         ]
         assert handle(state, ASSIGNED, POLICY).duplicate
