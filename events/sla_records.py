@@ -3,7 +3,7 @@
 They mirror `events.outbound` field for field (a test compares them with the pydantic
 models), so mypy checks the producer (`streams.sla.timers` and `streams.sla.corrections`)
 against the contract, not only the consumers' tests. Inside the core an instant stays integer
-microseconds UTC (`due_at`, `at`, `eta`); `wire` and `encode` turn a record into the
+microseconds UTC (`due_at`, `at`, `eta`); `wire` turns a record into the
 contract's JSON, with RFC 3339 text, once, at the edge (the replay's output, the engine's
 producer). A TypedDict is a plain dict at run time; the keys are in the order the core writes
 them, which the golden outputs fix. Optional fields of the contract (`round`, `repeat`,
@@ -14,8 +14,6 @@ them by unpacking a `Round`, `Repeat` or `LeadTime`, empty when they do not appl
 # No `from __future__ import annotations`: Python 3.11 finds `NotRequired` (the TypedDicts'
 # `__required_keys__`) only in annotations evaluated at class creation.
 from typing import Final, Literal, NotRequired, TypedDict
-
-import orjson
 
 from events.instants import Micros, format_instant
 
@@ -154,9 +152,3 @@ def wire(record: SlaRecord) -> dict[str, object]:
     if record["type"] == "customer.notification_required":
         return {**record, "due_at": due_text, "at": at_text, "eta": format_instant(record["eta"])}
     return {**record, "due_at": due_text, "at": at_text}
-
-
-def encode(record: SlaRecord) -> bytes:
-    """`record` as the JSON of the contract (`wire`): what the SLA topic and the replay's
-    output carry."""
-    return orjson.dumps(wire(record))
