@@ -22,6 +22,21 @@ class PolicyRef(TypedDict):
     calendar: NotRequired[str]
 
 
+class AgreementRef(TypedDict):
+    """`events.outbound.AgreementRef`: the customer SLA or an OLA."""
+
+    kind: Literal["sla", "ola"]
+    name: str
+
+
+class Held(TypedDict):
+    """`events.outbound.Held`: who held the ticket for part of a metric's counted time."""
+
+    group: str | None
+    assignee: str | None
+    seconds: float
+
+
 class _SlaRecord(TypedDict):
     """The fields every SLA event has (`events.outbound._SlaEventBase`); instants are RFC
     3339 text, UTC."""
@@ -37,6 +52,8 @@ class _SlaRecord(TypedDict):
     customer_id: str | None
     group: str | None
     assignee: str | None
+    agreement: NotRequired[AgreementRef]
+    ownership_group: NotRequired[str]
 
 
 class SlaWarning(_SlaRecord):
@@ -49,6 +66,7 @@ class SlaWarning(_SlaRecord):
 class SlaBreached(_SlaRecord):
     type: Literal["sla.breached"]
     round: NotRequired[int]
+    attribution: NotRequired[list[Held]]
 
 
 class SlaMet(_SlaRecord):
@@ -56,6 +74,15 @@ class SlaMet(_SlaRecord):
     took_seconds: float
     clock: Literal["business", "elapsed"]
     round: NotRequired[int]
+    attribution: NotRequired[list[Held]]
+
+
+class SlaStopped(_SlaRecord):
+    type: Literal["sla.stopped"]
+    took_seconds: float
+    clock: Literal["business", "elapsed"]
+    round: NotRequired[int]
+    attribution: NotRequired[list[Held]]
 
 
 class TicketEscalated(_SlaRecord):
@@ -71,7 +98,12 @@ class CustomerNotificationRequired(_SlaRecord):
 
 
 RetractedType = Literal[
-    "sla.warning", "sla.breached", "sla.met", "ticket.escalated", "customer.notification_required"
+    "sla.warning",
+    "sla.breached",
+    "sla.met",
+    "ticket.escalated",
+    "customer.notification_required",
+    "sla.stopped",
 ]
 
 
@@ -88,7 +120,10 @@ SlaRecord = (
     | TicketEscalated
     | CustomerNotificationRequired
     | SlaRetracted
+    | SlaStopped
 )
 """Any SLA event the core emits (`type` tells which)."""
-Issued = SlaWarning | SlaBreached | SlaMet | TicketEscalated | CustomerNotificationRequired
+Issued = (
+    SlaWarning | SlaBreached | SlaMet | TicketEscalated | CustomerNotificationRequired | SlaStopped
+)
 """An SLA event other than a retraction: what a retraction can withdraw."""

@@ -141,7 +141,7 @@ def _replay(
 
 def _retraction(record: dict[str, Any], issued: str, at: str) -> dict[str, Any]:
     """`sla.retracted`: the SLA event `issued` no longer holds (a late event changed it)."""
-    return {
+    retraction = {
         "event_id": retraction_id(issued),
         "type": "sla.retracted",
         "ticket_id": record["ticket_id"],
@@ -157,3 +157,6 @@ def _retraction(record: dict[str, Any], issued: str, at: str) -> dict[str, Any]:
         "retracts": issued,
         "retracted_type": record["type"],
     }
+    if "agreement" in record:  # a file with OLAs: the withdrawn event's agreement
+        retraction["agreement"] = record["agreement"]
+    return retraction

@@ -21,9 +21,26 @@ from typing import Any, Final
 
 from events.ids import revised_id, sla_event_id
 from events.instants import Micros, format_instant
-from streams.sla.rules import EscalationRule, Mark, MetricName, Policy
-from streams.sla.spans import consumed, deadlines, metric_round, metric_running, metric_segments
-from streams.sla.state import Ack, TicketState, Timer
+from streams.sla.rules import (
+    OWNERSHIP,
+    Agreement,
+    EscalationRule,
+    Mark,
+    MetricName,
+    MetricRule,
+    Ola,
+    Policy,
+)
+from streams.sla.spans import (
+    attribution,
+    consumed,
+    counted,
+    deadlines,
+    metric_round,
+    metric_running,
+    metric_segments,
+)
+from streams.sla.state import Ack, Cycle, Span, TicketState, Timer
 from streams.sla.timer_key import NO_ROUND, TimerKey, fired_repeat
 
 _ALL: Final = ("first_response", "resolution", "escalation", "next_response", "periodic_update")
@@ -191,7 +208,9 @@ def _ack_timed_out(
     state.fired.append(key.fired)
     due_at, fired_at = _instants(timer.due_at, at)
     ref = policy.ref(esc.clock, esc.calendar)
-    record = _event(state, ref, "ticket.escalated", "escalation", key.text, due_at, fired_at)
+    record = _event(
+        state, ref, "ticket.escalated", "escalation", key.text, due_at, fired_at, policy.agreement
+    )
     record["level"] = esc.level
     record["to"] = esc.to
     record["repeat"] = n
@@ -210,6 +229,7 @@ def _event(
     rule: str,
     due_at: str,
     at: str,
+    agreement: Agreement | None = None,
 ) -> dict[str, Any]:
     """An outbound SLA event; `due_at` and `at` come formatted (see `_instants`).
 
@@ -219,7 +239,7 @@ def _event(
     event_id = sla_event_id(state.ticket_id, state.reported_at, metric, rule, state.cycle)
     if state.revisions:
         event_id = revised_id(event_id, state.revisions.get(event_id, 0))
-    return {
+    record: dict[str, Any] = {
         "event_id": event_id,
         "type": kind,
         "ticket_id": state.ticket_id,
@@ -233,6 +253,9 @@ def _event(
         "group": state.group,
         "assignee": state.assignee,
     }
+    if agreement is not None:  # a file with OLAs: which agreement (absent otherwise)
+        record["agreement"] = agreement
+    return record
 
 
 def _instants(due: Micros, at: Micros) -> tuple[str, str]:
@@ -248,6 +271,9 @@ def fire(
     resolution breach, an escalation level or repeat) and arm a repeating level's next one."""
     key = timer.key
     state.fired.append(key.fired)
+    if timer.metric == OWNERSHIP:
+        _fire_ownership(state, policy, timer, at, out)
+        return
     rules = policy.severities[state.severity]
     due_at, fired_at = _instants(timer.due_at, at)
     if timer.metric == "escalation":
@@ -256,7 +282,16 @@ def fire(
             _ack_timed_out(state, policy, esc, timer, at, out)
             return
         ref = policy.ref(esc.clock, esc.calendar)
-        record = _event(state, ref, "ticket.escalated", "escalation", key.text, due_at, fired_at)
+        record = _event(
+            state,
+            ref,
+            "ticket.escalated",
+            "escalation",
+            key.text,
+            due_at,
+            fired_at,
+            policy.agreement,
+        )
         record["level"] = esc.level
         record["to"] = esc.to
         if key.repeat:
@@ -277,9 +312,16 @@ def fire(
     ref = policy.ref() if rule is None else policy.ref(rule.clock, rule.calendar)
     name, number = key.name, key.round
     if name == "breached":
-        record = _event(state, ref, "sla.breached", timer.metric, key.text, due_at, fired_at)
+        agreement = policy.agreement
+        record = _event(
+            state, ref, "sla.breached", timer.metric, key.text, due_at, fired_at, agreement
+        )
         if number != NO_ROUND:
             record["round"] = number
+        if rule is not None and policy.root.attribution and state.holders is not None:
+            clock = policy.clock(rule.clock, rule.calendar)
+            segments = metric_segments(state, timer.metric, rule)
+            record["attribution"] = attribution(segments, state.holders, clock, timer.due_at)
         out.append(record)
         if timer.metric == "resolution" and rules.resolution is not None:
             notice = _event(
@@ -290,12 +332,15 @@ def fire(
                 "notification",
                 due_at,
                 fired_at,
+                agreement,
             )
             clock = policy.clock(rules.resolution.clock, rules.resolution.calendar)
             notice["eta"] = format_instant(clock.add(timer.due_at, rules.resolution.target))
             out.append(notice)
         return
-    record = _event(state, ref, "sla.warning", timer.metric, key.text, due_at, fired_at)
+    record = _event(
+        state, ref, "sla.warning", timer.metric, key.text, due_at, fired_at, policy.agreement
+    )
     mark = rule.by_rule.get(name) if rule is not None and rule.warn_before else None
     if mark is not None and mark.before:  # by lead time: the fraction elapsed then
         record["threshold"] = mark.fraction
@@ -338,13 +383,84 @@ def met(
     due_at, met_at = _instants(due if due is not None else at, at)
     ref = policy.ref(rule.clock, rule.calendar)
     met = f"met@{number}" if number else f"met:{state.cycle}"
-    record = _event(state, ref, "sla.met", metric, met, due_at, met_at)
+    record = _event(state, ref, "sla.met", metric, met, due_at, met_at, policy.agreement)
     record["took_seconds"] = consumed(segments, clock, at) / 1_000_000
     record["clock"] = rule.clock
     if number:
         record["round"] = number
+    if policy.root.attribution and state.holders is not None:
+        record["attribution"] = attribution(segments, state.holders, clock, at)
     state.fired.append(f"{metric}:{met}")
     out.append(record)
+
+
+# ---------------------------------------------------------------------------------------------
+# Group ownership (OLAs, `streams.sla.agreements` runs the cycles)
+
+
+def ownership_segments(
+    state: TicketState, cycle: Cycle, rule: MetricRule, resume_at: Micros | None = None
+) -> list[Span]:
+    """The spans an ownership cycle's clock ran (see `spans.counted`)."""
+    return counted(state, [(cycle[3], cycle[4])], rule, resume_at)
+
+
+def ownership_event(
+    state: TicketState,
+    policy: Policy,
+    ola: Ola,
+    cycle: Cycle,
+    kind: str,
+    rule: str,
+    due: Micros,
+    at: Micros,
+) -> dict[str, Any]:
+    """An SLA event of an OLA's ownership cycle (`rule`: the timer's name within the OLA)."""
+    metric = ola.ownership
+    due_at, at_text = _instants(due, at)
+    ref = policy.ref(metric.clock, metric.calendar)
+    text = f"{ola.prefix}{rule}@{cycle[1]}"
+    record = _event(state, ref, kind, OWNERSHIP, text, due_at, at_text, ola.agreement)
+    record["round"] = cycle[1]
+    record["ownership_group"] = cycle[2]
+    return record
+
+
+def _fire_ownership(
+    state: TicketState, policy: Policy, timer: Timer, at: Micros, out: list[dict[str, Any]]
+) -> None:
+    """A warning or the breach of an OLA's running ownership cycle."""
+    key = timer.key
+    ola = policy.root.ola_by_name.get(key.name.partition("/")[0])
+    cycle = running_cycle(state, key.name.partition("/")[0])
+    if ola is None or cycle is None:  # a version without the OLA: nothing to say
+        return
+    rule = key.name[len(ola.prefix) :]
+    if rule == "breached":
+        record = ownership_event(state, policy, ola, cycle, "sla.breached", rule, timer.due_at, at)
+        if policy.root.attribution and state.holders is not None:
+            metric = ola.ownership
+            segments = ownership_segments(state, cycle, metric)
+            clock = policy.clock(metric.clock, metric.calendar)
+            record["attribution"] = attribution(segments, state.holders, clock, timer.due_at)
+        out.append(record)
+        return
+    record = ownership_event(state, policy, ola, cycle, "sla.warning", rule, timer.due_at, at)
+    mark = ola.ownership.by_rule.get(rule)
+    if mark is not None and mark.before:
+        record["threshold"] = mark.fraction
+        record["before_seconds"] = mark.before / 1_000_000
+    else:
+        record["threshold"] = key.threshold
+    out.append(record)
+
+
+def running_cycle(state: TicketState, ola: str) -> Cycle | None:
+    """The OLA's ownership cycle running now (None: none)."""
+    for cycle in reversed(state.cycles or ()):
+        if cycle[0] == ola:
+            return cycle if cycle[4] is None else None
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
