@@ -857,6 +857,25 @@ def check_policy(policy: Policy) -> list[str]:
                     f"matches {children[earlier].name!r} (policies.{earlier}) first"
                 )
         warnings += _check_severities(child, prefix)
+    for index, ola in enumerate(policy.olas):
+        key = f"olas.{index}"
+        owned = ola.ownership
+        length = policy.calendars[owned.calendar].day_length
+        if owned.clock != "business":
+            warnings += _business_days_elapsed(
+                f"{key}.group_ownership", owned.written, owned.target, length
+            )
+        elif _elapsed_days(owned.target, owned.written, length):
+            warnings.append(
+                f"{key}.group_ownership: {owned.written!r} of business time is "
+                f"{owned.target / length:.2f} business days; did you mean business days ('bd')?"
+            )
+        if ola.severities and all(
+            level not in child.severities for child in children for level in ola.severities
+        ):
+            warnings.append(
+                f"{key}.severities: no policy of the file defines them; {ola.name!r} never holds"
+            )
     return warnings
 
 
