@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+import pytest
+
 from streams.sla import state_codec
 from streams.sla.policy import parse_policy
 from streams.sla.replay import Replayer
 from streams.sla.rules import Policy
-from tests.core.helpers import brief, event, replay, toronto
+from tests.core.helpers import brief, event, payload, replay, toronto
 
 WEEK = """
 mon = ["09:00-17:00"]
@@ -348,3 +351,57 @@ def test_an_ola_on_every_group_starts_a_cycle_for_each_group_it_moves_to() -> No
         ("sla.met", 2, "l2", 16200),
     ]
     assert [r["due_at"] for r in handoff] == ["2026-12-07T22:00:00Z", "2026-12-08T15:30:00Z"]
+
+
+def test_backtest_counts_each_olas_cycles_apart_from_the_customer_sla() -> None:
+    """The issue's ticket under l2's 4h and a proposed 5h: l2's cycle 1 goes from breached
+    (at 4h) to met (4h30 held, within 5h); the customer's resolution is met under both."""
+    from streams.sla.backtest import backtest
+
+    lines = [
+        orjson.dumps(item)
+        for item in (
+            payload("opened", "2026-12-07 09:00", "B", severity=2, group="l1"),
+            payload("assigned", "2026-12-07 10:30", "B", group="l2"),
+            payload("resolved", "2026-12-07 15:00", "B"),
+        )
+    ]
+    proposed = parse_policy(
+        ISSUE.replace('"4h"{pausable}', '"5h"').replace('name = "acme"', 'name = "acme-5h"'),
+        "proposed.toml",
+    )
+    report = backtest(lines, issue_policy(), proposed)
+    rows = {(r["policy"], r["metric"]): r for r in report["summary"]}
+    assert (rows[("ola l2", "group_ownership")]["breached_current"],
+            rows[("ola l2", "group_ownership")]["met_proposed"]) == (1, 1)  # fmt: skip
+    assert rows[("acme", "resolution")]["met_current"] == 1
+    assert report["changed"] == [
+        {"ticket_id": "B", "metric": "group_ownership l2@1", "cycle": 0,
+         "current": "breached", "proposed": "met"},
+    ]  # fmt: skip
+
+
+def test_notify_rules_match_the_agreement_and_its_kind() -> None:
+    from streams.notify.rules import Match, matches
+
+    out = replay(
+        (
+            event("opened", "2026-12-07 09:00", severity=2, group="l1"),
+            event("assigned", "2026-12-07 10:30", group="l2"),
+            event("resolved", "2026-12-07 15:00"),
+        ),
+        issue_policy(),
+        None,
+    )
+    l2 = Match(agreement="l2")
+    assert [r["type"] for r in out if matches(l2, r)] == ["sla.breached", "sla.stopped"]
+    customer = Match(agreement_kind="sla", type="sla.met")
+    assert [r["metric"] for r in out if matches(customer, r)] == ["resolution"]
+    assert [r["metric"] for r in out if matches(Match(agreement="acme"), r)] == ["resolution"]
+    assert sum(matches(Match(agreement_kind=["ola"]), r) for r in out) == 3
+    plain = parse_policy(ISSUE.split("[[olas]]")[0], "plain.toml")
+    (met,) = replay((event("opened", "2026-12-07 09:00", severity=2),
+                     event("resolved", "2026-12-07 10:00")), plain, None)  # fmt: skip
+    assert matches(Match(agreement_kind="sla", agreement="acme"), met)  # no agreement: the SLA's
+    with pytest.raises(ValueError, match="unknown agreement kind 'vendor'"):
+        Match(agreement_kind="vendor")
