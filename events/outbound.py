@@ -13,7 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from events.text import MAX_TEXT, Printable
 
-Metric = Literal["first_response", "resolution", "next_response", "periodic_update", "escalation"]
+Metric = Literal[
+    "first_response",
+    "resolution",
+    "next_response",
+    "periodic_update",
+    "escalation",
+    "group_ownership",
+]
 Timestamp = Annotated[str, Field(description="RFC 3339, UTC, e.g. 2026-11-30T15:30:00Z")]
 Id = Annotated[Printable, Field(min_length=1, max_length=MAX_TEXT)]
 """An id or name from the inbound contract: 1-256 characters, no control characters."""
@@ -33,6 +40,36 @@ class PolicyRef(BaseModel):
         description="The business calendar that timed this event, or `elapsed` for the "
         "elapsed clock.",
     )
+
+
+class AgreementRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["sla", "ola"] = Field(
+        description="`sla`: the customer SLA (the policy the ticket runs under); `ola`: an "
+        "operational level agreement of the policy file (`[[olas]]`)."
+    )
+    name: Printable = Field(description="The policy's or the OLA's name.")
+
+
+class Held(BaseModel):
+    """Who held the ticket for part of a metric's counted time (time attribution)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    group: Id | None = Field(description="The ticket's group then (null: none).")
+    assignee: Id | None = Field(description="The ticket's assignee then (null: none).")
+    seconds: float = Field(ge=0, description="Counted time held, on the metric's clock.")
+
+
+Attribution = Annotated[
+    list[Held] | None,
+    Field(
+        description="Files with time attribution (on with OLAs): how much of the metric's "
+        "counted time (up to this event) each group and assignee held the ticket, in the "
+        "order they first did."
+    ),
+]
 
 
 class _SlaEventBase(BaseModel):
@@ -55,8 +92,17 @@ class _SlaEventBase(BaseModel):
         None,
         ge=1,
         le=MAX_COUNT,
-        description="next_response and periodic_update only: the round this event is about "
-        "(1-based: the customer reply, or the update period, counted over the ticket).",
+        description="next_response and periodic_update: the round this event is about "
+        "(1-based: the customer reply, or the update period, counted over the ticket); "
+        "group_ownership: the OLA's ownership cycle (1-based, counted over the ticket).",
+    )
+    agreement: AgreementRef | None = Field(
+        None,
+        description="Files with OLAs: the agreement this event is about (absent otherwise: "
+        "the customer SLA, the only one).",
+    )
+    ownership_group: Id | None = Field(
+        None, description="group_ownership only: the group whose ownership cycle this is."
     )
 
 
@@ -73,12 +119,24 @@ class SlaWarning(_SlaEventBase):
 
 class SlaBreached(_SlaEventBase):
     type: Literal["sla.breached"] = "sla.breached"
+    attribution: Attribution = None
 
 
 class SlaMet(_SlaEventBase):
     type: Literal["sla.met"] = "sla.met"
     took_seconds: float = Field(ge=0, description="Time it took, on the metric's clock.")
     clock: Literal["business", "elapsed"]
+    attribution: Attribution = None
+
+
+class SlaStopped(_SlaEventBase):
+    """A breached group ownership cycle ended (the ticket moved to another group, the OLA
+    stopped holding, or the ticket was resolved): how long the group held it in all."""
+
+    type: Literal["sla.stopped"] = "sla.stopped"
+    took_seconds: float = Field(ge=0, description="Time held, on the metric's clock.")
+    clock: Literal["business", "elapsed"]
+    attribution: Attribution = None
 
 
 class TicketEscalated(_SlaEventBase):
@@ -123,6 +181,7 @@ class SlaRetracted(_SlaEventBase):
         "sla.met",
         "ticket.escalated",
         "customer.notification_required",
+        "sla.stopped",
     ] = Field(description="The type of the SLA event withdrawn.")
 
 
@@ -132,7 +191,8 @@ SlaEvent = Annotated[
     | SlaMet
     | TicketEscalated
     | CustomerNotificationRequired
-    | SlaRetracted,
+    | SlaRetracted
+    | SlaStopped,
     Field(discriminator="type"),
 ]
 sla_event_adapter: TypeAdapter[SlaEvent] = TypeAdapter(SlaEvent)
@@ -144,4 +204,5 @@ SLA_EVENT_TYPES: tuple[str, ...] = (
     "ticket.escalated",
     "customer.notification_required",
     "sla.retracted",
+    "sla.stopped",
 )

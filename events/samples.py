@@ -163,6 +163,48 @@ def with_conversation(history: Iterable[dict[str, Any]], seed: int) -> list[dict
     return [timed[index][1] for index in order]
 
 
+TIERS = ("l1-support", "l2-platform", "l3-engineering")
+"""The support tiers' groups of `deploy/examples/vendor-olas.toml`."""
+
+
+def with_tiers(history: Iterable[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """The history routed through support tiers (the OLA example,
+    `deploy/examples/vendor-olas.toml`): two thirds of the tickets are first assigned to L1;
+    of those, half move to L2 (30 minutes to 6 hours later), a third of these on to L3 and
+    some back to L1, each move before the ticket's first resolve (with its assignee). Sorted
+    by time."""
+    rng = random.Random(seed)
+    events = list(history)
+    resolved: dict[str, Micros] = {}
+    for event in events:
+        if event["type"] == "ticket.resolved":
+            resolved.setdefault(event["ticket_id"], _instant(event))
+    timed: list[tuple[Micros, dict[str, Any]]] = []
+    for event in events:
+        at = _instant(event)
+        ticket = event["ticket_id"]
+        if event["type"] != "ticket.assigned" or rng.random() >= 2 / 3:
+            timed.append((at, event))
+            continue
+        timed.append((at, {**event, "group": TIERS[0]}))
+        end = resolved.get(ticket)
+        path = [TIERS[1]] if rng.random() < 0.5 else []
+        if path and rng.random() < 0.33:
+            path.append(TIERS[2])
+        if path and rng.random() < 0.2:
+            path.append(TIERS[0])
+        for number, group in enumerate(path):
+            at += int(rng.uniform(30, 360) * MINUTE)
+            if end is not None and at >= end:
+                break
+            move = _follow(event, f"-t{number}", "ticket.assigned", at)
+            move["group"] = group
+            move["assignee"] = f"agent-{rng.randrange(12)}"
+            timed.append((at, move))
+    order = sorted(range(len(timed)), key=lambda index: (timed[index][0], index))
+    return [timed[index][1] for index in order]
+
+
 def _instant(event: dict[str, Any]) -> Micros:
     return from_datetime(datetime.fromisoformat(event["occurred_at"]))
 

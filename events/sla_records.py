@@ -7,8 +7,9 @@ microseconds UTC (`due_at`, `at`, `eta`); `wire` turns a record into the
 contract's JSON, with RFC 3339 text, once, at the edge (the replay's output, the engine's
 producer). A TypedDict is a plain dict at run time; the keys are in the order the core writes
 them, which the golden outputs fix. Optional fields of the contract (`round`, `repeat`,
-`before_seconds`) are left out when they do not apply, never written as null: the core adds
-them by unpacking a `Round`, `Repeat` or `LeadTime`, empty when they do not apply.
+`before_seconds`, `agreement`, `ownership_group`, `attribution`) are left out when they do not
+apply, never written as null: the core adds them by unpacking a `Round`, `Repeat`, `LeadTime`,
+`Agreed`, `Owned` or `Attributed`, empty when they do not apply.
 """
 
 # No `from __future__ import annotations`: Python 3.11 finds `NotRequired` (the TypedDicts'
@@ -26,6 +27,21 @@ class PolicyRef(TypedDict):
     calendar: NotRequired[str]
 
 
+class AgreementRef(TypedDict):
+    """`events.outbound.AgreementRef`: the customer SLA or an OLA."""
+
+    kind: Literal["sla", "ola"]
+    name: str
+
+
+class Held(TypedDict):
+    """`events.outbound.Held`: who held the ticket for part of a metric's counted time."""
+
+    group: str | None
+    assignee: str | None
+    seconds: float
+
+
 class SlaBody(TypedDict):
     """The fields every SLA event has after its `event_id` and `type`
     (`events.outbound._SlaEventBase`); `due_at` and `at` in microseconds UTC."""
@@ -40,6 +56,26 @@ class SlaBody(TypedDict):
     customer_id: str | None
     group: str | None
     assignee: str | None
+    agreement: NotRequired[AgreementRef]
+    ownership_group: NotRequired[str]
+
+
+class Agreed(TypedDict, total=False):
+    """`agreement` of an event under a file with OLAs (absent: the customer SLA, the only one)."""
+
+    agreement: AgreementRef
+
+
+class Owned(TypedDict, total=False):
+    """`ownership_group` of a group ownership cycle's event (absent: another metric)."""
+
+    ownership_group: str
+
+
+class Attributed(TypedDict, total=False):
+    """`attribution` of an event closing a metric under a file with time attribution."""
+
+    attribution: list[Held]
 
 
 class _SlaRecord(SlaBody):
@@ -67,6 +103,9 @@ class LeadTime(TypedDict, total=False):
 NOT_ROUNDED: Final[Round] = {}
 NOT_REPEATED: Final[Repeat] = {}
 NO_LEAD_TIME: Final[LeadTime] = {}
+NOT_AGREED: Final[Agreed] = {}
+NOT_OWNED: Final[Owned] = {}
+NOT_ATTRIBUTED: Final[Attributed] = {}
 
 
 class SlaWarning(_SlaRecord):
@@ -79,6 +118,7 @@ class SlaWarning(_SlaRecord):
 class SlaBreached(_SlaRecord):
     type: Literal["sla.breached"]
     round: NotRequired[int]
+    attribution: NotRequired[list[Held]]
 
 
 class SlaMet(_SlaRecord):
@@ -86,6 +126,15 @@ class SlaMet(_SlaRecord):
     took_seconds: float
     clock: Literal["business", "elapsed"]
     round: NotRequired[int]
+    attribution: NotRequired[list[Held]]
+
+
+class SlaStopped(_SlaRecord):
+    type: Literal["sla.stopped"]
+    took_seconds: float
+    clock: Literal["business", "elapsed"]
+    round: NotRequired[int]
+    attribution: NotRequired[list[Held]]
 
 
 class TicketEscalated(_SlaRecord):
@@ -101,7 +150,12 @@ class CustomerNotificationRequired(_SlaRecord):
 
 
 RetractedType = Literal[
-    "sla.warning", "sla.breached", "sla.met", "ticket.escalated", "customer.notification_required"
+    "sla.warning",
+    "sla.breached",
+    "sla.met",
+    "ticket.escalated",
+    "customer.notification_required",
+    "sla.stopped",
 ]
 
 
@@ -118,6 +172,7 @@ SlaRecord = (
     | TicketEscalated
     | CustomerNotificationRequired
     | SlaRetracted
+    | SlaStopped
 )
 """Any SLA event the core emits (`type` tells which)."""
 
@@ -138,7 +193,9 @@ class PolicyActivated(TypedDict):
     tickets_kept: int
 
 
-Issued = SlaWarning | SlaBreached | SlaMet | TicketEscalated | CustomerNotificationRequired
+Issued = (
+    SlaWarning | SlaBreached | SlaMet | TicketEscalated | CustomerNotificationRequired | SlaStopped
+)
 """An SLA event other than a retraction: what a retraction can withdraw."""
 
 

@@ -44,6 +44,7 @@ from events.instants import DAY, SECOND, Micros
 from projections.db import Database
 from projections.model import ticket_policy
 from projections.queries import (
+    AttributionQuery,
     BadParameter,
     ComplianceQuery,
     DashboardQuery,
@@ -52,6 +53,7 @@ from projections.queries import (
     Params,
     SlaEventQuery,
     TicketQuery,
+    attribution,
     bad_parameter,
     compliance,
     dashboard_board,
@@ -62,6 +64,7 @@ from projections.queries import (
     resolve_when,
 )
 from projections.responses import (
+    AttributionReport,
     ComplianceReport,
     Dashboard,
     Error,
@@ -320,6 +323,13 @@ async def compliance_report(ctx: Ctx, q: Annotated[ComplianceQuery, Query()]) ->
     return await ctx.run(compliance, ctx.policy, start, end, q.group_by, None, None, q.policy)
 
 
+async def attribution_report(ctx: Ctx, q: Annotated[AttributionQuery, Query()]) -> Any:
+    now = _now(ctx, q)
+    start = resolve_when("from", q.start, now)
+    end = now if q.end is None else resolve_when("to", q.end, now)
+    return await ctx.run(attribution, start, end, q.type, q.agreement, q.agreement_kind)
+
+
 async def _dashboard_compliance(ctx: Context, q: DashboardQuery, now: Micros) -> dict[str, Any]:
     """The cached chart data; a stale cache is refreshed in the background, not in the poll."""
     key = (q.group, q.customer, q.policy)
@@ -344,10 +354,12 @@ def _month(db: Database, policy: Policy, q: DashboardQuery, now: Micros) -> dict
     """30 days of compliance per severity, per day and per policy (the slow part of the
     board), of the tickets the board's filters select."""
     start = now - 30 * DAY
-    return {
+    month = {
         name: compliance(db, policy, start, now, name, q.group, q.customer, q.policy)["groups"]
         for name in ("severity", "day", "policy")
     }
+    month["attribution"] = attribution(db, start, now)["groups"]  # breach time per group
+    return month
 
 
 async def dashboard_json(ctx: Ctx, q: Annotated[DashboardQuery, Query()]) -> Any:
@@ -357,6 +369,7 @@ async def dashboard_json(ctx: Ctx, q: Annotated[DashboardQuery, Query()]) -> Any
     data["compliance"] = month["severity"]
     data["compliance_by_day"] = month["day"]
     data["compliance_by_policy"] = month["policy"]
+    data["breach_time_by_group"] = month["attribution"]
     data["policy"] = ticket_policy(ctx.policy, q.policy).ref()  # the filter's, else the file's
     return data
 
@@ -529,6 +542,8 @@ def make_app(
         ("/api/sla-events", sla_events, SlaEventPage, "SLA events fired in a period"),
         ("/api/compliance", compliance_report, ComplianceReport,
          "Compliance of tickets reported in a period, grouped"),
+        ("/api/attribution", attribution_report, AttributionReport,
+         "Who held the tickets while metrics' clocks ran (breaches by default)"),
         ("/api/dashboard", dashboard_json, Dashboard, "What the wall screen polls"),
         ("/api/stats", stats, ProjectorStats, "Projector counters and stored offsets"),
     ]  # fmt: skip

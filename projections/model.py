@@ -228,13 +228,15 @@ def ticket_row(
 SLA_EVENT_COLUMNS: tuple[str, ...] = (
     "event_id", "ticket_id", "type", "metric", "severity", "cycle", "due_at", "at", "level",
     "target", "threshold", "took_seconds", "clock", "eta", "policy_name", "policy_version",
-    "policy_calendar", "round", "repeat", "before_seconds",
+    "policy_calendar", "round", "repeat", "before_seconds", "agreement_kind", "agreement_name",
+    "ownership_group",
 )  # fmt: skip
 
 
 def sla_event_row(record: dict[str, Any]) -> dict[str, Any]:
     """The `sla_events` row of a validated SLA event (a dict in the outbound contract's shape)."""
     eta = record.get("eta")
+    agreement = record.get("agreement")
     return {
         "event_id": record["event_id"],
         "ticket_id": record["ticket_id"],
@@ -256,7 +258,31 @@ def sla_event_row(record: dict[str, Any]) -> dict[str, Any]:
         "round": record.get("round"),
         "repeat": record.get("repeat"),
         "before_seconds": record.get("before_seconds"),
+        "agreement_kind": None if agreement is None else agreement["kind"],
+        "agreement_name": None if agreement is None else agreement["name"],
+        "ownership_group": record.get("ownership_group"),
     }
+
+
+ATTRIBUTION_COLUMNS: tuple[str, ...] = (
+    "event_id", "position", "ticket_id", "type", "metric", "agreement_kind", "agreement_name",
+    "at", "group_name", "assignee", "seconds",
+)  # fmt: skip
+
+
+def attribution_rows(record: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The `attributions` rows of an SLA event (none when it carries no attribution), in
+    ATTRIBUTION_COLUMNS order; the customer SLA's are named by its policy."""
+    held = record.get("attribution")
+    if not held:
+        return []
+    agreement = record.get("agreement") or {"kind": "sla", "name": record["policy"]["name"]}
+    at = parse_instant(record["at"])
+    return [
+        (record["event_id"], position, record["ticket_id"], record["type"], record["metric"],
+         agreement["kind"], agreement["name"], at, h["group"], h["assignee"], h["seconds"])
+        for position, h in enumerate(held)
+    ]  # fmt: skip
 
 
 def ticket_policy(root: Policy, name: str | None) -> Policy:

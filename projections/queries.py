@@ -262,6 +262,24 @@ class ComplianceQuery(Params):
     )
 
 
+class AttributionQuery(Params):
+    """`/api/attribution` and `escalator query attribution`."""
+
+    start: When = Field("30d", alias="from", description="Start (default 30d before now).")
+    end: When | None = Field(None, alias="to", description="End, exclusive (default now).")
+    type: Literal["sla.breached", "sla.met", "sla.stopped"] = Field(
+        "sla.breached",
+        description="The events whose attribution counts (default: breaches, the time each "
+        "group held the ticket while a breached metric's clock ran).",
+    )
+    agreement: Name | None = Field(
+        None, description="Only this agreement's events (the policy's or the OLA's name)."
+    )
+    agreement_kind: Literal["sla", "ola"] | None = Field(
+        None, description="Only the customer SLA's (`sla`) or the OLAs' (`ola`) events."
+    )
+
+
 P = TypeVar("P", bound=Params)
 
 
@@ -449,10 +467,17 @@ def get_ticket(db: Database, policy: Policy, ticket_id: str, now: Micros) -> dic
     events = db.query(
         "SELECT event_id, type, metric, severity, cycle, due_at, at, level, target, threshold, "
         "took_seconds, clock, eta, policy_calendar, round, repeat, before_seconds, "
-        "policy_version FROM sla_events WHERE ticket_id = ? "
-        "ORDER BY at, event_id",
+        "policy_version, agreement_kind, agreement_name, ownership_group FROM sla_events "
+        "WHERE ticket_id = ? ORDER BY at, event_id",
         (ticket_id,),
     )
+    held: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for a in db.query(
+        "SELECT event_id, group_name, assignee, seconds FROM attributions WHERE ticket_id = ? "
+        "ORDER BY event_id, position",
+        (ticket_id,),
+    ):
+        held[a[0]].append({"group": a[1], "assignee": a[2], "seconds": a[3]})
     for e in events:
         entry: dict[str, Any] = {
             "at": e[6], "type": e[1], "event_id": e[0], "metric": e[2], "severity": e[3],
@@ -460,7 +485,9 @@ def get_ticket(db: Database, policy: Policy, ticket_id: str, now: Micros) -> dic
         }  # fmt: skip
         extra = {"level": e[7], "to": e[8], "threshold": e[9], "took_seconds": e[10],
                  "clock": e[11], "eta": _ts(e[12]), "calendar": e[13], "round": e[14],
-                 "repeat": e[15], "before_seconds": e[16], "policy_version": e[17]}  # fmt: skip
+                 "repeat": e[15], "before_seconds": e[16], "policy_version": e[17],
+                 "agreement_kind": e[18], "agreement": e[19], "ownership_group": e[20],
+                 "attribution": held.get(e[0])}  # fmt: skip
         entry.update({k: v for k, v in extra.items() if v is not None})
         timeline.append(entry)
     timeline.sort(key=lambda item: (item["at"], item["type"] != "ticket.reported"))
@@ -499,8 +526,9 @@ def list_sla_events(
     rows = db.query(
         "SELECT event_id, ticket_id, type, metric, severity, cycle, due_at, at, level, target, "
         "threshold, took_seconds, clock, eta, policy_name, policy_version, policy_calendar, "
-        "round, repeat, before_seconds FROM sla_events "
-        f"WHERE {' AND '.join(where)} ORDER BY at DESC, event_id LIMIT ? OFFSET ?",
+        "round, repeat, before_seconds, agreement_kind, agreement_name, ownership_group "
+        f"FROM sla_events WHERE {' AND '.join(where)} "
+        "ORDER BY at DESC, event_id LIMIT ? OFFSET ?",
         [*args, limit + 1, offset],
     )
     items = []
@@ -513,7 +541,8 @@ def list_sla_events(
         }  # fmt: skip
         extra = {"level": r[8], "to": r[9], "threshold": r[10], "took_seconds": r[11],
                  "clock": r[12], "eta": _ts(r[13]), "round": r[17], "repeat": r[18],
-                 "before_seconds": r[19]}  # fmt: skip
+                 "before_seconds": r[19], "agreement_kind": r[20], "agreement": r[21],
+                 "ownership_group": r[22]}  # fmt: skip
         item.update({k: v for k, v in extra.items() if v is not None})
         items.append(item)
     return {
@@ -638,7 +667,7 @@ def compliance(
             "SELECT e.ticket_id, e.metric, e.cycle, e.severity FROM sla_events e "
             "JOIN tickets t ON t.ticket_id = e.ticket_id "
             "WHERE t.reported_at >= ? AND t.reported_at < ? "
-            "AND e.type IN ('sla.met', 'sla.breached')",
+            f"AND e.type IN ('sla.met', 'sla.breached') AND {CUSTOMER}",
             (start, end),
         ):
             decided[(d[0], d[1], int(d[2]))] = int(d[3])
@@ -674,6 +703,11 @@ def compliance(
     rounds: dict[Any, dict[str, list[tuple[str, float | None, str | None]]]] = defaultdict(dict)
     if _times_other_metrics(policy):  # the seed's policy does not: no second scan
         rounds = _round_decisions(db, start, end, group_by, {r[11]: key_of(r) for r in rows})
+    olas: dict[Any, dict[str, list[tuple[str, float | None, str | None]]]] = defaultdict(dict)
+    if policy.olas:  # each OLA's ownership cycles, decided per cycle
+        olas = _round_decisions(
+            db, start, end, group_by, {r[11]: key_of(r) for r in rows}, agreements=True
+        )
     for key in [*tickets, *rounds]:  # a group with tickets is listed even if its metrics
         _ = groups[key]  # count elsewhere
     result = []
@@ -693,6 +727,10 @@ def compliance(
         entry["metrics"] = {
             metric: _round_compliance(decisions) for metric, decisions in rounds[key].items()
         }
+        if olas:
+            entry["agreements"] = {
+                name: _round_compliance(decisions) for name, decisions in olas[key].items()
+            }
         result.append(entry)
     return {
         "from": format_instant(start),
@@ -701,6 +739,42 @@ def compliance(
         "timezone": str(zone),
         "groups": result,
     }
+
+
+CUSTOMER = "COALESCE(e.agreement_kind, 'sla') = 'sla'"
+"""SQL: an SLA event (alias `e`) of the customer SLA (not an OLA's)."""
+
+
+def attribution(
+    db: Database,
+    start: Micros,
+    end: Micros,
+    kind: str = "sla.breached",
+    agreement: str | None = None,
+    agreement_kind: str | None = None,
+) -> dict[str, Any]:
+    """Who held the tickets while metrics' clocks ran, summed over the `kind` events fired in
+    [start, end): counted seconds and events per group and per assignee, most first."""
+    end = max(end, start)
+    where = "type = ? AND at >= ? AND at < ?"
+    args: list[Any] = [kind, start, end]
+    for column, value in (("agreement_name", agreement), ("agreement_kind", agreement_kind)):
+        if value is not None:
+            where += f" AND {column} = ?"
+            args.append(value)
+    result: dict[str, Any] = {"from": format_instant(start), "to": format_instant(end),
+                              "type": kind}  # fmt: skip
+    for label, column in (("groups", "group_name"), ("assignees", "assignee")):
+        rows = db.query(
+            f"SELECT {column}, SUM(seconds), COUNT(DISTINCT event_id) FROM attributions "
+            f"WHERE {where} GROUP BY {column} ORDER BY 2 DESC, 1",
+            args,
+        )
+        name = label[:-1]
+        result[label] = [
+            {name: r[0], "seconds": round(float(r[1]), 6), "events": int(r[2])} for r in rows
+        ]
+    return result
 
 
 def _times_other_metrics(root: Policy) -> bool:
@@ -714,27 +788,37 @@ def _times_other_metrics(root: Policy) -> bool:
 
 
 def _round_decisions(
-    db: Database, start: Micros, end: Micros, group_by: str, keys: dict[str, Any]
+    db: Database,
+    start: Micros,
+    end: Micros,
+    group_by: str,
+    keys: dict[str, Any],
+    agreements: bool = False,
 ) -> dict[Any, dict[str, list[tuple[str, float | None, str | None]]]]:
     """Per group and metric, the decided rounds (type, took_seconds, clock) of the metrics
     counted in rounds and any other metric beyond first response and resolution, from their
     `sla.met` / `sla.breached` events: one decision per round. `keys`: the group of each
-    ticket the report counts (by severity: the severity the round was decided under)."""
+    ticket the report counts (by severity: the severity the round was decided under). With
+    `agreements`, the OLAs' ownership cycles instead, per OLA (by its name)."""
     found: dict[Any, dict[str, list[tuple[str, float | None, str | None]]]] = defaultdict(
         lambda: defaultdict(list)
     )
+    which = (
+        "AND e.agreement_kind = 'ola'"
+        if agreements
+        else f"AND e.metric NOT IN ('first_response', 'resolution') AND {CUSTOMER}"
+    )
     for e in db.query(
-        "SELECT e.ticket_id, e.metric, e.type, e.severity, e.took_seconds, e.clock "
-        "FROM sla_events e JOIN tickets t ON t.ticket_id = e.ticket_id "
+        "SELECT e.ticket_id, e.metric, e.type, e.severity, e.took_seconds, e.clock, "
+        "e.agreement_name FROM sla_events e JOIN tickets t ON t.ticket_id = e.ticket_id "
         "WHERE t.reported_at >= ? AND t.reported_at < ? "
-        "AND e.type IN ('sla.met', 'sla.breached') "
-        "AND e.metric NOT IN ('first_response', 'resolution')",
+        f"AND e.type IN ('sla.met', 'sla.breached') {which}",
         (start, end),
     ):
         if e[0] not in keys:  # filtered out (group, customer, policy)
             continue
         key = int(e[3]) if group_by == "severity" else keys[e[0]]
-        found[key][e[1]].append((e[2], e[4], e[5]))
+        found[key][e[6] if agreements else e[1]].append((e[2], e[4], e[5]))
     return found
 
 
@@ -819,6 +903,7 @@ def board_tiles(db: Database, policy: Policy, q: DashboardQuery, now: Micros) ->
     outcomes = db.query(
         "SELECT s.type, COUNT(*) FROM sla_events s LEFT JOIN tickets t "
         "ON t.ticket_id = s.ticket_id WHERE s.type IN ('sla.met', 'sla.breached') "
+        "AND COALESCE(s.agreement_kind, 'sla') = 'sla' "
         f"AND s.at >= ? AND s.at <= ?{t_where} "
         "GROUP BY s.type",
         [today, now, *t_args],

@@ -111,6 +111,22 @@ BeforeSeconds = Annotated[
     Field(description="A warning by lead time (`warn_before`): seconds before the breach."),
 ]
 """Fields an SLA event carries for the metrics of #8 §3, in a ticket's timeline and in listings."""
+AgreementKind = Annotated[
+    str | None,
+    Field(description="Files with OLAs: `sla` (the customer SLA) or `ola`; absent otherwise."),
+]
+AgreementName = Annotated[
+    str | None, Field(description="Files with OLAs: the policy's or the OLA's name.")
+]
+OwnershipGroup = Annotated[
+    str | None, Field(description="group_ownership: the group whose ownership cycle it is.")
+]
+
+
+class Held(_Model):
+    group: str | None
+    assignee: str | None
+    seconds: float = Field(description="Counted time held, on the metric's clock.")
 
 
 class TimelineEntry(_Model):
@@ -138,6 +154,14 @@ class TimelineEntry(_Model):
     round: Round = None
     repeat: Repeat = None
     before_seconds: BeforeSeconds = None
+    agreement_kind: AgreementKind = None
+    agreement: AgreementName = None
+    ownership_group: OwnershipGroup = None
+    attribution: list[Held] | None = Field(
+        None,
+        description="sla.met, sla.breached, sla.stopped with time attribution: who held the "
+        "ticket for how much of the metric's counted time.",
+    )
 
 
 class TicketDetail(Ticket):
@@ -174,6 +198,9 @@ class SlaEvent(_Model):
     round: Round = None
     repeat: Repeat = None
     before_seconds: BeforeSeconds = None
+    agreement_kind: AgreementKind = None
+    agreement: AgreementName = None
+    ownership_group: OwnershipGroup = None
 
 
 class SlaEventPage(_Model):
@@ -233,6 +260,11 @@ class ComplianceGroup(_Model):
         "periodic_update, ...), by metric name: each round met or breached counts once; times "
         "are the met rounds' on the clock that timed them.",
     )
+    agreements: dict[str, MetricCompliance] | None = Field(
+        None,
+        description="Files with OLAs: each OLA's group ownership, by its name: each cycle met "
+        "or breached counts once.",
+    )
 
 
 class ComplianceReport(_Model):
@@ -241,6 +273,21 @@ class ComplianceReport(_Model):
     group_by: str
     timezone: str
     groups: list[ComplianceGroup]
+
+
+class HeldTotal(_Model):
+    group: str | None = None
+    assignee: str | None = None
+    seconds: float
+    events: int
+
+
+class AttributionReport(_Model):
+    start: Instant = Field(alias="from")
+    end: Instant = Field(alias="to")
+    type: str
+    groups: list[HeldTotal]
+    assignees: list[HeldTotal]
 
 
 class Error(_Model):
@@ -303,5 +350,10 @@ class Dashboard(_Model):
     compliance_by_day: list[ComplianceGroup] = Field(description="Last 30 days per local day.")
     compliance_by_policy: list[ComplianceGroup] = Field(
         description="Last 30 days per policy (each ticket's own)."
+    )
+    breach_time_by_group: list[HeldTotal] = Field(
+        default_factory=list,
+        description="Last 30 days: the counted time each group held tickets while a metric "
+        "that breached ran (attribution of the sla.breached events; empty without it).",
     )
     policy: PolicyRef

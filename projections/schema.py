@@ -160,11 +160,41 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX policy_activations_at ON policy_activations (at, version)",
         ],
     ),
+    (
+        8,
+        "several agreements on a ticket (issue #23): the agreement of each SLA event, and "
+        "attributions (who held the ticket for how much of a metric's counted time)",
+        [
+            # NULL for events that name no agreement (a file without OLAs: the customer SLA)
+            "ALTER TABLE sla_events ADD COLUMN agreement_kind TEXT",
+            "ALTER TABLE sla_events ADD COLUMN agreement_name TEXT",
+            "ALTER TABLE sla_events ADD COLUMN ownership_group TEXT",
+            # One row per group and assignee of an event's `attribution` (sla.met,
+            # sla.breached, sla.stopped), in its order (`position`); deleted with a retracted
+            # event. `agreement_name` is the policy's name for the customer SLA.
+            """CREATE TABLE attributions (
+                event_id TEXT NOT NULL,
+                position INTEGER NOT NULL,
+                ticket_id TEXT NOT NULL,
+                type TEXT NOT NULL,
+                metric TEXT NOT NULL,
+                agreement_kind TEXT NOT NULL,
+                agreement_name TEXT NOT NULL,
+                at BIGINT NOT NULL,
+                group_name TEXT,
+                assignee TEXT,
+                seconds DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (event_id, position)
+            )""",
+            "CREATE INDEX attributions_at ON attributions (type, at)",
+            "CREATE INDEX attributions_ticket ON attributions (ticket_id, at)",
+        ],
+    ),
 ]
 
 PROJECTION_TABLES = (
     "tickets", "sla_events", "escalations", "projector_offsets", "retracted_events",
-    "policy_activations",
+    "policy_activations", "attributions",
 )  # fmt: skip
 """Every table a rebuild empties, in an order that respects no foreign keys (there are none)."""
 

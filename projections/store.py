@@ -25,10 +25,12 @@ from events.records import TicketEvent
 from events.rollouts import PolicyActivated
 from projections.db import Database
 from projections.model import (
+    ATTRIBUTION_COLUMNS,
     SLA_EVENT_COLUMNS,
     TICKET_COLUMNS,
     Extras,
     SlaFact,
+    attribution_rows,
     fold_ticket,
     sla_event_row,
     sla_fact,
@@ -122,6 +124,11 @@ class Store:
         self._sla_insert = (
             f"INSERT INTO sla_events ({cols}) SELECT {marks} WHERE NOT EXISTS "
             "(SELECT 1 FROM retracted_events WHERE event_id = ?) ON CONFLICT (event_id) DO NOTHING"
+        )
+        self._attribution_insert = (
+            f"INSERT INTO attributions ({', '.join(ATTRIBUTION_COLUMNS)}) VALUES "
+            f"({', '.join('?' for _ in ATTRIBUTION_COLUMNS)}) "
+            "ON CONFLICT (event_id, position) DO NOTHING"
         )
         self._batch: dict[str, _Cached] = {}
         self._offset_upsert = db.upsert_sql(
@@ -289,6 +296,9 @@ class Store:
         if cursor.rowcount == 0:
             self.counters.duplicates += 1
             return "duplicate"
+        held = attribution_rows(record)
+        if held:
+            self.db.executemany(self._attribution_insert, held)
         fact = sla_fact(record)
         if fact.type == "ticket.escalated":
             self.db.execute(
@@ -315,6 +325,7 @@ class Store:
             return "duplicate"
         self.db.execute("DELETE FROM sla_events WHERE event_id = ?", (target,))
         self.db.execute("DELETE FROM escalations WHERE event_id = ?", (target,))
+        self.db.execute("DELETE FROM attributions WHERE event_id = ?", (target,))
         entry = self._entry(ticket_id)
         entry.facts = [
             _fact(f)

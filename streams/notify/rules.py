@@ -11,7 +11,9 @@
     channels = ["ops-hook", "oncall-mail"]
 
 A rule matches when every key it gives matches (a value or a list of values; absent: any):
-`type`, `metric`, `severity`, `policy` (the policy name), `group`, `customer`. An event goes
+`type`, `metric`, `severity`, `policy` (the policy name), `group`, `customer`, `agreement`
+(the agreement's name: the policy's for the customer SLA, the OLA's), `agreement_kind` (`sla`
+or `ola`; an event that names no agreement is the customer SLA's). An event goes
 to the union of the channels of every matching rule, each once. Secrets are never in this
 file: a channel names the environment variable that holds it, and unknown keys (such as
 `secret` or `routing_key`) are refused.
@@ -224,6 +226,13 @@ class Match(_Strict):
     policy: _Values | None = None
     group: _Values | None = None
     customer: _Values | None = None
+    agreement: _Values | None = None
+    agreement_kind: str | list[str] | None = None
+
+    @field_validator("agreement_kind")
+    @classmethod
+    def _kinds(cls, value: str | list[str] | None) -> str | list[str] | None:
+        return _known(value, ("sla", "ola"), "agreement kind")
 
     @field_validator("type")
     @classmethod
@@ -319,6 +328,11 @@ def _accepts(wanted: _Values | None, value: object) -> bool:
 
 def matches(match: Match, event: dict[str, Any]) -> bool:
     policy = event.get("policy")
+    name: object = policy.get("name") if isinstance(policy, dict) else None
+    agreement = event.get("agreement")
+    kind: object = "sla"
+    if isinstance(agreement, dict):  # a file with OLAs (absent: the customer SLA)
+        kind, name = agreement.get("kind"), agreement.get("name")
     return (
         _accepts(match.type, event.get("type"))
         and _accepts(match.metric, event.get("metric"))
@@ -326,6 +340,8 @@ def matches(match: Match, event: dict[str, Any]) -> bool:
         and _accepts(match.policy, policy.get("name") if isinstance(policy, dict) else None)
         and _accepts(match.group, event.get("group"))
         and _accepts(match.customer, event.get("customer_id"))
+        and _accepts(match.agreement, name)
+        and _accepts(match.agreement_kind, kind)
     )
 
 

@@ -20,8 +20,10 @@ from events.instants import Micros
 from streams.sla.replay import Replayer
 from streams.sla.rules import Policy
 
-Outcomes = dict[tuple[str, str, int], tuple[str, int, str]]
-"""(ticket, metric, cycle) -> (policy name, severity, `met` or `breached`)."""
+Outcomes = dict[tuple[str, str, int], tuple[str, int, str, str]]
+"""(ticket, metric, cycle) -> (policy name, severity, metric, `met` or `breached`). An OLA's
+outcome is its agreement's (`ola l1`), and its key's metric names the ownership cycle
+(`group_ownership l1@2`): each cycle has its own outcome."""
 
 Escalation = tuple[str, int, int, str]
 """(ticket, cycle, level, to)."""
@@ -46,10 +48,16 @@ def _run(
         skipped.append({"line": line, "reason": reason})
 
     for record in Replayer(policy).records(lines, until, skip):
-        key = (record["ticket_id"], record["metric"], record["cycle"])
+        metric = record["metric"]
+        name = record["policy"]["name"]
+        key = (record["ticket_id"], metric, record["cycle"])
+        agreement = record.get("agreement")
+        if agreement is not None and agreement["kind"] == "ola":
+            name = f"ola {agreement['name']}"
+            key = (key[0], f"{metric} {agreement['name']}@{record.get('round', 0)}", key[2])
         if record["type"] == "sla.met" or record["type"] == "sla.breached":
             outcome = "met" if record["type"] == "sla.met" else "breached"
-            outcomes[key] = (record["policy"]["name"], record["severity"], outcome)
+            outcomes[key] = (name, record["severity"], metric, outcome)
             outcome_of[record["event_id"]] = key
         elif record["type"] == "ticket.escalated":
             escalation = (record["ticket_id"], record["cycle"], record["level"], record["to"])
@@ -74,7 +82,7 @@ def backtest(
     after, escalated_after, skipped_after = _run(lines, proposed, until)
     counts: Counter[tuple[str, int, str, str, str]] = Counter()
     for side, outcomes in (("current", before), ("proposed", after)):
-        for (_, metric, _), (name, severity, outcome) in outcomes.items():
+        for name, severity, metric, outcome in outcomes.values():
             counts[(name, severity, metric, side, outcome)] += 1
     rows = sorted({(name, sev, metric) for name, sev, metric, _, _ in counts})
     summary = []
@@ -99,12 +107,12 @@ def backtest(
             "ticket_id": ticket,
             "metric": metric,
             "cycle": cycle,
-            "current": before[key][2] if key in before else "-",
-            "proposed": after[key][2] if key in after else "-",
+            "current": before[key][3] if key in before else "-",
+            "proposed": after[key][3] if key in after else "-",
         }
         for key in sorted(before.keys() | after.keys())
         for ticket, metric, cycle in [key]
-        if (before.get(key) or ("", 0, "-"))[2] != (after.get(key) or ("", 0, "-"))[2]
+        if (before.get(key) or ("", 0, "", "-"))[3] != (after.get(key) or ("", 0, "", "-"))[3]
     ]
 
     def listed(found: set[Escalation]) -> list[dict[str, Any]]:

@@ -136,6 +136,21 @@ def describe_policy(policy: Policy) -> str:
             lines.append(f"policy {child.name}: {describe_match(child.match)}")
         lines += _targets(child)
         lines += _more_targets(child)
+    for ola in policy.olas:
+        rule = ola.ownership
+        where = describe_match(ola.match)
+        if ola.severities:
+            where += f"; severity in {', '.join(str(s) for s in sorted(ola.severities))}"
+        text = f"group ownership {spelled(policy, rule.target, rule.clock, rule.calendar)}"
+        text += ", pausable" if rule.pausable else ""
+        if rule.warn_at:
+            text += ", warn at " + ", ".join(f"{f:g}" for f in rule.warn_at)
+        if rule.warn_before:
+            leads = ", ".join(format_duration(lead) for lead in rule.warn_before)
+            text += f", warn {leads} before the breach"
+        lines += ["", f"ola {ola.name}: {where}", f"  {text}"]
+    if policy.attribution:
+        lines += ["", "attribution: met, breached and stopped events say who held the ticket"]
     return "\n".join(lines)
 
 

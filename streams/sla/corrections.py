@@ -18,7 +18,7 @@ from typing import Final
 from events.ids import retraction_id, revised_id
 from events.instants import DAY, Micros, format_instant
 from events.records import TicketEvent
-from events.sla_records import SlaRecord, SlaRetracted
+from events.sla_records import NOT_AGREED, NOT_OWNED, Agreed, Owned, SlaRecord, SlaRetracted
 from streams.sla.outcome import Outcome
 from streams.sla.parking import as_json
 from streams.sla.rules import Policy
@@ -150,6 +150,12 @@ def _retraction(record: SlaRecord, issued: str, at: Micros) -> SlaRetracted:
     """`sla.retracted` at `at`: the SLA event `issued` no longer holds (a late event changed
     it). A retraction is never itself retracted (the replays emit none)."""
     assert record["type"] != "sla.retracted"
+    agreed: Agreed = NOT_AGREED  # a file with OLAs: the withdrawn event's agreement
+    if "agreement" in record:
+        agreed = {"agreement": record["agreement"]}
+    owned: Owned = NOT_OWNED
+    if "ownership_group" in record:
+        owned = {"ownership_group": record["ownership_group"]}
     return {
         "event_id": retraction_id(issued),
         "type": "sla.retracted",
@@ -163,6 +169,8 @@ def _retraction(record: SlaRecord, issued: str, at: Micros) -> SlaRetracted:
         "customer_id": record["customer_id"],
         "group": record["group"],
         "assignee": record["assignee"],
+        **agreed,
+        **owned,
         "retracts": issued,
         "retracted_type": record["type"],
     }

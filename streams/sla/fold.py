@@ -22,7 +22,8 @@ Rules (see docs, "SLA rules"):
   at the fulfilment (the time left then, counted on from there): one rule for every metric.
 
 The modules below it: `spans` (clock arithmetic), `timers` (scheduling and firing, with
-`timer_key.TimerKey`), `parking`, `corrections`, `outcome`.
+`timer_key.TimerKey`), `agreements` (the OLAs' ownership cycles, who held the ticket),
+`parking`, `corrections`, `outcome`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from events.codec import decode_ticket_event
 from events.instants import DAY, Micros
 from events.records import TicketEvent
 from events.sla_records import SlaRecord
+from streams.sla.agreements import track
 from streams.sla.corrections import correct
 from streams.sla.outcome import Outcome
 from streams.sla.parking import as_json, blocked, expire
@@ -281,6 +283,9 @@ def _fold(state: TicketState | None, event: TicketEvent, policy: Policy) -> Outc
         rejected = Outcome(state, out, rejected=reason)
         rejected.kept = kept
         return rejected
+    agreements = policy.root
+    if agreements.attribution or agreements.olas or state.cycles is not None:
+        track(state, policy, now, out)
     if complete:
         state.record(event, now)
     seen.append(event.event_id)
@@ -323,6 +328,8 @@ def _open(event: TicketEvent, root: Policy) -> Outcome:
         )
     out: list[SlaRecord] = []
     schedule(state, policy, at, out)
+    if root.attribution or root.olas:
+        track(state, policy, at, out)
     return Outcome(state, out)
 
 

@@ -36,11 +36,14 @@ from events.instants import DAY, SECOND, Micros, format_duration
 from streams.sla.clocks import WEEKDAY_NAMES, BusinessCalendar, Interval
 from streams.sla.ical import read_ical_closures
 from streams.sla.rules import (
+    OWNERSHIP,
     ClockName,
     EscalationRule,
     Match,
     MetricName,
     MetricRule,
+    Ola,
+    OwnershipName,
     Policy,
     SeverityRules,
 )
@@ -273,6 +276,18 @@ class ChildPolicySpec(_Strict):
     severity: dict[Literal["1", "2", "3", "4"], SeveritySpec]
 
 
+class OlaSpec(_Strict):
+    """An operational level agreement (``[[olas]]``): a group ownership target, attached to
+    every ticket its match holds for, alongside the customer SLA and the other OLAs."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    calendar: str | None = None
+    match: MatchSpec = MatchSpec()
+    severities: list[Literal[1, 2, 3, 4]] = []
+    """The severities it applies to (default: every one)."""
+    group_ownership: MetricSpec
+
+
 class PolicySpec(_Strict):
     name: str = Field(min_length=1)
     version: str | None = None
@@ -283,6 +298,11 @@ class PolicySpec(_Strict):
     severity: dict[Literal["1", "2", "3", "4"], SeveritySpec] | None = None
     policies: list[ChildPolicySpec] = []
     """Several policies, tried in order for each ticket; the last must match every ticket."""
+    olas: list[OlaSpec] = []
+    """Operational level agreements, each attached wherever its match holds."""
+    attribution: Annotated[bool, Strict()] | None = None
+    """Whether met, breached and stopped events say who held the ticket while the metric's
+    clock ran (default: on in a file with OLAs, off otherwise)."""
 
     @model_validator(mode="after")
     def _calendar_named(self) -> PolicySpec:
@@ -301,6 +321,9 @@ class PolicySpec(_Strict):
             raise ValueError("'elapsed' names the elapsed clock; give the calendar another name")
         if (self.severity is None) == (not self.policies):
             raise ValueError("give [severity.N] tables, or [[policies]] each with its own")
+        olas = [ola.name for ola in self.olas]
+        if len(set(olas)) != len(olas):
+            raise ValueError(f"olas: names must be unique, got {olas}")
         if self.policies:
             names = [policy.name for policy in self.policies]
             if len(set(names)) != len(names):
@@ -505,9 +528,20 @@ def compile_policy(spec: PolicySpec, source: str, base: Path | None = None) -> P
         ).hexdigest()[:12]
     )
     digest = content_digest(spec)
+    olas = _olas(spec.olas, calendars, default, source)
+    attribution = bool(olas) if spec.attribution is None else spec.attribution
     if spec.severity is not None:
         severities = _severities(spec.severity, calendars, default, source, "")
-        return Policy(spec.name, version, calendars[default], severities, calendars, digest=digest)
+        return Policy(
+            spec.name,
+            version,
+            calendars[default],
+            severities,
+            calendars,
+            digest=digest,
+            olas=olas,
+            attribution=attribution,
+        )
     children: list[Policy] = []
     for index, child in enumerate(spec.policies):
         key = f"policies.{index}"
@@ -515,19 +549,20 @@ def compile_policy(spec: PolicySpec, source: str, base: Path | None = None) -> P
         if own not in calendars:
             raise PolicyError(f"{source}: {key}.calendar: {own!r} is not among [calendars]")
         severities = _severities(child.severity, calendars, own, source, f"{key}.")
-        condition = child.match
-        match = Match(
-            customers=frozenset(condition.customer),
-            groups=frozenset(condition.group),
-            channels=frozenset(condition.channel),
-            tags=frozenset(condition.tags),
-            attributes={name: frozenset(v) for name, v in condition.attributes.items()},
-        )
+        match = _match(child.match)
         children.append(
             Policy(child.name, version, calendars[own], severities, calendars, match=match)
         )
     return Policy(
-        spec.name, version, calendars[default], {}, calendars, policies=children, digest=digest
+        spec.name,
+        version,
+        calendars[default],
+        {},
+        calendars,
+        policies=children,
+        digest=digest,
+        olas=olas,
+        attribution=attribution,
     )
 
 
@@ -538,8 +573,80 @@ def content_digest(spec: PolicySpec) -> str:
     first format's fields, kept stable for old files), it covers every key. An ``ical`` file
     is named, not read: publish refuses such files (see `streams.sla.versions`)."""
     content = spec.model_dump(mode="json", by_alias=True)
+    for added in ("olas", "attribution"):  # a file without them: its digest as before
+        if not content[added] and added not in spec.model_fields_set:
+            del content[added]
     canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
+
+
+def _metric_rule(
+    m: MetricSpec,
+    name: MetricName | OwnershipName,
+    key: str,
+    calendar: str,
+    calendars: dict[str, BusinessCalendar],
+    source: str,
+) -> MetricRule:
+    """One metric's compiled target and warnings, counted on `calendar` (`key`: its key)."""
+
+    def duration(text: str, where: str) -> Micros:
+        try:
+            day = calendars[calendar].day_length
+            return parse_duration(text, day, business=m.clock == "business")
+        except ValueError as exc:
+            raise PolicyError(f"{source}: {where}: {exc}") from None
+
+    target = duration(m.target, f"{key}.target")
+    leads = []
+    for index, text in enumerate(m.warn_before):
+        where = f"{key}.warn_before.{index}"
+        lead = duration(text, where)
+        if lead >= target:
+            raise PolicyError(
+                f"{source}: {where}: {text!r} is not shorter than the target ({m.target}): "
+                "the warning would come at or before the start"
+            )
+        leads.append(lead)
+    return MetricRule(
+        metric=name,
+        target=target,
+        clock=m.clock,
+        pausable=m.pausable,
+        warn_at=tuple(sorted(set(m.warn_at))),
+        calendar=calendar,
+        warn_before=tuple(sorted(set(leads), reverse=True)),
+        written=m.target,
+    )
+
+
+def _olas(
+    specs: list[OlaSpec], calendars: dict[str, BusinessCalendar], default: str, source: str
+) -> tuple[Ola, ...]:
+    """The file's compiled OLAs (`[[olas]]`)."""
+    olas: list[Ola] = []
+    for index, spec in enumerate(specs):
+        key = f"olas.{index}"
+        own = spec.calendar or default
+        if own not in calendars:
+            raise PolicyError(f"{source}: {key}.calendar: {own!r} is not among [calendars]")
+        where = f"{key}.group_ownership"
+        calendar = spec.group_ownership.calendar or own
+        if calendar not in calendars:
+            raise PolicyError(f"{source}: {where}.calendar: {calendar!r} is not among [calendars]")
+        rule = _metric_rule(spec.group_ownership, OWNERSHIP, where, calendar, calendars, source)
+        olas.append(Ola(spec.name, _match(spec.match), rule, frozenset(spec.severities)))
+    return tuple(olas)
+
+
+def _match(condition: MatchSpec) -> Match:
+    return Match(
+        customers=frozenset(condition.customer),
+        groups=frozenset(condition.group),
+        channels=frozenset(condition.channel),
+        tags=frozenset(condition.tags),
+        attributes={name: frozenset(v) for name, v in condition.attributes.items()},
+    )
 
 
 def _severities(
@@ -568,28 +675,7 @@ def _severities(
     def metric(m: MetricSpec | None, name: MetricName, key: str) -> MetricRule | None:
         if m is None:
             return None
-        calendar = calendar_of(m.calendar, key)
-        target = duration(m.target, f"{key}.target", m.clock, calendar)
-        leads = []
-        for index, text in enumerate(m.warn_before):
-            where = f"{key}.warn_before.{index}"
-            lead = duration(text, where, m.clock, calendar)
-            if lead >= target:
-                raise PolicyError(
-                    f"{source}: {where}: {text!r} is not shorter than the target ({m.target}): "
-                    "the warning would come at or before the start"
-                )
-            leads.append(lead)
-        return MetricRule(
-            metric=name,
-            target=target,
-            clock=m.clock,
-            pausable=m.pausable,
-            warn_at=tuple(sorted(set(m.warn_at))),
-            calendar=calendar,
-            warn_before=tuple(sorted(set(leads), reverse=True)),
-            written=m.target,
-        )
+        return _metric_rule(m, name, key, calendar_of(m.calendar, key), calendars, source)
 
     severities: dict[int, SeverityRules] = {}
     for level, sev in specs.items():
@@ -771,6 +857,25 @@ def check_policy(policy: Policy) -> list[str]:
                     f"matches {children[earlier].name!r} (policies.{earlier}) first"
                 )
         warnings += _check_severities(child, prefix)
+    for index, ola in enumerate(policy.olas):
+        key = f"olas.{index}"
+        owned = ola.ownership
+        length = policy.calendars[owned.calendar].day_length
+        if owned.clock != "business":
+            warnings += _business_days_elapsed(
+                f"{key}.group_ownership", owned.written, owned.target, length
+            )
+        elif _elapsed_days(owned.target, owned.written, length):
+            warnings.append(
+                f"{key}.group_ownership: {owned.written!r} of business time is "
+                f"{owned.target / length:.2f} business days; did you mean business days ('bd')?"
+            )
+        if ola.severities and all(
+            level not in child.severities for child in children for level in ola.severities
+        ):
+            warnings.append(
+                f"{key}.severities: no policy of the file defines them; {ola.name!r} never holds"
+            )
     return warnings
 
 

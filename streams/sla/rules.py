@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from events.instants import Micros, format_duration
-from events.sla_records import PolicyRef
+from events.sla_records import NOT_AGREED, Agreed, PolicyRef
 from streams.sla.clocks import BusinessCalendar, Clock, ElapsedClock
 from streams.sla.timer_key import NO_ROUND, TimerKey
 
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 ClockName = Literal["business", "elapsed"]
 MetricName = Literal["first_response", "resolution", "next_response", "periodic_update"]
+OwnershipName = Literal["group_ownership"]
+"""The metric of an OLA (`Ola`), kept apart: a customer SLA's severities do not have it."""
 ROUNDED: Final = ("next_response", "periodic_update")
 """Metrics counted in rounds (each customer reply, each update period): a round's timers and
 ids carry its number (`breached@3`), so each round fires its own warning, breach and met."""
@@ -35,7 +37,7 @@ class MetricRule:
     reply, each update period). `calendar` names the policy's business calendar the target
     counts on (when `clock` is `business`)."""
 
-    metric: MetricName
+    metric: MetricName | OwnershipName
     target: Micros
     clock: ClockName
     pausable: bool
@@ -80,6 +82,7 @@ _METRIC_RANK: dict[str, int] = {
     "resolution": 1,
     "next_response": 1,
     "periodic_update": 1,
+    "group_ownership": 1,
 }
 """Order among timers due at one instant (then by fraction, metric name, rule); the metrics
 added after the first two come after first response, so the seed's order is unchanged."""
@@ -237,6 +240,59 @@ class TicketAttributes(Protocol):
     def attributes(self) -> dict[str, str]: ...
 
 
+OWNERSHIP: Final[OwnershipName] = "group_ownership"
+"""The metric of an OLA: how long one group holds the ticket (one cycle per group held)."""
+
+
+def _agreed(name: str) -> Agreed:
+    """The customer SLA `name`, as its events name it in a file with OLAs."""
+    return {"agreement": {"kind": "sla", "name": name}}
+
+
+@dataclass(frozen=True, slots=True)
+class Ola:
+    """An operational level agreement (`[[olas]]`): attached to a ticket wherever `match`
+    holds (and its severity is among `severities`, empty: every one), alongside the ticket's
+    customer SLA and the other OLAs. Its metric is group ownership (`ownership`): each cycle
+    runs from a group's assignment to the ticket's move to another group, or its resolve; a
+    new cycle starts for the new group and on reopen. Its timers are the metric's marks with
+    the OLA's name in front (`l1/breached@2`: cycle 2 of `l1`)."""
+
+    name: str
+    match: Match
+    ownership: MetricRule
+    severities: frozenset[int] = frozenset()
+    agreement: Agreed = field(init=False, repr=False, compare=False)
+    """`{"agreement": {"kind": "ola", "name"}}`, unpacked into the OLA's events (shared:
+    never change it)."""
+    marks: tuple[Mark, ...] = field(init=False, repr=False, compare=False)
+    """The metric's marks under the OLA's own keys (derived)."""
+    prefix: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        prefix = f"{self.name}/"
+        marks = tuple(
+            Mark(
+                mark.rule,
+                mark.amount,
+                mark.fraction,
+                TimerKey(OWNERSHIP, prefix + mark.rule),
+                mark.rank,
+                mark.before,
+            )
+            for mark in self.ownership.marks
+        )
+        agreed: Agreed = {"agreement": {"kind": "ola", "name": self.name}}
+        object.__setattr__(self, "agreement", agreed)
+        object.__setattr__(self, "marks", marks)
+        object.__setattr__(self, "prefix", prefix)
+
+    def holds(self, ticket: TicketAttributes, severity: int) -> bool:
+        if self.severities and severity not in self.severities:
+            return False
+        return self.match.holds(ticket)
+
+
 class Policy:
     """A compiled policy: what the state machine needs, nothing it has to parse.
 
@@ -249,6 +305,8 @@ class Policy:
     __slots__ = (
         "_default",
         "_refs",
+        "agreement",
+        "attribution",
         "book",
         "by_name",
         "calendar",
@@ -256,6 +314,8 @@ class Policy:
         "digest",
         "match",
         "name",
+        "ola_by_name",
+        "olas",
         "policies",
         "root",
         "severities",
@@ -272,6 +332,8 @@ class Policy:
         match: Match | None = None,
         policies: list[Policy] | None = None,
         digest: str = "",
+        olas: tuple[Ola, ...] = (),
+        attribution: bool = False,
     ) -> None:
         self.name = name
         self.version = version
@@ -291,8 +353,19 @@ class Policy:
         self.policies: list[Policy] = policies if policies is not None else []
         self.by_name: dict[str, Policy] = {p.name: p for p in self.policies}
         self.root: Policy = self
+        self.olas = olas
+        """The file's OLAs (`[[olas]]`), each attached where its match holds; on the root."""
+        self.ola_by_name: dict[str, Ola] = {ola.name: ola for ola in olas}
+        self.attribution = attribution
+        """Whether the events that close a metric say who held the ticket while its clock
+        ran (`attribution`; on by default in a file with OLAs). On the root."""
+        self.agreement: Agreed = _agreed(name) if olas else NOT_AGREED
+        """The customer SLA as outbound events name it, unpacked into them (shared: never
+        change it); empty in a file without OLAs (its events name no agreement: one agreement,
+        the customer's, as before)."""
         for child in self.policies:
             child.root = self
+            child.agreement = _agreed(child.name) if olas else NOT_AGREED
         names = {name: cal for name, cal in self.calendars.items() if cal is calendar}
         default = next(iter(names), "default")
         self._default: str | None = default if names else None

@@ -9,9 +9,10 @@ after a severity or policy change. Instants and amounts are integer microseconds
 from __future__ import annotations
 
 from events.instants import Micros
+from events.sla_records import Held
 from streams.sla.clocks import Clock
-from streams.sla.rules import MetricName, MetricRule
-from streams.sla.state import Span, TicketState
+from streams.sla.rules import MetricRule
+from streams.sla.state import Holder, Span, TicketState
 
 
 def _subtract(spans: list[Span], cuts: list[Span]) -> list[Span]:
@@ -66,7 +67,7 @@ def consumed(segments: list[Span], clock: Clock, upto: Micros) -> Micros:
 
 
 def metric_segments(
-    state: TicketState, metric: MetricName, rule: MetricRule, resume_at: Micros | None = None
+    state: TicketState, metric: str, rule: MetricRule, resume_at: Micros | None = None
 ) -> list[Span]:
     """The spans during which a metric's clock ran (or runs).
 
@@ -79,6 +80,14 @@ def metric_segments(
     else:
         since = round_since(state, metric)
         spans = [] if since is None else [(since, None)]
+    return counted(state, spans, rule, resume_at)
+
+
+def counted(
+    state: TicketState, spans: list[Span], rule: MetricRule, resume_at: Micros | None = None
+) -> list[Span]:
+    """`spans` of a metric's clock less the ticket's pauses, if the metric is pausable
+    (`resume_at`: a pause still open ends then)."""
     if not rule.pausable:
         return spans
     pauses = state.pauses
@@ -109,3 +118,29 @@ def metric_running(state: TicketState, metric: str) -> bool:
     if metric == "resolution":
         return state.status in ("open", "paused")
     return round_since(state, metric) is not None and state.status in ("open", "paused")
+
+
+def attribution(
+    segments: list[Span], holders: list[Holder], clock: Clock, upto: Micros
+) -> list[Held]:
+    """Who held the ticket while the segments' clock ran, up to `upto`: one entry per group
+    and assignee that held it for some of that time (`{"group", "assignee", "seconds"}`, on
+    `clock`), in the order they first did. A holder is the ticket's group and assignee from
+    one `Holder` to the next."""
+    totals: dict[tuple[str | None, str | None], Micros] = {}
+    last = len(holders) - 1
+    for start, end in segments:
+        stop = upto if end is None else min(end, upto)
+        for index, (since, group, assignee) in enumerate(holders):
+            until = holders[index + 1][0] if index < last else stop
+            low = since if since > start else start
+            high = until if until < stop else stop
+            if high > low:
+                amount = clock.between(low, high)
+                if amount:
+                    pair = (group, assignee)
+                    totals[pair] = totals.get(pair, 0) + amount
+    return [
+        {"group": group, "assignee": assignee, "seconds": amount / 1_000_000}
+        for (group, assignee), amount in totals.items()
+    ]

@@ -20,6 +20,11 @@ Ack = tuple[int, Micros, bool]
 """An acknowledged escalation level: (level, when it was acknowledged, whether the ticket has
 progressed since: an agent's response; see docs/actions.md)."""
 ACKNOWLEDGED: Final = "ticket.escalation_acknowledged"
+Holder = tuple[Micros, str | None, str | None]
+"""Who held the ticket from an instant on: (since, group, assignee), for time attribution."""
+Cycle = tuple[str, int, str, Micros, Micros | None]
+"""A group ownership cycle of an OLA: (the OLA's name, its number among the OLA's cycles of
+the ticket, 1-based, the group holding the ticket, start, end; None while it runs)."""
 Parked = tuple[Micros, str, str, str, int]
 """A parked event: (its time, event id, its original JSON text, why it cannot apply yet, where
 it came from: the input offset or line number the shell gave, -1 if none)."""
@@ -89,6 +94,7 @@ class TicketState:
         "channel",
         "customer_id",
         "cycle",
+        "cycles",
         "digests",
         "escalation_active",
         "fired",
@@ -96,6 +102,7 @@ class TicketState:
         "group",
         "history",
         "history_details",
+        "holders",
         "last_event_at",
         "parked",
         "pauses",
@@ -153,6 +160,8 @@ class TicketState:
         update_since: Micros | None = None,
         parked: list[Parked] | None = None,
         acks: list[Ack] | None = None,
+        holders: list[Holder] | None = None,
+        cycles: list[Cycle] | None = None,
     ) -> None:
         self.ticket_id = ticket_id
         self.severity = severity
@@ -219,6 +228,12 @@ class TicketState:
         self.acks = acks or None
         """The escalation levels acknowledged in this cycle (`ticket.escalation_acknowledged`),
         in level order; None when none is (almost always)."""
+        self.holders = holders
+        """Who held the ticket since when, in time order (`Holder`), kept only under a policy
+        with time attribution (None otherwise)."""
+        self.cycles = cycles
+        """The OLAs' group ownership cycles in start order (`Cycle`); None when the ticket has
+        had none (always, under a policy without OLAs)."""
 
     def __repr__(self) -> str:
         from streams.sla.state_codec import to_obj  # the codec imports this module
@@ -262,6 +277,8 @@ class TicketState:
             update_since=self.update_since,
             parked=None if self.parked is None else list(self.parked),
             acks=None if self.acks is None else list(self.acks),
+            holders=None if self.holders is None else list(self.holders),
+            cycles=None if self.cycles is None else list(self.cycles),
         )
 
     @property

@@ -19,6 +19,10 @@ The versions (all written on 2026-11-30 unless said otherwise):
 5. parked events of 5 fields, the last their input origin (2d65d99): the current form; since
    2026-12-07 (issue #25) with `acks`, the acknowledged escalation levels, when there are any
    (absent otherwise, so every state without one is byte-identical to before).
+6. with `holders` (who held the ticket since when, for time attribution) and `cycles` (the
+   OLAs' group ownership cycles), issue #23: written with `"format": 6` when the state has
+   either; a state with neither is written in version 5's shape, byte-identical to before,
+   and read as version 5 (`upcast_5_to_6` gives it none).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from events.instants import Micros
 from events.records import TicketEvent
 from streams.sla.state import (
     CLOSED_STATUSES,
+    Cycle,
     Parked,
     Step,
     TicketState,
@@ -42,7 +47,7 @@ from streams.sla.state import (
 )
 from streams.sla.timer_key import parse
 
-FORMAT_VERSION: Final = 5
+FORMAT_VERSION: Final = 6
 """The version `to_obj` writes (see the module docstring for each version's shape)."""
 
 _NEXT_DUE: Final = b'{"next_due":'
@@ -109,6 +114,10 @@ def to_obj(state: TicketState) -> dict[str, Any]:
         obj["parked"] = [list(entry) for entry in state.parked]
     if state.acks:  # absent when none, likewise (acknowledgements came after version 5)
         obj["acks"] = [list(ack) for ack in state.acks]
+    if state.holders is not None or state.cycles is not None:  # version 6's own fields
+        obj["format"] = FORMAT_VERSION
+        obj["holders"] = None if state.holders is None else [list(h) for h in state.holders]
+        obj["cycles"] = None if state.cycles is None else [list(c) for c in state.cycles]
     return obj
 
 
@@ -139,7 +148,7 @@ def stored_version(obj: dict[str, Any]) -> int:
         return 3
     if any(len(entry) == 4 for entry in obj.get("parked") or ()):
         return 4
-    return FORMAT_VERSION
+    return 5
 
 
 def upcast_1_to_2(obj: dict[str, Any]) -> dict[str, Any]:
@@ -221,11 +230,20 @@ _ROUNDS: Final[list[tuple[str, Any]]] = [
 ]
 
 
+def upcast_5_to_6(obj: dict[str, Any]) -> dict[str, Any]:
+    """Time attribution and OLAs came: a state from before has no holders and no cycles (it
+    was timed by a policy without them)."""
+    obj.setdefault("holders", None)
+    obj.setdefault("cycles", None)
+    return obj
+
+
 UPCASTERS: Final[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     1: upcast_1_to_2,
     2: upcast_2_to_3,
     3: upcast_3_to_4,
     4: upcast_4_to_5,
+    5: upcast_5_to_6,
 }
 """Version -> the step that turns an object of that version into the next one's shape."""
 
@@ -265,6 +283,8 @@ def _from_current(obj: dict[str, Any]) -> TicketState:
         update_since=obj["update_since"],
         parked=[_parked(entry) for entry in obj["parked"]] if obj.get("parked") else None,
         acks=[(a[0], a[1], a[2]) for a in obj["acks"]] if obj.get("acks") else None,
+        holders=None if obj["holders"] is None else [(h[0], h[1], h[2]) for h in obj["holders"]],
+        cycles=None if obj["cycles"] is None else [_cycle(c) for c in obj["cycles"]],
     )
     state.history, state.history_details = _history(obj["steps"])
     digests = state.digests
@@ -290,6 +310,11 @@ def _history(flat: list[Any]) -> tuple[bytes, tuple[Any, ...]]:
         detail = flat[index + 2]
         steps.append((flat[index], flat[index + 1], None if detail is None else tuple(detail)))
     return packed(steps)
+
+
+def _cycle(entry: list[Any]) -> Cycle:
+    """A stored ownership cycle (a JSON array of 5)."""
+    return (entry[0], entry[1], entry[2], entry[3], entry[4])
 
 
 def _parked(entry: list[Any]) -> Parked:

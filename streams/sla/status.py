@@ -7,7 +7,7 @@ from typing import Literal
 
 from events.instants import Micros
 from streams.sla.fold import policy_of
-from streams.sla.rules import MetricName, Policy
+from streams.sla.rules import OWNERSHIP, MetricName, Policy
 from streams.sla.spans import deadlines, metric_round, metric_running, metric_segments
 from streams.sla.state import TicketState
 
@@ -47,6 +47,8 @@ def sla_status(state: TicketState, policy: Policy, now: Micros) -> list[MetricSt
     result: list[MetricStatus] = []
     for rule in rules.clocked:
         metric = rule.metric
+        if metric == OWNERSHIP:  # an OLA's (not among a severity's metrics)
+            continue
         number: int | None = None
         if rule.rounds:
             number = metric_round(state, metric)

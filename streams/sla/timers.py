@@ -23,10 +23,15 @@ from events.ids import revised_id, sla_event_id
 from events.instants import Micros
 from events.sla_records import (
     NO_LEAD_TIME,
+    NOT_ATTRIBUTED,
+    NOT_OWNED,
     NOT_REPEATED,
     NOT_ROUNDED,
+    Agreed,
+    Attributed,
     CustomerNotificationRequired,
     LeadTime,
+    Owned,
     PolicyRef,
     Repeat,
     Round,
@@ -34,12 +39,21 @@ from events.sla_records import (
     SlaBreached,
     SlaMet,
     SlaRecord,
+    SlaStopped,
     SlaWarning,
     TicketEscalated,
 )
-from streams.sla.rules import EscalationRule, Mark, MetricName, Policy
-from streams.sla.spans import consumed, deadlines, metric_round, metric_running, metric_segments
-from streams.sla.state import Ack, TicketState, Timer
+from streams.sla.rules import OWNERSHIP, EscalationRule, Mark, MetricName, MetricRule, Ola, Policy
+from streams.sla.spans import (
+    attribution,
+    consumed,
+    counted,
+    deadlines,
+    metric_round,
+    metric_running,
+    metric_segments,
+)
+from streams.sla.state import Ack, Cycle, Span, TicketState, Timer
 from streams.sla.timer_key import NO_ROUND, TimerKey, fired_repeat
 
 _ALL: Final = ("first_response", "resolution", "escalation", "next_response", "periodic_update")
@@ -212,10 +226,19 @@ def _ack_timed_out(
             insort(state.timers, repeat)
 
 
-def _body(state: TicketState, ref: PolicyRef, metric: str, due: Micros, at: Micros) -> SlaBody:
+def _body(
+    state: TicketState,
+    ref: PolicyRef,
+    metric: str,
+    due: Micros,
+    at: Micros,
+    agreed: Agreed,
+    owned: Owned = NOT_OWNED,
+) -> SlaBody:
     """What every SLA event of the ticket carries after its id and type: the deadline, when it
     went out (microseconds), and the routing metadata as known then (customer, group,
-    assignee), so a consumer can route it without joining the ticket stream."""
+    assignee), so a consumer can route it without joining the ticket stream; in a file with
+    OLAs, the agreement it is about (`agreed`) and for an ownership cycle its group."""
     return {
         "ticket_id": state.ticket_id,
         "severity": state.severity,
@@ -227,6 +250,8 @@ def _body(state: TicketState, ref: PolicyRef, metric: str, due: Micros, at: Micr
         "customer_id": state.customer_id,
         "group": state.group,
         "assignee": state.assignee,
+        **agreed,
+        **owned,
     }
 
 
@@ -256,7 +281,7 @@ def _escalated(
     return {
         "event_id": _event_id(state, "escalation", rule),
         "type": "ticket.escalated",
-        **_body(state, ref, "escalation", due, at),
+        **_body(state, ref, "escalation", due, at, policy.agreement),
         "level": esc.level,
         "to": esc.to,
         **repeat,
@@ -270,6 +295,9 @@ def fire(
     resolution breach, an escalation level or repeat) and arm a repeating level's next one."""
     key = timer.key
     state.fired.append(key.fired)
+    if timer.metric == OWNERSHIP:
+        _fire_ownership(state, policy, timer, at, out)
+        return
     rules = policy.severities[state.severity]
     due = timer.due_at
     if timer.metric == "escalation":
@@ -293,13 +321,17 @@ def fire(
         rule = rules.metric(metric)  # type: ignore[arg-type]
     ref = policy.ref() if rule is None else policy.ref(rule.clock, rule.calendar)
     name = key.name
-    body = _body(state, ref, metric, due, at)
+    body = _body(state, ref, metric, due, at, policy.agreement)
     if name == "breached":
+        held = NOT_ATTRIBUTED
+        if rule is not None:
+            held = _attributed(state, policy, rule, metric_segments(state, metric, rule), due)
         breached: SlaBreached = {
             "event_id": _event_id(state, metric, key.text),
             "type": "sla.breached",
             **body,
             **_rounded(key.round),
+            **held,
         }
         out.append(breached)
         if metric == "resolution" and rules.resolution is not None:
@@ -363,13 +395,134 @@ def met(
     record: SlaMet = {
         "event_id": _event_id(state, metric, met),
         "type": "sla.met",
-        **_body(state, ref, metric, due if due is not None else at, at),
+        **_body(state, ref, metric, due if due is not None else at, at, policy.agreement),
         "took_seconds": consumed(segments, clock, at) / 1_000_000,
         "clock": rule.clock,
         **(_rounded(number) if number else NOT_ROUNDED),
+        **_attributed(state, policy, rule, segments, at),
     }
     state.fired.append(f"{metric}:{met}")
     out.append(record)
+
+
+def _attributed(
+    state: TicketState, policy: Policy, rule: MetricRule, segments: list[Span], until: Micros
+) -> Attributed:
+    """Who held the ticket for how much of the metric's counted time up to `until`, in a file
+    with time attribution (`spans.attribution`); empty otherwise."""
+    if not policy.root.attribution or state.holders is None:
+        return NOT_ATTRIBUTED
+    clock = policy.clock(rule.clock, rule.calendar)
+    return {"attribution": attribution(segments, state.holders, clock, until)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Group ownership (OLAs, `streams.sla.agreements` runs the cycles)
+
+
+def ownership_segments(
+    state: TicketState, cycle: Cycle, rule: MetricRule, resume_at: Micros | None = None
+) -> list[Span]:
+    """The spans an ownership cycle's clock ran (see `spans.counted`)."""
+    return counted(state, [(cycle[3], cycle[4])], rule, resume_at)
+
+
+def ownership_body(
+    state: TicketState, policy: Policy, ola: Ola, cycle: Cycle, due: Micros, at: Micros
+) -> SlaBody:
+    """What every event of an OLA's ownership cycle carries after its id and type."""
+    metric = ola.ownership
+    ref = policy.ref(metric.clock, metric.calendar)
+    return _body(state, ref, OWNERSHIP, due, at, ola.agreement, {"ownership_group": cycle[2]})
+
+
+def ownership_id(state: TicketState, ola: Ola, cycle: Cycle, rule: str) -> str:
+    """The id of an ownership cycle's event (`rule`: the timer's name within the OLA)."""
+    return _event_id(state, OWNERSHIP, f"{ola.prefix}{rule}@{cycle[1]}")
+
+
+def ownership_closed(
+    state: TicketState, policy: Policy, ola: Ola, cycle: Cycle, due: Micros, at: Micros
+) -> SlaMet | SlaStopped:
+    """The cycle ended at `at`: `sla.met` if it held its target, `sla.stopped` if it had
+    breached it (how long the group held the ticket in all)."""
+    rule = ola.ownership
+    number = cycle[1]
+    clock = policy.clock(rule.clock, rule.calendar)
+    segments = ownership_segments(state, cycle, rule, at)
+    took = consumed(segments, clock, at) / 1_000_000
+    body = ownership_body(state, policy, ola, cycle, due, at)
+    held = _attributed(state, policy, rule, segments, at)
+    if ola.marks[-1].timer.at_round(number).fired in state.fired:  # breached
+        return {
+            "event_id": ownership_id(state, ola, cycle, "stopped"),
+            "type": "sla.stopped",
+            **body,
+            "took_seconds": took,
+            "clock": rule.clock,
+            "round": number,
+            **held,
+        }
+    state.fired.append(f"{OWNERSHIP}:{ola.prefix}met@{number}")
+    return {
+        "event_id": ownership_id(state, ola, cycle, "met"),
+        "type": "sla.met",
+        **body,
+        "took_seconds": took,
+        "clock": rule.clock,
+        "round": number,
+        **held,
+    }
+
+
+def _fire_ownership(
+    state: TicketState, policy: Policy, timer: Timer, at: Micros, out: list[SlaRecord]
+) -> None:
+    """A warning or the breach of an OLA's running ownership cycle."""
+    key = timer.key
+    ola = policy.root.ola_by_name.get(key.name.partition("/")[0])
+    cycle = running_cycle(state, key.name.partition("/")[0])
+    if ola is None or cycle is None:  # a version without the OLA: nothing to say
+        return
+    rule = key.name[len(ola.prefix) :]
+    due = timer.due_at
+    body = ownership_body(state, policy, ola, cycle, due, at)
+    if rule == "breached":
+        metric = ola.ownership
+        segments = ownership_segments(state, cycle, metric)
+        breached: SlaBreached = {
+            "event_id": ownership_id(state, ola, cycle, rule),
+            "type": "sla.breached",
+            **body,
+            "round": cycle[1],
+            **_attributed(state, policy, metric, segments, due),
+        }
+        out.append(breached)
+        return
+    mark = ola.ownership.by_rule.get(rule)
+    lead: LeadTime = NO_LEAD_TIME
+    if mark is not None and mark.before:
+        threshold = mark.fraction
+        lead = {"before_seconds": mark.before / 1_000_000}
+    else:
+        threshold = key.threshold
+    warning: SlaWarning = {
+        "event_id": ownership_id(state, ola, cycle, rule),
+        "type": "sla.warning",
+        **body,
+        "threshold": threshold,
+        **lead,
+        "round": cycle[1],
+    }
+    out.append(warning)
+
+
+def running_cycle(state: TicketState, ola: str) -> Cycle | None:
+    """The OLA's ownership cycle running now (None: none)."""
+    for cycle in reversed(state.cycles or ()):
+        if cycle[0] == ola:
+            return cycle if cycle[4] is None else None
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ PAIRS: list[tuple[Any, type[BaseModel]]] = [
     (sla_records.TicketEscalated, outbound.TicketEscalated),
     (sla_records.CustomerNotificationRequired, outbound.CustomerNotificationRequired),
     (sla_records.SlaRetracted, outbound.SlaRetracted),
+    (sla_records.SlaStopped, outbound.SlaStopped),
 ]
 NEVER_WRITTEN = {"round"}
 """Optional fields of the contract's base that the core writes only on some types (warnings,

@@ -37,6 +37,7 @@ CASES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      ("backtest", "--against", "deploy/examples/proposed-policy.toml", "--format", "json")),
     ("policy-check-default.txt", "", ("policy", "check")),
     ("policy-check-vendor.txt", "", ("policy", "check", "deploy/examples/vendor-policy.toml")),
+    ("policy-check-olas.txt", "", ("policy", "check", "deploy/examples/vendor-olas.toml")),
 )  # fmt: skip
 
 

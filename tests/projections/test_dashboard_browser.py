@@ -381,3 +381,34 @@ async def test_long_ids_are_cut_and_keep_every_column_on_the_wall(
         assert await _fits(wall), "the wall screen scrolls"
         await wall.screenshot(path=str(ARTIFACTS / "dashboard-long-ids-1920x1080.png"))
         assert await _clipped(wall) == []
+
+
+async def test_the_wall_shows_breach_time_per_group(tmp_path: Path) -> None:
+    """The issue #23 tickets (tests/projections/test_agreement_views.py): l2 held both while
+    its 4h ownership target ran out, so the breach-time panel lists l2 with 8h (2 x 4h); a
+    third ticket, open in l1, is on the wall."""
+    _need_chromium()
+    from projections.store import Store
+    from tests.core.helpers import payload
+    from tests.core.test_agreements import issue_policy
+    from tests.projections.helpers import SLA, TICKETS, as_records
+    from tests.projections.test_agreement_views import NOW as LATE
+    from tests.projections.test_agreement_views import _history
+
+    policy = issue_policy()
+    db_target = str(tmp_path / "agreements.sqlite3")
+    db = Database(db_target)
+    migrate(db)
+    store = Store(db, policy)
+    events = [*_history(), payload("opened", "2026-12-09 11:00", "T3", severity=2, group="l1")]
+    store.apply_batch("ticket", as_records(TICKETS, lines(events)))
+    store.apply_batch("sla", as_records(SLA, sla_records(events, policy, until=LATE)))
+    db.close()
+    app = make_app(db_target, policy, lambda: LATE)
+    async with _wall_screen(app) as (_base, _browser, wall):
+        panel = wall.locator("#breach-time")
+        assert await panel.is_visible()
+        rows = wall.locator("#breach-groups tr.breach-group")
+        assert await rows.evaluate_all("rs => rs.map(r => r.dataset.group)") == ["l2"]
+        assert "08:00:00" in await rows.first.inner_text()
+        await wall.screenshot(path=str(ARTIFACTS / "dashboard-breach-time-1920x1080.png"))
