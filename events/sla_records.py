@@ -70,8 +70,31 @@ class CustomerNotificationRequired(_SlaRecord):
     eta: str
 
 
+class SlaStopEnded(_SlaRecord):
+    type: Literal["sla.stop_ended"]
+    reason: str
+    actor: str
+    stopped_at: str
+    cause: Literal["max_stop"]
+    round: NotRequired[int]
+
+
+class SlaBreachReason(_SlaRecord):
+    type: Literal["sla.breach_reason"]
+    reason: str
+    actor: str
+    exempt: bool
+    round: NotRequired[int]
+
+
 RetractedType = Literal[
-    "sla.warning", "sla.breached", "sla.met", "ticket.escalated", "customer.notification_required"
+    "sla.warning",
+    "sla.breached",
+    "sla.met",
+    "ticket.escalated",
+    "customer.notification_required",
+    "sla.stop_ended",
+    "sla.breach_reason",
 ]
 
 
@@ -88,7 +111,17 @@ SlaRecord = (
     | TicketEscalated
     | CustomerNotificationRequired
     | SlaRetracted
+    | SlaStopEnded
+    | SlaBreachReason
 )
 """Any SLA event the core emits (`type` tells which)."""
-Issued = SlaWarning | SlaBreached | SlaMet | TicketEscalated | CustomerNotificationRequired
+Issued = (
+    SlaWarning
+    | SlaBreached
+    | SlaMet
+    | TicketEscalated
+    | CustomerNotificationRequired
+    | SlaStopEnded
+    | SlaBreachReason
+)
 """An SLA event other than a retraction: what a retraction can withdraw."""

@@ -474,6 +474,15 @@ class BusinessCalendar:
         closures."""
         return bool(self.hours_on(day))
 
+    def wall_instant(self, day: dt.date, offset: Micros) -> Micros:
+        """The first instant whose local wall clock reads ``offset`` after midnight of ``day``
+        (a wall time a DST gap skips: the transition), as the calendar's hours are placed."""
+        return self._at(day, offset)
+
+    def local_date(self, instant: Micros) -> dt.date:
+        """The local date of ``instant`` in the calendar's zone."""
+        return (_EPOCH_UTC + dt.timedelta(microseconds=instant)).astimezone(self._tz).date()
+
     # -- internals ----------------------------------------------------------------------------
 
     def _holidays_in(self, year: int) -> frozenset[dt.date]:

@@ -20,6 +20,15 @@ Ack = tuple[int, Micros, bool]
 """An acknowledged escalation level: (level, when it was acknowledged, whether the ticket has
 progressed since: an agent's response; see docs/actions.md)."""
 ACKNOWLEDGED: Final = "ticket.escalation_acknowledged"
+CLOCK_TYPES: Final = frozenset({"ticket.sla_stopped", "ticket.sla_started", "ticket.breach_reason"})
+"""Issue 24's events: their history detail keeps the reason, actor and metric in the slots
+of channel, assignee and group (`detail_of`)."""
+Route = tuple[Micros, str | None, dict[str, str]]
+"""From when a ticket had a group and attributes (`TicketState.routes`)."""
+Stop = tuple[Micros, Micros | None, str, str]
+"""A manual stop of the clock: (start, end or None while it holds, reason code, actor)."""
+BreachReason = tuple[str, int, str, str, Micros]
+"""Why a metric breached: (metric, round or 0, reason code, actor, when it was given)."""
 Parked = tuple[Micros, str, str, str, int]
 """A parked event: (its time, event id, its original JSON text, why it cannot apply yet, where
 it came from: the input offset or line number the shell gave, -1 if none)."""
@@ -86,6 +95,7 @@ class TicketState:
         "acks",
         "assignee",
         "attributes",
+        "breach_reasons",
         "channel",
         "customer_id",
         "cycle",
@@ -107,9 +117,11 @@ class TicketState:
         "resolution_spans",
         "responded_at",
         "revisions",
+        "routes",
         "seen",
         "severity",
         "status",
+        "stops",
         "tags",
         "ticket_id",
         "timers",
@@ -153,6 +165,9 @@ class TicketState:
         update_since: Micros | None = None,
         parked: list[Parked] | None = None,
         acks: list[Ack] | None = None,
+        routes: list[Route] | None = None,
+        stops: list[Stop] | None = None,
+        breach_reasons: list[BreachReason] | None = None,
     ) -> None:
         self.ticket_id = ticket_id
         self.severity = severity
@@ -219,6 +234,13 @@ class TicketState:
         self.acks = acks or None
         """The escalation levels acknowledged in this cycle (`ticket.escalation_acknowledged`),
         in level order; None when none is (almost always)."""
+        self.routes = routes or None
+        """The ticket's group and attributes from each change on, from its open, kept only
+        under a policy whose calendars or targets depend on them (`ticket_calendars`)."""
+        self.stops = stops or None
+        """Manual stops of the clock (`ticket.sla_stopped`), in time order; None: none."""
+        self.breach_reasons = breach_reasons or None
+        """Reasons given for breaches (`ticket.breach_reason`); None: none."""
 
     def __repr__(self) -> str:
         from streams.sla.state_codec import to_obj  # the codec imports this module
@@ -262,6 +284,9 @@ class TicketState:
             update_since=self.update_since,
             parked=None if self.parked is None else list(self.parked),
             acks=None if self.acks is None else list(self.acks),
+            routes=None if self.routes is None else list(self.routes),
+            stops=None if self.stops is None else list(self.stops),
+            breach_reasons=None if self.breach_reasons is None else list(self.breach_reasons),
         )
 
     @property
@@ -329,6 +354,18 @@ def _kind_code(kind: str) -> int:
 def detail_of(event: TicketEvent) -> tuple[Any, ...] | None:
     """The event's `Detail`, or None when it says nothing besides its type and time (typed as
     a plain tuple: the history stores it flat, and mypyc need not check and unbox it)."""
+    if event.type in CLOCK_TYPES:  # reason, actor, metric in the channel, assignee, group slots
+        return (
+            None,
+            None,
+            event.actor,
+            event.metric,
+            event.reason,
+            None,
+            None,
+            False,
+            event.pinned_digest,
+        )
     severity = event.level if event.type == ACKNOWLEDGED else event.severity
     if (
         severity is None
@@ -367,6 +404,20 @@ def _events(
         severity, customer_id, assignee, group, channel, tags, attributes, has_group, pinned = (
             detail
         )
+        if kind in CLOCK_TYPES:
+            clocked = TicketEvent(
+                kind,
+                ids[index],
+                ticket_id,
+                at,
+                has_group=False,
+                reason=channel,
+                actor=assignee,
+                metric=group,
+            )
+            clocked.pinned_digest = pinned
+            events.append(clocked)
+            continue
         acknowledged = kind == ACKNOWLEDGED
         event = TicketEvent(
             kind,

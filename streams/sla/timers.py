@@ -21,9 +21,11 @@ from typing import Any, Final
 
 from events.ids import revised_id, sla_event_id
 from events.instants import Micros, format_instant
+from streams.sla.deadlines import effective
 from streams.sla.rules import EscalationRule, Mark, MetricName, Policy
 from streams.sla.spans import consumed, deadlines, metric_round, metric_running, metric_segments
 from streams.sla.state import Ack, TicketState, Timer
+from streams.sla.ticket_calendars import metric_clock, metric_ref
 from streams.sla.timer_key import NO_ROUND, TimerKey, fired_repeat
 
 _ALL: Final = ("first_response", "resolution", "escalation", "next_response", "periodic_update")
@@ -39,6 +41,58 @@ REOPENED: Final = ("resolution", "periodic_update", "escalation")
 _PURGE_RANK: Final = (3, 0.0)
 """The purge timer's rank (after every SLA timer due at the same instant), one tuple for all."""
 _PURGE: Final = TimerKey("ticket", "purge")
+
+
+STOP: Final = "stop"
+"""The timer metric of a manual stop's limit (`stop:limit:N`; `manual_stops`)."""
+STOP_RANK: Final = (0, -1.0)
+"""Before every SLA timer due at the same instant: the stopped metrics count again first."""
+
+
+def limit_key(number: int) -> TimerKey:
+    """The key of the limit of the ticket's `number`-th manual stop."""
+    return TimerKey(STOP, f"limit:{number}")
+
+
+def close_stop(state: TicketState, at: Micros) -> None:
+    """End the manual stop that holds the clock, if one does, at `at`; drop its limit timer."""
+    stops = state.stops
+    if stops and stops[-1][1] is None:
+        start, _, reason, actor = stops[-1]
+        state.stops = [*stops[:-1], (start, at, reason, actor)]
+        state.timers = [t for t in state.timers if t.metric != STOP]
+
+
+def end_overlong_stop(
+    state: TicketState, policy: Policy, timer: Timer, at: Micros, out: list[dict[str, Any]]
+) -> None:
+    """A manual stop reached the policy's longest stop: it ends at its limit, the stopped
+    metrics count again (their timers recomputed, overdue ones firing at `at`), and each
+    stopped metric still running gets an `sla.stop_ended` with its new deadline."""
+    stops = state.stops
+    if not stops or stops[-1][1] is not None:
+        return
+    start, _, reason, actor = stops[-1]
+    close_stop(state, timer.due_at)
+    schedule(state, policy, at, out, CLOCKED)
+    due_at, ended_at = _instants(timer.due_at, at)
+    for rule in policy.severities[state.severity].clocked:
+        if not rule.stoppable or not metric_running(state, rule.metric):
+            continue
+        number = metric_round(state, rule.metric) if rule.rounds else NO_ROUND
+        pending = _pending_breach(state, rule.metric)
+        ref = metric_ref(state, policy, rule)
+        name = f"stop_ended:{len(stops)}"
+        record = _event(state, ref, "sla.stop_ended", rule.metric, name, due_at, ended_at)
+        if pending is not None:
+            record["due_at"] = format_instant(pending)
+        record["reason"] = reason
+        record["actor"] = actor
+        record["stopped_at"] = format_instant(start)
+        record["cause"] = "max_stop"
+        if number != NO_ROUND:
+            record["round"] = number
+        out.append(record)
 
 
 def purge_timer(due: Micros) -> Timer:
@@ -65,6 +119,11 @@ def schedule(
         if metric not in metrics or not metric_running(state, metric):
             continue
         number = metric_round(state, metric) if rule.rounds else NO_ROUND
+        if rule.choice or rule.deadline:  # the ticket's own calendar or deadline
+            clock = metric_clock(state, policy, rule)
+            rule = effective(state, policy, rule, clock)
+        else:
+            clock = policy.clock(rule.clock, rule.calendar)
         marks: list[Mark] = []
         keys: list[TimerKey] = []
         for mark in rule.marks:  # a round's own timers: `breached@3`
@@ -75,7 +134,6 @@ def schedule(
         if not marks:
             continue
         segments = metric_segments(state, metric, rule)
-        clock = policy.clock(rule.clock, rule.calendar)
         dues = deadlines(segments, clock, [mark.amount for mark in marks])
         for index, due in enumerate(dues):
             if due is not None:
@@ -98,8 +156,12 @@ def schedule(
     if timers and timers[0].due_at < now:
         overdue = [t for t in timers if t.due_at < now]
         state.timers = timers[len(overdue) :]
+        stopped = False
         for timer in overdue:
+            if stopped and timer.key.fired in state.fired:
+                continue  # fired when a manual stop's limit recomputed the timers
             fire(state, policy, timer, now, emitted)
+            stopped = stopped or timer.metric == STOP
     else:
         state.timers = timers
 
@@ -248,6 +310,9 @@ def fire(
     resolution breach, an escalation level or repeat) and arm a repeating level's next one."""
     key = timer.key
     state.fired.append(key.fired)
+    if timer.metric == STOP:
+        end_overlong_stop(state, policy, timer, at, out)
+        return
     rules = policy.severities[state.severity]
     due_at, fired_at = _instants(timer.due_at, at)
     if timer.metric == "escalation":
@@ -274,14 +339,20 @@ def fire(
         rule = rules.resolution
     else:
         rule = rules.metric(metric)  # type: ignore[arg-type]
-    ref = policy.ref() if rule is None else policy.ref(rule.clock, rule.calendar)
+    if rule is None:
+        ref = policy.ref()
+    elif rule.choice or rule.deadline:
+        ref = metric_ref(state, policy, rule)
+        rule = effective(state, policy, rule, metric_clock(state, policy, rule))
+    else:
+        ref = policy.ref(rule.clock, rule.calendar)
     name, number = key.name, key.round
     if name == "breached":
         record = _event(state, ref, "sla.breached", timer.metric, key.text, due_at, fired_at)
         if number != NO_ROUND:
             record["round"] = number
         out.append(record)
-        if timer.metric == "resolution" and rules.resolution is not None:
+        if timer.metric == "resolution" and rule is not None:
             notice = _event(
                 state,
                 ref,
@@ -291,8 +362,8 @@ def fire(
                 due_at,
                 fired_at,
             )
-            clock = policy.clock(rules.resolution.clock, rules.resolution.calendar)
-            notice["eta"] = format_instant(clock.add(timer.due_at, rules.resolution.target))
+            clock = metric_clock(state, policy, rule)
+            notice["eta"] = format_instant(clock.add(timer.due_at, rule.target))
             out.append(notice)
         return
     record = _event(state, ref, "sla.warning", timer.metric, key.text, due_at, fired_at)
@@ -331,12 +402,14 @@ def met(
     if (breach.at_round(number) if number else breach).fired in state.fired:
         return
     segments = metric_segments(state, metric, rule, at)
-    clock = policy.clock(rule.clock, rule.calendar)
+    clock = metric_clock(state, policy, rule)
+    if rule.deadline:
+        rule = effective(state, policy, rule, clock)
     due = _pending_breach(state, metric)
     if due is None:  # paused: no pending timer, measure it
         due = deadlines(segments, clock, [rule.target])[0]
     due_at, met_at = _instants(due if due is not None else at, at)
-    ref = policy.ref(rule.clock, rule.calendar)
+    ref = metric_ref(state, policy, rule)
     met = f"met@{number}" if number else f"met:{state.cycle}"
     record = _event(state, ref, "sla.met", metric, met, due_at, met_at)
     record["took_seconds"] = consumed(segments, clock, at) / 1_000_000
