@@ -76,14 +76,16 @@ class TimelineClock:
             left -= here
         raise AssertionError("the last piece is open-ended")
 
-    def stretches(self, start: Micros, end: Micros) -> Iterator[tuple[Micros, Micros, str]]:
-        """[a, b) within [start, end) and the calendar that counts it, in order."""
+    def stretches(
+        self, start: Micros, end: Micros
+    ) -> Iterator[tuple[Micros, Micros, str, BusinessCalendar]]:
+        """[a, b) within [start, end) and the calendar that counts it (name, calendar)."""
         for index, name in enumerate(self.names):
             lo, hi = self._bounds(index)
             a = start if lo is None else max(start, lo)
             b = end if hi is None else min(end, hi)
             if b > a:
-                yield a, b, name
+                yield a, b, name, self.calendars[index]
 
     def name_at(self, instant: Micros) -> str:
         index = 0

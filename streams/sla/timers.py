@@ -80,7 +80,7 @@ def end_overlong_stop(
         if not rule.stoppable or not metric_running(state, rule.metric):
             continue
         number = metric_round(state, rule.metric) if rule.rounds else NO_ROUND
-        pending = _pending_breach(state, rule.metric)
+        pending = pending_breach(state, rule.metric)
         ref = metric_ref(state, policy, rule)
         name = f"stop_ended:{len(stops)}"
         record = _event(state, ref, "sla.stop_ended", rule.metric, name, due_at, ended_at)
@@ -378,7 +378,7 @@ def fire(
     out.append(record)
 
 
-def _pending_breach(state: TicketState, metric: str) -> Micros | None:
+def pending_breach(state: TicketState, metric: str) -> Micros | None:
     """When the metric's pending breach timer is due (None: none pending, e.g. paused)."""
     for timer in state.timers:
         if timer.metric == metric and timer.key.name == "breached":
@@ -405,7 +405,7 @@ def met(
     clock = metric_clock(state, policy, rule)
     if rule.deadline:
         rule = effective(state, policy, rule, clock)
-    due = _pending_breach(state, metric)
+    due = pending_breach(state, metric)
     if due is None:  # paused: no pending timer, measure it
         due = deadlines(segments, clock, [rule.target])[0]
     due_at, met_at = _instants(due if due is not None else at, at)
