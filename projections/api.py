@@ -55,6 +55,7 @@ from projections.queries import (
     bad_parameter,
     compliance,
     dashboard_board,
+    explain_ticket,
     get_ticket,
     list_escalations,
     list_sla_events,
@@ -66,6 +67,7 @@ from projections.responses import (
     Dashboard,
     Error,
     EscalationPage,
+    Explanation,
     Health,
     ProjectorStats,
     Ready,
@@ -289,6 +291,13 @@ TicketId = Annotated[
         "`/`, `?`, `#` and spaces included (`T/1` is `/api/tickets/T%2F1`).",
     ),
 ]
+
+
+async def ticket_explained(ctx: Ctx, ticket_id: TicketId, q: Annotated[Params, Query()]) -> Any:
+    found = await ctx.run(explain_ticket, ctx.policy, ticket_id, _now(ctx, q))
+    if found is None:
+        return _json_error(404, f"no ticket {ticket_id[:64]!a}", "ticket_id")
+    return found
 
 
 async def ticket(ctx: Ctx, ticket_id: TicketId, q: Annotated[Params, Query()]) -> Any:
@@ -522,6 +531,8 @@ def make_app(
         response_class=Response, responses={**metrics_doc, **_ERRORS})  # fmt: skip
     api: list[tuple[str, Callable[..., Any], Any, str]] = [
         ("/api/tickets", tickets, TicketPage, "Tickets, filtered, sorted and paged"),
+        ("/api/tickets/{ticket_id:path}/explain", ticket_explained, Explanation,
+         "Every interval of a ticket's clocks, counted or not, and why"),
         ("/api/tickets/{ticket_id:path}", ticket, TicketDetail,
          "One ticket with its SLA timeline"),
         ("/api/escalations", escalations, EscalationPage,
@@ -534,7 +545,7 @@ def make_app(
     ]  # fmt: skip
     for path, endpoint, model, summary in api:
         responses = dict(_ERRORS)
-        if path == "/api/tickets/{ticket_id:path}":
+        if path.startswith("/api/tickets/{ticket_id:path}"):
             responses[404] = {"model": Error, "description": "No such ticket"}
         add(path, endpoint, response_model=model, summary=summary, dependencies=Auth,
             responses=responses, response_model_exclude_unset=True)  # fmt: skip

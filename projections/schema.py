@@ -160,6 +160,17 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX policy_activations_at ON policy_activations (at, version)",
         ],
     ),
+    (
+        8,
+        "sla_events: the reason, actor and exemption of sla.breach_reason and sla.stop_ended "
+        "(issue 24)",
+        [
+            # NULL on every other event (and on rows written before this migration)
+            "ALTER TABLE sla_events ADD COLUMN reason TEXT",
+            "ALTER TABLE sla_events ADD COLUMN actor TEXT",
+            "ALTER TABLE sla_events ADD COLUMN exempt INTEGER",
+        ],
+    ),
 ]
 
 PROJECTION_TABLES = (
