@@ -94,3 +94,32 @@ pausable = true
 
 def policy(text: str) -> Policy:
     return parse_policy(text, "issue24.toml")
+
+
+ALL: Final = (
+    CALENDARS
+    + """
+[group_calendars]
+emea = "warsaw"
+amer = "toronto"
+
+[stop_clock]
+reasons = ["third_party", "customer_hold", "outage"]
+metrics = ["resolution"]
+max = "1d"
+
+[breach_reasons]
+codes = ["customer_unreachable", "outage", "agent_error"]
+exempt = ["customer_unreachable", "outage"]
+
+[severity.2.first_response]
+target = "4h"
+calendar = "group"
+
+[severity.2.resolution]
+target = "2bd"
+calendar = "group"
+pausable = true
+"""
+)
+"""Every feature at once: group calendars, a governed stop, breach reasons (surface tests)."""
