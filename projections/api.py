@@ -430,6 +430,12 @@ async def metrics(ctx: Ctx) -> Response:
     return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+async def ticket_page() -> HTMLResponse:
+    """A ticket's clocks: its explanation as a timeline (static; data from .../explain)."""
+    html = resources.files("projections").joinpath("ticket.html").read_text("utf-8")
+    return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+
+
 async def page() -> HTMLResponse:
     """The wall screen (static; its data comes from /api/dashboard, which needs the token)."""
     html = resources.files("projections").joinpath("dashboard.html").read_text("utf-8")
@@ -518,6 +524,7 @@ def make_app(
 
     add = app.add_api_route
     add("/", page, include_in_schema=False, response_class=HTMLResponse)
+    add("/ticket", ticket_page, include_in_schema=False, response_class=HTMLResponse)
     add("/health", health, response_model=Health, summary="Liveness")
     add("/ready", ready, response_model=Ready, summary="Readiness: database and projector lag",
         responses={503: {"model": Ready, "description": "Not ready"}})  # fmt: skip
