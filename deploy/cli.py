@@ -52,6 +52,10 @@ COMMANDS: dict[str, Command] = {
     ),
     "projections": Command("projections.cli", "read models of SLA state (serve, rebuild)"),
     "query": Command("projections.cli", "ask the read models (reads the DB directly)"),
+    "explain": Command(
+        "projections.cli",
+        "explain a ticket's clocks: every interval counted or not, and why (history or DB)",
+    ),
     "demo": Command(
         "deploy.demo", "start a broker and a worker, publish live tickets, watch SLA events arrive"
     ),

@@ -189,6 +189,44 @@ class TicketEscalationAcknowledged(_TicketEventBase):
     ]
 
 
+Code = Annotated[
+    Identifier,
+    Field(max_length=64, description="A reason code from the policy's list, e.g. third_party."),
+]
+Actor = Annotated[Identifier, Field(description="Who did it: an agent's id, never a name.")]
+
+
+@with_config(_CONFIG)
+class TicketSlaStopped(_TicketEventBase):
+    """An agent stops the ticket's clock (stop-the-clock): the metrics the policy's
+    `[stop_clock]` lists stop counting until `ticket.sla_started`, or until the policy's
+    longest stop has passed. A reason not in the policy's list is rejected."""
+
+    type: Literal["ticket.sla_stopped"]
+    reason: Code
+    actor: Actor
+
+
+@with_config(_CONFIG)
+class TicketSlaStarted(_TicketEventBase):
+    """The manual stop ends: the stopped metrics count again."""
+
+    type: Literal["ticket.sla_started"]
+    actor: Actor
+    reason: NotRequired[Code | None]
+
+
+@with_config(_CONFIG)
+class TicketBreachReason(_TicketEventBase):
+    """Why a breached metric breached: a code from the policy's `[breach_reasons]`; an exempt
+    code reports the breach as `breached-exempt` in compliance."""
+
+    type: Literal["ticket.breach_reason"]
+    metric: Literal["first_response", "resolution", "next_response", "periodic_update"]
+    reason: Code
+    actor: Actor
+
+
 TicketEventPayload = Annotated[
     TicketOpened
     | TicketSeverityChanged
@@ -202,7 +240,10 @@ TicketEventPayload = Annotated[
     | TicketCustomerNotified
     | TicketUpdated
     | TicketCustomerReplied
-    | TicketEscalationAcknowledged,
+    | TicketEscalationAcknowledged
+    | TicketSlaStopped
+    | TicketSlaStarted
+    | TicketBreachReason,
     Field(discriminator="type"),
 ]
 """Any inbound ticket event as JSON, told apart by its `type`: the integrators' contract."""
@@ -221,6 +262,9 @@ TICKET_EVENT_TYPES: tuple[str, ...] = (
     "ticket.updated",
     "ticket.customer_replied",
     "ticket.escalation_acknowledged",
+    "ticket.sla_stopped",
+    "ticket.sla_started",
+    "ticket.breach_reason",
 )
 
 ticket_event_adapter: TypeAdapter[TicketEventPayload] = TypeAdapter(TicketEventPayload)

@@ -182,7 +182,32 @@ class SlaRetracted(_SlaEventBase):
         "ticket.escalated",
         "customer.notification_required",
         "sla.stopped",
+        "sla.stop_ended",
+        "sla.breach_reason",
     ] = Field(description="The type of the SLA event withdrawn.")
+
+
+class SlaStopEnded(_SlaEventBase):
+    """A manual stop of the clock (`ticket.sla_stopped`) held longer than the policy allows
+    (`[stop_clock] max`): it ended by itself at `at`, and `metric` counts again; `due_at` is
+    its deadline from there (one event per stopped metric still running)."""
+
+    type: Literal["sla.stop_ended"] = "sla.stop_ended"
+    reason: Printable = Field(description="The stop's reason code.")
+    actor: Printable = Field(description="Who stopped the clock (an id).")
+    stopped_at: Timestamp = Field(description="When the stop began.")
+    cause: Literal["max_stop"] = Field(description="Why it ended: the longest stop passed.")
+
+
+class SlaBreachReason(_SlaEventBase):
+    """Why `metric` breached (`ticket.breach_reason`): a code of the policy's
+    `[breach_reasons]`; `exempt` breaches count as breached-exempt in compliance. A later
+    reason for the same breach replaces this one."""
+
+    type: Literal["sla.breach_reason"] = "sla.breach_reason"
+    reason: Printable = Field(description="The breach reason code.")
+    actor: Printable = Field(description="Who gave the reason (an id).")
+    exempt: bool = Field(description="Whether the policy exempts this reason from compliance.")
 
 
 SlaEvent = Annotated[
@@ -192,7 +217,9 @@ SlaEvent = Annotated[
     | TicketEscalated
     | CustomerNotificationRequired
     | SlaRetracted
-    | SlaStopped,
+    | SlaStopped
+    | SlaStopEnded
+    | SlaBreachReason,
     Field(discriminator="type"),
 ]
 sla_event_adapter: TypeAdapter[SlaEvent] = TypeAdapter(SlaEvent)
@@ -205,4 +232,6 @@ SLA_EVENT_TYPES: tuple[str, ...] = (
     "customer.notification_required",
     "sla.retracted",
     "sla.stopped",
+    "sla.stop_ended",
+    "sla.breach_reason",
 )

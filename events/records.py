@@ -19,6 +19,7 @@ class TicketEvent:
     """One ticket lifecycle event; `type` is the contract's tag, e.g. `ticket.opened`."""
 
     __slots__ = (
+        "actor",
         "assignee",
         "at",
         "attributes",
@@ -28,7 +29,9 @@ class TicketEvent:
         "group",
         "has_group",
         "level",
+        "metric",
         "pinned_digest",
+        "reason",
         "severity",
         "tags",
         "ticket_id",
@@ -50,6 +53,9 @@ class TicketEvent:
         attributes: dict[str, str] | None = None,
         has_group: bool = True,
         level: int | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+        metric: str | None = None,
     ) -> None:
         self.type = type
         self.event_id = event_id
@@ -69,6 +75,12 @@ class TicketEvent:
         """Whether the event gives `group` (a `ticket.updated` without it keeps the group)."""
         self.level = level
         """`ticket.escalation_acknowledged`: the level acknowledged (None: every fired one)."""
+        self.reason = reason
+        """`ticket.sla_stopped`, `ticket.sla_started`, `ticket.breach_reason`: the reason code."""
+        self.actor = actor
+        """Who stopped or started the clock, or gave the breach reason: an id."""
+        self.metric = metric
+        """`ticket.breach_reason`: the breached metric it is about."""
         self.pinned_digest = 0
         """The digest of the event as received, when `redated` moved it (0: computed)."""
 
@@ -90,6 +102,9 @@ class TicketEvent:
             self.attributes,
             self.has_group,
             self.level,
+            self.reason,
+            self.actor,
+            self.metric,
         )
         moved.pinned_digest = self.digest()
         return moved
@@ -110,10 +125,15 @@ class TicketEvent:
             content += f"|{self.channel}|{self.tags}|{extra}|{self.has_group}"
         if self.level is not None:  # acknowledgements only: other digests are as before
             content += f"|level={self.level}"
+        if self.reason is not None or self.actor is not None or self.metric is not None:
+            content += f"|{self.reason}|{self.actor}|{self.metric}"  # issue 24's types only
         return zlib.crc32(content.encode()) or 1
 
     def __repr__(self) -> str:
         return f"TicketEvent({self.type!r}, {self.event_id!r}, {self.ticket_id!r}, at={self.at})"
+
+
+_CLOCK_TYPES = frozenset({"ticket.sla_stopped", "ticket.sla_started", "ticket.breach_reason"})
 
 
 def from_payload(payload: dict[str, Any], at: Micros) -> TicketEvent:
@@ -121,8 +141,20 @@ def from_payload(payload: dict[str, Any], at: Micros) -> TicketEvent:
 
     `at` is its `occurred_at`, already read by `events.instants.parse_rfc3339`.
     """
+    kind = payload["type"]
+    if kind in _CLOCK_TYPES:  # reason, actor, metric: issue 24's types only (an ack's actor
+        return TicketEvent(  # is not kept, so its digest stays as it was)
+            kind,
+            payload["event_id"],
+            payload["ticket_id"],
+            at,
+            has_group=False,
+            reason=payload.get("reason"),
+            actor=_shared(payload.get("actor")),
+            metric=payload.get("metric"),
+        )
     return TicketEvent(
-        payload["type"],
+        kind,
         payload["event_id"],
         payload["ticket_id"],
         at,

@@ -149,6 +149,23 @@ class CustomerNotificationRequired(_SlaRecord):
     eta: Micros
 
 
+class SlaStopEnded(_SlaRecord):
+    type: Literal["sla.stop_ended"]
+    reason: str
+    actor: str
+    stopped_at: Micros
+    cause: Literal["max_stop"]
+    round: NotRequired[int]
+
+
+class SlaBreachReason(_SlaRecord):
+    type: Literal["sla.breach_reason"]
+    reason: str
+    actor: str
+    exempt: bool
+    round: NotRequired[int]
+
+
 RetractedType = Literal[
     "sla.warning",
     "sla.breached",
@@ -156,6 +173,8 @@ RetractedType = Literal[
     "ticket.escalated",
     "customer.notification_required",
     "sla.stopped",
+    "sla.stop_ended",
+    "sla.breach_reason",
 ]
 
 
@@ -173,6 +192,8 @@ SlaRecord = (
     | CustomerNotificationRequired
     | SlaRetracted
     | SlaStopped
+    | SlaStopEnded
+    | SlaBreachReason
 )
 """Any SLA event the core emits (`type` tells which)."""
 
@@ -194,7 +215,14 @@ class PolicyActivated(TypedDict):
 
 
 Issued = (
-    SlaWarning | SlaBreached | SlaMet | TicketEscalated | CustomerNotificationRequired | SlaStopped
+    SlaWarning
+    | SlaBreached
+    | SlaMet
+    | TicketEscalated
+    | CustomerNotificationRequired
+    | SlaStopped
+    | SlaStopEnded
+    | SlaBreachReason
 )
 """An SLA event other than a retraction: what a retraction can withdraw."""
 
@@ -208,4 +236,7 @@ def wire(record: SlaRecord) -> dict[str, object]:
     at_text = due_text if at == due else format_instant(at)
     if record["type"] == "customer.notification_required":
         return {**record, "due_at": due_text, "at": at_text, "eta": format_instant(record["eta"])}
+    if record["type"] == "sla.stop_ended":
+        stopped = format_instant(record["stopped_at"])
+        return {**record, "due_at": due_text, "at": at_text, "stopped_at": stopped}
     return {**record, "due_at": due_text, "at": at_text}

@@ -57,6 +57,7 @@ from projections.queries import (
     bad_parameter,
     compliance,
     dashboard_board,
+    explain_ticket,
     get_ticket,
     list_escalations,
     list_sla_events,
@@ -69,6 +70,7 @@ from projections.responses import (
     Dashboard,
     Error,
     EscalationPage,
+    Explanation,
     Health,
     ProjectorStats,
     Ready,
@@ -294,6 +296,13 @@ TicketId = Annotated[
 ]
 
 
+async def ticket_explained(ctx: Ctx, ticket_id: TicketId, q: Annotated[Params, Query()]) -> Any:
+    found = await ctx.run(explain_ticket, ctx.policy, ticket_id, _now(ctx, q))
+    if found is None:
+        return _json_error(404, f"no ticket {ticket_id[:64]!a}", "ticket_id")
+    return found
+
+
 async def ticket(ctx: Ctx, ticket_id: TicketId, q: Annotated[Params, Query()]) -> Any:
     found = await ctx.run(get_ticket, ctx.policy, ticket_id, _now(ctx, q))
     if found is None:
@@ -434,6 +443,12 @@ async def metrics(ctx: Ctx) -> Response:
     return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+async def ticket_page() -> HTMLResponse:
+    """A ticket's clocks: its explanation as a timeline (static; data from .../explain)."""
+    html = resources.files("projections").joinpath("ticket.html").read_text("utf-8")
+    return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+
+
 async def page() -> HTMLResponse:
     """The wall screen (static; its data comes from /api/dashboard, which needs the token)."""
     html = resources.files("projections").joinpath("dashboard.html").read_text("utf-8")
@@ -522,6 +537,7 @@ def make_app(
 
     add = app.add_api_route
     add("/", page, include_in_schema=False, response_class=HTMLResponse)
+    add("/ticket", ticket_page, include_in_schema=False, response_class=HTMLResponse)
     add("/health", health, response_model=Health, summary="Liveness")
     add("/ready", ready, response_model=Ready, summary="Readiness: database and projector lag",
         responses={503: {"model": Ready, "description": "Not ready"}})  # fmt: skip
@@ -535,6 +551,8 @@ def make_app(
         response_class=Response, responses={**metrics_doc, **_ERRORS})  # fmt: skip
     api: list[tuple[str, Callable[..., Any], Any, str]] = [
         ("/api/tickets", tickets, TicketPage, "Tickets, filtered, sorted and paged"),
+        ("/api/tickets/{ticket_id:path}/explain", ticket_explained, Explanation,
+         "Every interval of a ticket's clocks, counted or not, and why"),
         ("/api/tickets/{ticket_id:path}", ticket, TicketDetail,
          "One ticket with its SLA timeline"),
         ("/api/escalations", escalations, EscalationPage,
@@ -549,7 +567,7 @@ def make_app(
     ]  # fmt: skip
     for path, endpoint, model, summary in api:
         responses = dict(_ERRORS)
-        if path == "/api/tickets/{ticket_id:path}":
+        if path.startswith("/api/tickets/{ticket_id:path}"):
             responses[404] = {"model": Error, "description": "No such ticket"}
         add(path, endpoint, response_model=model, summary=summary, dependencies=Auth,
             responses=responses, response_model_exclude_unset=True)  # fmt: skip

@@ -20,8 +20,15 @@ from typing import Any
 import orjson
 
 from base.errors import EscalatorError
-from base.settings import DB_ENV, S, SettingsError, add_flags, service_settings
-from events.instants import format_duration
+from base.settings import (
+    DB_ENV,
+    PolicySettings,
+    S,
+    SettingsError,
+    add_flags,
+    service_settings,
+)
+from events.instants import SECOND, format_duration, parse_rfc3339
 from events.text import escape_controls
 from projections.db import Database, is_postgres_url
 from projections.queries import (
@@ -31,6 +38,7 @@ from projections.queries import (
     Params,
     TicketQuery,
     compliance,
+    explain_ticket,
     get_ticket,
     list_escalations,
     list_tickets,
@@ -40,6 +48,7 @@ from projections.queries import (
 )
 from projections.schema import migrate
 from projections.settings import ProjectionsSettings, QuerySettings, RebuildSettings
+from streams.sla.explain import Explanation
 from streams.sla.policy import PolicyError, load_policy
 from streams.sla.rules import Policy
 
@@ -88,6 +97,28 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
         sub.add_argument("--now", default=None, help="evaluate as of this RFC 3339 instant")
         sub.set_defaults(func=cmd_query)
+    register_explain(commands)
+
+
+def register_explain(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    explain = commands.add_parser(
+        "explain",
+        description="Every interval of a ticket's clocks, counted or not, with its cause "
+        "(closed hours, a named holiday, a pause, a manual stop with reason and actor), the "
+        "policy, version and calendars that timed it and how each deadline was set: from a "
+        "history (--input, replayed under --policy) or the projections' database (--db).",
+    )
+    explain.add_argument("ticket_id")
+    explain.add_argument("--input", "-i", help="a JSONL ticket history to replay (- for stdin)")
+    add_flags(explain, QuerySettings)
+    explain.add_argument("--json", action="store_true", help="print JSON instead of text")
+    explain.add_argument(
+        "--now",
+        default=None,
+        help="explain running clocks up to this RFC 3339 instant "
+        "(default: now for --db, the history's last event for --input)",
+    )
+    explain.set_defaults(func=cmd_explain)
 
 
 def _settings(model: type[S], args: argparse.Namespace) -> S | None:
@@ -412,3 +443,95 @@ def cmd_query(args: argparse.Namespace) -> int:
     else:
         print(_render(args.query_command, data))
     return 0
+
+
+# ------------------------------------------------------------------------------------------
+# explain
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from projections.api import wall_clock
+    from streams.sla.explain import explain
+    from streams.sla.replay import Replayer
+
+    settings = _settings(PolicySettings if args.input else QuerySettings, args)
+    if settings is None:
+        return 2
+    try:
+        policy = load_policy(settings.policy)
+        now = None if args.now is None else parse_rfc3339(args.now)
+    except PolicyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: --now: {exc}", file=sys.stderr)
+        return 2
+    found: Explanation | None
+    if args.input:
+        try:
+            source = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
+        except OSError as exc:
+            print(f"error: --input: cannot read {args.input}: {exc.strerror}", file=sys.stderr)
+            return 1
+        replayer = Replayer(policy)
+        with source:
+            for _ in replayer.run(source, now):
+                pass
+        state = replayer.tickets.get(args.ticket_id)
+        upto = now if now is not None else (replayer.clock or 0)
+        found = None if state is None else explain(state, policy, upto)
+    else:
+        assert isinstance(settings, QuerySettings)
+        try:
+            db = open_existing(settings.db)
+        except DatabaseMissing as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        try:
+            migrate(db)
+            found = explain_ticket(db, policy, args.ticket_id, wall_clock() if now is None else now)
+        finally:
+            db.close()
+    if found is None:
+        print(f"error: no ticket {args.ticket_id!r}", file=sys.stderr)
+        return 1
+    if args.json:
+        sys.stdout.write(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(render_explanation(found))
+    return 0
+
+
+def render_explanation(found: Explanation) -> str:
+    """An explanation as text: a paragraph per metric, a line per interval."""
+    lines = [
+        f"ticket {found['ticket_id']}: severity {found['severity']}, {found['status']}, "
+        f"policy {found['policy']} version {found['version']}, up to {found['upto']}"
+    ]
+    for metric in found["metrics"]:
+        calendars = " -> ".join(metric["calendars"])
+        due = metric["due_at"] or "none while held"
+        lines += [
+            "",
+            f"{metric['metric']}: {metric['status']}, {metric['clock']} clock on {calendars}",
+            f"  target: {metric['target']}; due {due}",
+            f"  counted: {format_duration(round(metric['counted_seconds'] * SECOND))} "
+            f"of {format_duration(round(metric['target_seconds'] * SECOND))}",
+        ]
+        rows = []
+        for item in metric["intervals"]:
+            why: str = item["cause"]
+            if "holiday" in item:
+                why += f" ({item['holiday']})"
+            if "reason" in item:
+                why += f" ({item['reason']} by {item['actor']})"
+            length = format_duration(parse_rfc3339(item["end"]) - parse_rfc3339(item["start"]))
+            rows.append([item["start"], item["end"], length, why, item.get("calendar", "")])
+        if rows:
+            lines.append(_table(["FROM", "TO", "LENGTH", "COUNTED/WHY", "CALENDAR"], rows))
+    for given in found["breach_reasons"]:
+        lines.append(
+            f"breach reason: {given['metric']}: {given['reason']} by {given['actor']} "
+            f"at {given['at']}"
+        )
+    return "\n".join(lines)

@@ -22,12 +22,14 @@ from streams.sla.rules import ELAPSED, MetricName, Policy
 from streams.sla.spans import metric_segments
 from streams.sla.state import UNOPENED, TicketState
 from streams.sla.status import MetricStatus, sla_status
+from streams.sla.ticket_calendars import metric_clock as metric_clock_of
 
 METRICS: tuple[MetricName, ...] = ("first_response", "resolution")
 """The metrics with columns of their own on `tickets` (fr_*, res_*: indexes, compliance, rows
 written before migration 6). A ticket timed on any other metric has every metric, these
 included, listed in `metrics_json` (NULL otherwise)."""
 _PREFIX = {"first_response": "fr", "resolution": "res"}
+_METRIC_OF: dict[str, MetricName] = {"fr": "first_response", "res": "resolution"}
 STATE_RANK = {"breached": 5, "warning": 4, "on_track": 3, "paused": 2, "met": 1, "stopped": 0}
 """How bad a metric state is: a ticket's `sla_state` is its worst metric's."""
 
@@ -118,7 +120,7 @@ def _consumed(state: TicketState, metric: MetricName, policy: Policy) -> Micros:
     """Clock time the metric's current run (its round, for a rounded one) has used so far."""
     rule = policy.severities[state.severity].metric(metric)
     assert rule is not None
-    clock = policy.clock(rule.clock, rule.calendar)
+    clock = metric_clock_of(state, policy, rule)
     total = 0
     for start, end in metric_segments(state, metric, rule):
         stop = state.last_event_at if end is None else min(end, state.last_event_at)
@@ -192,7 +194,7 @@ def ticket_row(
         current = _combine(status.state, _flags(facts, status, state.cycle))
         paused_left = None
         if status.state == "paused":
-            paused_left = rule.target - _consumed(state, metric, policy)
+            paused_left = status.target - _consumed(state, metric, policy)
         listed.append({
             "metric": metric, "state": current, "due_at": status.due_at,
             "paused_remaining": paused_left, "clock": status.clock,
@@ -219,7 +221,10 @@ def ticket_row(
     row["escalation_level"] = max(levels, default=0)
     for p, done in (("fr", row["first_response_at"]), ("res", row["resolved_at"])):
         # business time on the calendar that times the metric (its own, else the policy's)
-        calendar = policy.calendars.get(row[f"{p}_calendar"] or "", policy.calendar)
+        calendar: Clock = policy.calendars.get(row[f"{p}_calendar"] or "", policy.calendar)
+        rule = None if rules is None else rules.metric(_METRIC_OF[p])
+        if rule is not None and rule.choice:  # the ticket's calendars, as they changed
+            calendar = metric_clock_of(state, policy, rule)
         row[f"{p}_elapsed"] = None if done is None else done - state.reported_at
         row[f"{p}_business"] = None if done is None else calendar.between(state.reported_at, done)
     return row
@@ -229,7 +234,7 @@ SLA_EVENT_COLUMNS: tuple[str, ...] = (
     "event_id", "ticket_id", "type", "metric", "severity", "cycle", "due_at", "at", "level",
     "target", "threshold", "took_seconds", "clock", "eta", "policy_name", "policy_version",
     "policy_calendar", "round", "repeat", "before_seconds", "agreement_kind", "agreement_name",
-    "ownership_group",
+    "ownership_group", "reason", "actor", "exempt",
 )  # fmt: skip
 
 
@@ -261,6 +266,9 @@ def sla_event_row(record: dict[str, Any]) -> dict[str, Any]:
         "agreement_kind": None if agreement is None else agreement["kind"],
         "agreement_name": None if agreement is None else agreement["name"],
         "ownership_group": record.get("ownership_group"),
+        "reason": record.get("reason"),
+        "actor": record.get("actor"),
+        "exempt": None if record.get("exempt") is None else int(record["exempt"]),
     }
 
 

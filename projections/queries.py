@@ -41,7 +41,9 @@ from events.text import CONTROL_RULE, MAX_TEXT, PRINTABLE_PATTERN
 from events.when import check_when, instant_at, parse_window, shown
 from projections.db import Database
 from projections.model import METRICS, metric_clock, remaining, ticket_policy
+from streams.sla import state_codec
 from streams.sla.clocks import BusinessCalendar, Clock
+from streams.sla.explain import Explanation, explain
 from streams.sla.rules import Policy
 
 MAX_LIMIT = 1000
@@ -454,6 +456,15 @@ def list_tickets(db: Database, policy: Policy, q: TicketQuery, now: Micros) -> d
     }
 
 
+def explain_ticket(db: Database, policy: Policy, ticket_id: str, now: Micros) -> Explanation | None:
+    """`explain` of a stored ticket (`/api/tickets/{id}/explain`, `escalator explain`): its
+    clocks as the fold has them in its stored state, up to `now` for those still running."""
+    row = db.query_one("SELECT state_json FROM tickets WHERE ticket_id = ?", (ticket_id,))
+    if row is None:
+        return None
+    return explain(state_codec.from_obj(orjson.loads(row[0])), policy, now)
+
+
 def get_ticket(db: Database, policy: Policy, ticket_id: str, now: Micros) -> dict[str, Any] | None:
     """One ticket with its SLA timeline: lifecycle milestones and every SLA event, by time."""
     row = db.query_one(_TICKET_SELECT + " WHERE ticket_id = ?", (ticket_id,))
@@ -671,6 +682,7 @@ def compliance(
             (start, end),
         ):
             decided[(d[0], d[1], int(d[2]))] = int(d[3])
+    exempt = _exempt_breaches(db, start, end) if policy.clock_rules is not None else set()
     zone = report_zone(policy, policy_name)
     metrics = (("first_response", 4, 6, 7), ("resolution", 5, 8, 9))
     tickets: dict[Any, int] = defaultdict(int)
@@ -716,10 +728,14 @@ def compliance(
         for metric, state_i, elapsed_i, business_i in metrics:
             members = groups[key][metric]
             met = sum(1 for m in members if m[state_i] == "met")
-            breached = sum(1 for m in members if m[state_i] == "breached")
+            excused = sum(
+                1 for m in members if m[state_i] == "breached" and (m[11], metric) in exempt
+            )
+            breached = sum(1 for m in members if m[state_i] == "breached") - excused
             entry[metric] = {
                 "met": met,
                 "breached": breached,
+                "breached_exempt": excused,
                 "compliance": round(met / (met + breached), 4) if met + breached else None,
                 "elapsed": _stats([m[elapsed_i] for m in members if m[elapsed_i] is not None]),
                 "business": _stats([m[business_i] for m in members if m[business_i] is not None]),
@@ -775,6 +791,22 @@ def attribution(
             {name: r[0], "seconds": round(float(r[1]), 6), "events": int(r[2])} for r in rows
         ]
     return result
+
+
+def _exempt_breaches(db: Database, start: Micros, end: Micros) -> set[tuple[str, str]]:
+    """(ticket, metric) of the breaches whose latest reason (`sla.breach_reason`) the policy
+    exempts, among tickets reported in [start, end): they count as breached-exempt, in
+    neither `met` nor `breached` (nor `compliance`)."""
+    latest: dict[tuple[str, str], bool] = {}
+    for e in db.query(
+        "SELECT e.ticket_id, e.metric, e.exempt FROM sla_events e "
+        "JOIN tickets t ON t.ticket_id = e.ticket_id "
+        "WHERE t.reported_at >= ? AND t.reported_at < ? AND e.type = 'sla.breach_reason' "
+        "ORDER BY e.at, e.event_id",
+        (start, end),
+    ):
+        latest[(e[0], e[1])] = bool(e[2])
+    return {key for key, excused in latest.items() if excused}
 
 
 def _times_other_metrics(root: Policy) -> bool:

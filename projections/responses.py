@@ -244,6 +244,11 @@ class Stats(_Model):
 class MetricCompliance(_Model):
     met: int
     breached: int
+    breached_exempt: int | None = Field(
+        None,
+        description="Breaches whose reason (`ticket.breach_reason`) the policy exempts: in "
+        "neither `met` nor `breached`. First response and resolution only.",
+    )
     compliance: float | None = Field(description="met / (met + breached); null when neither.")
     elapsed: Stats
     business: Stats
@@ -288,6 +293,53 @@ class AttributionReport(_Model):
     type: str
     groups: list[HeldTotal]
     assignees: list[HeldTotal]
+
+
+class ExplainedInterval(_Model):
+    start: Instant
+    end: Instant
+    counted: bool
+    seconds: float = Field(description="Seconds the interval counted (0 when it did not).")
+    cause: Literal["counted", "closed hours", "holiday", "closure", "paused", "stopped"]
+    calendar: str | None = Field(
+        None, description="The calendar that counted it (or was closed); `elapsed` if none."
+    )
+    holiday: str | None = Field(None, description="The holiday's name (cause `holiday`).")
+    reason: str | None = Field(None, description="A manual stop's reason code.")
+    actor: str | None = Field(None, description="Who stopped the clock (an id).")
+
+
+class ExplainedMetric(_Model):
+    metric: str
+    status: Literal["running", "held", "met", "breached", "stopped"]
+    clock: Literal["business", "elapsed"]
+    calendars: list[str] = Field(description="The calendars that counted it, in order.")
+    target: str = Field(description="How the target was set (a duration or a deadline).")
+    target_seconds: float
+    due_at: Instant | None = Field(description="The deadline now (null while held).")
+    counted_seconds: float = Field(
+        description="What the metric's clock counted: `took_seconds` of its sla.met."
+    )
+    intervals: list[ExplainedInterval]
+
+
+class ExplainedBreachReason(_Model):
+    metric: str
+    round: int
+    reason: str
+    actor: str
+    at: Instant
+
+
+class Explanation(_Model):
+    ticket_id: str
+    severity: int
+    status: str
+    policy: str
+    version: str
+    upto: Instant = Field(description="Clocks still running are explained up to this instant.")
+    metrics: list[ExplainedMetric]
+    breach_reasons: list[ExplainedBreachReason]
 
 
 class Error(_Model):

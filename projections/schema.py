@@ -190,6 +190,17 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX attributions_ticket ON attributions (ticket_id, at)",
         ],
     ),
+    (
+        9,
+        "sla_events: the reason, actor and exemption of sla.breach_reason and sla.stop_ended "
+        "(issue 24)",
+        [
+            # NULL on every other event (and on rows written before this migration)
+            "ALTER TABLE sla_events ADD COLUMN reason TEXT",
+            "ALTER TABLE sla_events ADD COLUMN actor TEXT",
+            "ALTER TABLE sla_events ADD COLUMN exempt INTEGER",
+        ],
+    ),
 ]
 
 PROJECTION_TABLES = (

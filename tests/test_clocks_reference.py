@@ -331,3 +331,132 @@ def test_week_shapes_match_minute_set_reference(data: st.DataObject) -> None:
     assert got == {m for m in ref.open if a <= m < horizon}
     for m in range(a, a + 3 * 24 * 60, 13):
         assert cal.is_open(m * MINUTE) == (m in ref.open)
+
+
+# --------------------------------------------------------------------------------------------
+# Calendars chosen per ticket (issue 24): a ticket's clock counts each stretch of time on the
+# calendar of its group or attribute then. The reference: a minute counts when it is open on
+# the calendar in effect at that minute (the last change at or before it), stepped one by one.
+# --------------------------------------------------------------------------------------------
+
+
+class MinuteTimeline:
+    def __init__(self, changes: list[tuple[int, MinuteSetCalendar]]) -> None:
+        self.changes = changes  # (from minute, calendar); the first from before the window
+
+    def open(self, m: int) -> bool:
+        current = self.changes[0][1]
+        for since, calendar in self.changes[1:]:
+            if since <= m:
+                current = calendar
+        return m in current.open
+
+    def between(self, a: int, b: int) -> int:
+        return sum(1 for m in range(a, b) if self.open(m))
+
+    def add(self, s: int, d: int) -> int:
+        m = s
+        while d:
+            if self.open(m):
+                d -= 1
+            m += 1
+        return m
+
+
+@REFERENCE
+@given(st.data())
+def test_per_ticket_calendars_match_a_minute_timeline(data: st.DataObject) -> None:
+    from streams.sla.ticket_calendars import TimelineClock
+
+    a = data.draw(minute_instants) // MINUTE
+    near = to_datetime(a * MINUTE).date()
+    count = data.draw(st.integers(2, 4))
+    shapes_drawn = [data.draw(shapes(near=near)) for _ in range(count)]
+    days = (near - timedelta(days=4), near + timedelta(days=16))
+    refs = [MinuteSetCalendar(shape, *days) for shape in shapes_drawn]
+    offsets = sorted(
+        data.draw(
+            st.lists(
+                st.integers(1, 6 * 24 * 60), min_size=count - 1, max_size=count - 1, unique=True
+            )
+        )
+    )
+    starts = [a - 24 * 60, *(a + offset for offset in offsets)]
+    clock = TimelineClock(
+        [
+            (since * MINUTE, f"c{i}", build(shape))
+            for i, (since, shape) in enumerate(zip(starts, shapes_drawn, strict=True))
+        ]
+    )
+    ref = MinuteTimeline(list(zip(starts, refs, strict=True)))
+    b = a + data.draw(st.integers(-60, 9 * 24 * 60))
+    assert clock.between(a * MINUTE, b * MINUTE) == ref.between(a, b) * MINUTE
+    available = ref.between(a, a + 10 * 24 * 60)
+    d = data.draw(st.integers(0, min(available, 3 * 24 * 60)))
+    assert clock.add(a * MINUTE, d * MINUTE) == ref.add(a, d) * MINUTE
+
+
+@REFERENCE
+@given(st.data())
+def test_a_ticket_moved_between_groups_is_due_when_the_reference_says(
+    data: st.DataObject,
+) -> None:
+    """Through the fold: the issue's `emea` (Warsaw) / `amer` (Toronto) desks, a Sev2 first
+    response of 4h on the group's calendar, moves at random minutes: the breach is due when
+    the naive per-minute reference has counted 4h, each minute on the group's calendar then."""
+    from events.codec import ticket_event_from_obj
+    from events.instants import format_instant
+    from streams.sla.replay import Replayer
+    from tests.clocks.policies import GROUPS, policy
+
+    cals = {
+        "emea": NaiveCalendar(
+            "Europe/Warsaw", time(9), time(17), frozenset(range(5)), "PL", frozenset()
+        ),
+        "amer": NaiveCalendar(
+            "America/Toronto", time(9), time(17), frozenset(range(5)), None, frozenset()
+        ),
+    }
+    opened = data.draw(minute_instants)
+    groups = data.draw(st.lists(st.sampled_from(["emea", "amer"]), min_size=1, max_size=4))
+    gaps = data.draw(
+        st.lists(st.integers(1, 2 * 24 * 60), min_size=len(groups) - 1, max_size=len(groups) - 1)
+    )
+    moves = [opened]
+    for gap in gaps:
+        moves.append(moves[-1] + gap * MINUTE)
+
+    def body(kind: str, at: int, **fields: object) -> object:
+        return ticket_event_from_obj(
+            {
+                "event_id": f"{kind}{at}",
+                "ticket_id": "T",
+                "type": f"ticket.{kind}",
+                "occurred_at": format_instant(at),
+                **fields,
+            }
+        )
+
+    replayer = Replayer(policy(GROUPS))
+    events = [body("opened", opened, severity=2, group=groups[0])]
+    events += [body("assigned", at, group=g) for at, g in zip(moves[1:], groups[1:], strict=True)]
+    out = []
+    for item in events:
+        emitted, rejected = replayer.feed(item)  # type: ignore[arg-type]
+        assert rejected is None
+        out += emitted
+    out += replayer.advance(opened + 30 * DAY)
+    due = [
+        r["due_at"] for r in out if r["type"] == "sla.breached" and r["metric"] == "first_response"
+    ]
+    # The reference: minute by minute from the open, each on the group's calendar then.
+    left, m = 4 * 60, opened
+    while left:
+        group = groups[0]
+        for at, g in zip(moves[1:], groups[1:], strict=True):
+            if at <= m:
+                group = g
+        if cals[group].between(m, m + MINUTE):
+            left -= 1
+        m += MINUTE
+    assert due == [m]  # integer microseconds in the core (RFC 3339 text only at the edge)

@@ -474,6 +474,31 @@ class BusinessCalendar:
         closures."""
         return bool(self.hours_on(day))
 
+    def closed_reason(self, day: dt.date) -> str | None:
+        """Why ``day`` (a local date) lost its weekly hours: ``holiday: <its name>`` or
+        ``closure``; None when it has its weekly hours or an extra opening."""
+        if day in self.openings or not self.week[day.weekday()]:
+            return None
+        if day in self.closures:
+            return "closure"
+        if day in self._holidays_in(day.year):
+            spec = self._holiday_spec
+            assert spec is not None
+            table = holidays_lib.country_holidays(
+                spec[0], subdiv=spec[1], years=day.year, categories=spec[2] or None
+            )
+            return f"holiday: {table.get(day) or 'holiday'}"
+        return None
+
+    def wall_instant(self, day: dt.date, offset: Micros) -> Micros:
+        """The first instant whose local wall clock reads ``offset`` after midnight of ``day``
+        (a wall time a DST gap skips: the transition), as the calendar's hours are placed."""
+        return self._at(day, offset)
+
+    def local_date(self, instant: Micros) -> dt.date:
+        """The local date of ``instant`` in the calendar's zone."""
+        return (_EPOCH_UTC + dt.timedelta(microseconds=instant)).astimezone(self._tz).date()
+
     # -- internals ----------------------------------------------------------------------------
 
     def _holidays_in(self, year: int) -> frozenset[dt.date]:

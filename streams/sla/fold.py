@@ -37,16 +37,19 @@ from events.records import TicketEvent
 from events.sla_records import SlaRecord
 from streams.sla.agreements import track
 from streams.sla.corrections import correct
+from streams.sla.manual_stops import apply_breach_reason, apply_started, apply_stopped
 from streams.sla.outcome import Outcome
 from streams.sla.parking import as_json, blocked, expire
 from streams.sla.rules import Policy
 from streams.sla.spans import first_response_end
-from streams.sla.state import STEP, UNOPENED, Span, TicketState
+from streams.sla.state import STEP, UNOPENED, Route, Span, TicketState
+from streams.sla.ticket_calendars import first_route, note_route
 from streams.sla.timers import (
     CLOCKED,
     NEXT_RESPONSE,
     PERIODIC,
     REOPENED,
+    close_stop,
     fire_due,
     met,
     purge_timer,
@@ -322,6 +325,7 @@ def _open(event: TicketEvent, root: Policy) -> Outcome:
     if root.policies:
         policy = root.select(state)
         state.policy_name = policy.name
+    first_route(state, policy)
     if severity is None or severity not in policy.severities:
         return Outcome(
             None, rejected=f"field 'severity': {severity} is not defined in policy {policy.name!r}"
@@ -449,6 +453,7 @@ def _apply_resolved(
 ) -> str | None:
     if state.status != "resolved":
         _close_last(state.pauses, now)
+        close_stop(state, now)
         met(state, policy, "resolution", now, out)
         _close_last(state.resolution_spans, now)
         if first_response_end(state) is None:
@@ -490,13 +495,34 @@ def _apply_assigned(
     state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[SlaRecord]
 ) -> str | None:
     """The event states the current assignment: both fields replace what was known."""
-    before = state.group
+    before, routes = state.group, state.routes
     state.group = event.group
     state.assignee = event.assignee
-    reason = _rematch(state, policy, now, out)
+    reason = _rerouted(state, policy, now, out, before != state.group, routes)
     if reason is not None:
         state.group = before
     return reason
+
+
+def _rerouted(
+    state: TicketState,
+    policy: Policy,
+    now: Micros,
+    out: list[SlaRecord],
+    changed: bool,
+    routes: list[Route] | None,
+) -> str | None:
+    """After the group or attributes changed: the ticket may move to another policy
+    (`_rematch`), and a clock that takes its calendar or deadline from them is recomputed
+    (`ticket_calendars`: the time before the change keeps its count). A string: why not."""
+    dynamic = changed and note_route(state, policy, now)
+    reason = _rematch(state, policy, now, out)
+    if reason is not None:
+        state.routes = routes
+        return reason
+    if dynamic and state.status in ("open", "paused"):
+        schedule(state, policy_of(state, policy.root), now, out)
+    return None
 
 
 def _apply_updated(
@@ -504,6 +530,7 @@ def _apply_updated(
 ) -> str | None:
     """The routing attributes given replace what was known; the ticket may change policy."""
     before = (state.group, state.channel, state.tags, state.attributes)
+    routes = state.routes
     if event.has_group:
         state.group = event.group
     if event.channel is not None:
@@ -512,7 +539,8 @@ def _apply_updated(
         state.tags = event.tags
     if event.attributes is not None:
         state.attributes = event.attributes
-    reason = _rematch(state, policy, now, out)
+    changed = before[0] != state.group or before[3] != state.attributes
+    reason = _rerouted(state, policy, now, out, changed, routes)
     if reason is not None:
         state.group, state.channel, state.tags, state.attributes = before
     return reason
@@ -583,4 +611,7 @@ _APPLY: Final[dict[str, _Apply]] = {
     "ticket.customer_notified": _apply_nothing,
     "ticket.updated": _apply_updated,
     "ticket.escalation_acknowledged": _apply_acknowledged,
+    "ticket.sla_stopped": apply_stopped,
+    "ticket.sla_started": apply_started,
+    "ticket.breach_reason": apply_breach_reason,
 }

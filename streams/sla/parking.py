@@ -60,6 +60,9 @@ def as_json(event: TicketEvent) -> str:
         ("channel", event.channel),
         ("tags", event.tags),
         ("attributes", event.attributes),
+        ("reason", event.reason),
+        ("actor", event.actor),
+        ("metric", event.metric),
     ]
     for name, value in optional:
         if value is not None:

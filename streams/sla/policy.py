@@ -15,7 +15,7 @@ from datetime import time
 from importlib import resources
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import orjson
 from pydantic import (
@@ -38,6 +38,7 @@ from streams.sla.ical import read_ical_closures
 from streams.sla.rules import (
     OWNERSHIP,
     ClockName,
+    ClockRules,
     EscalationRule,
     Match,
     MetricName,
@@ -202,14 +203,46 @@ class CalendarSpec(_Strict):
         return [[span] if day in self.weekdays else [] for day in WEEKDAYS]
 
 
+class TargetSpec(_Strict):
+    """A deadline target (`streams.sla.deadlines`): one of `next_business_day_at` (a wall
+    time) or `from_attribute` (the ticket attribute holding an RFC 3339 instant, with the
+    `otherwise` duration for a ticket without it)."""
+
+    next_business_day_at: str | None = None
+    from_attribute: str | None = Field(None, min_length=1)
+    otherwise: str | None = None
+
+    @field_validator("next_business_day_at")
+    @classmethod
+    def _wall(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_wall_time(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one(self) -> TargetSpec:
+        if (self.next_business_day_at is None) == (self.from_attribute is None):
+            raise ValueError("give one of next_business_day_at or from_attribute")
+        if self.from_attribute is not None and self.otherwise is None:
+            raise ValueError("from_attribute needs otherwise (the target without the attribute)")
+        if self.next_business_day_at is not None and self.otherwise is not None:
+            raise ValueError("otherwise goes with from_attribute only")
+        return self
+
+
 class MetricSpec(_Strict):
-    target: str
+    target: str | TargetSpec
     clock: ClockName = "business"
     pausable: Annotated[bool, Strict()] = False
     warn_at: list[Annotated[float, Strict(), Field(gt=0, lt=1)]] = []
     """Fractions of the target as TOML numbers (`["0.5"]`, a string, is rejected)."""
     calendar: str | None = None
-    """The calendar a business clock counts on (default: the policy's)."""
+    """The calendar a business clock counts on (default: the policy's); `group` (the file's
+    `[group_calendars]`) or `attribute:NAME` (a calendar or IANA zone the ticket's attribute
+    names) choose it per ticket (`streams.sla.ticket_calendars`)."""
+    calendar_default: str | None = None
+    """With `group` or `attribute:NAME`: the calendar when the ticket names none (default:
+    the policy's)."""
     warn_before: list[str] = []
     """Warnings a fixed time before the breach, on the metric's clock (`["30m"]`)."""
 
@@ -267,6 +300,30 @@ class MatchSpec(_Strict):
     attributes: dict[str, Values] = {}
 
 
+class StopClockSpec(_Strict):
+    """The governed manual stop (`ticket.sla_stopped` / `ticket.sla_started`)."""
+
+    reasons: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    metrics: list[MetricName] = Field(min_length=1)
+    """The metrics a stop holds (others keep counting)."""
+    max: str | None = None
+    """The longest stop, elapsed time; a stop held longer ends then (`sla.stop_ended`)."""
+
+
+class BreachReasonsSpec(_Strict):
+    """The codes `ticket.breach_reason` may give; `exempt` ones report `breached-exempt`."""
+
+    codes: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    exempt: list[str] = []
+
+    @model_validator(mode="after")
+    def _known(self) -> BreachReasonsSpec:
+        unknown = [code for code in self.exempt if code not in self.codes]
+        if unknown:
+            raise ValueError(f"exempt: {unknown} are not among codes")
+        return self
+
+
 class ChildPolicySpec(_Strict):
     """One policy of a file that holds several (``[[policies]]``)."""
 
@@ -303,6 +360,10 @@ class PolicySpec(_Strict):
     attribution: Annotated[bool, Strict()] | None = None
     """Whether met, breached and stopped events say who held the ticket while the metric's
     clock ran (default: on in a file with OLAs, off otherwise)."""
+    group_calendars: dict[str, str] = {}
+    """Group -> calendar, for metrics with `calendar = "group"`."""
+    stop_clock: StopClockSpec | None = None
+    breach_reasons: BreachReasonsSpec | None = None
 
     @model_validator(mode="after")
     def _calendar_named(self) -> PolicySpec:
@@ -530,9 +591,11 @@ def compile_policy(spec: PolicySpec, source: str, base: Path | None = None) -> P
     digest = content_digest(spec)
     olas = _olas(spec.olas, calendars, default, source)
     attribution = bool(olas) if spec.attribution is None else spec.attribution
+    stop = spec.stop_clock
+    stoppable = frozenset(stop.metrics) if stop is not None else frozenset()
     if spec.severity is not None:
-        severities = _severities(spec.severity, calendars, default, source, "")
-        return Policy(
+        severities = _severities(spec.severity, calendars, default, source, "", stoppable)
+        policy = Policy(
             spec.name,
             version,
             calendars[default],
@@ -542,18 +605,20 @@ def compile_policy(spec: PolicySpec, source: str, base: Path | None = None) -> P
             olas=olas,
             attribution=attribution,
         )
+        policy.clock_rules = _clock_rules(spec, calendars, source, [policy])
+        return policy
     children: list[Policy] = []
     for index, child in enumerate(spec.policies):
         key = f"policies.{index}"
         own = child.calendar or default
         if own not in calendars:
             raise PolicyError(f"{source}: {key}.calendar: {own!r} is not among [calendars]")
-        severities = _severities(child.severity, calendars, own, source, f"{key}.")
+        severities = _severities(child.severity, calendars, own, source, f"{key}.", stoppable)
         match = _match(child.match)
         children.append(
             Policy(child.name, version, calendars[own], severities, calendars, match=match)
         )
-    return Policy(
+    root = Policy(
         spec.name,
         version,
         calendars[default],
@@ -564,6 +629,73 @@ def compile_policy(spec: PolicySpec, source: str, base: Path | None = None) -> P
         olas=olas,
         attribution=attribution,
     )
+    root.clock_rules = _clock_rules(spec, calendars, source, children)
+    for made in children:
+        made.clock_rules = root.clock_rules
+    return root
+
+
+def _clock_rules(
+    spec: PolicySpec, calendars: dict[str, BusinessCalendar], source: str, policies: list[Policy]
+) -> ClockRules | None:
+    """The file's per-ticket clock rules (issue 24); None when it has none."""
+    for group, name in spec.group_calendars.items():
+        if name not in calendars:
+            raise PolicyError(
+                f"{source}: group_calendars.{group}: {name!r} is not among [calendars]"
+            )
+    rules = [
+        rule
+        for policy in policies
+        for severity in policy.severities.values()
+        for rule in severity.clocked
+    ]
+    grouped = any(rule.choice == "group" for rule in rules)
+    if grouped and not spec.group_calendars:
+        raise PolicyError(f"{source}: group_calendars: calendar = 'group' needs this table")
+    dynamic = any(rule.choice or rule.deadline == "attribute" for rule in rules)
+    deadlines = any(rule.deadline for rule in rules)
+    stop, reasons = spec.stop_clock, spec.breach_reasons
+    if not (dynamic or deadlines or stop or reasons or spec.group_calendars):
+        return None
+    stop_max = 0
+    if stop is not None and stop.max is not None:
+        try:
+            stop_max = parse_duration(stop.max, DAY, business=False)
+        except ValueError as exc:
+            raise PolicyError(f"{source}: stop_clock.max: {exc}") from None
+    return ClockRules(
+        group_calendars=dict(spec.group_calendars),
+        stop_reasons=tuple(stop.reasons) if stop is not None else (),
+        stop_max=stop_max,
+        breach_codes=tuple(reasons.codes) if reasons is not None else (),
+        breach_exempt=tuple(reasons.exempt) if reasons is not None else (),
+        dynamic=dynamic,
+    )
+
+
+_ADDED_LATER: Final[dict[str, Any]] = {
+    "olas": [],
+    "attribution": None,
+    "group_calendars": {},
+    "stop_clock": None,
+    "breach_reasons": None,
+    "calendar_default": None,
+}
+"""Keys added since digests were first taken (issues 23 and 24), left out at their defaults so
+a file without them keeps its digest."""
+
+
+def _without_unset_additions(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: _without_unset_additions(item)
+            for key, item in value.items()
+            if not (key in _ADDED_LATER and item == _ADDED_LATER[key])
+        }
+    if isinstance(value, list):
+        return [_without_unset_additions(item) for item in value]
+    return value
 
 
 def content_digest(spec: PolicySpec) -> str:
@@ -572,10 +704,7 @@ def content_digest(spec: PolicySpec) -> str:
     version while any change of value does. Unlike the default `version` (a short hash of the
     first format's fields, kept stable for old files), it covers every key. An ``ical`` file
     is named, not read: publish refuses such files (see `streams.sla.versions`)."""
-    content = spec.model_dump(mode="json", by_alias=True)
-    for added in ("olas", "attribution"):  # a file without them: its digest as before
-        if not content[added] and added not in spec.model_fields_set:
-            del content[added]
+    content = _without_unset_additions(spec.model_dump(mode="json", by_alias=True))
     canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
@@ -587,8 +716,12 @@ def _metric_rule(
     calendar: str,
     calendars: dict[str, BusinessCalendar],
     source: str,
+    choice: str = "",
+    stoppable: bool = False,
 ) -> MetricRule:
-    """One metric's compiled target and warnings, counted on `calendar` (`key`: its key)."""
+    """One metric's compiled target and warnings, counted on `calendar` (`key`: its key;
+    `choice`: `group` or `attribute:NAME` when the ticket chooses the calendar, `calendar`
+    being the default then; `stoppable`: a manual stop may hold it)."""
 
     def duration(text: str, where: str) -> Micros:
         try:
@@ -597,12 +730,24 @@ def _metric_rule(
         except ValueError as exc:
             raise PolicyError(f"{source}: {where}: {exc}") from None
 
-    target = duration(m.target, f"{key}.target")
+    deadline, at, attribute = "", 0, ""
+    if isinstance(m.target, TargetSpec):
+        if m.target.next_business_day_at is not None:
+            deadline, target = "next_business_day", 0
+            at = parse_wall_time(m.target.next_business_day_at)
+            written = f"next business day at {m.target.next_business_day_at}"
+        else:
+            deadline, attribute = "attribute", m.target.from_attribute or ""
+            written = m.target.otherwise or ""
+            target = duration(written, f"{key}.target.otherwise")
+    else:
+        written = m.target
+        target = duration(m.target, f"{key}.target")
     leads = []
     for index, text in enumerate(m.warn_before):
         where = f"{key}.warn_before.{index}"
         lead = duration(text, where)
-        if lead >= target:
+        if lead >= target and not deadline:
             raise PolicyError(
                 f"{source}: {where}: {text!r} is not shorter than the target ({m.target}): "
                 "the warning would come at or before the start"
@@ -616,7 +761,12 @@ def _metric_rule(
         warn_at=tuple(sorted(set(m.warn_at))),
         calendar=calendar,
         warn_before=tuple(sorted(set(leads), reverse=True)),
-        written=m.target,
+        written=written,
+        choice=choice,
+        deadline=deadline,
+        deadline_at=at,
+        deadline_attribute=attribute,
+        stoppable=stoppable,
     )
 
 
@@ -655,6 +805,7 @@ def _severities(
     default: str,
     source: str,
     prefix: str,
+    stoppable: frozenset[str] = frozenset(),
 ) -> dict[int, SeverityRules]:
     """The compiled targets of one policy; `default` names its calendar, `prefix` its key."""
 
@@ -675,7 +826,21 @@ def _severities(
     def metric(m: MetricSpec | None, name: MetricName, key: str) -> MetricRule | None:
         if m is None:
             return None
-        return _metric_rule(m, name, key, calendar_of(m.calendar, key), calendars, source)
+        choice = ""
+        if m.calendar == "group" or (m.calendar or "").startswith("attribute:"):
+            choice = m.calendar or ""
+            if choice == "attribute:":
+                raise PolicyError(f"{source}: {key}.calendar: name the attribute: 'attribute:NAME'")
+            calendar = calendar_of(m.calendar_default, f"{key}.calendar_default")
+        else:
+            if m.calendar_default is not None:
+                raise PolicyError(
+                    f"{source}: {key}.calendar_default: only with calendar = 'group' or "
+                    "'attribute:NAME'"
+                )
+            calendar = calendar_of(m.calendar, key)
+        stops = name in stoppable
+        return _metric_rule(m, name, key, calendar, calendars, source, choice, stops)
 
     severities: dict[int, SeverityRules] = {}
     for level, sev in specs.items():
@@ -925,6 +1090,8 @@ def _check_severities(policy: Policy, prefix: str) -> list[str]:
             warnings.append(f"{key}: first_response target is later than the resolution target")
         for rule in rules.clocked:
             name = rule.metric
+            if rule.deadline == "next_business_day":  # an hour of the day, not a duration
+                continue
             day = policy.calendars[rule.calendar].day_length
             if rule.clock != "business":
                 warnings += _business_days_elapsed(f"{key}.{name}", rule.written, rule.target, day)

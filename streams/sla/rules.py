@@ -46,6 +46,19 @@ class MetricRule:
     warn_before: tuple[Micros, ...] = ()
     written: str = field(default="", compare=False)
     """The target as the file spells it (`24h`, `3bd`), for `policy check`."""
+    choice: str = ""
+    """Where a ticket's calendar comes from (`streams.sla.ticket_calendars`): "" (`calendar`),
+    `group` (the policy's `[group_calendars]`) or `attribute:NAME` (a calendar or IANA zone
+    named by the ticket's attribute); `calendar` is then the default."""
+    deadline: str = ""
+    """A deadline target (`streams.sla.deadlines`): "" (`target` is a duration),
+    `next_business_day` (at `deadline_at` on the metric's calendar) or `attribute` (the
+    instant in the ticket's attribute `deadline_attribute`; `target` when it is absent)."""
+    deadline_at: Micros = 0
+    """`next_business_day`: the wall time, microseconds after local midnight."""
+    deadline_attribute: str = ""
+    stoppable: bool = False
+    """Whether a manual stop (`ticket.sla_stopped`) holds this metric (`[stop_clock]`)."""
     marks: tuple[Mark, ...] = field(init=False, repr=False, compare=False)
     """The metric's timers: each warning by the time it needs, then the breach (derived)."""
     by_rule: dict[str, Mark] = field(init=False, repr=False, compare=False)
@@ -104,7 +117,7 @@ def _marks(rule: MetricRule) -> tuple[Mark, ...]:
     ]
     for lead in rule.warn_before:
         name = f"warning:before:{format_duration(lead)}"
-        fraction = (rule.target - lead) / rule.target
+        fraction = (rule.target - lead) / rule.target if rule.target else 0.0
         warnings.append(
             Mark(
                 name,
@@ -184,6 +197,28 @@ class SeverityRules:
         if name == "resolution":
             return self.resolution
         return self.next_response if name == "next_response" else self.periodic_update
+
+
+@dataclass(frozen=True, slots=True)
+class ClockRules:
+    """A file's per-ticket clock rules (issue 24): calendars chosen per ticket, the governed
+    manual stop and the breach reasons; None on a policy without any (the default's)."""
+
+    group_calendars: dict[str, str] = field(default_factory=dict)
+    """Group -> calendar name, for metrics with `calendar = "group"`."""
+    stop_reasons: tuple[str, ...] = ()
+    """The reasons a manual stop may give (none: `ticket.sla_stopped` is rejected)."""
+    stop_max: Micros = 0
+    """The longest manual stop, elapsed time (0: no limit)."""
+    breach_codes: tuple[str, ...] = ()
+    """The codes `ticket.breach_reason` may give (none: every breach reason is rejected)."""
+    breach_exempt: tuple[str, ...] = ()
+    """The codes that exempt a breach from compliance (`breached-exempt`)."""
+    dynamic: bool = False
+    """Whether a metric chooses its calendar or takes its target from the ticket's group or
+    attributes (the fold then keeps them over time, `TicketState.routes`)."""
+    zones: dict[str, BusinessCalendar] = field(default_factory=dict, compare=False)
+    """Calendars made for IANA zones named by tickets (the default calendar's hours there)."""
 
 
 class Match:
@@ -311,6 +346,7 @@ class Policy:
         "by_name",
         "calendar",
         "calendars",
+        "clock_rules",
         "digest",
         "match",
         "name",
@@ -334,8 +370,11 @@ class Policy:
         digest: str = "",
         olas: tuple[Ola, ...] = (),
         attribution: bool = False,
+        clock_rules: ClockRules | None = None,
     ) -> None:
         self.name = name
+        self.clock_rules = clock_rules
+        """Per-ticket calendars, manual stops, breach reasons (None: none of them)."""
         self.version = version
         """The file's `version` key, or a hash of its content: what outbound events name."""
         self.digest = digest
@@ -397,6 +436,14 @@ class Policy:
         the event (`elapsed` for the elapsed clock). One dict per calendar, shared: never
         change it."""
         return self._refs["elapsed" if clock != "business" else calendar]
+
+    def ref_named(self, calendar: str) -> PolicyRef:
+        """`ref` for a calendar a ticket chose (a calendar's name or an IANA zone's)."""
+        found = self._refs.get(calendar)
+        if found is None:
+            found = {"name": self.name, "version": self.version, "calendar": calendar}
+            self._refs[calendar] = found
+        return found
 
 
 ELAPSED: Final = ElapsedClock()

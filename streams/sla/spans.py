@@ -86,14 +86,35 @@ def metric_segments(
 def counted(
     state: TicketState, spans: list[Span], rule: MetricRule, resume_at: Micros | None = None
 ) -> list[Span]:
-    """`spans` of a metric's clock less the ticket's pauses, if the metric is pausable
-    (`resume_at`: a pause still open ends then)."""
-    if not rule.pausable:
+    """`spans` of a metric's clock less the ticket's pauses, if the metric is pausable, and
+    its manual stops, if it is stoppable (`resume_at`: a pause or stop still open ends then)."""
+    stops = state.stops if rule.stoppable else None
+    if not rule.pausable and not stops:
         return spans
-    pauses = state.pauses
+    pauses = state.pauses if rule.pausable else []
     if resume_at is not None and pauses and pauses[-1][1] is None:
         pauses = [*pauses[:-1], (pauses[-1][0], resume_at)]
+    if stops:
+        held = [(start, end) for start, end, _, _ in stops]
+        if resume_at is not None and held[-1][1] is None:
+            held[-1] = (held[-1][0], resume_at)
+        return _subtract(spans, _merged([*pauses, *held]))
     return _subtract(spans, pauses)
+
+
+def _merged(cuts: list[Span]) -> list[Span]:
+    """Sorted, overlapping intervals joined (an open-ended one absorbs all after it)."""
+    merged: list[Span] = []
+    for start, end in sorted(cuts, key=lambda cut: cut[0]):
+        if merged:
+            last_start, last_end = merged[-1]
+            if last_end is None:
+                break
+            if start <= last_end:
+                merged[-1] = (last_start, None if end is None else max(end, last_end))
+                continue
+        merged.append((start, end))
+    return merged
 
 
 def first_response_end(state: TicketState) -> Micros | None:

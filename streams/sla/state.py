@@ -25,6 +25,15 @@ Holder = tuple[Micros, str | None, str | None]
 Cycle = tuple[str, int, str, Micros, Micros | None]
 """A group ownership cycle of an OLA: (the OLA's name, its number among the OLA's cycles of
 the ticket, 1-based, the group holding the ticket, start, end; None while it runs)."""
+CLOCK_TYPES: Final = frozenset({"ticket.sla_stopped", "ticket.sla_started", "ticket.breach_reason"})
+"""Issue 24's events: their history detail keeps the reason, actor and metric in the slots
+of channel, assignee and group (`detail_of`)."""
+Route = tuple[Micros, str | None, dict[str, str]]
+"""From when a ticket had a group and attributes (`TicketState.routes`)."""
+Stop = tuple[Micros, Micros | None, str, str]
+"""A manual stop of the clock: (start, end or None while it holds, reason code, actor)."""
+BreachReason = tuple[str, int, str, str, Micros]
+"""Why a metric breached: (metric, round or 0, reason code, actor, when it was given)."""
 Parked = tuple[Micros, str, str, str, int]
 """A parked event: (its time, event id, its original JSON text, why it cannot apply yet, where
 it came from: the input offset or line number the shell gave, -1 if none)."""
@@ -91,6 +100,7 @@ class TicketState:
         "acks",
         "assignee",
         "attributes",
+        "breach_reasons",
         "channel",
         "customer_id",
         "cycle",
@@ -114,9 +124,11 @@ class TicketState:
         "resolution_spans",
         "responded_at",
         "revisions",
+        "routes",
         "seen",
         "severity",
         "status",
+        "stops",
         "tags",
         "ticket_id",
         "timers",
@@ -162,6 +174,9 @@ class TicketState:
         acks: list[Ack] | None = None,
         holders: list[Holder] | None = None,
         cycles: list[Cycle] | None = None,
+        routes: list[Route] | None = None,
+        stops: list[Stop] | None = None,
+        breach_reasons: list[BreachReason] | None = None,
     ) -> None:
         self.ticket_id = ticket_id
         self.severity = severity
@@ -234,6 +249,13 @@ class TicketState:
         self.cycles = cycles
         """The OLAs' group ownership cycles in start order (`Cycle`); None when the ticket has
         had none (always, under a policy without OLAs)."""
+        self.routes = routes or None
+        """The ticket's group and attributes from each change on, from its open, kept only
+        under a policy whose calendars or targets depend on them (`ticket_calendars`)."""
+        self.stops = stops or None
+        """Manual stops of the clock (`ticket.sla_stopped`), in time order; None: none."""
+        self.breach_reasons = breach_reasons or None
+        """Reasons given for breaches (`ticket.breach_reason`); None: none."""
 
     def __repr__(self) -> str:
         from streams.sla.state_codec import to_obj  # the codec imports this module
@@ -279,6 +301,9 @@ class TicketState:
             acks=None if self.acks is None else list(self.acks),
             holders=None if self.holders is None else list(self.holders),
             cycles=None if self.cycles is None else list(self.cycles),
+            routes=None if self.routes is None else list(self.routes),
+            stops=None if self.stops is None else list(self.stops),
+            breach_reasons=None if self.breach_reasons is None else list(self.breach_reasons),
         )
 
     @property
@@ -346,6 +371,18 @@ def _kind_code(kind: str) -> int:
 def detail_of(event: TicketEvent) -> tuple[Any, ...] | None:
     """The event's `Detail`, or None when it says nothing besides its type and time (typed as
     a plain tuple: the history stores it flat, and mypyc need not check and unbox it)."""
+    if event.type in CLOCK_TYPES:  # reason, actor, metric in the channel, assignee, group slots
+        return (
+            None,
+            None,
+            event.actor,
+            event.metric,
+            event.reason,
+            None,
+            None,
+            False,
+            event.pinned_digest,
+        )
     severity = event.level if event.type == ACKNOWLEDGED else event.severity
     if (
         severity is None
@@ -384,6 +421,20 @@ def _events(
         severity, customer_id, assignee, group, channel, tags, attributes, has_group, pinned = (
             detail
         )
+        if kind in CLOCK_TYPES:
+            clocked = TicketEvent(
+                kind,
+                ids[index],
+                ticket_id,
+                at,
+                has_group=False,
+                reason=channel,
+                actor=assignee,
+                metric=group,
+            )
+            clocked.pinned_digest = pinned
+            events.append(clocked)
+            continue
         acknowledged = kind == ACKNOWLEDGED
         event = TicketEvent(
             kind,

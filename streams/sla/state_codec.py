@@ -18,7 +18,10 @@ The versions (all written on 2026-11-30 unless said otherwise):
    next-response and update rounds (df2f5c5 added them).
 5. parked events of 5 fields, the last their input origin (2d65d99): the current form; since
    2026-12-07 (issue #25) with `acks`, the acknowledged escalation levels, when there are any
-   (absent otherwise, so every state without one is byte-identical to before).
+   (absent otherwise, so every state without one is byte-identical to before); since
+   issue 24 with `routes` (a ticket's group and attributes over time, under a policy whose
+   calendars or targets depend on them), `stops` (manual stops of the clock) and
+   `breach_reasons`, each absent when empty, in the same way (in version 6 too).
 6. with `holders` (who held the ticket since when, for time attribution) and `cycles` (the
    OLAs' group ownership cycles), issue #23: written with `"format": 6` when the state has
    either; a state with neither is written in version 5's shape, byte-identical to before,
@@ -118,6 +121,12 @@ def to_obj(state: TicketState) -> dict[str, Any]:
         obj["format"] = FORMAT_VERSION
         obj["holders"] = None if state.holders is None else [list(h) for h in state.holders]
         obj["cycles"] = None if state.cycles is None else [list(c) for c in state.cycles]
+    if state.routes:  # absent when none, likewise (issue 24)
+        obj["routes"] = [list(route) for route in state.routes]
+    if state.stops:
+        obj["stops"] = [list(stop) for stop in state.stops]
+    if state.breach_reasons:
+        obj["breach_reasons"] = [list(reason) for reason in state.breach_reasons]
     return obj
 
 
@@ -285,6 +294,11 @@ def _from_current(obj: dict[str, Any]) -> TicketState:
         acks=[(a[0], a[1], a[2]) for a in obj["acks"]] if obj.get("acks") else None,
         holders=None if obj["holders"] is None else [(h[0], h[1], h[2]) for h in obj["holders"]],
         cycles=None if obj["cycles"] is None else [_cycle(c) for c in obj["cycles"]],
+        routes=[(r[0], r[1], dict(r[2])) for r in obj["routes"]] if obj.get("routes") else None,
+        stops=[(s[0], s[1], s[2], s[3]) for s in obj["stops"]] if obj.get("stops") else None,
+        breach_reasons=[(b[0], b[1], b[2], b[3], b[4]) for b in obj["breach_reasons"]]
+        if obj.get("breach_reasons")
+        else None,
     )
     state.history, state.history_details = _history(obj["steps"])
     digests = state.digests

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from events.instants import Micros
+from streams.sla.deadlines import effective
 from streams.sla.fold import policy_of
 from streams.sla.rules import OWNERSHIP, MetricName, Policy
 from streams.sla.spans import deadlines, metric_round, metric_running, metric_segments
 from streams.sla.state import TicketState
+from streams.sla.ticket_calendars import metric_calendar, metric_clock
 
 MetricState = Literal["on_track", "warning", "breached", "met", "paused", "stopped"]
 
@@ -54,9 +56,10 @@ def sla_status(state: TicketState, policy: Policy, now: Micros) -> list[MetricSt
             number = metric_round(state, metric)
             if number == 0 and not metric_running(state, metric):
                 continue  # never started: nothing to show
-        calendar = rule.calendar if rule.clock == "business" else None
-        clock = policy.clock(rule.clock, rule.calendar)
-        breach = rule.marks[-1].timer
+        calendar = metric_calendar(state, policy, rule) if rule.clock == "business" else None
+        clock = metric_clock(state, policy, rule)
+        breach = rule.marks[-1].timer  # (the rule's key: an effective rule's marks share it)
+        rule = effective(state, policy, rule, clock)  # the ticket's own deadline, if it has one
         breached = (breach if number is None else breach.at_round(number)).fired in fired
         if not metric_running(state, metric):
             if rule.rounds:
@@ -69,7 +72,9 @@ def sla_status(state: TicketState, policy: Policy, now: Micros) -> list[MetricSt
             )
             continue
         due = deadlines(metric_segments(state, metric, rule), clock, [rule.target])[0]
-        paused = rule.pausable and state.status == "paused"
+        stops = state.stops
+        held = rule.stoppable and stops is not None and stops[-1][1] is None
+        paused = (rule.pausable and state.status == "paused") or held
         remaining = None
         if due is not None:
             remaining = clock.between(now, due) if due >= now else -clock.between(due, now)

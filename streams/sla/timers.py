@@ -39,10 +39,13 @@ from events.sla_records import (
     SlaBreached,
     SlaMet,
     SlaRecord,
+    SlaStopEnded,
     SlaStopped,
     SlaWarning,
     TicketEscalated,
 )
+from streams.sla.clocks import Clock
+from streams.sla.deadlines import effective
 from streams.sla.rules import OWNERSHIP, EscalationRule, Mark, MetricName, MetricRule, Ola, Policy
 from streams.sla.spans import (
     attribution,
@@ -54,6 +57,7 @@ from streams.sla.spans import (
     metric_segments,
 )
 from streams.sla.state import Ack, Cycle, Span, TicketState, Timer
+from streams.sla.ticket_calendars import metric_clock, metric_ref
 from streams.sla.timer_key import NO_ROUND, TimerKey, fired_repeat
 
 _ALL: Final = ("first_response", "resolution", "escalation", "next_response", "periodic_update")
@@ -69,6 +73,59 @@ REOPENED: Final = ("resolution", "periodic_update", "escalation")
 _PURGE_RANK: Final = (3, 0.0)
 """The purge timer's rank (after every SLA timer due at the same instant), one tuple for all."""
 _PURGE: Final = TimerKey("ticket", "purge")
+
+
+STOP: Final = "stop"
+"""The timer metric of a manual stop's limit (`stop:limit:N`; `manual_stops`)."""
+STOP_RANK: Final = (0, -1.0)
+"""Before every SLA timer due at the same instant: the stopped metrics count again first."""
+
+
+def limit_key(number: int) -> TimerKey:
+    """The key of the limit of the ticket's `number`-th manual stop."""
+    return TimerKey(STOP, f"limit:{number}")
+
+
+def close_stop(state: TicketState, at: Micros) -> None:
+    """End the manual stop that holds the clock, if one does, at `at`; drop its limit timer."""
+    stops = state.stops
+    if stops and stops[-1][1] is None:
+        start, _, reason, actor = stops[-1]
+        state.stops = [*stops[:-1], (start, at, reason, actor)]
+        state.timers = [t for t in state.timers if t.metric != STOP]
+
+
+def end_overlong_stop(
+    state: TicketState, policy: Policy, timer: Timer, at: Micros, out: list[SlaRecord]
+) -> None:
+    """A manual stop reached the policy's longest stop: it ends at its limit, the stopped
+    metrics count again (their timers recomputed, overdue ones firing at `at`), and each
+    stopped metric still running gets an `sla.stop_ended` with its new deadline."""
+    stops = state.stops
+    if not stops or stops[-1][1] is not None:
+        return
+    start, _, reason, actor = stops[-1]
+    close_stop(state, timer.due_at)
+    schedule(state, policy, at, out, CLOCKED)
+    for rule in policy.severities[state.severity].clocked:
+        if not rule.stoppable or not metric_running(state, rule.metric):
+            continue
+        number = metric_round(state, rule.metric) if rule.rounds else NO_ROUND
+        pending = pending_breach(state, rule.metric)
+        ref = metric_ref(state, policy, rule)
+        name = f"stop_ended:{len(stops)}"
+        due = timer.due_at if pending is None else pending
+        ended: SlaStopEnded = {
+            "event_id": event_id(state, rule.metric, name),
+            "type": "sla.stop_ended",
+            **event_body(state, ref, rule.metric, due, at, policy.agreement),
+            "reason": reason,
+            "actor": actor,
+            "stopped_at": start,
+            "cause": "max_stop",
+            **rounded(number),
+        }
+        out.append(ended)
 
 
 def purge_timer(due: Micros) -> Timer:
@@ -95,6 +152,11 @@ def schedule(
         if metric not in metrics or not metric_running(state, metric):
             continue
         number = metric_round(state, metric) if rule.rounds else NO_ROUND
+        if rule.choice or rule.deadline:  # the ticket's own calendar or deadline
+            clock = metric_clock(state, policy, rule)
+            rule = effective(state, policy, rule, clock)
+        else:
+            clock = policy.clock(rule.clock, rule.calendar)
         marks: list[Mark] = []
         keys: list[TimerKey] = []
         for mark in rule.marks:  # a round's own timers: `breached@3`
@@ -105,7 +167,6 @@ def schedule(
         if not marks:
             continue
         segments = metric_segments(state, metric, rule)
-        clock = policy.clock(rule.clock, rule.calendar)
         dues = deadlines(segments, clock, [mark.amount for mark in marks])
         for index, due in enumerate(dues):
             if due is not None:
@@ -128,8 +189,12 @@ def schedule(
     if timers and timers[0].due_at < now:
         overdue = [t for t in timers if t.due_at < now]
         state.timers = timers[len(overdue) :]
+        stopped = False
         for timer in overdue:
+            if stopped and timer.key.fired in state.fired:
+                continue  # fired when a manual stop's limit recomputed the timers
             fire(state, policy, timer, now, emitted)
+            stopped = stopped or timer.metric == STOP
     else:
         state.timers = timers
 
@@ -226,7 +291,7 @@ def _ack_timed_out(
             insort(state.timers, repeat)
 
 
-def _body(
+def event_body(
     state: TicketState,
     ref: PolicyRef,
     metric: str,
@@ -255,16 +320,17 @@ def _body(
     }
 
 
-def _event_id(state: TicketState, metric: str, rule: str) -> str:
+def event_id(state: TicketState, metric: str, rule: str) -> str:
     """The event's deterministic id (`events.ids.sla_event_id`), revised if a correction has
     replaced it (`revised_id`)."""
-    event_id = sla_event_id(state.ticket_id, state.reported_at, metric, rule, state.cycle)
+    found = sla_event_id(state.ticket_id, state.reported_at, metric, rule, state.cycle)
     if state.revisions:
-        event_id = revised_id(event_id, state.revisions.get(event_id, 0))
-    return event_id
+        found = revised_id(found, state.revisions.get(found, 0))
+    return found
 
 
-def _rounded(number: int) -> Round:
+def rounded(number: int) -> Round:
+    """`round` of a rounded metric's event; empty for `NO_ROUND` (not a rounded metric)."""
     return NOT_ROUNDED if number == NO_ROUND else {"round": number}
 
 
@@ -279,9 +345,9 @@ def _escalated(
 ) -> TicketEscalated:
     ref = policy.ref(esc.clock, esc.calendar)
     return {
-        "event_id": _event_id(state, "escalation", rule),
+        "event_id": event_id(state, "escalation", rule),
         "type": "ticket.escalated",
-        **_body(state, ref, "escalation", due, at, policy.agreement),
+        **event_body(state, ref, "escalation", due, at, policy.agreement),
         "level": esc.level,
         "to": esc.to,
         **repeat,
@@ -297,6 +363,9 @@ def fire(
     state.fired.append(key.fired)
     if timer.metric == OWNERSHIP:
         _fire_ownership(state, policy, timer, at, out)
+        return
+    if timer.metric == STOP:
+        end_overlong_stop(state, policy, timer, at, out)
         return
     rules = policy.severities[state.severity]
     due = timer.due_at
@@ -319,28 +388,37 @@ def fire(
         rule = rules.resolution
     else:
         rule = rules.metric(metric)  # type: ignore[arg-type]
-    ref = policy.ref() if rule is None else policy.ref(rule.clock, rule.calendar)
+    clock: Clock | None = None
+    if rule is None:
+        ref = policy.ref()
+    elif rule.choice or rule.deadline:
+        ref = metric_ref(state, policy, rule)
+        clock = metric_clock(state, policy, rule)
+        rule = effective(state, policy, rule, clock)
+    else:
+        ref = policy.ref(rule.clock, rule.calendar)
+        clock = policy.clock(rule.clock, rule.calendar)
     name = key.name
-    body = _body(state, ref, metric, due, at, policy.agreement)
+    body = event_body(state, ref, metric, due, at, policy.agreement)
     if name == "breached":
         held = NOT_ATTRIBUTED
-        if rule is not None:
-            held = _attributed(state, policy, rule, metric_segments(state, metric, rule), due)
+        if rule is not None and clock is not None:
+            segments = metric_segments(state, metric, rule)
+            held = _attributed(state, policy, clock, segments, due)
         breached: SlaBreached = {
-            "event_id": _event_id(state, metric, key.text),
+            "event_id": event_id(state, metric, key.text),
             "type": "sla.breached",
             **body,
-            **_rounded(key.round),
+            **rounded(key.round),
             **held,
         }
         out.append(breached)
-        if metric == "resolution" and rules.resolution is not None:
-            clock = policy.clock(rules.resolution.clock, rules.resolution.calendar)
+        if metric == "resolution" and rule is not None and clock is not None:
             notice: CustomerNotificationRequired = {
-                "event_id": _event_id(state, "resolution", "notification"),
+                "event_id": event_id(state, "resolution", "notification"),
                 "type": "customer.notification_required",
                 **body,
-                "eta": clock.add(due, rules.resolution.target),
+                "eta": clock.add(due, rule.target),
             }
             out.append(notice)
         return
@@ -352,17 +430,17 @@ def fire(
     else:
         threshold = key.threshold
     warning: SlaWarning = {
-        "event_id": _event_id(state, metric, key.text),
+        "event_id": event_id(state, metric, key.text),
         "type": "sla.warning",
         **body,
         "threshold": threshold,
         **lead,
-        **_rounded(key.round),
+        **rounded(key.round),
     }
     out.append(warning)
 
 
-def _pending_breach(state: TicketState, metric: str) -> Micros | None:
+def pending_breach(state: TicketState, metric: str) -> Micros | None:
     """When the metric's pending breach timer is due (None: none pending, e.g. paused)."""
     for timer in state.timers:
         if timer.metric == metric and timer.key.name == "breached":
@@ -386,33 +464,34 @@ def met(
     if (breach.at_round(number) if number else breach).fired in state.fired:
         return
     segments = metric_segments(state, metric, rule, at)
-    clock = policy.clock(rule.clock, rule.calendar)
-    due = _pending_breach(state, metric)
+    clock = metric_clock(state, policy, rule)
+    if rule.deadline:
+        rule = effective(state, policy, rule, clock)
+    due = pending_breach(state, metric)
     if due is None:  # paused: no pending timer, measure it
         due = deadlines(segments, clock, [rule.target])[0]
-    ref = policy.ref(rule.clock, rule.calendar)
+    ref = metric_ref(state, policy, rule)
     met = f"met@{number}" if number else f"met:{state.cycle}"
     record: SlaMet = {
-        "event_id": _event_id(state, metric, met),
+        "event_id": event_id(state, metric, met),
         "type": "sla.met",
-        **_body(state, ref, metric, due if due is not None else at, at, policy.agreement),
+        **event_body(state, ref, metric, due if due is not None else at, at, policy.agreement),
         "took_seconds": consumed(segments, clock, at) / 1_000_000,
         "clock": rule.clock,
-        **(_rounded(number) if number else NOT_ROUNDED),
-        **_attributed(state, policy, rule, segments, at),
+        **(rounded(number) if number else NOT_ROUNDED),
+        **_attributed(state, policy, clock, segments, at),
     }
     state.fired.append(f"{metric}:{met}")
     out.append(record)
 
 
 def _attributed(
-    state: TicketState, policy: Policy, rule: MetricRule, segments: list[Span], until: Micros
+    state: TicketState, policy: Policy, clock: Clock, segments: list[Span], until: Micros
 ) -> Attributed:
-    """Who held the ticket for how much of the metric's counted time up to `until`, in a file
-    with time attribution (`spans.attribution`); empty otherwise."""
+    """Who held the ticket for how much of the metric's counted time (on `clock`) up to
+    `until`, in a file with time attribution (`spans.attribution`); empty otherwise."""
     if not policy.root.attribution or state.holders is None:
         return NOT_ATTRIBUTED
-    clock = policy.clock(rule.clock, rule.calendar)
     return {"attribution": attribution(segments, state.holders, clock, until)}
 
 
@@ -433,12 +512,12 @@ def ownership_body(
     """What every event of an OLA's ownership cycle carries after its id and type."""
     metric = ola.ownership
     ref = policy.ref(metric.clock, metric.calendar)
-    return _body(state, ref, OWNERSHIP, due, at, ola.agreement, {"ownership_group": cycle[2]})
+    return event_body(state, ref, OWNERSHIP, due, at, ola.agreement, {"ownership_group": cycle[2]})
 
 
 def ownership_id(state: TicketState, ola: Ola, cycle: Cycle, rule: str) -> str:
     """The id of an ownership cycle's event (`rule`: the timer's name within the OLA)."""
-    return _event_id(state, OWNERSHIP, f"{ola.prefix}{rule}@{cycle[1]}")
+    return event_id(state, OWNERSHIP, f"{ola.prefix}{rule}@{cycle[1]}")
 
 
 def ownership_closed(
@@ -452,7 +531,7 @@ def ownership_closed(
     segments = ownership_segments(state, cycle, rule, at)
     took = consumed(segments, clock, at) / 1_000_000
     body = ownership_body(state, policy, ola, cycle, due, at)
-    held = _attributed(state, policy, rule, segments, at)
+    held = _attributed(state, policy, clock, segments, at)
     if ola.marks[-1].timer.at_round(number).fired in state.fired:  # breached
         return {
             "event_id": ownership_id(state, ola, cycle, "stopped"),
@@ -490,12 +569,13 @@ def _fire_ownership(
     if rule == "breached":
         metric = ola.ownership
         segments = ownership_segments(state, cycle, metric)
+        clock = policy.clock(metric.clock, metric.calendar)
         breached: SlaBreached = {
             "event_id": ownership_id(state, ola, cycle, rule),
             "type": "sla.breached",
             **body,
             "round": cycle[1],
-            **_attributed(state, policy, metric, segments, due),
+            **_attributed(state, policy, clock, segments, due),
         }
         out.append(breached)
         return

@@ -128,6 +128,9 @@ def test_any_sequence_of_events_is_applied_or_rejected_never_a_crash(
             "type": f"ticket.{kind}",
             "occurred_at": format_instant(at),
             "severity": severity,
+            "reason": "third_party",  # for issue 24's types (other types ignore them)
+            "actor": "agent-1",
+            "metric": "resolution",
         }
         outcome = handle(state, ticket_event_from_obj(body), POLICY)
         assert outcome.rejected is None or outcome.rejected.strip()

@@ -6,6 +6,7 @@ then a `clock.tick` at the replay's `until`; the committed output must be exactl
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from events.instants import DAY, format_instant, parse_instant
+from events.instants import DAY, SECOND, format_instant, parse_instant
 from events.samples import generate_history, with_conversation, with_routing, with_tiers
 from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
@@ -242,6 +243,164 @@ def test_a_history_with_olas_gives_the_replays_events(kafka_bootstrap: str, tmp_
     topics = new_topics("olas", partitions=3)
     worker = Worker(
         kafka_bootstrap, topics, tmp_path / "worker.log", clock="event", policy=OLA_POLICY
+    ).start()
+    try:
+        worker.wait_ready(partitions=3)
+        path = write_jsonl(tmp_path / "history.jsonl", lines)
+        done = cli(
+            "publish", str(path), "--tick", format_instant(until), *topics.flags(),
+            broker=kafka_bootstrap,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr.decode()
+        records = read_topic(kafka_bootstrap, topics.output, expect=len(reference), timeout=120)
+    finally:
+        worker.stop()
+    got = sla_events(records)
+    assert len(got) == len(reference), worker.log_tail()
+    assert per_ticket(got) == per_ticket(reference)
+    by_id = {e["event_id"]: e for e in reference}
+    assert all(e == by_id[e["event_id"]] for e in got)
+
+
+CLOCKS_POLICY = """
+name = "ticket-clocks"
+version = "24"
+calendar = "toronto"
+
+[calendars.toronto]
+timezone = "America/Toronto"
+open = "09:00"
+close = "17:00"
+weekdays = ["mon", "tue", "wed", "thu", "fri"]
+
+[calendars.warsaw]
+timezone = "Europe/Warsaw"
+open = "09:00"
+close = "17:00"
+weekdays = ["mon", "tue", "wed", "thu", "fri"]
+holidays = "PL"
+
+[group_calendars]
+emea = "warsaw"
+amer = "toronto"
+
+[stop_clock]
+reasons = ["third_party", "customer_hold", "outage"]
+metrics = ["resolution"]
+max = "2h"
+
+[breach_reasons]
+codes = ["customer_unreachable", "outage", "agent_error"]
+exempt = ["customer_unreachable", "outage"]
+
+[severity.1.first_response]
+target = "1h"
+clock = "elapsed"
+
+[severity.1.resolution]
+target = "4h"
+clock = "elapsed"
+pausable = true
+
+[severity.2.first_response]
+target = "4h"
+calendar = "group"
+
+[severity.2.resolution]
+target = "2bd"
+calendar = "group"
+pausable = true
+
+[severity.3.first_response]
+target = { next_business_day_at = "16:00" }
+calendar = "warsaw"
+
+[severity.3.resolution]
+target = { from_attribute = "agreed_due_at", otherwise = "8h" }
+clock = "elapsed"
+warn_at = [0.5]
+"""
+"""Issue 24's features in one file: the group's calendar (severity 2), a governed stop with
+its longest stop and breach reasons (severity 1, and every severity's resolution), deadline
+targets (severity 3: the next business day at 16:00, the ticket's agreed date)."""
+
+
+def _clock_history(tickets: int, seed: int) -> list[dict[str, Any]]:
+    """Tickets moved between groups, stopped and started (some stops overlong, some with a
+    reason the policy does not allow), given agreed dates and breach reasons, in time order."""
+    rng = random.Random(seed)
+    events: list[dict[str, Any]] = []
+    start = parse_instant("2026-12-01T00:00:00Z")
+    for number in range(tickets):
+        ticket = f"C{number}"
+        at = start + rng.randrange(0, 20 * 86400) * SECOND
+        severity = rng.choice([1, 2, 3])
+        opened: dict[str, Any] = {"severity": severity, "group": rng.choice(["emea", "amer"])}
+        if severity == 3 and rng.random() < 0.6:
+            agreed = at + rng.randrange(-3600, 3 * 86400) * SECOND
+            opened["attributes"] = {"agreed_due_at": format_instant(agreed)}
+        ticket_events = [("opened", opened)]
+        for _ in range(rng.randrange(1, 10)):
+            kind = rng.choice(
+                ["assigned", "paused", "resumed", "sla_stopped", "sla_started", "responded",
+                 "updated", "breach_reason", "resolved", "reopened"]
+            )  # fmt: skip
+            fields: dict[str, Any] = {}
+            if kind == "assigned":
+                fields["group"] = rng.choice(["emea", "amer", "support"])
+            elif kind == "sla_stopped":
+                fields = {"reason": rng.choice(["third_party", "outage", "lunch"]), "actor": "a1"}
+            elif kind == "sla_started":
+                fields["actor"] = "a1"
+            elif kind == "updated":
+                agreed = at + rng.randrange(0, 2 * 86400) * SECOND
+                fields["attributes"] = {"agreed_due_at": format_instant(agreed)}
+            elif kind == "breach_reason":
+                fields = {
+                    "metric": rng.choice(["first_response", "resolution"]),
+                    "reason": rng.choice(["outage", "agent_error", "customer_unreachable"]),
+                    "actor": "m1",
+                }
+            ticket_events.append((kind, fields))
+        for index, (kind, fields) in enumerate(ticket_events):
+            if index:
+                at += rng.randrange(60, 4 * 3600) * SECOND
+            events.append(
+                {
+                    "event_id": f"{ticket}-{index}",
+                    "ticket_id": ticket,
+                    "type": f"ticket.{kind}",
+                    "occurred_at": format_instant(at),
+                    **fields,
+                }
+            )
+    events.sort(key=lambda e: (e["occurred_at"], e["ticket_id"]))
+    return events
+
+
+def test_a_history_with_ticket_clocks_gives_the_replays_events(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Issue 24 on the engine: group calendars, deadline targets, manual stops (overlong ones
+    ended by their limit) and breach reasons give the replay's events, event for event, in
+    full content."""
+    policy_file = tmp_path / "clocks.toml"
+    policy_file.write_text(CLOCKS_POLICY)
+    history = _clock_history(300, seed=24)
+    until = parse_instant(history[-1]["occurred_at"]) + 30 * DAY
+    lines = [orjson.dumps(item) for item in history]
+    skipped: list[tuple[int, str]] = []
+    reference = list(
+        Replayer(load_policy(policy_file)).run(lines, until, lambda n, r: skipped.append((n, r)))
+    )
+    kinds = {e["type"] for e in reference}
+    assert kinds >= {"sla.stop_ended", "sla.breach_reason", "sla.breached", "sla.met"}
+    calendars = {e["policy"].get("calendar") for e in reference if e["severity"] == 2}
+    assert calendars >= {"warsaw", "toronto"}
+    assert any("is not a stop reason" in reason for _, reason in skipped), skipped[:5]
+    topics = new_topics("clocks", partitions=3)
+    worker = Worker(
+        kafka_bootstrap, topics, tmp_path / "worker.log", clock="event", policy=policy_file
     ).start()
     try:
         worker.wait_ready(partitions=3)
