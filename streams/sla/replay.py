@@ -64,10 +64,12 @@ class Replayer(KeyedTimers):
 
     `max_delay` (microseconds) is the bounded out-of-orderness; 0 (the default here) treats
     the input as time-ordered, so `feed` returns everything an event causes at once.
+    `storm_limit`: timers fired per fed event at most (0: no limit; the engine's turn is one
+    fed event here); the output is the same, only later (a test of the shared sweep).
     """
 
-    def __init__(self, policy: Policy, max_delay: Micros = 0) -> None:
-        super().__init__(policy, max_delay)
+    def __init__(self, policy: Policy, max_delay: Micros = 0, storm_limit: int = 0) -> None:
+        super().__init__(policy, max_delay, storm_limit=storm_limit)
         self.counts = ReplayCounts()
         self._held: list[tuple[Micros, int, str, int, dict[str, Any]]] = []
         """Output not yet final: (at, 0 event / 1 timer, ticket id or "", sequence, record)."""
@@ -104,6 +106,8 @@ class Replayer(KeyedTimers):
         at = event.at
         ticket_id = event.ticket_id
         counts = self.counts
+        if self.storm_limit:
+            self.new_turn()
         state = self.get(ticket_id)
         # Time-ordered input with nothing held: if the ticket has no timer of its own due
         # before the event, all the event causes is at its time, after whatever the sweep
@@ -114,6 +118,7 @@ class Replayer(KeyedTimers):
             and (state is None or not state.timers or state.timers[0].due_at >= at)
             and (state is None or state.policy_version == self.policy.version)
             and self.policy.book is None
+            and not self.storm_limit
         )
         outcome = handle(state, event, self.policy, raw, origin)
         counts.events += 1
@@ -173,6 +178,9 @@ class Replayer(KeyedTimers):
             self.fire(now, inclusive, None)  # an end before the watermark (`--until`)
         else:
             self.sweep(now, inclusive, None)
+            while self.pending is not None:  # cut short by the storm limit: go on
+                self.new_turn()
+                self.sweep(now, inclusive, None)
         out: list[dict[str, Any]] = []
         self._release(out, inclusive)
         return out
