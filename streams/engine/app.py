@@ -15,9 +15,11 @@ assignment from the committed offset read after the fence; offsets are committed
 the changelog partition to its end before the partition's first record is processed.
 
 Timers: every owned partition has a `PartitionEngine` with a `TimerIndex`, re-armed from the
-changelog when the partition is assigned. In `wall` mode a ticker writes a `clock.tick` to
-partition p whenever p's earliest timer is due, so timer emission runs through the same
-transactional path as events (exactly once, replayable after a crash).
+changelog when the partition is assigned. In `wall` mode an alarm (`loop.call_later`) is set at
+the owned partitions' next due instant; when it rings, each caught-up partition whose timers
+are due fires them (`PartitionEngine.fire_due`) into its own transaction, with the changed
+states on the changelog, and that transaction is committed at once: a timer's output and the
+state that says it fired commit or abort together (exactly once; docs/engine-internals.md).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from streams.engine.health import BrokerHealth
 from streams.engine.policy_topic import PolicyFollower, apply_records, open_book, rollout_record
 from streams.engine.processor import (
     DEFAULT_ALLOWED_LATENESS,
+    DEFAULT_STORM_LIMIT,
     BatchResult,
     ClockMode,
     PartitionEngine,
@@ -98,6 +101,8 @@ class EngineConfig:
     accepted so that existing command lines keep working."""
     exactly_once: bool = True
     tick_interval: float = 0.2
+    """Unused since timers fire at their instant (an alarm, not a ticker); accepted so that
+    existing command lines keep working."""
     commit_interval: float = 0.2
     session_timeout: float = 10.0
     heartbeat_interval: float = 1.0
@@ -115,6 +120,9 @@ class EngineConfig:
     while running; "" for a single-file start (the `--policy` file only)."""
     policy_poll_interval: float = 0.2
     """Seconds between reads of the policy topic while running."""
+    storm_limit: int = DEFAULT_STORM_LIMIT
+    """Timers a partition fires per turn (a batch of input, or a timer call) at most before it
+    takes input again; 0 for no limit (`streams.sla.keyed_timers`)."""
 
     @property
     def changelog_topic(self) -> str:
@@ -273,8 +281,14 @@ class _Owned:
     """The partition's transactional producer (None with `--at-least-once`)."""
     next_offset: int
     """The input offset of the next record to process."""
+    committed: int = -1
+    """The input offset last committed for the partition (its offsets are sent again only
+    when they moved: a transaction of timer output alone carries none)."""
     pending: list[asyncio.Future[Any]] | None = None
     """Delivery futures of the open transaction's records; None while none is open."""
+    not_before: Micros = 0
+    """Wall time before which the alarm does not fire this partition again (not caught up
+    yet, or a timer call failed)."""
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -297,15 +311,18 @@ class Engine:
         self.metrics = Metrics(policy)
         self.owned: dict[int, _Owned] = {}
         """Partitions assigned, recovered and positioned: only these are processed."""
-        self._retained: dict[int, tuple[PartitionEngine, int]] = {}
-        """Revoked partitions' folds and next offsets, reused if the partition comes back with
-        the committed offset unchanged (nobody else committed on it meanwhile)."""
+        self._retained: dict[int, tuple[PartitionEngine, int, int]] = {}
+        """Revoked partitions' folds, next input offsets and changelog end offsets, reused if
+        the partition comes back with both unchanged (nobody else processed a record or fired
+        a timer on it meanwhile: timer output moves only the changelog)."""
         self.ready = False
         self.broker = BrokerHealth(config.bootstrap_list())
         self.consumer: AIOKafkaConsumer | None = None
         self._plain: AIOKafkaProducer | None = None
         """At-least-once output producer (no transactions)."""
-        self._tick_producer: AIOKafkaProducer | None = None
+        self._wake = asyncio.Event()
+        """Set by the alarm: some owned partition has timers to fire."""
+        self._alarm: asyncio.TimerHandle | None = None
         self._changelog_reader: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
         """Held while a batch is processed or transactions are committed, and by the rebalance
@@ -352,10 +369,7 @@ class Engine:
                 asyncio.ensure_future(self._every(2.0, self.broker.probe)),
                 asyncio.ensure_future(self._every(10.0, self._progress)),
             ]
-            if self.config.clock == "wall":
-                tasks.append(
-                    asyncio.ensure_future(self._every(self.config.tick_interval, self._tick))
-                )
+            tasks.append(asyncio.ensure_future(self._timers()))
             await self._consume(consumer)
             return 0
         finally:
@@ -418,6 +432,7 @@ class Engine:
                 try:
                     if batches:
                         await self._process_all(batches)
+                        self._arm()
                     if (
                         self._txn_started is not None
                         and time.monotonic() - self._txn_started >= interval
@@ -468,9 +483,10 @@ class Engine:
             self.policy = self.book.newest
             for owned in self.owned.values():
                 owned.engine.set_policy(self.policy)
-            for engine, _ in self._retained.values():
+            for engine, _, _ in self._retained.values():
                 engine.set_policy(self.policy)
             self.metrics.policy_versions.set(len(self.book.entries))
+            self._arm()
 
     async def _shutdown(self) -> None:
         """Commit the open transactions, leave the group, close every client."""
@@ -486,7 +502,8 @@ class Engine:
             await _stop(owned.producer)
         self.owned.clear()
         await self.broker.close()
-        await _stop(self._tick_producer)
+        if self._alarm is not None:
+            self._alarm.cancel()
         await _stop(self._plain)
         if self._changelog_reader is not None:
             with contextlib.suppress(Exception):
@@ -535,11 +552,11 @@ class Engine:
         if work:
             await asyncio.gather(*work)
 
-    def _behind(self, p: int, last_offset: int) -> int:
+    def _behind(self, p: int, last_offset: int, unknown: int = 0) -> int:
         """Records of input partition p after `last_offset`, from the last fetch's stable
-        offset (read_committed)."""
+        offset (read_committed); `unknown` before any fetch of p."""
         end = self._end_offset(p)
-        return max(end - last_offset - 1, 0) if end is not None else 0
+        return max(end - last_offset - 1, 0) if end is not None else unknown
 
     def _end_offset(self, p: int) -> int | None:
         if self.consumer is None:
@@ -555,7 +572,18 @@ class Engine:
 
     async def _process(self, p: int, owned: _Owned, records: list[Any]) -> None:
         """One partition's records: fold them, then hand everything to p's transaction."""
-        cfg = self.config
+        producer = await self._open(owned)
+        now = wall_now()
+        last = records[-1].offset
+        result = owned.engine.process_batch(
+            [r.value for r in records], now, self._behind(p, last), [r.offset for r in records]
+        )
+        owned.next_offset = last + 1
+        await self._produce(p, owned, producer, result, records, now)
+
+    async def _open(self, owned: _Owned) -> AIOKafkaProducer:
+        """The producer of a partition's output, its transaction begun if none is open (the
+        at-least-once producer without transactions)."""
         producer = owned.producer
         if producer is None:
             producer = await self._plain_producer()
@@ -564,12 +592,19 @@ class Engine:
             owned.pending = []
         if self._txn_started is None:
             self._txn_started = time.monotonic()
-        now = wall_now()
-        last = records[-1].offset
-        result = owned.engine.process_batch(
-            [r.value for r in records], now, self._behind(p, last), [r.offset for r in records]
-        )
-        owned.next_offset = last + 1
+        return producer
+
+    async def _produce(
+        self,
+        p: int,
+        owned: _Owned,
+        producer: AIOKafkaProducer,
+        result: BatchResult,
+        records: list[Any],
+        now: Micros,
+    ) -> None:
+        """Hand a turn's output to p's open transaction (or the at-least-once producer)."""
+        cfg = self.config
         pending = owned.pending
         if pending is None:
             pending = owned.pending = []
@@ -619,13 +654,18 @@ class Engine:
     async def _commit(self, p: int, owned: _Owned) -> None:
         pending, owned.pending = owned.pending or [], None
         await asyncio.gather(*pending)
-        offsets = {TopicPartition(self.config.input_topic, p): owned.next_offset}
+        offset = owned.next_offset
+        offsets = {TopicPartition(self.config.input_topic, p): offset}
         if owned.producer is None:
-            assert self.consumer is not None
-            await self.consumer.commit(offsets)
+            if offset != owned.committed:
+                assert self.consumer is not None
+                await self.consumer.commit(offsets)
+                owned.committed = offset
             return
-        await owned.producer.send_offsets_to_transaction(offsets, self.config.app_id)
+        if offset != owned.committed:
+            await owned.producer.send_offsets_to_transaction(offsets, self.config.app_id)
         await owned.producer.commit_transaction()
+        owned.committed = offset
 
     async def _dead_letter(
         self, send: Any, record: Any, stage: str, reason: str
@@ -651,23 +691,28 @@ class Engine:
 
     async def on_revoked(self, revoked: list[TopicPartition]) -> None:
         """Before a rebalance: commit the open transactions, stop the revoked partitions'
-        producers; keep their folds in case they come back unchanged."""
+        producers; keep their folds (with the changelog's end offsets after our last commit)
+        in case they come back unchanged."""
         async with self._lock:
             try:
                 await self._commit_all()
             except Exception:
                 self._fail({})
-            for tp in revoked:
-                if tp.topic != self.config.input_topic:
-                    continue
-                owned = self.owned.pop(tp.partition, None)
-                if owned is None:
-                    continue
+            mine = [
+                tp.partition
+                for tp in revoked
+                if tp.topic == self.config.input_topic and tp.partition in self.owned
+            ]
+            ends = await self._changelog_ends(mine)
+            for p in mine:
+                owned = self.owned.pop(p)
                 await _stop(owned.producer)
-                self._retained[tp.partition] = (owned.engine, owned.next_offset)
+                if p in ends:
+                    self._retained[p] = (owned.engine, owned.next_offset, ends[p])
                 with contextlib.suppress(KeyError):
-                    self.metrics.consumer_lag.remove(str(tp.partition))
+                    self.metrics.consumer_lag.remove(str(p))
             self.ready = False
+            self._arm()
         log.info("rebalance: revoked input partitions %s", sorted(tp.partition for tp in revoked))
 
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -696,6 +741,7 @@ class Engine:
                     await asyncio.sleep(1.0)
             self._retained.clear()
             self.ready = True
+            self._arm()
         took = time.monotonic() - started
         for p in wanted:
             engine = self.owned[p].engine
@@ -729,9 +775,11 @@ class Engine:
                 committed[p] = offset
             engines: dict[int, PartitionEngine] = {}
             to_recover = []
+            retained = [p for p in wanted if p in self._retained]
+            ends = await self._changelog_ends(retained)  # after the fence: nothing in flight
             for p in wanted:
                 kept = self._retained.get(p)
-                if kept is not None and kept[1] == committed[p]:
+                if kept is not None and kept[1] == committed[p] and kept[2] == ends.get(p):
                     engines[p] = kept[0]
                 else:
                     to_recover.append(p)
@@ -743,7 +791,7 @@ class Engine:
         for p in wanted:
             tp = TopicPartition(cfg.input_topic, p)
             consumer.seek(tp, committed[p])
-            self.owned[p] = _Owned(engines[p], producers[p], committed[p])
+            self.owned[p] = _Owned(engines[p], producers[p], committed[p], committed[p])
 
     async def _fence(self, p: int) -> AIOKafkaProducer:
         """Start p's transactional producer. Its id's InitProducerId completes only once the
@@ -769,6 +817,22 @@ class Engine:
             await reader.start()
             self._changelog_reader = reader
         return self._changelog_reader
+
+    async def _changelog_ends(self, partitions: list[int]) -> dict[int, int]:
+        """The end offsets of changelog partitions (read_committed: past our committed
+        transactions' markers); {} if the broker does not answer (nothing is retained then)."""
+        if not partitions:
+            return {}
+        changelog = self.config.changelog_topic
+        tps = [TopicPartition(changelog, p) for p in partitions]
+        try:
+            reader = await self._recovery_consumer()
+            ends = await reader.end_offsets(tps)
+        except (KafkaError, OSError) as exc:
+            log.warning("changelog end offsets unavailable (%s): the partitions will be "
+                        "recovered if they come back", type(exc).__name__)  # fmt: skip
+            return {}
+        return {tp.partition: ends[tp] for tp in tps}
 
     async def _recover(self, wanted: list[int]) -> dict[int, PartitionEngine]:
         """Read changelog partitions to their end (read_committed): states + timers.
@@ -817,7 +881,9 @@ class Engine:
 
     def _partition_engine(self, p: int) -> PartitionEngine:
         cfg = self.config
-        return PartitionEngine(p, self.policy, cfg.clock, cfg.max_delay, cfg.allowed_lateness)
+        return PartitionEngine(
+            p, self.policy, cfg.clock, cfg.max_delay, cfg.allowed_lateness, cfg.storm_limit
+        )
 
     # -- producers outside transactions
 
@@ -841,41 +907,74 @@ class Engine:
             self._plain = producer
         return self._plain
 
-    # -- wall clock
+    # -- timers at their instant
 
-    async def _tick(self) -> None:
-        """Write a clock.tick to each owned partition whose earliest timer is due.
-
-        Never raises: while the broker is down the tick producer cannot start or send; it is
-        dropped and made again at the next tick, and the timers fire once ticks go through
-        (late, never lost: they stay in the index).
-        """
-        now = wall_now()
-        due = [p for p, o in self.owned.items() if (d := o.engine.next_due()) and d <= now]
-        if not due or not self.ready:
+    def _arm(self) -> None:
+        """Set the alarm at the earliest instant an owned partition has timers to fire
+        (`PartitionEngine.next_fire`, or later while it may not fire yet: `not_before`)."""
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
+        when: Micros | None = None
+        for owned in self.owned.values():
+            due = owned.engine.next_fire()
+            if due is not None:
+                due = max(due, owned.not_before)
+                if when is None or due < when:
+                    when = due
+        if when is None:
             return
-        try:
-            producer = await self._ticks()
-            body = orjson.dumps({"type": "clock.tick", "occurred_at": format_instant(now)})
-            for p in due:
-                await producer.send(self.config.input_topic, body, partition=p)
-        except Exception as exc:
-            log.error("cannot write clock ticks (%s); retrying", type(exc).__name__)
-            producer, self._tick_producer = self._tick_producer, None
-            await _stop(producer)
+        delay = max(0.0, (when - wall_now()) / SECOND)
+        self._alarm = asyncio.get_running_loop().call_later(delay, self._wake.set)
 
-    async def _ticks(self) -> AIOKafkaProducer:
-        if self._tick_producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.config.bootstrap_list(), linger_ms=0, acks=1
-            )
-            try:
-                await producer.start()
-            except BaseException:
-                await _stop(producer)
-                raise
-            self._tick_producer = producer
-        return self._tick_producer
+    async def _timers(self) -> None:
+        """Fire timers when the alarm rings (`_fire_due`), then set it again."""
+        wake = self._wake
+        while True:
+            await wake.wait()
+            wake.clear()
+            async with self._lock:
+                try:
+                    await self._fire_due()
+                except Exception:
+                    self._fail({})
+                self._arm()
+
+    async def _fire_due(self) -> None:
+        """Each owned partition whose timers are due fires them into its transaction
+        (`PartitionEngine.fire_due`), and those transactions are committed at once.
+
+        Wall clock: only a caught-up partition fires here (nothing fetched or on the broker
+        behind its last record: a backlog fires its timers as its records are processed, in
+        event time). While the broker is unreachable nothing fires: the timers stay in the
+        index and fire once it answers again (late, never lost)."""
+        now = wall_now()
+        if not self.ready or not self.broker.reachable:
+            for owned in self.owned.values():
+                owned.not_before = now + SECOND
+            return
+        wall = self.config.clock == "wall"
+        fired: list[tuple[int, _Owned]] = []
+        for p, owned in self.owned.items():
+            due = owned.engine.next_fire()
+            if due is None or due > now or owned.not_before > now:
+                continue
+            if wall and self._behind(p, owned.next_offset - 1, unknown=1) > 0:
+                owned.not_before = now + SECOND // 20  # its records fire its timers
+                continue
+            result = owned.engine.fire_due(now)
+            if result.dead_letters:  # a fault outside any ticket's timer, all undone
+                log.error("partition %d: firing timers failed (%s); retrying in 1 s", p,
+                          result.dead_letters[0][2])  # fmt: skip
+                owned.not_before = now + SECOND
+                continue
+            if result.output or result.changelog or result.expired:
+                await self._produce(p, owned, await self._open(owned), result, [], now)
+                fired.append((p, owned))
+        if fired:
+            await asyncio.gather(*(self._commit(p, owned) for p, owned in fired))
+            if all(owned.pending is None for owned in self.owned.values()):
+                self._txn_started = None
 
     # -- observability
 

@@ -148,6 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         allowed_lateness=round(settings.allowed_lateness * SECOND),
         connect_timeout=settings.connect_timeout,
         policy_topic=policy_topic,
+        storm_limit=settings.storm_limit,
     )
     engine = build_engine(config, policy)
     engine.policy_file = policy_file(settings.policy)

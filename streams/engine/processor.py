@@ -60,6 +60,9 @@ transaction that emits the partition's `policy.activated`, so a restart never re
 DEFAULT_ALLOWED_LATENESS: Final[Micros] = SECOND // 10
 """The `--allowed-lateness` default: how long after its due time a live timer waits for input
 still in flight (a reply sent a moment before the deadline); later input is corrected."""
+DEFAULT_STORM_LIMIT: Final = 1000
+"""The `--storm-limit` default: timers a partition fires per turn at most before it takes input
+again (a turn fires 1,000 timers in tens of milliseconds; see docs/benchmarks.md)."""
 FUTURE_SKEW: Final[Micros] = 60 * SECOND
 """Wall clock: how far ahead of the worker's clock an event may be dated (upstream clock skew)
 and still be applied, at the worker's time; events dated further ahead are rejected."""
@@ -153,8 +156,9 @@ class PartitionEngine(KeyedTimers[Emitted]):
         clock: ClockMode,
         max_delay: Micros = DEFAULT_MAX_DELAY,
         allowed_lateness: Micros = DEFAULT_ALLOWED_LATENESS,
+        storm_limit: int = 0,
     ) -> None:
-        super().__init__(policy, max_delay, track_changes=True)
+        super().__init__(policy, max_delay, track_changes=True, storm_limit=storm_limit)
         self.partition = partition
         self.clock: ClockMode = clock
         self.allowed_lateness = allowed_lateness
@@ -229,10 +233,40 @@ class PartitionEngine(KeyedTimers[Emitted]):
         records' input offsets, kept with an event that is parked (for its dead letter).
         """
         result = BatchResult()
+        self.new_turn()
         last = len(values) - 1
         for position, raw in enumerate(values):
             offset = offsets[position] if offsets is not None else -1
             self._process(position, raw, wall_now, behind + last - position, result, offset)
+        return self._finish(result)
+
+    def fire_due(self, wall_now: Micros) -> BatchResult:
+        """Fire what is due with no input record: the worker calls this at `next_fire`, on a
+        caught-up partition (wall clock: nothing behind the last record processed), and
+        produces the result in the partition's transaction, as for a batch.
+
+        Wall clock: the timers due before the wall mark (the wall time minus the allowed
+        lateness) fire, as a record processed now would fire them; event clock: only what a
+        sweep cut short by the storm limit still owes (`pending`)."""
+        result = BatchResult()
+        self.new_turn()
+        self._step(0, None, wall_now, 0, result, -1, b"")
+        return self._finish(result)
+
+    def next_fire(self) -> Micros | None:
+        """The wall time (microseconds) at which `fire_due` has something to fire, or None: on
+        the wall clock the earliest timer plus the allowed lateness; on the event clock now
+        (0) while a sweep cut short by the storm limit is pending, else never (input moves
+        that clock)."""
+        if self.clock == "event":
+            return 0 if self.pending is not None else None
+        head = self.index.peek()
+        if head is None:
+            return None
+        return head[0] + self.allowed_lateness
+
+    def _finish(self, result: BatchResult) -> BatchResult:
+        """The changed tickets' states for the changelog, and what the turn collected."""
         changelog = result.changelog
         states = self.states
         changed = self.changed
@@ -268,23 +302,42 @@ class PartitionEngine(KeyedTimers[Emitted]):
             out.invalid += 1
             out.dead_letters.append((position, "decode", str(exc)))
             return
+        self._step(position, record, wall_now, lag, out, offset, raw)
+
+    def _step(
+        self,
+        position: int,
+        record: TicketEvent | ClockTick | None,
+        wall_now: Micros,
+        lag: int,
+        out: BatchResult,
+        offset: int,
+        raw: bytes,
+    ) -> None:
+        """One decoded record (None: a timer call, `fire_due`), all or nothing."""
         emitted: Emitted = []
         dues = self._dues
         dues.clear()
         watermark, latest, live_since = self.watermark, self.latest, self.live_since
+        pending, budget = self.pending, self.budget
         activated, kept = len(self.activated), len(self._kept)
         wall = self.clock == "wall"
         if wall:
-            self._track_lag(wall_now, lag, None if isinstance(record, ClockTick) else record.at)
+            self._track_lag(wall_now, lag, record.at if isinstance(record, TicketEvent) else None)
         rejected: str | None = None
         try:
-            if isinstance(record, ClockTick):
-                # event clock: input complete through the tick's time; wall: only a prompt
+            if not isinstance(record, TicketEvent):
+                # a tick (event clock: input complete through its time; wall: only a prompt),
+                # or a timer call (what a record now would fire; event clock: what a sweep cut
+                # short by the storm limit still owes)
                 if wall:
                     self.sweep(self._wall_mark(wall_now), True, emitted)
-                else:
+                elif record is not None:
                     self.sweep(record.at, True, emitted)
-                out.ticks += 1
+                elif self.pending is not None:
+                    self.sweep(self.pending[0], self.pending[1], emitted)
+                if record is not None:
+                    out.ticks += 1
             else:
                 at = record.at
                 out.events += 1
@@ -307,6 +360,7 @@ class PartitionEngine(KeyedTimers[Emitted]):
             self._rollback()
             self._expired.clear()
             self.watermark, self.latest, self.live_since = watermark, latest, live_since
+            self.pending, self.budget = pending, budget
             del self.activated[activated:]
             del self._kept[kept:]
             reason = f"internal error: {type(error).__name__}"
@@ -461,14 +515,6 @@ class PartitionEngine(KeyedTimers[Emitted]):
 
     def on_timer_fault(self, ticket_id: str, error: Exception) -> None:
         self._quarantine(ticket_id, f"internal error: {type(error).__name__}")
-
-    def next_due(self) -> Micros | None:
-        """When this partition next has something to fire: its earliest timer, plus the
-        allowed lateness on the wall clock (the ticker writes a tick then)."""
-        head = self.index.peek()
-        if head is None:
-            return None
-        return head[0] + (self.allowed_lateness if self.clock == "wall" else 0)
 
     def touch(self, ticket_id: str) -> TicketState | None:
         """A ticket's state, decoded, after saving what the current record may change."""

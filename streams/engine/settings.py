@@ -73,7 +73,14 @@ class EngineSettings(PolicyTopicSettings, PolicySettings, LogSettings, HttpSetti
         0.2,
         gt=0,
         validation_alias=env("ESCALATOR_TICK_INTERVAL"),
-        description="seconds between wall-clock timer checks",
+        description="unused (timers fire at their instant); accepted for existing command lines",
+    )
+    storm_limit: int = Field(
+        1000,
+        ge=0,
+        validation_alias=env("ESCALATOR_STORM_LIMIT"),
+        description="timers a partition fires per turn at most before it takes input again "
+        "(0: no limit)",
     )
     session_timeout: float = Field(
         10.0, gt=0, validation_alias=env("ESCALATOR_SESSION_TIMEOUT"),

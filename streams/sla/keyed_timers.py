@@ -10,11 +10,12 @@ only by the tests that compare them.
 
 What it owns: the states (`store`, `get`, `restore`), the per-ticket timer index, the
 watermark and the latest accepted event time (`event_mark`: the event clock), the sweep
-(`sweep`, `fire`: timers due before a mark fire in due order across the tickets) and the
-late-event decision (`is_late`). What a caller does with fired output is its own (`on_timer`:
-replay buffers it by time, the engine produces it in a Kafka transaction), and so is a timer
-that raises (`on_timer_fault`). Pure: no clock is read, nothing is imported from Kafka; every
-instant is integer microseconds UTC.
+(`sweep`, `fire`: timers due before a mark fire in due order across the tickets), the
+late-event decision (`is_late`) and the storm limit (`storm_limit`: a caller that must take
+input between timers fires at most that many per turn). What a caller does with fired output
+is its own (`on_timer`: replay buffers it by time, the engine produces it in a Kafka
+transaction), and so is a timer that raises (`on_timer_fault`). Pure: no clock is read,
+nothing is imported from Kafka; every instant is integer microseconds UTC.
 """
 
 from __future__ import annotations
@@ -47,10 +48,13 @@ class KeyedTimers(Generic[Out]):
     `max_delay` (microseconds) is the bounded out-of-orderness of the event clock: its
     watermark is the latest accepted event time minus `max_delay`. `track_changes`: remember
     which tickets `store` changed (`changed`), for a caller that writes them out (the engine's
-    changelog); off, nothing is kept.
+    changelog); off, nothing is kept. `storm_limit`: timers fired per turn at most (0: no limit),
+    see `sweep`.
     """
 
-    def __init__(self, policy: Policy, max_delay: Micros, track_changes: bool = False) -> None:
+    def __init__(
+        self, policy: Policy, max_delay: Micros, track_changes: bool = False, storm_limit: int = 0
+    ) -> None:
         self.policy = policy
         self.max_delay = max_delay
         self.states: dict[str, TicketState | bytes] = {}
@@ -63,6 +67,15 @@ class KeyedTimers(Generic[Out]):
         """The latest event time of an accepted event."""
         self.changed: dict[str, None] | None = {} if track_changes else None
         """Tickets `store` changed, in first-change order, until the caller clears it."""
+        self.storm_limit = storm_limit
+        """Timers fired per turn at most (0: no limit): business calendars line thousands of
+        deadlines up at one instant (every weekend ticket due at Monday 09:00 + 1h), and a
+        caller that takes live input (the engine) must not spend seconds in one sweep."""
+        self.budget = storm_limit
+        """Timers the current turn may still fire (with a `storm_limit`); `new_turn` refills it."""
+        self.pending: tuple[Micros, bool] | None = None
+        """(mark, inclusive) of a sweep the storm limit cut short: the timers due before it (at
+        it, if inclusive) are still to fire, and the next `sweep` goes on towards it."""
 
     # -- states
 
@@ -133,22 +146,54 @@ class KeyedTimers(Generic[Out]):
 
     # -- timers
 
+    def new_turn(self) -> None:
+        """A new turn (the engine: a batch of input, or a timer call): the storm limit's budget
+        is full again."""
+        self.budget = self.storm_limit
+
     def sweep(self, mark: Micros, inclusive: bool, out: Out) -> None:
         """Move the watermark to `mark` (never back), then fire every timer due before it (or
-        at it, if inclusive), in due order, across the tickets (`fire`), then `on_watermark`."""
-        watermark = self.watermark
-        if watermark is None or mark > watermark:
-            self.watermark = watermark = mark
-        self.fire(watermark, inclusive, out)
-        self.on_watermark(watermark, inclusive, out)
+        at it, if inclusive), in due order, across the tickets (`fire`), then `on_watermark`.
 
-    def fire(self, until: Micros, inclusive: bool, out: Out) -> None:
+        With a `storm_limit`, once the turn's budget is spent the sweep stops: the watermark
+        moves only to the first timer still to fire (every timer before it has fired), the
+        rest of the way is kept in `pending`, and later sweeps go on from there. An event that
+        comes meanwhile is applied after its own ticket's earlier timers (`fold.handle` fires
+        them first), so each ticket's output is what an unlimited sweep gives."""
+        pending = self.pending
+        if pending is not None and (mark < pending[0] or (mark == pending[0] and not inclusive)):
+            mark, inclusive = pending
+        watermark = self.watermark
+        if watermark is not None and mark < watermark:
+            mark = watermark
+        if self.fire(mark, inclusive, out, self.storm_limit > 0):
+            self.pending = None
+            self.watermark = mark
+            self.on_watermark(mark, inclusive, out)
+            return
+        self.pending = (mark, inclusive)
+        head = self.index.peek()
+        assert head is not None  # a timer is still due before the mark
+        if watermark is None or head[0] > watermark:
+            self.watermark = watermark = head[0]
+        self.on_watermark(watermark, False, out)
+
+    def fire(self, until: Micros, inclusive: bool, out: Out, limited: bool = False) -> bool:
         """Fire every timer due before `until` (or at it, if inclusive), in due-time order: each
         ticket is advanced to its due time and stored, then `on_timer` takes the outcome; a
-        timer that raises goes to `on_timer_fault` and its ticket stays unarmed."""
+        timer that raises goes to `on_timer_fault` and its ticket stays unarmed.
+
+        `limited`: fire at most the turn's `budget`; returns False if a timer due before
+        `until` is left because the budget ran out, else True."""
         index = self.index
         policy = self.policy
+        budget = self.budget if limited else -1
+        if budget == 0:
+            return not self._due_before(until, inclusive)
         while (head := index.pop_before(until, inclusive)) is not None:
+            if budget > 0:
+                budget -= 1
+                self.budget = budget
             due, ticket_id = head
             state = self.touch(ticket_id)
             if state is None:  # pragma: no cover - the index only holds stored tickets
@@ -157,9 +202,17 @@ class KeyedTimers(Generic[Out]):
                 outcome = advance(state, due, policy)
             except Exception as error:  # a fault in the core: the caller disarms the ticket
                 self.on_timer_fault(ticket_id, error)
-                continue
-            self.store(ticket_id, outcome.state)
-            self.on_timer(due, ticket_id, outcome, out)
+            else:
+                self.store(ticket_id, outcome.state)
+                self.on_timer(due, ticket_id, outcome, out)
+            if budget == 0:
+                return not self._due_before(until, inclusive)
+        return True
+
+    def _due_before(self, until: Micros, inclusive: bool) -> bool:
+        """Whether a timer is due before `until` (or at it, if inclusive)."""
+        head = self.index.peek()
+        return head is not None and (head[0] < until or (inclusive and head[0] == until))
 
     def on_timer(self, due: Micros, ticket_id: str, outcome: Outcome, out: Out) -> None:
         """What a fired timer emitted (`outcome.emitted`) and the parked events it rejected

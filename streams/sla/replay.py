@@ -60,10 +60,12 @@ class Replayer(KeyedTimers[list[SlaRecord] | None]):
 
     `max_delay` (microseconds) is the bounded out-of-orderness; 0 (the default here) treats
     the input as time-ordered, so `feed` returns everything an event causes at once.
+    `storm_limit`: timers fired per fed event at most (0: no limit; the engine's turn is one
+    fed event here); the output is the same, only later (a test of the shared sweep).
     """
 
-    def __init__(self, policy: Policy, max_delay: Micros = 0) -> None:
-        super().__init__(policy, max_delay)
+    def __init__(self, policy: Policy, max_delay: Micros = 0, storm_limit: int = 0) -> None:
+        super().__init__(policy, max_delay, storm_limit=storm_limit)
         self.counts = ReplayCounts()
         self._held: list[tuple[Micros, int, str, int, SlaRecord]] = []
         """Output not yet final: (at, 0 event / 1 timer, ticket id or "", sequence, record)."""
@@ -100,6 +102,8 @@ class Replayer(KeyedTimers[list[SlaRecord] | None]):
         at = event.at
         ticket_id = event.ticket_id
         counts = self.counts
+        if self.storm_limit:
+            self.new_turn()
         state = self.get(ticket_id)
         # Time-ordered input with nothing held: if the ticket has no timer of its own due
         # before the event, all the event causes is at its time, after whatever the sweep
@@ -110,6 +114,7 @@ class Replayer(KeyedTimers[list[SlaRecord] | None]):
             and (state is None or not state.timers or state.timers[0].due_at >= at)
             and (state is None or state.policy_version == self.policy.version)
             and self.policy.book is None
+            and not self.storm_limit
         )
         outcome = handle(state, event, self.policy, raw, origin)
         counts.events += 1
@@ -169,6 +174,9 @@ class Replayer(KeyedTimers[list[SlaRecord] | None]):
             self.fire(now, inclusive, None)  # an end before the watermark (`--until`)
         else:
             self.sweep(now, inclusive, None)
+            while self.pending is not None:  # cut short by the storm limit: go on
+                self.new_turn()
+                self.sweep(now, inclusive, None)
         out: list[SlaRecord] = []
         self._release(out, inclusive)
         return out

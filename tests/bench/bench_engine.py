@@ -74,12 +74,16 @@ class Worker:
         log: Path,
         input_topic: str | None = None,
         partitions: int = PARTITIONS,
+        repo: Path = REPO,
     ):
+        """`repo`: the checkout whose code runs (another one with `--against`: its own
+        `.venv`)."""
         self.port = free_port()
         self.tasks_file = log.with_suffix(".tasks")
+        python = sys.executable if repo == REPO else str(repo / ".venv" / "bin" / "python")
         args = [
-            sys.executable,
-            str(REPO / "tests" / "bench" / "counting_worker.py"),
+            python,
+            str(repo / "tests" / "bench" / "counting_worker.py"),
             str(self.tasks_file),
             "run",
             "--broker",
@@ -109,7 +113,7 @@ class Worker:
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                args, cwd=REPO, stdout=out, stderr=out, env={**os.environ, "PYTHONPATH": str(REPO)}
+                args, cwd=repo, stdout=out, stderr=out, env={**os.environ, "PYTHONPATH": str(repo)}
             )
 
     def ready(self, timeout: float = 600) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from events.codec import ticket_event_from_obj
@@ -141,3 +142,47 @@ def test_replay_and_the_engine_keep_no_timer_logic_of_their_own(shell: type) -> 
     for name in ("store", "get", "restore", "sweep", "fire", "is_late", "event_mark"):
         assert name not in own, name
     assert {"on_timer", "on_timer_fault"} <= own
+
+
+def test_a_storm_limit_fires_so_many_per_turn_and_holds_the_watermark_at_the_rest() -> None:
+    """Five tickets opened at 10:00 all breach at 11:00 (one instant, as a business calendar
+    lines them up); two may fire per turn: the watermark stays at 11:00 (every timer before it
+    has fired) until the last one is out, then moves to the mark."""
+    driver = driver_with(*(opened(t, "10:00") for t in "EDCBA"))
+    driver.storm_limit = 2
+    driver.new_turn()
+    out: list[dict[str, Any]] = []
+    driver.sweep(at("12:00"), False, out)
+    assert fired(out) == [("sla.breached", t, "2026-12-07T11:00:00Z") for t in "AB"]
+    assert driver.watermark == at("11:00") and driver.pending == (at("12:00"), False)
+    driver.sweep(at("12:00"), False, out)  # the same turn: its budget is spent
+    assert len(out) == 2
+    driver.new_turn()
+    driver.sweep(at("11:30"), False, out)  # an earlier mark still goes on to 12:00
+    assert [r["ticket_id"] for r in out[2:]] == ["C", "D"]
+    assert driver.watermark == at("11:00")
+    driver.new_turn()
+    driver.sweep(at("11:30"), False, out)
+    assert [r["ticket_id"] for r in out[4:]] == ["E"]
+    assert driver.watermark == at("12:00") and driver.pending is None
+    assert len(driver.index) == 0
+
+
+@pytest.mark.parametrize("max_delay", [0, 15 * MINUTE])
+def test_replay_with_a_storm_limit_gives_what_replay_without_one_gives(max_delay: Micros) -> None:
+    """The shared sweep cut short after each timer: the same output, in the same order."""
+    from events.samples import generate_history
+    from streams.sla.policy import load_policy
+
+    policy = load_policy()
+    lines = [orjson.dumps(e) for e in generate_history(300, seed=26)]
+    reference = list(Replayer(policy, max_delay).run(lines))
+    limited = Replayer(policy, max_delay, storm_limit=1)
+    got, cut_short = [], 0
+    for record in limited.run(lines):
+        got.append(record)
+        cut_short += limited.pending is not None
+    assert cut_short > 5  # the limit did cut sweeps short
+    assert len(got) == len(reference) > 300
+    assert got == reference
+    assert limited.pending is None

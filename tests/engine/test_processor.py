@@ -12,7 +12,7 @@ from events.instants import SECOND, format_instant, parse_instant
 from events.samples import generate_history
 from streams.engine.processor import PartitionEngine
 from streams.sla import state_codec
-from streams.sla.policy import load_policy
+from streams.sla.policy import load_policy, parse_policy
 from streams.sla.replay import Replayer
 from tests.engine.helpers import REPO, per_ticket
 
@@ -27,11 +27,16 @@ def _run_partitions(
     until: int,
     extra: list[bytes] = (),  # type: ignore[assignment]
     batch: int = 7,
+    storm_limit: int = 0,
 ) -> tuple[list[dict[str, Any]], list[str], dict[int, dict[bytes, bytes]]]:
     """Feed each partition its records in batches of `batch`; returns the output, the
-    dead-letter reasons and each partition's changelog (compacted: key -> last value)."""
+    dead-letter reasons and each partition's changelog (compacted: key -> last value). With
+    a `storm_limit`, what a sweep cut short owes is fired by timer calls (`fire_due`) after
+    each batch, as the worker does, until nothing is pending."""
     policy = load_policy()
-    engines = {p: PartitionEngine(p, policy, "event") for p in range(partitions)}
+    engines = {
+        p: PartitionEngine(p, policy, "event", storm_limit=storm_limit) for p in range(partitions)
+    }
     changelogs: dict[int, dict[bytes, bytes]] = {p: {} for p in range(partitions)}
     inputs: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
     for item in history:
@@ -43,14 +48,17 @@ def _run_partitions(
     for p in range(partitions):
         records: list[bytes | None] = [*inputs[p], tick]
         for start in range(0, len(records), batch):
-            result = engines[p].process_batch(records[start : start + batch], 0)
-            for key, value in result.changelog:
-                if value is None:
-                    changelogs[p].pop(key, None)
-                else:
-                    changelogs[p][key] = value
-            out.extend(orjson.loads(value) for _, value, _ in result.output)
-            rejected.extend(reason for _, _, reason in result.dead_letters)
+            results = [engines[p].process_batch(records[start : start + batch], 0)]
+            while engines[p].next_fire() is not None:
+                results.append(engines[p].fire_due(0))
+            for result in results:
+                for key, value in result.changelog:
+                    if value is None:
+                        changelogs[p].pop(key, None)
+                    else:
+                        changelogs[p][key] = value
+                out.extend(orjson.loads(value) for _, value, _ in result.output)
+                rejected.extend(reason for _, _, reason in result.dead_letters)
     return out, rejected, changelogs
 
 
@@ -64,6 +72,55 @@ def test_partitions_reproduce_the_replay() -> None:
     assert per_ticket(got) == per_ticket(reference)
     assert {e["event_id"] for e in got} == {e["event_id"] for e in reference}
     assert not rejected
+
+
+def test_a_storm_limit_changes_no_ticket_s_output_nor_its_state() -> None:
+    """Two timers per turn, the rest fired by timer calls: each ticket's output and its last
+    state are what the unlimited partitions give (and so the replay's)."""
+    history = generate_history(400, seed=11)
+    until = parse_instant(history[-1]["occurred_at"]) + 30 * 24 * 3600 * SECOND
+    reference, _, states = _run_partitions(history, 5, until)
+    got, rejected, limited_states = _run_partitions(history, 5, until, storm_limit=2)
+    assert per_ticket(got) == per_ticket(reference)
+    assert len(got) == len(reference) > 400
+    assert limited_states == states
+    assert not rejected
+
+
+def test_timers_fire_at_their_instant_on_the_wall_clock_without_input() -> None:
+    """A severity-1 ticket opened at 10:00:00 breaches its 1 h first response at 11:00:00; with
+    0.1 s allowed lateness the worker's alarm is 11:00:00.1 (`next_fire`). Called before it,
+    nothing fires; at it, the breach and the ticket's new state come out for the changelog.
+    Three such tickets and a storm limit of 2: two, then one, per timer call."""
+    policy = parse_policy(
+        "name = 'wall'\n[calendar]\ntimezone = 'UTC'\nopen = '00:00'\nclose = '23:59'\n"
+        "weekdays = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']\n"
+        "[severity.1]\nfirst_response = { target = '1h', clock = 'elapsed' }\n",
+        "wall.toml",
+    )
+    opened_at = parse_instant("2026-12-07T10:00:00Z")
+    due = parse_instant("2026-12-07T11:00:00Z")
+    engine = PartitionEngine(0, policy, "wall", allowed_lateness=SECOND // 10, storm_limit=2)
+    opens = [
+        orjson.dumps({"type": "ticket.opened", "event_id": f"{t}-o", "ticket_id": t,
+                      "severity": 1, "occurred_at": format_instant(opened_at)})
+        for t in ("W3", "W1", "W2")
+    ]  # fmt: skip
+    engine.process_batch(opens, opened_at + SECOND)  # type: ignore[arg-type]
+    assert engine.next_fire() == due + SECOND // 10
+    early = engine.fire_due(due + SECOND // 20)
+    assert not early.output and not early.changelog
+    first = engine.fire_due(due + SECOND // 10)
+    assert [(e["type"], e["ticket_id"], e["due_at"]) for _, _, e in first.output] == [
+        ("sla.breached", "W1", "2026-12-07T11:00:00Z"),
+        ("sla.breached", "W2", "2026-12-07T11:00:00Z"),
+    ]
+    assert sorted(key for key, _ in first.changelog) == [b"W1", b"W2"]
+    assert first.timer_dues == [due, due]  # live: counted for the lateness histogram
+    assert engine.next_fire() == due + SECOND // 10  # W3 still owed: fire again at once
+    second = engine.fire_due(due + SECOND // 10 + 1000)
+    assert [e["ticket_id"] for _, _, e in second.output] == ["W3"]
+    assert engine.next_fire() is None and engine.pending is None
 
 
 def test_redelivered_events_change_nothing() -> None:
