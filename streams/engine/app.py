@@ -54,14 +54,11 @@ from events.instants import SECOND, Micros, format_instant
 from streams.engine.health import BrokerHealth
 from streams.engine.policy_topic import PolicyFollower, apply_records, open_book, rollout_record
 from streams.engine.processor import (
-    DEFAULT_ALLOWED_LATENESS,
-    DEFAULT_STORM_LIMIT,
     BatchResult,
-    ClockMode,
     PartitionEngine,
 )
+from streams.engine.settings import EngineSettings
 from streams.engine.topics import PRODUCER_MAX_REQUEST_BYTES, dead_letter
-from streams.sla.keyed_timers import DEFAULT_MAX_DELAY
 from streams.sla.rules import Policy
 from streams.sla.versions import BEGINNING, PolicyBook
 
@@ -83,59 +80,14 @@ def changelog_topic(app_id: str) -> str:
     return f"{app_id}-{TABLE_NAME}-changelog"
 
 
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    """Everything a worker needs; the CLI fills it from flags and the environment."""
+def transactional_id(app_id: str, ticket_topic: str, partition: int) -> str:
+    """One transactional id per input partition: a new owner of the partition fences the
+    previous one (KIP-98 zombie fencing) and aborts its open transaction."""
+    return f"{app_id}-{ticket_topic}-{partition}"
 
-    broker: str
-    app_id: str = "escalator"
-    input_topic: str = "ticket-events"
-    output_topic: str = "sla-events"
-    dlq_topic: str = "ticket-events-dlq"
-    partitions: int = 8
-    clock: ClockMode = "wall"
-    web_port: int = 6066
-    web_host: str = "127.0.0.1"
-    data_dir: str = "escalator-data"
-    """Unused since the engine keeps no local state (everything is in the changelog topic);
-    accepted so that existing command lines keep working."""
-    exactly_once: bool = True
-    tick_interval: float = 0.2
-    """Unused since timers fire at their instant (an alarm, not a ticker); accepted so that
-    existing command lines keep working."""
-    commit_interval: float = 0.2
-    session_timeout: float = 10.0
-    heartbeat_interval: float = 1.0
-    rebalance_timeout: float = 20.0
-    max_delay: Micros = DEFAULT_MAX_DELAY
-    """Bounded out-of-orderness of the event-time watermark (event clock; wall clock in a
-    backlog), microseconds."""
-    allowed_lateness: Micros = DEFAULT_ALLOWED_LATENESS
-    """Wall clock: how far the watermark trails the wall time when caught up, microseconds."""
 
-    connect_timeout: float = 30.0
-    """Seconds to keep trying to reach the broker at start-up before exiting 1."""
-    policy_topic: str = ""
-    """The policy topic (`streams.engine.policy_topic`) read before processing and followed
-    while running; "" for a single-file start (the `--policy` file only)."""
-    policy_poll_interval: float = 0.2
-    """Seconds between reads of the policy topic while running."""
-    storm_limit: int = DEFAULT_STORM_LIMIT
-    """Timers a partition fires per turn (a batch of input, or a timer call) at most before it
-    takes input again; 0 for no limit (`streams.sla.keyed_timers`)."""
-
-    @property
-    def changelog_topic(self) -> str:
-        """The state changelog: compacted, co-partitioned with the input."""
-        return changelog_topic(self.app_id)
-
-    def transactional_id(self, partition: int) -> str:
-        """One transactional id per input partition: a new owner of the partition fences the
-        previous one (KIP-98 zombie fencing) and aborts its open transaction."""
-        return f"{self.app_id}-{self.input_topic}-{partition}"
-
-    def bootstrap_list(self) -> list[str]:
-        return [s.strip() for s in self.broker.split(",") if s.strip()]
+POLICY_POLL_INTERVAL = 0.2
+"""Seconds between reads of the policy topic while running."""
 
 
 def wall_now() -> Micros:
@@ -305,8 +257,20 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class Engine:
     """The imperative shell: consumer, per-partition transactions, recovery, ticker, web."""
 
-    def __init__(self, config: EngineConfig, policy: Policy) -> None:
-        self.config = config
+    def __init__(self, settings: EngineSettings, policy: Policy) -> None:
+        self.settings = settings
+        """The worker's settings (`escalator run`: flags and environment)."""
+        self.changelog = changelog_topic(settings.app_id)
+        """The state changelog: compacted, co-partitioned with the input."""
+        self.policy_topic = settings.policy_topic_of(settings.app_id)
+        """The policy topic (`streams.engine.policy_topic`) read before processing and
+        followed while running; "" for a single-file start (the `--policy` file only)."""
+        self.max_delay: Micros = round(settings.max_delay * SECOND)
+        """Bounded out-of-orderness of the event-time watermark, microseconds."""
+        self.allowed_lateness: Micros = round(settings.allowed_lateness * SECOND)
+        """Wall clock: how far the watermark trails the wall time when caught up, microseconds."""
+        self.servers = [s.strip() for s in settings.broker.split(",") if s.strip()]
+        """The bootstrap servers, one per item."""
         self.policy = policy
         self.metrics = Metrics(policy)
         self.owned: dict[int, _Owned] = {}
@@ -316,7 +280,7 @@ class Engine:
         the partition comes back with both unchanged (nobody else processed a record or fired
         a timer on it meanwhile: timer output moves only the changelog)."""
         self.ready = False
-        self.broker = BrokerHealth(config.bootstrap_list())
+        self.broker = BrokerHealth(self.servers)
         self.consumer: AIOKafkaConsumer | None = None
         self._plain: AIOKafkaProducer | None = None
         """At-least-once output producer (no transactions)."""
@@ -329,7 +293,7 @@ class Engine:
         listener: a rebalance never sees a transaction holding part of a batch."""
         self._txn_started: float | None = None
         self._stopping = asyncio.Event()
-        self._ce_source = source_of(config.app_id)
+        self._ce_source = source_of(settings.app_id)
         self.book: PolicyBook | None = None
         """The versions read from the policy topic (None: single-file start)."""
         self._follower: PolicyFollower | None = None
@@ -355,14 +319,12 @@ class Engine:
             if consumer is None:
                 return 1
             self.consumer = consumer
-            if self.config.policy_topic:
+            if self.policy_topic:
                 await self._read_policies()
                 tasks.append(
-                    asyncio.ensure_future(
-                        self._every(self.config.policy_poll_interval, self._follow_policies)
-                    )
+                    asyncio.ensure_future(self._every(POLICY_POLL_INTERVAL, self._follow_policies))
                 )
-            consumer.subscribe([self.config.input_topic], listener=_Listener(self))
+            consumer.subscribe([self.settings.ticket_topic], listener=_Listener(self))
             quiet_repeats()
             tasks = [
                 asyncio.ensure_future(self._every(1.0, self._update_gauges)),
@@ -381,13 +343,13 @@ class Engine:
 
     async def _start_consumer(self) -> AIOKafkaConsumer | None:
         """Start the group consumer, retrying until `connect_timeout` (None after that)."""
-        cfg = self.config
+        cfg = self.settings
         deadline = time.monotonic() + cfg.connect_timeout
         attempt = 0
         while True:
             attempt += 1
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=cfg.bootstrap_list(),
+                bootstrap_servers=self.servers,
                 group_id=cfg.app_id,
                 client_id=f"{cfg.app_id}-worker",
                 enable_auto_commit=False,
@@ -419,7 +381,7 @@ class Engine:
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         """The loop: fetch, fold and produce into each partition's open transaction, commit
         every `commit_interval`."""
-        interval = self.config.commit_interval
+        interval = self.settings.commit_interval
         stopping = self._stopping
         while not stopping.is_set():
             wait = interval
@@ -444,15 +406,15 @@ class Engine:
     async def _read_policies(self) -> None:
         """Before any input: the policy topic to its end (every version and rollout); the
         worker's own version is written there if the topic lacks it (`open_book`)."""
-        topic = self.config.policy_topic
-        follower = PolicyFollower(self.config.bootstrap_list(), topic)
+        topic = self.policy_topic
+        follower = PolicyFollower(self.servers, topic)
         self._follower = follower
         book, register = open_book(self.policy, await follower.catch_up(), wall_now())
         if register is not None and self.policy_file is not None:
             source, text = self.policy_file
             value = rollout_record(register, self.policy, source, text, wall_now())
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.config.bootstrap_list(), acks="all",
+                bootstrap_servers=self.servers, acks="all",
                 enable_idempotence=True,
             )  # fmt: skip
             await producer.start()
@@ -542,7 +504,7 @@ class Engine:
         work = []
         for tp, records in batches.items():
             owned = self.owned.get(tp.partition)
-            if owned is None or tp.topic != self.config.input_topic or not records:
+            if owned is None or tp.topic != self.settings.ticket_topic or not records:
                 continue  # fetched before a revocation, or before the partition was ready
             if records[0].offset < owned.next_offset:
                 records = [r for r in records if r.offset >= owned.next_offset]
@@ -561,7 +523,7 @@ class Engine:
     def _end_offset(self, p: int) -> int | None:
         if self.consumer is None:
             return None
-        tp = TopicPartition(self.config.input_topic, p)
+        tp = TopicPartition(self.settings.ticket_topic, p)
         try:
             end = self.consumer.last_stable_offset(tp)
             if end is None:
@@ -604,12 +566,12 @@ class Engine:
         now: Micros,
     ) -> None:
         """Hand a turn's output to p's open transaction (or the at-least-once producer)."""
-        cfg = self.config
+        cfg = self.settings
         pending = owned.pending
         if pending is None:
             pending = owned.pending = []
         send = producer.send
-        output = cfg.output_topic
+        output = cfg.sla_topic
         source = self._ce_source
         for key, value, event in result.output:
             pending.append(
@@ -620,9 +582,9 @@ class Engine:
         for position, stage, reason in result.dead_letters:
             pending.append(await self._dead_letter(send, records[position], stage, reason))
         for key, value, reason, offset in result.expired:  # parked, then the watermark passed
-            parked = _Parked(key, value, cfg.input_topic, p, offset)
+            parked = _Parked(key, value, cfg.ticket_topic, p, offset)
             pending.append(await self._dead_letter(send, parked, "expired", reason))
-        changelog = cfg.changelog_topic
+        changelog = self.changelog
         for key, state in result.changelog:
             pending.append(await send(changelog, state, key=key, partition=p))
         for ticket_id, kept_version, reason in result.kept:
@@ -655,7 +617,7 @@ class Engine:
         pending, owned.pending = owned.pending or [], None
         await asyncio.gather(*pending)
         offset = owned.next_offset
-        offsets = {TopicPartition(self.config.input_topic, p): offset}
+        offsets = {TopicPartition(self.settings.ticket_topic, p): offset}
         if owned.producer is None:
             if offset != owned.committed:
                 assert self.consumer is not None
@@ -663,7 +625,7 @@ class Engine:
                 owned.committed = offset
             return
         if offset != owned.committed:
-            await owned.producer.send_offsets_to_transaction(offsets, self.config.app_id)
+            await owned.producer.send_offsets_to_transaction(offsets, self.settings.app_id)
         await owned.producer.commit_transaction()
         owned.committed = offset
 
@@ -674,7 +636,7 @@ class Engine:
             record.key, record.value, reason, stage, record.topic, record.partition, record.offset
         )
         delivery: asyncio.Future[Any] = await send(
-            self.config.dlq_topic, value, key=key, partition=record.partition, headers=headers
+            self.settings.dlq_topic, value, key=key, partition=record.partition, headers=headers
         )
         # Ids only: reasons name fields and ticket ids, never free text.
         log.warning(
@@ -701,7 +663,7 @@ class Engine:
             mine = [
                 tp.partition
                 for tp in revoked
-                if tp.topic == self.config.input_topic and tp.partition in self.owned
+                if tp.topic == self.settings.ticket_topic and tp.partition in self.owned
             ]
             ends = await self._changelog_ends(mine)
             for p in mine:
@@ -718,8 +680,8 @@ class Engine:
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Fence, recover and position each assigned partition before any record of it is
         processed. Failing that within `rebalance_timeout` (the broker gone again), exit."""
-        cfg = self.config
-        wanted = sorted(tp.partition for tp in assigned if tp.topic == cfg.input_topic)
+        cfg = self.settings
+        wanted = sorted(tp.partition for tp in assigned if tp.topic == cfg.ticket_topic)
         started = time.monotonic()
         deadline = started + max(cfg.rebalance_timeout, cfg.connect_timeout)
         async with self._lock:
@@ -759,16 +721,16 @@ class Engine:
     async def _take(self, wanted: list[int]) -> None:
         """Fence (transactional producer per partition), read the committed offsets after the
         fence, reuse an unchanged retained fold or recover it from the changelog, seek."""
-        cfg = self.config
+        cfg = self.settings
         consumer = self.consumer
         assert consumer is not None
         producers: dict[int, AIOKafkaProducer | None] = {}
         try:
             for p in wanted:
-                producers[p] = await self._fence(p) if cfg.exactly_once else None
+                producers[p] = await self._fence(p) if not cfg.at_least_once else None
             committed: dict[int, int] = {}
             for p in wanted:
-                tp = TopicPartition(cfg.input_topic, p)
+                tp = TopicPartition(cfg.ticket_topic, p)
                 offset = await consumer.committed(tp)
                 if offset is None:
                     offset = (await consumer.beginning_offsets([tp]))[tp]
@@ -789,7 +751,7 @@ class Engine:
                 await _stop(producer)
             raise
         for p in wanted:
-            tp = TopicPartition(cfg.input_topic, p)
+            tp = TopicPartition(cfg.ticket_topic, p)
             consumer.seek(tp, committed[p])
             self.owned[p] = _Owned(engines[p], producers[p], committed[p], committed[p])
 
@@ -797,7 +759,9 @@ class Engine:
         """Start p's transactional producer. Its id's InitProducerId completes only once the
         previous owner's open transaction is aborted (or its commit finished), and fences that
         owner: a zombie can no longer write or commit offsets for p."""
-        producer = self._output_producer(self.config.transactional_id(p))
+        producer = self._output_producer(
+            transactional_id(self.settings.app_id, self.settings.ticket_topic, p)
+        )
         try:
             await producer.start()  # returns once it has its producer id: the fence is done
         except BaseException:
@@ -808,7 +772,7 @@ class Engine:
     async def _recovery_consumer(self) -> AIOKafkaConsumer:
         if self._changelog_reader is None:
             reader = AIOKafkaConsumer(
-                bootstrap_servers=self.config.bootstrap_list(),
+                bootstrap_servers=self.servers,
                 isolation_level="read_committed",
                 enable_auto_commit=False,
                 max_partition_fetch_bytes=8 * 1024 * 1024,
@@ -823,7 +787,7 @@ class Engine:
         transactions' markers); {} if the broker does not answer (nothing is retained then)."""
         if not partitions:
             return {}
-        changelog = self.config.changelog_topic
+        changelog = self.changelog
         tps = [TopicPartition(changelog, p) for p in partitions]
         try:
             reader = await self._recovery_consumer()
@@ -844,7 +808,7 @@ class Engine:
             return {}
         started = time.monotonic()
         reader = await self._recovery_consumer()
-        changelog = self.config.changelog_topic
+        changelog = self.changelog
         tps = [TopicPartition(changelog, p) for p in wanted]
         reader.assign(tps)
         await reader.seek_to_beginning(*tps)
@@ -880,9 +844,9 @@ class Engine:
         return engines
 
     def _partition_engine(self, p: int) -> PartitionEngine:
-        cfg = self.config
+        cfg = self.settings
         return PartitionEngine(
-            p, self.policy, cfg.clock, cfg.max_delay, cfg.allowed_lateness, cfg.storm_limit
+            p, self.policy, cfg.clock, self.max_delay, self.allowed_lateness, cfg.storm_limit
         )
 
     # -- producers outside transactions
@@ -891,7 +855,7 @@ class Engine:
         """An idempotent producer for SLA events, dead letters and changelog records
         (transactional when `transactional_id` is given); not started."""
         return AIOKafkaProducer(
-            bootstrap_servers=self.config.bootstrap_list(),
+            bootstrap_servers=self.servers,
             transactional_id=transactional_id,
             enable_idempotence=True,
             acks="all",
@@ -953,7 +917,7 @@ class Engine:
             for owned in self.owned.values():
                 owned.not_before = now + SECOND
             return
-        wall = self.config.clock == "wall"
+        wall = self.settings.clock == "wall"
         fired: list[tuple[int, _Owned]] = []
         for p, owned in self.owned.items():
             due = owned.engine.next_fire()
@@ -1009,7 +973,7 @@ class Engine:
         app.router.add_get("/health", self._health_view)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, self.config.web_host, self.config.web_port).start()
+        await web.TCPSite(runner, self.settings.host, self.settings.port).start()
         return runner
 
     async def _metrics_view(self, request: web.Request) -> web.Response:
@@ -1044,7 +1008,7 @@ class Engine:
                 "down_since": self.broker.down_since,
                 "error": self.broker.error,
             },
-            "clock": self.config.clock,
+            "clock": self.settings.clock,
             "partitions": sorted(self.owned),
             "open_tickets": self._open_tickets(),
             "tickets_in_state": sum(len(o.engine.states) for o in self.owned.values()),
@@ -1062,8 +1026,8 @@ async def _stop(client: Any) -> None:
             await client.stop()
 
 
-def build_engine(config: EngineConfig, policy: Policy) -> Engine:
-    return Engine(config, policy)
+def build_engine(settings: EngineSettings, policy: Policy) -> Engine:
+    return Engine(settings, policy)
 
 
 def _event_id(value: bytes | None, stage: str) -> str | None:

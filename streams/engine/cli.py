@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from base.settings import SettingsError, add_flags, service_settings
-from events.instants import SECOND, format_instant, parse_instant
+from events.instants import format_instant, parse_instant
 from streams.engine.settings import ClientSettings, EngineSettings
 
 log = logging.getLogger("escalator.engine")
@@ -71,7 +71,7 @@ def _settings(command: str, model: type[Any], args: argparse.Namespace) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Start a worker; exits non-zero if the policy is invalid or the broker unreachable."""
-    from streams.engine.app import EngineConfig, build_engine, changelog_topic
+    from streams.engine.app import build_engine, changelog_topic
     from streams.engine.topics import BrokerUnavailable, ensure_topics, topic_limits
     from streams.sla.policy import PolicyError, load_policy
 
@@ -127,45 +127,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    config = EngineConfig(
-        broker=settings.broker,
-        app_id=settings.app_id,
-        input_topic=settings.ticket_topic,
-        output_topic=settings.sla_topic,
-        dlq_topic=settings.dlq_topic,
-        partitions=partitions,
-        clock=settings.clock,
-        web_port=settings.port,
-        web_host=settings.host,
-        data_dir=settings.data_dir,
-        exactly_once=not settings.at_least_once,
-        tick_interval=settings.tick_interval,
-        commit_interval=settings.commit_interval,
-        session_timeout=settings.session_timeout,
-        heartbeat_interval=settings.heartbeat_interval,
-        rebalance_timeout=settings.rebalance_timeout,
-        max_delay=round(settings.max_delay * SECOND),
-        allowed_lateness=round(settings.allowed_lateness * SECOND),
-        connect_timeout=settings.connect_timeout,
-        policy_topic=policy_topic,
-        storm_limit=settings.storm_limit,
-    )
-    engine = build_engine(config, policy)
+    engine = build_engine(settings, policy)
     engine.policy_file = policy_file(settings.policy)
     log.info(
         "worker starting: %r -> %r (dead letters %r), %d partitions, %s clock, policy %s %s, "
         "%s, http://%s:%d/metrics",
-        config.input_topic,
-        config.output_topic,
-        config.dlq_topic,
+        settings.ticket_topic,
+        settings.sla_topic,
+        settings.dlq_topic,
         partitions,
-        config.clock,
+        settings.clock,
         policy.name,
         policy.version,
-        "exactly-once" if config.exactly_once else "at-least-once",
-        config.web_host,
-        config.web_port,
-        extra={"app_id": config.app_id},
+        "at-least-once" if settings.at_least_once else "exactly-once",
+        settings.host,
+        settings.port,
+        extra={"app_id": settings.app_id},
     )
     return asyncio.run(engine.run())
 
