@@ -20,6 +20,7 @@ from events.samples import generate_history, with_conversation, with_routing, wi
 from streams.sla.policy import load_policy
 from streams.sla.replay import Replayer
 from streams.sla.rules import ROUNDED
+from tests.clocks.policies import CALENDARS
 from tests.engine.helpers import (
     Topics,
     Worker,
@@ -240,9 +241,23 @@ def test_a_history_with_olas_gives_the_replays_events(kafka_bootstrap: str, tmp_
     kinds = {e["type"] for e in reference if e["metric"] == "group_ownership"}
     assert kinds >= {"sla.met", "sla.breached", "sla.stopped", "sla.warning"}
     assert any(len(e.get("attribution") or ()) > 1 for e in reference)
-    topics = new_topics("olas", partitions=3)
+    _worker_gives(kafka_bootstrap, tmp_path, "olas", OLA_POLICY, lines, until, reference)
+
+
+def _worker_gives(
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    name: str,
+    policy: Path,
+    lines: list[bytes],
+    until: int,
+    reference: list[dict[str, Any]],
+) -> None:
+    """An event-clock worker on 3 partitions, given `lines` and a tick at `until`, emits
+    `reference` (the replay's events): the same events per ticket, each in full content."""
+    topics = new_topics(name, partitions=3)
     worker = Worker(
-        kafka_bootstrap, topics, tmp_path / "worker.log", clock="event", policy=OLA_POLICY
+        kafka_bootstrap, topics, tmp_path / "worker.log", clock="event", policy=policy
     ).start()
     try:
         worker.wait_ready(partitions=3)
@@ -262,24 +277,9 @@ def test_a_history_with_olas_gives_the_replays_events(kafka_bootstrap: str, tmp_
     assert all(e == by_id[e["event_id"]] for e in got)
 
 
-CLOCKS_POLICY = """
-name = "ticket-clocks"
-version = "24"
-calendar = "toronto"
-
-[calendars.toronto]
-timezone = "America/Toronto"
-open = "09:00"
-close = "17:00"
-weekdays = ["mon", "tue", "wed", "thu", "fri"]
-
-[calendars.warsaw]
-timezone = "Europe/Warsaw"
-open = "09:00"
-close = "17:00"
-weekdays = ["mon", "tue", "wed", "thu", "fri"]
-holidays = "PL"
-
+CLOCKS_POLICY = (
+    CALENDARS
+    + """
 [group_calendars]
 emea = "warsaw"
 amer = "toronto"
@@ -320,6 +320,7 @@ target = { from_attribute = "agreed_due_at", otherwise = "8h" }
 clock = "elapsed"
 warn_at = [0.5]
 """
+)
 """Issue 24's features in one file: the group's calendar (severity 2), a governed stop with
 its longest stop and breach reasons (severity 1, and every severity's resolution), deadline
 targets (severity 3: the next business day at 16:00, the ticket's agreed date)."""
@@ -398,23 +399,4 @@ def test_a_history_with_ticket_clocks_gives_the_replays_events(
     calendars = {e["policy"].get("calendar") for e in reference if e["severity"] == 2}
     assert calendars >= {"warsaw", "toronto"}
     assert any("is not a stop reason" in reason for _, reason in skipped), skipped[:5]
-    topics = new_topics("clocks", partitions=3)
-    worker = Worker(
-        kafka_bootstrap, topics, tmp_path / "worker.log", clock="event", policy=policy_file
-    ).start()
-    try:
-        worker.wait_ready(partitions=3)
-        path = write_jsonl(tmp_path / "history.jsonl", lines)
-        done = cli(
-            "publish", str(path), "--tick", format_instant(until), *topics.flags(),
-            broker=kafka_bootstrap,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr.decode()
-        records = read_topic(kafka_bootstrap, topics.output, expect=len(reference), timeout=120)
-    finally:
-        worker.stop()
-    got = sla_events(records)
-    assert len(got) == len(reference), worker.log_tail()
-    assert per_ticket(got) == per_ticket(reference)
-    by_id = {e["event_id"]: e for e in reference}
-    assert all(e == by_id[e["event_id"]] for e in got)
+    _worker_gives(kafka_bootstrap, tmp_path, "clocks", policy_file, lines, until, reference)
