@@ -402,8 +402,8 @@ def fire(
     body = event_body(state, ref, metric, due, at, policy.agreement)
     if name == "breached":
         held = NOT_ATTRIBUTED
-        if rule is not None and clock is not None:
-            segments = metric_segments(state, metric, rule)
+        if rule is not None and clock is not None and policy.root.attribution:
+            segments = metric_segments(state, metric, rule)  # only when attributing
             held = _attributed(state, policy, clock, segments, due)
         breached: SlaBreached = {
             "event_id": event_id(state, metric, key.text),
@@ -423,12 +423,7 @@ def fire(
             out.append(notice)
         return
     mark = rule.by_rule.get(name) if rule is not None and rule.warn_before else None
-    lead: LeadTime = NO_LEAD_TIME
-    if mark is not None and mark.before:  # by lead time: the fraction elapsed then
-        threshold = mark.fraction
-        lead = {"before_seconds": mark.before / 1_000_000}
-    else:
-        threshold = key.threshold
+    threshold, lead = _threshold(mark, key)
     warning: SlaWarning = {
         "event_id": event_id(state, metric, key.text),
         "type": "sla.warning",
@@ -438,6 +433,14 @@ def fire(
         **rounded(key.round),
     }
     out.append(warning)
+
+
+def _threshold(mark: Mark | None, key: TimerKey) -> tuple[float, LeadTime]:
+    """A warning's `threshold` and `before_seconds`: set by lead time (`mark.before`), the
+    fraction of the target elapsed then and the lead time; else the key's fraction alone."""
+    if mark is not None and mark.before:
+        return mark.fraction, {"before_seconds": mark.before / 1_000_000}
+    return key.threshold, NO_LEAD_TIME
 
 
 def pending_breach(state: TicketState, metric: str) -> Micros | None:
@@ -567,25 +570,22 @@ def _fire_ownership(
     due = timer.due_at
     body = ownership_body(state, policy, ola, cycle, due, at)
     if rule == "breached":
-        metric = ola.ownership
-        segments = ownership_segments(state, cycle, metric)
-        clock = policy.clock(metric.clock, metric.calendar)
+        held = NOT_ATTRIBUTED
+        if policy.root.attribution:  # the cycle's spans only when attributing
+            metric = ola.ownership
+            segments = ownership_segments(state, cycle, metric)
+            clock = policy.clock(metric.clock, metric.calendar)
+            held = _attributed(state, policy, clock, segments, due)
         breached: SlaBreached = {
             "event_id": ownership_id(state, ola, cycle, rule),
             "type": "sla.breached",
             **body,
             "round": cycle[1],
-            **_attributed(state, policy, clock, segments, due),
+            **held,
         }
         out.append(breached)
         return
-    mark = ola.ownership.by_rule.get(rule)
-    lead: LeadTime = NO_LEAD_TIME
-    if mark is not None and mark.before:
-        threshold = mark.fraction
-        lead = {"before_seconds": mark.before / 1_000_000}
-    else:
-        threshold = key.threshold
+    threshold, lead = _threshold(ola.ownership.by_rule.get(rule), key)
     warning: SlaWarning = {
         "event_id": ownership_id(state, ola, cycle, rule),
         "type": "sla.warning",
