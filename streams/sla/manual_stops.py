@@ -39,6 +39,16 @@ from streams.sla.timers import (
 )
 
 
+def _unlisted(policy: Policy, code: str, codes: tuple[str, ...], what: str) -> str | None:
+    """Why `code` is refused when it is not among the policy's `codes` (None: it is listed)."""
+    if code in codes:
+        return None
+    return (
+        f"field 'reason': {sanitise(code)} is not a {what} of policy {policy.name!r} "
+        f"(allowed: {', '.join(codes)})"
+    )
+
+
 def apply_stopped(
     state: TicketState, event: TicketEvent, policy: Policy, now: Micros, out: list[SlaRecord]
 ) -> str | None:
@@ -46,12 +56,9 @@ def apply_stopped(
     if rules is None or not rules.stop_reasons:
         return f"policy {policy.name!r} has no [stop_clock]: a manual stop is not allowed"
     reason = event.reason or ""
-    if reason not in rules.stop_reasons:
-        allowed = ", ".join(rules.stop_reasons)
-        return (
-            f"field 'reason': {sanitise(reason)} is not a stop reason of policy "
-            f"{policy.name!r} (allowed: {allowed})"
-        )
+    refused = _unlisted(policy, reason, rules.stop_reasons, "stop reason")
+    if refused is not None:
+        return refused
     if state.status not in ("open", "paused"):
         return f"cannot stop the clock of a {state.status} ticket"
     stops = state.stops or []
@@ -96,12 +103,9 @@ def apply_breach_reason(
     if rules is None or not rules.breach_codes:
         return f"policy {policy.name!r} has no [breach_reasons]: a breach reason is not allowed"
     code = event.reason or ""
-    if code not in rules.breach_codes:
-        allowed = ", ".join(rules.breach_codes)
-        return (
-            f"field 'reason': {sanitise(code)} is not a breach reason of policy "
-            f"{policy.name!r} (allowed: {allowed})"
-        )
+    refused = _unlisted(policy, code, rules.breach_codes, "breach reason")
+    if refused is not None:
+        return refused
     metric = event.metric or ""
     number = latest_breach(state, metric)
     if number < 0:
